@@ -1,0 +1,359 @@
+//! Capabilities: what an agent may do, and how a child's rights are derived
+//! from its parent's.
+//!
+//! A [`CapabilitySet`] is the only input from which the driver runtime builds
+//! what a component may import (see `linker.rs`): a capability that is absent
+//! means the corresponding host interface or preopen is simply not linked.
+//!
+//! Capability names (documented in the README):
+//!
+//! | name                  | grants                                                         |
+//! |-----------------------|----------------------------------------------------------------|
+//! | `fs:ro`               | the workspace preopened read-only at `/workspace`               |
+//! | `fs:rw`               | the workspace preopened read-write (implies `fs:ro`)            |
+//! | `net`                 | outgoing HTTP GET to any public host                            |
+//! | `net:HOST`            | outgoing HTTP GET to HOST only (repeatable)                     |
+//! | `exec`                | commands in the process's sandbox container, no network        |
+//! | `exec:net`            | the same, with network inside the container (implies `exec`)   |
+//! | `memory`              | the process's own long-term memory space                        |
+//! | `memory:shared/NAME`  | the shared memory space NAME                                    |
+//! | `timers`              | `SLEEP`, `SYS_SCHEDULE`                                         |
+//! | `spawn`               | `SPAWN_AGENT`                                                   |
+//! | `ipc`                 | `SEND_MSG`, `RECV_MSG`                                          |
+//! | `driver:NAME`         | the syscalls of the installed third-party driver NAME           |
+//!
+//! `all` expands to every built-in capability (used for root agents by default).
+
+use std::collections::BTreeSet;
+use std::fmt;
+use std::str::FromStr;
+
+use serde::{Deserialize, Serialize};
+
+/// One capability. Ordering is only used to keep sets printable in a stable order.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub enum Capability {
+    FsRead,
+    FsWrite,
+    /// Any public host.
+    Net,
+    /// One host (lower-cased, no port).
+    NetHost(String),
+    Exec,
+    ExecNet,
+    Memory,
+    MemoryShared(String),
+    Timers,
+    Spawn,
+    Ipc,
+    Driver(String),
+}
+
+/// A capability name that could not be parsed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown capability `{0}`: expected one of fs:ro, fs:rw, net, net:HOST, exec, exec:net, memory, memory:shared/NAME, timers, spawn, ipc, driver:NAME, all")]
+pub struct UnknownCapability(pub String);
+
+fn valid_name(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 128
+        && s.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+}
+
+impl FromStr for Capability {
+    type Err = UnknownCapability;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let err = || UnknownCapability(s.to_string());
+        let t = s.trim();
+        Ok(match t {
+            "fs:ro" | "fs:read" => Capability::FsRead,
+            "fs:rw" | "fs:write" => Capability::FsWrite,
+            "net" => Capability::Net,
+            "exec" => Capability::Exec,
+            "exec:net" => Capability::ExecNet,
+            "memory" => Capability::Memory,
+            "timers" => Capability::Timers,
+            "spawn" => Capability::Spawn,
+            "ipc" => Capability::Ipc,
+            _ => {
+                if let Some(host) = t.strip_prefix("net:") {
+                    let host = host.to_ascii_lowercase();
+                    if !valid_name(&host) {
+                        return Err(err());
+                    }
+                    Capability::NetHost(host)
+                } else if let Some(name) = t.strip_prefix("memory:shared/") {
+                    if !valid_name(name) {
+                        return Err(err());
+                    }
+                    Capability::MemoryShared(name.to_string())
+                } else if let Some(name) = t.strip_prefix("driver:") {
+                    if !valid_name(name) {
+                        return Err(err());
+                    }
+                    Capability::Driver(name.to_string())
+                } else {
+                    return Err(err());
+                }
+            }
+        })
+    }
+}
+
+impl fmt::Display for Capability {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Capability::FsRead => f.write_str("fs:ro"),
+            Capability::FsWrite => f.write_str("fs:rw"),
+            Capability::Net => f.write_str("net"),
+            Capability::NetHost(h) => write!(f, "net:{h}"),
+            Capability::Exec => f.write_str("exec"),
+            Capability::ExecNet => f.write_str("exec:net"),
+            Capability::Memory => f.write_str("memory"),
+            Capability::MemoryShared(n) => write!(f, "memory:shared/{n}"),
+            Capability::Timers => f.write_str("timers"),
+            Capability::Spawn => f.write_str("spawn"),
+            Capability::Ipc => f.write_str("ipc"),
+            Capability::Driver(n) => write!(f, "driver:{n}"),
+        }
+    }
+}
+
+impl TryFrom<String> for Capability {
+    type Error = UnknownCapability;
+    fn try_from(s: String) -> Result<Self, Self::Error> {
+        s.parse()
+    }
+}
+
+impl From<Capability> for String {
+    fn from(c: Capability) -> String {
+        c.to_string()
+    }
+}
+
+impl Capability {
+    /// The capabilities this one implies (including itself).
+    fn closure(&self) -> Vec<Capability> {
+        match self {
+            Capability::FsWrite => vec![Capability::FsWrite, Capability::FsRead],
+            Capability::ExecNet => vec![Capability::ExecNet, Capability::Exec],
+            other => vec![other.clone()],
+        }
+    }
+
+    /// Maps a syscall name used as a permission by prompts written for the
+    /// original AgentOS (`permissions: ["FS_READ"]`) to the capability that
+    /// grants it.
+    pub fn for_syscall_name(name: &str) -> Option<Capability> {
+        Some(match name.trim().to_ascii_uppercase().as_str() {
+            "FS_READ" | "FS_LIST" => Capability::FsRead,
+            "FS_WRITE" | "FS_DELETE" | "FS_MKDIR" => Capability::FsWrite,
+            "NET_FETCH" => Capability::Net,
+            "EXEC_CMD" => Capability::Exec,
+            "MEM_READ" | "MEM_WRITE" | "MEM_DELETE" => Capability::Memory,
+            "SLEEP" | "SYS_SCHEDULE" => Capability::Timers,
+            "SPAWN_AGENT" => Capability::Spawn,
+            "SEND_MSG" | "RECV_MSG" => Capability::Ipc,
+            _ => return None,
+        })
+    }
+
+    /// Parses a capability name, a legacy syscall-name permission, or `all`.
+    pub fn parse_grant(s: &str) -> Result<Vec<Capability>, UnknownCapability> {
+        if s.trim() == "all" {
+            return Ok(CapabilitySet::all_builtin().iter().cloned().collect());
+        }
+        if let Some(c) = Capability::for_syscall_name(s) {
+            if s.trim().chars().all(|c| c.is_ascii_uppercase() || c == '_') {
+                return Ok(vec![c]);
+            }
+        }
+        s.parse().map(|c| vec![c])
+    }
+}
+
+/// A set of capabilities, closed under implication (`fs:rw` ⇒ `fs:ro`).
+/// The empty set grants nothing.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct CapabilitySet(BTreeSet<Capability>);
+
+impl CapabilitySet {
+    pub fn empty() -> Self {
+        Self::default()
+    }
+
+    /// Every built-in capability (not third-party drivers, not shared memory spaces).
+    pub fn all_builtin() -> Self {
+        use Capability::*;
+        [FsWrite, Net, ExecNet, Memory, Timers, Spawn, Ipc].into_iter().collect()
+    }
+
+    /// Parses grants such as `["fs:ro", "net:example.com", "FS_WRITE", "all"]`.
+    pub fn parse<I, S>(grants: I) -> Result<Self, UnknownCapability>
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<str>,
+    {
+        let mut set = Self::empty();
+        for g in grants {
+            for c in Capability::parse_grant(g.as_ref())? {
+                set.insert(c);
+            }
+        }
+        Ok(set)
+    }
+
+    pub fn insert(&mut self, c: Capability) {
+        for c in c.closure() {
+            self.0.insert(c);
+        }
+    }
+
+    pub fn contains(&self, c: &Capability) -> bool {
+        self.0.contains(c)
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = &Capability> {
+        self.0.iter()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// Whether `host` may be fetched: `net` allows any host, `net:HOST` that one.
+    pub fn allows_net_host(&self, host: &str) -> bool {
+        self.contains(&Capability::Net)
+            || self.contains(&Capability::NetHost(host.to_ascii_lowercase()))
+    }
+
+    /// Whether any network capability is present.
+    pub fn has_any_net(&self) -> bool {
+        self.0.iter().any(|c| matches!(c, Capability::Net | Capability::NetHost(_)))
+    }
+
+    /// Whether `self` grants `c`, taking `net` ⊇ `net:HOST` into account.
+    pub fn grants(&self, c: &Capability) -> bool {
+        match c {
+            Capability::NetHost(h) => self.allows_net_host(h),
+            other => self.contains(other),
+        }
+    }
+
+    /// The rights of a child that asked for `requested`: each requested
+    /// capability must be held by `self` (the parent), otherwise the request is
+    /// refused with the names of the missing rights. An empty request yields an
+    /// empty set.
+    pub fn delegate(&self, requested: &CapabilitySet) -> Result<CapabilitySet, MissingCapabilities> {
+        let missing: Vec<Capability> =
+            requested.iter().filter(|c| !self.grants(c)).cloned().collect();
+        if missing.is_empty() {
+            Ok(requested.clone())
+        } else {
+            Err(MissingCapabilities(missing))
+        }
+    }
+
+    /// Set intersection, respecting `net` ⊇ `net:HOST`.
+    pub fn intersect(&self, other: &CapabilitySet) -> CapabilitySet {
+        let mut out = CapabilitySet::empty();
+        for c in self.iter() {
+            if other.grants(c) {
+                out.0.insert(c.clone());
+            }
+        }
+        for c in other.iter() {
+            if self.grants(c) {
+                out.0.insert(c.clone());
+            }
+        }
+        out
+    }
+
+    /// Whether every right in `self` is also granted by `other`.
+    pub fn is_subset_of(&self, other: &CapabilitySet) -> bool {
+        self.iter().all(|c| other.grants(c))
+    }
+
+    /// Stable, printable list of names.
+    pub fn names(&self) -> Vec<String> {
+        self.0.iter().map(|c| c.to_string()).collect()
+    }
+}
+
+impl FromIterator<Capability> for CapabilitySet {
+    fn from_iter<T: IntoIterator<Item = Capability>>(iter: T) -> Self {
+        let mut s = CapabilitySet::empty();
+        for c in iter {
+            s.insert(c);
+        }
+        s
+    }
+}
+
+impl fmt::Display for CapabilitySet {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.0.is_empty() {
+            return f.write_str("(none)");
+        }
+        f.write_str(&self.names().join(", "))
+    }
+}
+
+/// A child asked for rights its parent does not hold.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("denied: the parent does not hold {}", .0.iter().map(|c| format!("`{c}`")).collect::<Vec<_>>().join(", "))]
+pub struct MissingCapabilities(pub Vec<Capability>);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parse_and_display_round_trip() {
+        for s in [
+            "fs:ro", "fs:rw", "net", "net:example.com", "exec", "exec:net", "memory",
+            "memory:shared/team", "timers", "spawn", "ipc", "driver:wordcount",
+        ] {
+            let c: Capability = s.parse().unwrap();
+            assert_eq!(c.to_string(), s);
+        }
+        assert!("fs".parse::<Capability>().is_err());
+        assert!("net:".parse::<Capability>().is_err());
+        assert!("driver:../x".parse::<Capability>().is_err());
+    }
+
+    #[test]
+    fn legacy_syscall_names_map_to_capabilities() {
+        let s = CapabilitySet::parse(["FS_READ", "NET_FETCH"]).unwrap();
+        assert!(s.contains(&Capability::FsRead));
+        assert!(!s.contains(&Capability::FsWrite));
+        assert!(s.contains(&Capability::Net));
+        let w = CapabilitySet::parse(["FS_WRITE"]).unwrap();
+        assert!(w.contains(&Capability::FsRead) && w.contains(&Capability::FsWrite));
+    }
+
+    #[test]
+    fn empty_grant_means_nothing() {
+        let parent = CapabilitySet::all_builtin();
+        let child = parent.delegate(&CapabilitySet::empty()).unwrap();
+        assert!(child.is_empty());
+    }
+
+    #[test]
+    fn child_cannot_exceed_parent() {
+        let parent = CapabilitySet::parse(["fs:ro", "net:a.example"]).unwrap();
+        let err = parent.delegate(&CapabilitySet::parse(["fs:rw"]).unwrap()).unwrap_err();
+        assert_eq!(err.to_string(), "denied: the parent does not hold `fs:rw`");
+        assert!(parent.delegate(&CapabilitySet::parse(["net"]).unwrap()).is_err());
+        assert!(parent.delegate(&CapabilitySet::parse(["net:b.example"]).unwrap()).is_err());
+        let ok = parent.delegate(&CapabilitySet::parse(["net:A.example"]).unwrap()).unwrap();
+        assert!(ok.allows_net_host("a.example"));
+        let any = CapabilitySet::parse(["net"]).unwrap();
+        assert!(any.delegate(&CapabilitySet::parse(["net:b.example"]).unwrap()).is_ok());
+    }
+}

@@ -1,0 +1,91 @@
+//! Host-side syscall types: the Rust mirror of `aos:kernel/types` that the
+//! kernel and the CLI use, independent of any one component's bindings.
+
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+/// One syscall offered by a driver (or by the kernel itself).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SyscallSpec {
+    /// Upper-case name, e.g. `FS_READ`.
+    pub name: String,
+    /// What the model is told the syscall does.
+    pub description: String,
+    /// JSON Schema of the argument object.
+    pub args_schema: serde_json::Value,
+}
+
+/// Why a syscall failed. The `Display` form (`kind: message`) is what the
+/// model sees in its context.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
+#[serde(tag = "kind", content = "message", rename_all = "snake_case")]
+pub enum SyscallError {
+    #[error("invalid arguments: {0}")]
+    InvalidArguments(String),
+    #[error("denied: {0}")]
+    Denied(String),
+    #[error("not found: {0}")]
+    NotFound(String),
+    #[error("i/o error: {0}")]
+    Io(String),
+    #[error("timeout: {0}")]
+    Timeout(String),
+    #[error("limit exceeded: {0}")]
+    LimitExceeded(String),
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+impl SyscallError {
+    /// Short machine-readable kind, e.g. `denied`.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            SyscallError::InvalidArguments(_) => "invalid_arguments",
+            SyscallError::Denied(_) => "denied",
+            SyscallError::NotFound(_) => "not_found",
+            SyscallError::Io(_) => "io",
+            SyscallError::Timeout(_) => "timeout",
+            SyscallError::LimitExceeded(_) => "limit_exceeded",
+            SyscallError::Internal(_) => "internal",
+        }
+    }
+
+    pub fn message(&self) -> &str {
+        match self {
+            SyscallError::InvalidArguments(m)
+            | SyscallError::Denied(m)
+            | SyscallError::NotFound(m)
+            | SyscallError::Io(m)
+            | SyscallError::Timeout(m)
+            | SyscallError::LimitExceeded(m)
+            | SyscallError::Internal(m) => m,
+        }
+    }
+}
+
+/// A state change a driver asked the kernel for during a call (through an
+/// imported host interface). The kernel applies them after the call returns.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "effect", rename_all = "snake_case")]
+pub enum Effect {
+    /// Suspend the process for `seconds`.
+    Sleep { seconds: f64 },
+    /// Wake the process after `seconds` with `prompt` appended to its context.
+    Schedule { id: u64, seconds: f64, prompt: String },
+}
+
+/// The successful result of one driver call.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CallOutcome {
+    /// The driver's JSON result.
+    pub output: serde_json::Value,
+    /// State changes requested from the kernel.
+    pub effects: Vec<Effect>,
+}
+
+impl fmt::Display for SyscallSpec {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} {}: {}", self.name, self.args_schema, self.description)
+    }
+}

@@ -1,0 +1,202 @@
+//! `aos driver …`: list, inspect, install and remove driver components, and
+//! call one syscall through the real driver runtime without an LLM.
+
+use std::path::PathBuf;
+
+use anyhow::{bail, Context, Result};
+use clap::{Args, Subcommand};
+use serde_json::Value;
+
+use aos_abi::CapabilitySet;
+use aos_runtime::{AgentContext, DriverInfo, DriverRuntime, RuntimeConfig};
+
+#[derive(Debug, Subcommand)]
+pub enum DriverCmd {
+    /// List built-in and installed drivers with their syscalls.
+    #[command(alias = "list")]
+    Ls {
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show what a component offers (syscalls) and needs (capabilities, from its imports).
+    Inspect {
+        /// The component file (.wasm).
+        file: PathBuf,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Validate, precompile and register a driver; agents granted `driver:NAME` can then use it.
+    Install {
+        file: PathBuf,
+        /// Name to register it under (default: the file name without `aos_driver_`).
+        #[arg(long)]
+        name: Option<String>,
+    },
+    /// Unregister an installed driver.
+    Remove { name: String },
+    /// Call one syscall through the driver runtime, as an agent with the given grants would.
+    #[command(after_help = "Examples:\n  \
+        aos driver call fs FS_WRITE '{\"path\":\"notes.txt\",\"content\":\"hi\"}' --grant fs:rw --workspace /tmp/ws\n  \
+        aos driver call fs FS_READ '{\"path\":\"notes.txt\"}' --grant fs:ro --workspace /tmp/ws\n  \
+        aos driver call wordcount TEXT_STATS '{\"text\":\"a b a\"}' --grant driver:wordcount")]
+    Call(CallArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct CallArgs {
+    /// Driver name (see `aos driver ls`).
+    pub driver: String,
+    /// Syscall name, e.g. FS_READ.
+    pub syscall: String,
+    /// Arguments as a JSON object.
+    #[arg(default_value = "{}")]
+    pub args: String,
+    /// Capability to grant the calling agent (repeatable): fs:ro, fs:rw, net, net:HOST,
+    /// exec, memory, timers, spawn, ipc, driver:NAME, all. None are granted by default.
+    #[arg(long = "grant", short = 'g')]
+    pub grants: Vec<String>,
+    /// Host directory preopened at /workspace (default: the current directory).
+    #[arg(long)]
+    pub workspace: Option<PathBuf>,
+    /// Per-call deadline in seconds.
+    #[arg(long, default_value_t = 5.0)]
+    pub timeout: f64,
+    /// Memory cap of the driver instance in MiB.
+    #[arg(long, default_value_t = 64)]
+    pub memory_mib: usize,
+    /// Driver setting, e.g. `fs.read_limit=1024` (repeatable; the value is JSON or a string).
+    #[arg(long = "set")]
+    pub settings: Vec<String>,
+    /// Repeat the call N times in one runtime (shows reuse of the instance; prints the last result).
+    #[arg(long, default_value_t = 1, hide = true)]
+    pub repeat: u32,
+}
+
+async fn open_runtime(mut cfg: RuntimeConfig) -> Result<std::sync::Arc<DriverRuntime>> {
+    cfg.home = crate::home::aos_home()?;
+    DriverRuntime::open(cfg).await.context("cannot start the driver runtime")
+}
+
+pub async fn run(cmd: DriverCmd) -> Result<i32> {
+    match cmd {
+        DriverCmd::Ls { json } => {
+            let rt = open_runtime(RuntimeConfig::new("")).await?;
+            let list = rt.list();
+            if json {
+                println!("{}", serde_json::to_string_pretty(&list)?);
+            } else {
+                for d in &list {
+                    print_info(d);
+                }
+            }
+            Ok(0)
+        }
+        DriverCmd::Inspect { file, json } => {
+            let rt = open_runtime(RuntimeConfig::new("")).await?;
+            let info = rt.inspect(&file, None).await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&info)?);
+            } else {
+                print_info(&info);
+            }
+            Ok(0)
+        }
+        DriverCmd::Install { file, name } => {
+            let rt = open_runtime(RuntimeConfig::new("")).await?;
+            let info = rt.install(&file, name.as_deref()).await?;
+            println!(
+                "installed driver `{}` ({} syscalls); grant it to agents with --grant driver:{}",
+                info.name,
+                info.syscalls.len(),
+                info.name
+            );
+            Ok(0)
+        }
+        DriverCmd::Remove { name } => {
+            let rt = open_runtime(RuntimeConfig::new("")).await?;
+            rt.remove(&name)?;
+            println!("removed driver `{name}`");
+            Ok(0)
+        }
+        DriverCmd::Call(a) => call(a).await,
+    }
+}
+
+fn print_info(d: &DriverInfo) {
+    println!("{}  ({})", d.name, d.source);
+    println!(
+        "  requires: {}",
+        if d.requires.is_empty() { "nothing".to_string() } else { d.requires.join(", ") }
+    );
+    for s in &d.syscalls {
+        println!("  {:<14} [{}] {}", s.name, s.requires.join(", "), s.description);
+        println!("  {:<14} args: {}", "", s.args_schema);
+    }
+}
+
+fn parse_setting(s: &str) -> Result<(String, String, Value)> {
+    let (key, value) = s.split_once('=').with_context(|| format!("--set `{s}`: expected DRIVER.KEY=VALUE"))?;
+    let (driver, key) = key
+        .split_once('.')
+        .with_context(|| format!("--set `{s}`: expected DRIVER.KEY=VALUE, e.g. fs.read_limit=1024"))?;
+    let value = serde_json::from_str(value).unwrap_or_else(|_| Value::String(value.to_string()));
+    Ok((driver.to_string(), key.to_string(), value))
+}
+
+async fn call(a: CallArgs) -> Result<i32> {
+    let caps = CapabilitySet::parse(&a.grants)?;
+    let args: Value = serde_json::from_str(&a.args)
+        .with_context(|| format!("the arguments are not valid JSON: {}", a.args))?;
+    if !(a.timeout.is_finite() && a.timeout > 0.0) {
+        bail!("--timeout must be a positive number of seconds");
+    }
+    let mut cfg = RuntimeConfig::new("");
+    cfg.call_timeout = std::time::Duration::from_secs_f64(a.timeout);
+    cfg.memory_limit = a.memory_mib << 20;
+    for s in &a.settings {
+        let (driver, key, value) = parse_setting(s)?;
+        cfg.driver_config.entry(driver).or_default().insert(key, value);
+    }
+    let rt = open_runtime(cfg).await?;
+    match rt.lookup(&a.syscall) {
+        None => bail!("no driver offers `{}` (see `aos driver ls`)", a.syscall),
+        Some(info) if info.driver != a.driver => bail!(
+            "`{}` is offered by driver `{}`, not `{}`",
+            a.syscall,
+            info.driver,
+            a.driver
+        ),
+        Some(_) => {}
+    }
+    let workspace = match a.workspace {
+        Some(w) => w,
+        None => std::env::current_dir()?,
+    };
+    let workspace = workspace
+        .canonicalize()
+        .with_context(|| format!("the workspace {} does not exist", workspace.display()))?;
+    let agent = AgentContext { pid: 1, caps, workspace };
+    let mut result = None;
+    for _ in 0..a.repeat.max(1) {
+        result = Some(rt.call(&agent, &a.syscall, &args).await);
+    }
+    match result.expect("at least one call") {
+        Ok(out) => {
+            println!("{}", serde_json::to_string_pretty(&out.output)?);
+            for e in out.effects {
+                eprintln!("effect requested from the kernel: {}", serde_json::to_string(&e)?);
+            }
+            Ok(0)
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            if let aos_abi::SyscallError::Denied(m) = &e {
+                if m.contains("not granted") {
+                    eprintln!("hint: grant capabilities with --grant, e.g. --grant fs:ro");
+                }
+            }
+            Ok(1)
+        }
+    }
+}

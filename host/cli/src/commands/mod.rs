@@ -1,0 +1,2 @@
+//! One module per `aos` subcommand group.
+pub mod driver;

@@ -1,0 +1,449 @@
+//! The [`Kernel`] facade used by the CLI and the daemon: spawning, killing,
+//! stdin, waiting, `ps`, `logs` and the live event stream; plus the kernel's
+//! configuration, errors and events.
+//!
+//! Every change to a process's history goes through one function,
+//! [`KernelInner::record`], which appends the [`LogEntry`] and emits a
+//! [`KernelEvent`] to every [`EventSink`] and to the broadcast stream
+//! ([`Kernel::subscribe`]). A journal for crash recovery is an `EventSink`.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use aos_abi::{CapabilitySet, MissingCapabilities, SyscallSpec};
+use aos_providers::{Provider, ProviderError};
+use aos_runtime::DriverRuntime;
+use parking_lot::{Mutex, RwLock};
+use serde::{Deserialize, Serialize};
+use tokio::sync::{broadcast, Semaphore};
+
+use crate::ipc;
+use crate::process::{
+    now_ms, Budgets, Entry, ExitStatus, LogEntry, NewProcess, Pid, Process, ProcessInfo, ProcessStatus,
+};
+use crate::table::ProcessTable;
+
+/// Builds a provider from its name (`openai`, `script`, ...) and optional base URL.
+pub type ProviderFactory =
+    Arc<dyn Fn(&str, Option<&str>) -> Result<Arc<dyn Provider>, ProviderError> + Send + Sync>;
+
+/// Kernel settings.
+#[derive(Debug, Clone)]
+pub struct KernelConfig {
+    /// `$AOS_HOME`; root workspaces default to `{home}/workspaces/{pid}`.
+    pub home: PathBuf,
+    /// Context window (tokens, estimated as characters / 4) used for compaction.
+    pub context_window: usize,
+    /// Per-model overrides of `context_window`.
+    pub model_context_windows: BTreeMap<String, usize>,
+    /// Concurrent model calls per provider (FIFO-fair among ready processes).
+    pub model_concurrency: usize,
+    /// Per-provider overrides of `model_concurrency`.
+    pub provider_concurrency: BTreeMap<String, usize>,
+    /// Budgets used where a spawn request leaves a field `None`.
+    pub default_budgets: Budgets,
+    /// The same failing call (same name and arguments) this many times in a row halts the process.
+    pub loop_breaker: u32,
+    /// `max_tokens` of each model call.
+    pub max_reply_tokens: Option<u32>,
+    pub temperature: Option<f32>,
+    /// Capacity of the broadcast event stream (slow subscribers lag, and are told so).
+    pub event_capacity: usize,
+}
+
+impl KernelConfig {
+    pub fn new(home: impl Into<PathBuf>) -> Self {
+        KernelConfig {
+            home: home.into(),
+            context_window: 8192,
+            model_context_windows: BTreeMap::new(),
+            model_concurrency: 4,
+            provider_concurrency: BTreeMap::new(),
+            default_budgets: Budgets { max_steps: Some(100), max_tokens: None, max_wall_time: None },
+            loop_breaker: 3,
+            max_reply_tokens: Some(2048),
+            temperature: None,
+            event_capacity: 4096,
+        }
+    }
+}
+
+/// What to start.
+#[derive(Debug, Clone, Default)]
+pub struct SpawnRequest {
+    pub task: String,
+    pub role: String,
+    /// Provider name given to the factory.
+    pub provider: String,
+    pub model: String,
+    pub base_url: Option<String>,
+    /// Rights of the process. For a child (`parent: Some`) they must be held by the parent.
+    pub caps: CapabilitySet,
+    /// `None` fields take `KernelConfig::default_budgets`; a child's are also capped by
+    /// what its parent has left.
+    pub budgets: Budgets,
+    /// Default: `{home}/workspaces/{pid}` for a root, the parent's for a child.
+    pub workspace: Option<PathBuf>,
+    /// Also deliver this process's stdout to that process's stdin.
+    pub pipe_to: Option<Pid>,
+    pub parent: Option<Pid>,
+}
+
+/// Errors of the kernel API; messages say what to do.
+#[derive(Debug, thiserror::Error)]
+pub enum KernelError {
+    #[error("no process with pid {0}; run `aos ps` to list processes")]
+    NoSuchProcess(Pid),
+    #[error("process {pid} is not running (it {status}); start a new one with `aos spawn`")]
+    NotRunning { pid: Pid, status: ExitStatus },
+    #[error("cannot start provider `{provider}`: {source}")]
+    Provider {
+        provider: String,
+        #[source]
+        source: ProviderError,
+    },
+    #[error("cannot create workspace {path}: {source}; check that the AgentOS home directory is writable")]
+    Workspace {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{0}; request only rights the parent holds")]
+    Denied(#[from] MissingCapabilities),
+    #[error("invalid spawn request: {0}")]
+    Invalid(String),
+}
+
+/// Something that happened in the kernel (serializable for journals and `logs -f`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "event", rename_all = "snake_case")]
+pub enum KernelEvent {
+    Spawned { info: Box<ProcessInfo> },
+    /// An entry appended to a process's history.
+    Entry { entry: LogEntry },
+    Status { pid: Pid, status: ProcessStatus },
+    /// The oldest `entries` history entries were compacted out of the context;
+    /// the context now starts at log index `context_start`.
+    Compacted { pid: Pid, entries: usize, context_start: usize },
+    Exited { pid: Pid, status: ExitStatus },
+}
+
+/// Receives every kernel event, synchronously and in order per process
+/// (e.g. a journal writing them to disk).
+pub trait EventSink: Send + Sync {
+    fn record(&self, event: &KernelEvent);
+}
+
+/// (provider name, base URL).
+type ProviderKey = (String, Option<String>);
+
+pub(crate) struct KernelInner {
+    pub config: KernelConfig,
+    pub runtime: Arc<DriverRuntime>,
+    factory: ProviderFactory,
+    providers: Mutex<HashMap<ProviderKey, Arc<dyn Provider>>>,
+    semaphores: Mutex<HashMap<String, Arc<Semaphore>>>,
+    pub table: ProcessTable,
+    events: broadcast::Sender<KernelEvent>,
+    sinks: RwLock<Vec<Arc<dyn EventSink>>>,
+}
+
+/// The AgentOS kernel. Cheap to clone.
+#[derive(Clone)]
+pub struct Kernel {
+    pub(crate) inner: Arc<KernelInner>,
+}
+
+impl KernelInner {
+    fn wants_events(&self) -> bool {
+        self.events.receiver_count() > 0 || !self.sinks.read().is_empty()
+    }
+
+    pub(crate) fn emit(&self, ev: KernelEvent) {
+        for s in self.sinks.read().iter() {
+            s.record(&ev);
+        }
+        let _ = self.events.send(ev);
+    }
+
+    /// THE function through which a process's history changes: appends the
+    /// entry to its log and emits [`KernelEvent::Entry`].
+    pub(crate) fn record(&self, p: &Process, entry: Entry) {
+        let now = now_ms();
+        let le = {
+            let mut st = p.state.lock();
+            let le = LogEntry { pid: p.pid, seq: st.log.len() as u64, at_ms: now, entry };
+            st.log.push(le.clone());
+            st.counters.last_activity_ms = now;
+            le
+        };
+        if self.wants_events() {
+            self.emit(KernelEvent::Entry { entry: le });
+        }
+    }
+
+    pub(crate) fn set_status(&self, p: &Process, status: ProcessStatus) {
+        {
+            let mut st = p.state.lock();
+            if st.status == status || st.status.is_terminal() {
+                return;
+            }
+            st.status = status.clone();
+        }
+        if self.wants_events() {
+            self.emit(KernelEvent::Status { pid: p.pid, status });
+        }
+    }
+
+    pub(crate) fn semaphore(&self, provider: &str) -> Arc<Semaphore> {
+        let mut m = self.semaphores.lock();
+        m.entry(provider.to_string())
+            .or_insert_with(|| {
+                let n = self.config.provider_concurrency.get(provider).copied().unwrap_or(self.config.model_concurrency);
+                Arc::new(Semaphore::new(n.max(1)))
+            })
+            .clone()
+    }
+
+    pub(crate) fn context_window(&self, model: &str) -> usize {
+        self.config.model_context_windows.get(model).copied().unwrap_or(self.config.context_window)
+    }
+
+    fn provider(&self, name: &str, base_url: Option<&str>) -> Result<Arc<dyn Provider>, KernelError> {
+        let key = (name.to_string(), base_url.map(str::to_string));
+        if let Some(p) = self.providers.lock().get(&key) {
+            return Ok(p.clone());
+        }
+        let p = (self.factory)(name, base_url)
+            .map_err(|source| KernelError::Provider { provider: name.to_string(), source })?;
+        Ok(self.providers.lock().entry(key).or_insert(p).clone())
+    }
+
+    /// Every syscall (kernel and driver) a holder of `caps` may use.
+    pub(crate) fn syscalls_for(&self, caps: &CapabilitySet) -> Vec<SyscallSpec> {
+        let mut v = crate::syscalls::kernel_specs_for(caps);
+        v.extend(self.runtime.syscalls_for(caps));
+        v
+    }
+
+    pub(crate) fn spawn(self: &Arc<Self>, req: SpawnRequest) -> Result<Pid, KernelError> {
+        if req.task.trim().is_empty() {
+            return Err(KernelError::Invalid("the task is empty; say what the agent should do".into()));
+        }
+        let parent = match req.parent {
+            Some(ppid) => {
+                let pp = self.table.get(ppid).ok_or(KernelError::NoSuchProcess(ppid))?;
+                if let Some(exit) = pp.state.lock().exit.clone() {
+                    return Err(KernelError::NotRunning { pid: ppid, status: exit });
+                }
+                Some(pp)
+            }
+            None => None,
+        };
+        if let Some(t) = req.pipe_to {
+            self.table.get(t).ok_or_else(|| {
+                KernelError::Invalid(format!("pipe_to: no process with pid {t}"))
+            })?;
+        }
+        let (caps, mut budgets) = match &parent {
+            Some(pp) => (pp.caps.delegate(&req.caps)?, req.budgets.capped_by(&pp.remaining())),
+            None => (req.caps.clone(), req.budgets.clone()),
+        };
+        let d = &self.config.default_budgets;
+        budgets.max_steps = budgets.max_steps.or(d.max_steps);
+        budgets.max_tokens = budgets.max_tokens.or(d.max_tokens);
+        budgets.max_wall_time = budgets.max_wall_time.or(d.max_wall_time);
+        let provider = self.provider(&req.provider, req.base_url.as_deref())?;
+
+        let pid = self.table.allocate_pid();
+        let workspace = match (&req.workspace, &parent) {
+            (Some(w), _) => w.clone(),
+            (None, Some(pp)) => pp.workspace.clone(),
+            (None, None) => self.config.home.join("workspaces").join(pid.to_string()),
+        };
+        std::fs::create_dir_all(&workspace)
+            .map_err(|source| KernelError::Workspace { path: workspace.clone(), source })?;
+
+        let (ends, inbox) = ipc::channels();
+        let p = Arc::new(Process::new(NewProcess {
+            pid,
+            parent: req.parent,
+            role: req.role,
+            task: req.task,
+            provider_name: req.provider,
+            base_url: req.base_url,
+            model: req.model,
+            caps,
+            budgets,
+            workspace,
+            pipe_to: req.pipe_to,
+            provider,
+            ipc: ends,
+        }));
+        self.table.insert(p.clone());
+        if let Some(pp) = &parent {
+            pp.state.lock().children.push(pid);
+            // A kill of the parent's subtree may have raced with this spawn.
+            if pp.cancel.is_cancelled() {
+                p.cancel.cancel();
+            }
+        }
+        if self.wants_events() {
+            self.emit(KernelEvent::Spawned { info: Box::new(p.info()) });
+        }
+        crate::scheduler::start(self.clone(), p, inbox);
+        Ok(pid)
+    }
+
+    /// Final bookkeeping of a process that ended (called once, by its task).
+    pub(crate) fn finish(&self, p: &Process, status: ExitStatus) {
+        self.record(p, Entry::Notice { text: format!("process {} {status}", p.pid) });
+        {
+            let mut st = p.state.lock();
+            st.exit = Some(status.clone());
+            st.status = status.as_status();
+        }
+        // Stops pending timers of this process.
+        p.cancel.cancel();
+        p.provider.release(p.pid);
+        self.runtime.release_agent(p.pid);
+        if let Some(parent) = p.parent.and_then(|pp| self.table.get(pp)) {
+            parent.ipc.send_event(format!("child {} {status}", p.pid));
+        }
+        if self.wants_events() {
+            self.emit(KernelEvent::Status { pid: p.pid, status: status.as_status() });
+            self.emit(KernelEvent::Exited { pid: p.pid, status: status.clone() });
+        }
+        p.exit_tx.send_replace(Some(status));
+    }
+}
+
+impl Kernel {
+    /// Creates a kernel. `providers` builds a provider from its name and base URL
+    /// (results are cached per pair).
+    pub fn new(config: KernelConfig, runtime: Arc<DriverRuntime>, providers: ProviderFactory) -> Kernel {
+        let (events, _) = broadcast::channel(config.event_capacity.max(16));
+        Kernel {
+            inner: Arc::new(KernelInner {
+                config,
+                runtime,
+                factory: providers,
+                providers: Mutex::new(HashMap::new()),
+                semaphores: Mutex::new(HashMap::new()),
+                table: ProcessTable::new(),
+                events,
+                sinks: RwLock::new(Vec::new()),
+            }),
+        }
+    }
+
+    pub fn config(&self) -> &KernelConfig {
+        &self.inner.config
+    }
+
+    /// Starts a process and returns its pid. Must be called inside a tokio runtime.
+    pub async fn spawn(&self, req: SpawnRequest) -> Result<Pid, KernelError> {
+        self.inner.spawn(req)
+    }
+
+    /// Kills `pid` and its whole subtree (every descendant, including orphans'
+    /// children still running): killing a supervisor means its workers are no
+    /// longer wanted, and it keeps no process running without an accountable
+    /// ancestor. In-flight model calls are cancelled (their futures dropped) and
+    /// runtime/provider state is released. Returns the pids that were signalled
+    /// (those still running); processes that already ended are left as they were.
+    pub fn kill(&self, pid: Pid) -> Result<Vec<Pid>, KernelError> {
+        self.inner.table.get(pid).ok_or(KernelError::NoSuchProcess(pid))?;
+        let mut killed = Vec::new();
+        for p in self.inner.table.subtree(pid) {
+            if let Some(proc_) = self.inner.table.get(p) {
+                if proc_.state.lock().exit.is_none() && !proc_.cancel.is_cancelled() {
+                    proc_.cancel.cancel();
+                    killed.push(p);
+                }
+            }
+        }
+        Ok(killed)
+    }
+
+    /// Queues a line on `pid`'s stdin (read by `SYS_READ_STDIN`).
+    pub fn send_stdin(&self, pid: Pid, text: impl Into<String>) -> Result<(), KernelError> {
+        let p = self.running(pid)?;
+        p.ipc.send_stdin(text.into());
+        Ok(())
+    }
+
+    /// Puts a message from the user (pid 0) in `pid`'s mailbox (read by `RECV_MSG`).
+    pub fn send_message(&self, pid: Pid, content: impl Into<String>) -> Result<(), KernelError> {
+        let p = self.running(pid)?;
+        p.ipc.send_msg(0, content.into());
+        Ok(())
+    }
+
+    fn running(&self, pid: Pid) -> Result<Arc<Process>, KernelError> {
+        let p = self.inner.table.get(pid).ok_or(KernelError::NoSuchProcess(pid))?;
+        if let Some(status) = p.state.lock().exit.clone() {
+            return Err(KernelError::NotRunning { pid, status });
+        }
+        Ok(p)
+    }
+
+    /// Waits until `pid` ends and returns how it ended.
+    pub async fn wait(&self, pid: Pid) -> Result<ExitStatus, KernelError> {
+        let p = self.inner.table.get(pid).ok_or(KernelError::NoSuchProcess(pid))?;
+        let mut rx = p.exit_tx.subscribe();
+        let status = rx.wait_for(|s| s.is_some()).await.expect("sender lives in the process").clone();
+        Ok(status.expect("checked by wait_for"))
+    }
+
+    /// How `pid` ended, or `None` while it runs.
+    pub fn exit_status(&self, pid: Pid) -> Result<Option<ExitStatus>, KernelError> {
+        let p = self.inner.table.get(pid).ok_or(KernelError::NoSuchProcess(pid))?;
+        let e = p.state.lock().exit.clone();
+        Ok(e)
+    }
+
+    pub fn info(&self, pid: Pid) -> Result<ProcessInfo, KernelError> {
+        Ok(self.inner.table.get(pid).ok_or(KernelError::NoSuchProcess(pid))?.info())
+    }
+
+    /// Every process (running or ended), ordered by pid.
+    pub fn ps(&self) -> Vec<ProcessInfo> {
+        self.inner.table.snapshot()
+    }
+
+    /// The full history of `pid` (kept after exit, never compacted).
+    pub fn logs(&self, pid: Pid) -> Result<Vec<LogEntry>, KernelError> {
+        let p = self.inner.table.get(pid).ok_or(KernelError::NoSuchProcess(pid))?;
+        let log = p.state.lock().log.clone();
+        Ok(log)
+    }
+
+    /// What `pid` wrote with `SYS_WRITE_STDOUT`, in order.
+    pub fn stdout(&self, pid: Pid) -> Result<Vec<String>, KernelError> {
+        Ok(self
+            .logs(pid)?
+            .into_iter()
+            .filter_map(|e| match e.entry {
+                Entry::Stdout { text } => Some(text),
+                _ => None,
+            })
+            .collect())
+    }
+
+    /// Live stream of kernel events (for `logs -f` and `top`).
+    pub fn subscribe(&self) -> broadcast::Receiver<KernelEvent> {
+        self.inner.events.subscribe()
+    }
+
+    /// Adds a synchronous event sink (e.g. a journal).
+    pub fn add_sink(&self, sink: Arc<dyn EventSink>) {
+        self.inner.sinks.write().push(sink);
+    }
+
+    /// Every syscall (kernel and driver) a process holding `caps` may use.
+    pub fn syscalls_for(&self, caps: &CapabilitySet) -> Vec<SyscallSpec> {
+        self.inner.syscalls_for(caps)
+    }
+}

@@ -1,0 +1,24 @@
+//! The AgentOS kernel: runs LLM agents as long-lived processes.
+//!
+//! Each step of a process builds its context ([`context`]), calls its model
+//! (an `aos_providers::Provider`), parses the `[SYS_CALL::NAME] {json}` blocks
+//! in the reply ([`parser`]), validates ([`schema`]) and dispatches each one
+//! ([`syscalls`]: kernel syscalls natively, others to the Wasm driver runtime),
+//! and appends every result or error to the history. [`scheduler`] runs one
+//! tokio task per process; [`ipc`] carries messages, stdin and events;
+//! [`process`] and [`table`] hold process state; [`kernel`] is the facade.
+
+pub mod context;
+pub mod ipc;
+pub mod kernel;
+pub mod parser;
+pub mod process;
+pub mod scheduler;
+pub mod schema;
+pub mod syscalls;
+pub mod table;
+
+pub use ipc::IpcMessage;
+pub use kernel::{EventSink, Kernel, KernelConfig, KernelError, KernelEvent, ProviderFactory, SpawnRequest};
+pub use parser::{parse_reply, ParseError, ParsedCall};
+pub use process::{Budgets, Counters, Entry, ExitStatus, LogEntry, Pid, ProcessInfo, ProcessStatus};

@@ -1,0 +1,283 @@
+//! Running processes: one tokio task per process executes the step loop
+//! (events → budget checks → wait for a provider slot → model call → parse →
+//! dispatch each call in order → record results → effects → next step).
+//!
+//! * Model calls are bounded per provider by a FIFO-fair
+//!   `tokio::sync::Semaphore`, so ready processes take turns in arrival order.
+//! * Blocked (`RECV_MSG`, `SYS_READ_STDIN`) and sleeping processes are parked
+//!   futures: no polling, no CPU; 10,000 of them cost only memory.
+//! * Budgets: steps and tokens are checked before each model call; wall time
+//!   races the whole loop. Exhaustion ends the process as `Failed` with the reason.
+//! * Loop breaker: the same call (name + arguments) failing
+//!   `KernelConfig::loop_breaker` times in a row ends the process.
+//! * Kill: the process's cancellation token races the loop; dropping the loop
+//!   future cancels an in-flight model call or blocking syscall.
+//! * Provider errors (after the provider's own retries) fail the process with
+//!   the error text; a truncated reply is fed back to the model as an error.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use aos_abi::Effect;
+use aos_providers::CompletionRequest;
+
+use crate::context;
+use crate::ipc::IpcInbox;
+use crate::kernel::{KernelEvent, KernelInner};
+use crate::parser::{self, ParsedCall};
+use crate::process::{now_ms, Entry, ExitStatus, Process, ProcessStatus};
+use crate::syscalls::{self, Outcome};
+
+/// Starts the task running `p`.
+pub(crate) fn start(inner: Arc<KernelInner>, p: Arc<Process>, inbox: IpcInbox) {
+    tokio::spawn(async move {
+        let deadline = p.deadline();
+        let wall = async {
+            match deadline {
+                Some(d) => tokio::time::sleep_until(d.into()).await,
+                None => std::future::pending().await,
+            }
+        };
+        let status = tokio::select! {
+            biased;
+            _ = p.cancel.cancelled() => ExitStatus::Killed,
+            _ = wall => ExitStatus::Failed {
+                reason: format!(
+                    "wall-time budget exhausted ({:.1} s)",
+                    p.budgets.max_wall_time.unwrap_or_default().as_secs_f64()
+                ),
+            },
+            s = run_loop(&inner, &p, inbox) => s,
+        };
+        inner.finish(&p, status);
+    });
+}
+
+/// Counts consecutive identical failures.
+struct LoopBreaker {
+    limit: u32,
+    last: Option<String>,
+    count: u32,
+}
+
+impl LoopBreaker {
+    fn success(&mut self) {
+        self.last = None;
+        self.count = 0;
+    }
+    /// Returns true when the limit is reached.
+    fn failure(&mut self, key: String) -> bool {
+        if self.last.as_deref() == Some(key.as_str()) {
+            self.count += 1;
+        } else {
+            self.last = Some(key);
+            self.count = 1;
+        }
+        self.limit > 0 && self.count >= self.limit
+    }
+}
+
+fn next_id(p: &Process) -> u64 {
+    let mut st = p.state.lock();
+    let id = st.next_call_id;
+    st.next_call_id += 1;
+    id
+}
+
+fn count_call(p: &Process, name: &str, failed: bool) {
+    let mut st = p.state.lock();
+    *st.counters.syscalls.entry(name.to_string()).or_default() += 1;
+    if failed {
+        st.counters.errors += 1;
+    }
+}
+
+async fn run_loop(inner: &Arc<KernelInner>, p: &Arc<Process>, mut inbox: IpcInbox) -> ExitStatus {
+    let sem = inner.semaphore(&p.provider_name);
+    let specs = inner.syscalls_for(&p.caps);
+    let system = context::system_prompt(p, &specs);
+    let window = inner.context_window(&p.model);
+    let mut breaker = LoopBreaker { limit: inner.config.loop_breaker, last: None, count: 0 };
+
+    loop {
+        for ev in inbox.drain_events() {
+            inner.record(p, Entry::Event { text: ev });
+        }
+        // Budgets.
+        {
+            let (steps, tokens) = {
+                let st = p.state.lock();
+                (st.counters.steps, st.counters.total_tokens())
+            };
+            if let Some(max) = p.budgets.max_steps {
+                if steps >= max {
+                    return ExitStatus::Failed {
+                        reason: format!("step budget exhausted: {max} model calls used without SYS_EXIT"),
+                    };
+                }
+            }
+            if let Some(max) = p.budgets.max_tokens {
+                if tokens >= max {
+                    return ExitStatus::Failed {
+                        reason: format!("token budget exhausted: {tokens} of {max} tokens used"),
+                    };
+                }
+            }
+        }
+
+        inner.set_status(p, ProcessStatus::Ready);
+        let permit = sem.acquire().await.expect("semaphores are never closed");
+        inner.set_status(p, ProcessStatus::WaitingModel);
+        let (messages, newly, start) = {
+            let mut st = p.state.lock();
+            let (m, n) = context::build_messages(p, &mut st, &system, window);
+            (m, n, st.context_start)
+        };
+        if newly > 0 {
+            inner.emit(KernelEvent::Compacted { pid: p.pid, entries: newly, context_start: start });
+        }
+        let req = CompletionRequest {
+            model: p.model.clone(),
+            messages,
+            max_tokens: inner.config.max_reply_tokens,
+            temperature: inner.config.temperature,
+            syscalls: specs.clone(),
+            pid: p.pid,
+        };
+        let res = p.provider.complete(req).await;
+        drop(permit);
+        let completion = match res {
+            Ok(c) => c,
+            Err(e) => return ExitStatus::Failed { reason: format!("model call failed: {e}") },
+        };
+        {
+            let mut st = p.state.lock();
+            st.counters.steps += 1;
+            st.counters.prompt_tokens += completion.usage.prompt_tokens;
+            st.counters.completion_tokens += completion.usage.completion_tokens;
+            st.counters.tokens_estimated |= completion.usage.estimated;
+            st.counters.last_activity_ms = now_ms();
+        }
+        inner.set_status(p, ProcessStatus::Running);
+        inner.record(p, Entry::Reply { text: completion.text.clone(), truncated: completion.truncated });
+
+        if completion.truncated {
+            let id = next_id(p);
+            p.state.lock().counters.errors += 1;
+            let error = format!(
+                "limit exceeded: your reply was cut off at the max_tokens limit ({}) and none of its calls were run; \
+                 reply more briefly (split large content over several calls) and repeat the calls",
+                inner.config.max_reply_tokens.map(|n| n.to_string()).unwrap_or_else(|| "provider default".into())
+            );
+            inner.record(p, Entry::Error { id, name: None, args: None, error: error.clone() });
+            if breaker.failure("\0truncated".into()) {
+                return loop_broken("a truncated reply", &error, breaker.count);
+            }
+            continue;
+        }
+
+        let calls = parser::parse_reply(&completion.text);
+        let total = calls.len();
+        let mut sleep_for: Option<f64> = None;
+        for (i, call) in calls.into_iter().enumerate() {
+            let id = next_id(p);
+            let call: ParsedCall = match call {
+                Ok(c) => c,
+                Err(e) => {
+                    if let Some(n) = &e.name {
+                        count_call(p, n, true);
+                    } else {
+                        p.state.lock().counters.errors += 1;
+                    }
+                    let error = format!("invalid call: {}", e.message);
+                    inner.record(p, Entry::Error { id, name: e.name.clone(), args: None, error: error.clone() });
+                    if breaker.failure(format!("\0parse\0{}", e.message)) {
+                        return loop_broken(e.name.as_deref().unwrap_or("a malformed call"), &error, breaker.count);
+                    }
+                    continue;
+                }
+            };
+            match syscalls::dispatch(inner, p, &mut inbox, &call).await {
+                Outcome::Ok { output, effects } => {
+                    count_call(p, &call.name, false);
+                    breaker.success();
+                    inner.record(p, Entry::Result { id, name: call.name.clone(), args: call.args.clone(), output });
+                    for eff in effects {
+                        match eff {
+                            Effect::Sleep { seconds } => {
+                                sleep_for = Some(sleep_for.unwrap_or(0.0).max(seconds));
+                            }
+                            Effect::Schedule { id: tid, seconds, prompt } => {
+                                schedule(p, tid, seconds, prompt);
+                            }
+                        }
+                    }
+                }
+                Outcome::Err(err) => {
+                    count_call(p, &call.name, true);
+                    let error = err.to_string();
+                    inner.record(p, Entry::Error {
+                        id,
+                        name: Some(call.name.clone()),
+                        args: Some(call.args.clone()),
+                        error: error.clone(),
+                    });
+                    if breaker.failure(format!("{}\0{}", call.name, call.args)) {
+                        return loop_broken(&format!("`{}` with the same arguments", call.name), &error, breaker.count);
+                    }
+                }
+                Outcome::Exit { code, result } => {
+                    count_call(p, &call.name, false);
+                    inner.record(p, Entry::Result {
+                        id,
+                        name: call.name.clone(),
+                        args: call.args.clone(),
+                        output: serde_json::json!({"exiting": code}),
+                    });
+                    let skipped = total - i - 1;
+                    if skipped > 0 {
+                        inner.record(p, Entry::Notice {
+                            text: format!("{skipped} call(s) after SYS_EXIT were not run"),
+                        });
+                    }
+                    return ExitStatus::Exited { code, result };
+                }
+            }
+        }
+
+        if let Some(secs) = sleep_for {
+            let d = Duration::from_secs_f64(secs.clamp(0.0, 1e9));
+            inner.set_status(p, ProcessStatus::Sleeping { until_ms: now_ms() + d.as_millis() as u64 });
+            // A scheduled wake-up or child event ends the sleep early.
+            tokio::select! {
+                _ = tokio::time::sleep(d) => {}
+                ev = inbox.events.recv() => {
+                    if let Some(ev) = ev {
+                        inner.record(p, Entry::Event { text: ev });
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn loop_broken(what: &str, error: &str, n: u32) -> ExitStatus {
+    ExitStatus::Failed {
+        reason: format!("loop breaker: {what} failed {n} times in a row; last error: {error}"),
+    }
+}
+
+/// Delivers `prompt` as an event after `seconds`, unless the process ends first.
+fn schedule(p: &Arc<Process>, id: u64, seconds: f64, prompt: String) {
+    let events = p.ipc.events.clone();
+    let cancel = p.cancel.clone();
+    let d = Duration::from_secs_f64(seconds.clamp(0.0, 1e9));
+    tokio::spawn(async move {
+        tokio::select! {
+            _ = cancel.cancelled() => {}
+            _ = tokio::time::sleep(d) => {
+                let _ = events.send(format!("scheduled wake-up #{id}: {prompt}"));
+            }
+        }
+    });
+}

@@ -1,0 +1,153 @@
+//! Test harness: a kernel over an empty driver runtime, with the real
+//! `script` provider (each process replays a JSON script file) wrapped in a
+//! recorder that keeps every request and understands a few markers at the
+//! start of a scripted reply: `!HANG!` (never answers), `!TRUNCATE!` (reply
+//! marked as cut off at max_tokens), `!FAIL!msg` (provider error).
+#![allow(dead_code)]
+
+use std::path::PathBuf;
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use aos_abi::CapabilitySet;
+use aos_kernel::{Kernel, KernelConfig, Pid, SpawnRequest};
+use aos_providers::{Completion, CompletionRequest, Provider, ProviderError, ScriptProvider};
+use aos_runtime::{DriverRuntime, RuntimeConfig};
+use async_trait::async_trait;
+use parking_lot::Mutex;
+
+pub struct Recorder {
+    inner: ScriptProvider,
+    pub requests: Mutex<Vec<CompletionRequest>>,
+}
+
+#[async_trait]
+impl Provider for Recorder {
+    fn name(&self) -> &str {
+        "script"
+    }
+    async fn complete(&self, req: CompletionRequest) -> Result<Completion, ProviderError> {
+        self.requests.lock().push(req.clone());
+        let mut c = self.inner.complete(req).await?;
+        if c.text.starts_with("!HANG!") {
+            std::future::pending::<()>().await;
+        }
+        if let Some(rest) = c.text.strip_prefix("!FAIL!") {
+            return Err(ProviderError::Other(rest.to_string()));
+        }
+        if let Some(rest) = c.text.strip_prefix("!TRUNCATE!") {
+            c.text = rest.to_string();
+            c.truncated = true;
+        }
+        Ok(c)
+    }
+    fn release(&self, pid: u64) {
+        self.inner.release(pid)
+    }
+}
+
+pub struct Harness {
+    pub kernel: Kernel,
+    pub rec: Arc<Recorder>,
+    pub dir: tempfile::TempDir,
+}
+
+pub async fn harness_with(f: impl FnOnce(&mut KernelConfig)) -> Harness {
+    let dir = tempfile::tempdir().unwrap();
+    let rt = runtime();
+    let rec = Arc::new(Recorder { inner: ScriptProvider::new(), requests: Mutex::new(Vec::new()) });
+    let r2 = rec.clone();
+    let mut cfg = KernelConfig::new(dir.path());
+    f(&mut cfg);
+    let kernel = Kernel::new(
+        cfg,
+        rt,
+        Arc::new(move |name: &str, _base: Option<&str>| match name {
+            "script" => Ok(r2.clone() as Arc<dyn Provider>),
+            other => Err(ProviderError::Other(format!("unknown provider `{other}` in tests"))),
+        }),
+    );
+    Harness { kernel, rec, dir }
+}
+
+/// One driver runtime shared by every test of a binary, with its compiled-driver
+/// cache under the target directory (so drivers compile once, not per test).
+pub fn runtime() -> Arc<DriverRuntime> {
+    static RT: OnceLock<Arc<DriverRuntime>> = OnceLock::new();
+    RT.get_or_init(|| {
+        std::thread::spawn(|| {
+            let home = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("aos-kernel-runtime");
+            tokio::runtime::Runtime::new()
+                .unwrap()
+                .block_on(DriverRuntime::open(RuntimeConfig::new(home)))
+                .expect("driver runtime opens")
+        })
+        .join()
+        .unwrap()
+    })
+    .clone()
+}
+
+pub async fn harness() -> Harness {
+    harness_with(|_| {}).await
+}
+
+impl Harness {
+    /// Writes a script file and returns its path (the `model` of a process).
+    pub fn script(&self, name: &str, replies: &[&str]) -> String {
+        let path: PathBuf = self.dir.path().join(format!("{name}.json"));
+        std::fs::write(&path, serde_json::to_string(replies).unwrap()).unwrap();
+        path.display().to_string()
+    }
+
+    pub fn req(&self, task: &str, model: &str, caps: &[&str]) -> SpawnRequest {
+        SpawnRequest {
+            task: task.into(),
+            provider: "script".into(),
+            model: model.into(),
+            caps: CapabilitySet::parse(caps).unwrap(),
+            ..Default::default()
+        }
+    }
+
+    pub async fn spawn(&self, task: &str, replies: &[&str], caps: &[&str]) -> Pid {
+        let model = self.script(&format!("s{}", rand_id()), replies);
+        self.kernel.spawn(self.req(task, &model, caps)).await.unwrap()
+    }
+
+    /// Every request the model received from `pid`, in order.
+    pub fn requests(&self, pid: Pid) -> Vec<CompletionRequest> {
+        self.rec.requests.lock().iter().filter(|r| r.pid == pid).cloned().collect()
+    }
+
+    /// Contents of the user messages of `pid`'s n-th request (0-based).
+    pub fn seen(&self, pid: Pid, n: usize) -> String {
+        let reqs = self.requests(pid);
+        let r = reqs.get(n).unwrap_or_else(|| panic!("process {pid} made only {} requests", reqs.len()));
+        r.messages.iter().map(|m| format!("{:?}: {}", m.role, m.content)).collect::<Vec<_>>().join("\n")
+    }
+
+    pub async fn wait(&self, pid: Pid) -> aos_kernel::ExitStatus {
+        tokio::time::timeout(Duration::from_secs(20), self.kernel.wait(pid))
+            .await
+            .unwrap_or_else(|_| panic!("process {pid} did not end; logs: {:#?}", self.kernel.logs(pid)))
+            .unwrap()
+    }
+
+    /// Waits until `pid` has the given status (by debug name prefix).
+    pub async fn wait_status(&self, pid: Pid, prefix: &str) {
+        for _ in 0..2000 {
+            if format!("{:?}", self.kernel.info(pid).unwrap().status).starts_with(prefix) {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        panic!("process {pid} never reached {prefix}: {:?}", self.kernel.info(pid).unwrap().status);
+    }
+}
+
+pub fn rand_id() -> u64 {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static N: AtomicU64 = AtomicU64::new(0);
+    N.fetch_add(1, Ordering::Relaxed)
+}

@@ -1,0 +1,314 @@
+//! Anthropic Messages API (`POST {base}/v1/messages`): owns the request body
+//! (top-level `system`, strictly alternating user/assistant turns starting
+//! with user, required `max_tokens`), the response and error-body parsing,
+//! and the `x-api-key` / `anthropic-version` headers.
+
+use async_trait::async_trait;
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use crate::http::{normalize_base, read_api_key, snippet, HttpClient, HttpSettings, WireErrors};
+use crate::{
+    estimate_prompt_tokens, estimate_tokens, merge_turns, split_system, Completion,
+    CompletionRequest, Provider, ProviderError, Role, Usage,
+};
+
+pub const DEFAULT_BASE_URL: &str = "https://api.anthropic.com";
+pub const DEFAULT_API_KEY_ENV: &str = "ANTHROPIC_API_KEY";
+pub const API_VERSION: &str = "2023-06-01";
+/// `max_tokens` sent when the request has none (the API requires one).
+pub const DEFAULT_MAX_TOKENS: u32 = 1024;
+/// The user turn inserted when a conversation would otherwise start with the
+/// assistant or have no turns at all (the API requires a leading user turn).
+pub const PLACEHOLDER_USER_TURN: &str = "(continue)";
+const NAME: &str = "anthropic";
+
+/// Talks to the Anthropic Messages API.
+pub struct AnthropicProvider {
+    http: HttpClient,
+    base_url: String,
+    api_key_env: String,
+}
+
+impl AnthropicProvider {
+    /// `base_url` defaults to [`DEFAULT_BASE_URL`], `api_key_env` to
+    /// [`DEFAULT_API_KEY_ENV`]. The key is read (and required) at each call.
+    pub fn new(
+        base_url: Option<&str>,
+        api_key_env: Option<&str>,
+        settings: HttpSettings,
+    ) -> Result<Self, ProviderError> {
+        Ok(AnthropicProvider {
+            http: HttpClient::new(NAME, settings)?,
+            base_url: normalize_base(base_url.unwrap_or(DEFAULT_BASE_URL)),
+            api_key_env: api_key_env.unwrap_or(DEFAULT_API_KEY_ENV).to_string(),
+        })
+    }
+
+    /// The endpoint this provider posts to.
+    pub fn endpoint(&self) -> String {
+        format!("{}/v1/messages", self.base_url)
+    }
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum WireRole {
+    User,
+    Assistant,
+}
+
+/// Leading system messages become `system`; later ones are sent as user
+/// turns. Same-role turns are merged and a placeholder user turn is put first
+/// when needed, so turns alternate starting with user.
+pub(crate) fn request_body(req: &CompletionRequest) -> Value {
+    let (system, rest) = split_system(&req.messages);
+    let mut turns = merge_turns(rest, |r| match r {
+        Role::Assistant => WireRole::Assistant,
+        Role::User | Role::System => WireRole::User,
+    });
+    if turns.first().is_none_or(|(r, _)| *r != WireRole::User) {
+        turns.insert(0, (WireRole::User, PLACEHOLDER_USER_TURN.to_string()));
+    }
+    let messages: Vec<Value> = turns
+        .into_iter()
+        .map(|(role, text)| {
+            let role = match role {
+                WireRole::User => "user",
+                WireRole::Assistant => "assistant",
+            };
+            json!({"role": role, "content": text})
+        })
+        .collect();
+    let mut body = json!({
+        "model": req.model,
+        "max_tokens": req.max_tokens.unwrap_or(DEFAULT_MAX_TOKENS),
+        "messages": messages,
+    });
+    if let Some(system) = system {
+        body["system"] = json!(system);
+    }
+    if let Some(t) = req.temperature {
+        body["temperature"] = json!(t);
+    }
+    body
+}
+
+#[derive(Deserialize)]
+struct MessagesResponse {
+    #[serde(default)]
+    content: Vec<Block>,
+    #[serde(default)]
+    stop_reason: Option<String>,
+    #[serde(default)]
+    usage: Option<WireUsage>,
+}
+
+#[derive(Deserialize)]
+struct Block {
+    #[serde(rename = "type", default)]
+    kind: String,
+    #[serde(default)]
+    text: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct WireUsage {
+    #[serde(default)]
+    input_tokens: Option<u64>,
+    #[serde(default)]
+    output_tokens: Option<u64>,
+}
+
+pub(crate) fn parse_response(
+    value: Value,
+    req: &CompletionRequest,
+) -> Result<Completion, ProviderError> {
+    let bad = |detail: String| ProviderError::BadResponse {
+        provider: NAME.to_string(),
+        detail,
+    };
+    let snip = snippet(&value.to_string());
+    if value.get("type").and_then(Value::as_str) == Some("error") {
+        return Err(ProviderError::Api {
+            provider: NAME.to_string(),
+            status: 200,
+            detail: AnthropicErrors.detail(200, &value.to_string()),
+        });
+    }
+    let resp: MessagesResponse = serde_json::from_value(value)
+        .map_err(|e| bad(format!("unexpected JSON shape ({e}): {snip}")))?;
+    let text: String = resp
+        .content
+        .into_iter()
+        .filter(|b| b.kind == "text")
+        .filter_map(|b| b.text)
+        .collect();
+    let truncated = resp.stop_reason.as_deref() == Some("max_tokens");
+    let usage = match resp.usage {
+        Some(WireUsage {
+            input_tokens: Some(i),
+            output_tokens: Some(o),
+        }) => Usage {
+            prompt_tokens: i,
+            completion_tokens: o,
+            estimated: false,
+        },
+        Some(WireUsage {
+            input_tokens,
+            output_tokens,
+        }) if input_tokens.is_some() || output_tokens.is_some() => Usage {
+            prompt_tokens: input_tokens.unwrap_or_else(|| estimate_prompt_tokens(&req.messages)),
+            completion_tokens: output_tokens.unwrap_or_else(|| estimate_tokens(&text)),
+            estimated: true,
+        },
+        _ => crate::estimated_usage(&req.messages, &text),
+    };
+    Ok(Completion {
+        text,
+        usage,
+        truncated,
+    })
+}
+
+/// `{"type":"error","error":{"type","message"}}`.
+struct AnthropicErrors;
+
+fn error_fields(body: &str) -> Option<(String, Option<String>)> {
+    let v: Value = serde_json::from_str(body).ok()?;
+    let err = v.get("error")?;
+    let message = err
+        .get("message")
+        .and_then(Value::as_str)
+        .unwrap_or("")
+        .to_string();
+    let ty = err.get("type").and_then(Value::as_str).map(str::to_string);
+    Some((message, ty))
+}
+
+impl WireErrors for AnthropicErrors {
+    fn detail(&self, status: u16, body: &str) -> String {
+        match error_fields(body) {
+            Some((msg, ty)) if !msg.is_empty() => match ty {
+                Some(ty) => format!("{msg} [{ty}]"),
+                None => msg,
+            },
+            _ if body.trim().is_empty() => format!("HTTP {status} with an empty body"),
+            _ => snippet(body),
+        }
+    }
+
+    fn classify(&self, status: u16, body: &str, model: &str) -> ProviderError {
+        let detail = self.detail(status, body);
+        let ty = error_fields(body).and_then(|(_, t)| t);
+        match ty.as_deref() {
+            Some("authentication_error") | Some("permission_error") => {
+                return ProviderError::Unauthorized {
+                    provider: NAME.to_string(),
+                    status,
+                    detail,
+                }
+            }
+            Some("not_found_error") => {
+                return ProviderError::UnknownModel {
+                    provider: NAME.to_string(),
+                    model: model.to_string(),
+                    detail: format!("{detail} (check the model name, e.g. claude-sonnet-4-5)"),
+                }
+            }
+            Some("overloaded_error") | Some("rate_limit_error") => {
+                return ProviderError::Overloaded {
+                    provider: NAME.to_string(),
+                    status,
+                    attempts: 1,
+                    detail,
+                }
+            }
+            _ => {}
+        }
+        match status {
+            401 | 403 => ProviderError::Unauthorized {
+                provider: NAME.to_string(),
+                status,
+                detail,
+            },
+            404 => ProviderError::UnknownModel {
+                provider: NAME.to_string(),
+                model: model.to_string(),
+                detail: format!("{detail} (check the model name and the base URL)"),
+            },
+            _ => ProviderError::Api {
+                provider: NAME.to_string(),
+                status,
+                detail,
+            },
+        }
+    }
+}
+
+#[async_trait]
+impl Provider for AnthropicProvider {
+    fn name(&self) -> &str {
+        NAME
+    }
+
+    async fn complete(&self, req: CompletionRequest) -> Result<Completion, ProviderError> {
+        let key = read_api_key(&self.api_key_env, true)?.unwrap_or_default();
+        let headers = [
+            ("x-api-key", key),
+            ("anthropic-version", API_VERSION.to_string()),
+        ];
+        let body = request_body(&req);
+        let url = self.endpoint();
+        let value = self
+            .http
+            .post_json(&url, &headers, &body, &req.model, &AnthropicErrors)
+            .await?;
+        parse_response(value, &req)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::Message;
+
+    fn msg(role: Role, content: &str) -> Message {
+        Message {
+            role,
+            content: content.into(),
+        }
+    }
+
+    #[test]
+    fn leading_assistant_gets_placeholder_user_turn() {
+        let req = CompletionRequest {
+            model: "m".into(),
+            messages: vec![
+                msg(Role::System, "s"),
+                msg(Role::Assistant, "a"),
+                msg(Role::Assistant, "b"),
+            ],
+            ..Default::default()
+        };
+        let b = request_body(&req);
+        assert_eq!(b["system"], "s");
+        assert_eq!(b["max_tokens"], DEFAULT_MAX_TOKENS);
+        assert_eq!(b["messages"][0]["role"], "user");
+        assert_eq!(b["messages"][0]["content"], PLACEHOLDER_USER_TURN);
+        assert_eq!(b["messages"][1]["role"], "assistant");
+        assert_eq!(b["messages"][1]["content"], "a\n\nb");
+        assert_eq!(b["messages"].as_array().map(Vec::len), Some(2));
+    }
+
+    #[test]
+    fn empty_conversation_gets_a_user_turn() {
+        let req = CompletionRequest {
+            model: "m".into(),
+            messages: vec![msg(Role::System, "s")],
+            ..Default::default()
+        };
+        let b = request_body(&req);
+        assert_eq!(b["messages"][0]["role"], "user");
+        assert!(b.get("temperature").is_none());
+    }
+}

@@ -1,0 +1,186 @@
+//! LLM providers: the [`Provider`] trait the kernel's loop calls once per
+//! step, and its implementations, each speaking its service's real wire format.
+
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+
+pub mod anthropic;
+pub mod gemini;
+pub mod http;
+pub mod openai;
+pub mod registry;
+pub mod script;
+
+pub use anthropic::AnthropicProvider;
+pub use gemini::GeminiProvider;
+pub use http::HttpSettings;
+pub use openai::OpenAiProvider;
+pub use registry::{build_provider, build_provider_with, ProviderConfig, KNOWN_PROVIDERS};
+pub use script::ScriptProvider;
+
+pub use aos_abi::SyscallSpec;
+
+/// Who said a message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    System,
+    User,
+    Assistant,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Message {
+    pub role: Role,
+    pub content: String,
+}
+
+/// One model call.
+#[derive(Debug, Clone, Default)]
+pub struct CompletionRequest {
+    /// Model name as the provider knows it (for `local`: a GGUF path or name).
+    pub model: String,
+    /// System prompt first, then the history. Consecutive messages of the same
+    /// role are allowed; providers that forbid them merge them.
+    pub messages: Vec<Message>,
+    pub max_tokens: Option<u32>,
+    pub temperature: Option<f32>,
+    /// The syscalls this process may use (local providers build a grammar from them).
+    pub syscalls: Vec<SyscallSpec>,
+    /// Identifies the calling process (local providers keep a KV cache per process).
+    pub pid: u64,
+}
+
+/// Token counts of one call.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Usage {
+    pub prompt_tokens: u64,
+    pub completion_tokens: u64,
+    /// True when the provider reported no counts and these are estimates.
+    pub estimated: bool,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Completion {
+    pub text: String,
+    pub usage: Usage,
+    /// True when generation stopped at `max_tokens`.
+    pub truncated: bool,
+}
+
+pub use error::ProviderError;
+
+mod error {
+    /// Why a model call failed; messages say what to do about it.
+    #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+    pub enum ProviderError {
+        #[error("missing API key: set the environment variable {var}")]
+        MissingApiKey { var: String },
+        #[error("unknown model `{model}` at {provider}: {detail}")]
+        UnknownModel {
+            provider: String,
+            model: String,
+            detail: String,
+        },
+        #[error("cannot reach {provider} at {url}: {detail} (is the server running and the base URL right?)")]
+        Unreachable {
+            provider: String,
+            url: String,
+            detail: String,
+        },
+        #[error("{provider} rejected the credentials ({status}): {detail}")]
+        Unauthorized {
+            provider: String,
+            status: u16,
+            detail: String,
+        },
+        #[error("{provider} is rate limiting or overloaded ({status}) after {attempts} attempts: {detail}")]
+        Overloaded {
+            provider: String,
+            status: u16,
+            attempts: u32,
+            detail: String,
+        },
+        #[error("{provider} timed out after {secs} s (a slow model or long reply may need a longer provider timeout)")]
+        Timeout { provider: String, secs: u64 },
+        #[error("{provider} returned an error ({status}): {detail}")]
+        Api {
+            provider: String,
+            status: u16,
+            detail: String,
+        },
+        #[error("{provider} returned a response that could not be understood: {detail}")]
+        BadResponse { provider: String, detail: String },
+        #[error("{0}")]
+        Other(String),
+    }
+}
+
+/// An LLM backend. Implementations must be cheap to share (`Arc<dyn Provider>`).
+#[async_trait]
+pub trait Provider: Send + Sync {
+    /// Short name, e.g. `openai`, `gemini`, `anthropic`, `script`, `local`.
+    fn name(&self) -> &str;
+    async fn complete(&self, req: CompletionRequest) -> Result<Completion, ProviderError>;
+    /// Called when a process exits, so per-process state (caches) can be dropped.
+    fn release(&self, _pid: u64) {}
+}
+
+/// Rough token estimate (≈4 characters per token) for providers that report none.
+pub fn estimate_tokens(text: &str) -> u64 {
+    (text.chars().count() as u64).div_ceil(4)
+}
+
+/// Estimated prompt size of a request's messages (for responses without usage).
+pub fn estimate_prompt_tokens(messages: &[Message]) -> u64 {
+    messages.iter().map(|m| estimate_tokens(&m.content)).sum()
+}
+
+/// Usage estimated from the request's messages and the reply text.
+pub(crate) fn estimated_usage(messages: &[Message], text: &str) -> Usage {
+    Usage {
+        prompt_tokens: estimate_prompt_tokens(messages),
+        completion_tokens: estimate_tokens(text),
+        estimated: true,
+    }
+}
+
+/// Splits messages into the leading system prompt (leading `System` messages
+/// joined by blank lines) and the rest. Later `System` messages are returned
+/// in place; providers without a mid-conversation system role send them as
+/// user turns.
+pub(crate) fn split_system(messages: &[Message]) -> (Option<String>, &[Message]) {
+    let n = messages
+        .iter()
+        .take_while(|m| m.role == Role::System)
+        .count();
+    if n == 0 {
+        return (None, messages);
+    }
+    let system = messages[..n]
+        .iter()
+        .map(|m| m.content.as_str())
+        .collect::<Vec<_>>()
+        .join("\n\n");
+    (Some(system), &messages[n..])
+}
+
+/// Merges consecutive messages of the same (mapped) role into one turn,
+/// joining their texts with a blank line. `map` gives each message's wire role.
+pub(crate) fn merge_turns<'a, R: PartialEq + Copy>(
+    messages: impl IntoIterator<Item = &'a Message>,
+    map: impl Fn(Role) -> R,
+) -> Vec<(R, String)> {
+    let mut out: Vec<(R, String)> = Vec::new();
+    for m in messages {
+        let role = map(m.role);
+        match out.last_mut() {
+            Some((last, text)) if *last == role => {
+                text.push_str("\n\n");
+                text.push_str(&m.content);
+            }
+            _ => out.push((role, m.content.clone())),
+        }
+    }
+    out
+}

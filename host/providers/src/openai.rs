@@ -1,0 +1,306 @@
+//! OpenAI-compatible chat completions (`POST {base}/chat/completions`): OpenAI
+//! itself and the local servers that copy its API (Ollama, vLLM, llama.cpp
+//! server, LM Studio). Owns the request body, the response and error-body
+//! parsing, and the API-key rule (required only for api.openai.com).
+
+use async_trait::async_trait;
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use crate::http::{
+    is_retryable, normalize_base, read_api_key, snippet, HttpClient, HttpSettings, WireErrors,
+};
+use crate::{
+    estimate_prompt_tokens, estimate_tokens, Completion, CompletionRequest, Provider,
+    ProviderError, Role, Usage,
+};
+
+pub const DEFAULT_BASE_URL: &str = "https://api.openai.com/v1";
+pub const DEFAULT_API_KEY_ENV: &str = "OPENAI_API_KEY";
+const NAME: &str = "openai";
+
+/// Talks to an OpenAI-compatible `/chat/completions` endpoint.
+pub struct OpenAiProvider {
+    http: HttpClient,
+    base_url: String,
+    api_key_env: String,
+    key_required: bool,
+}
+
+impl OpenAiProvider {
+    /// `base_url` defaults to [`DEFAULT_BASE_URL`], `api_key_env` to
+    /// [`DEFAULT_API_KEY_ENV`]. The key is read at each call; it is required
+    /// only when the base URL is api.openai.com.
+    pub fn new(
+        base_url: Option<&str>,
+        api_key_env: Option<&str>,
+        settings: HttpSettings,
+    ) -> Result<Self, ProviderError> {
+        let base_url = normalize_base(base_url.unwrap_or(DEFAULT_BASE_URL));
+        let key_required = is_openai_host(&base_url);
+        Ok(OpenAiProvider {
+            http: HttpClient::new(NAME, settings)?,
+            base_url,
+            api_key_env: api_key_env.unwrap_or(DEFAULT_API_KEY_ENV).to_string(),
+            key_required,
+        })
+    }
+
+    /// The endpoint this provider posts to.
+    pub fn endpoint(&self) -> String {
+        format!("{}/chat/completions", self.base_url)
+    }
+}
+
+fn is_openai_host(base: &str) -> bool {
+    let rest = base.split_once("://").map(|(_, r)| r).unwrap_or(base);
+    let host = rest.split(['/', ':']).next().unwrap_or("");
+    host.eq_ignore_ascii_case("api.openai.com")
+}
+
+/// The JSON body for a request (`max_completion_tokens` for api.openai.com,
+/// whose newer models reject `max_tokens`; `max_tokens` for compatible servers).
+pub(crate) fn request_body(req: &CompletionRequest, official: bool) -> Value {
+    let messages: Vec<Value> = req
+        .messages
+        .iter()
+        .map(|m| {
+            let role = match m.role {
+                Role::System => "system",
+                Role::User => "user",
+                Role::Assistant => "assistant",
+            };
+            json!({"role": role, "content": m.content})
+        })
+        .collect();
+    let mut body = json!({"model": req.model, "messages": messages, "stream": false});
+    if let Some(max) = req.max_tokens {
+        let key = if official {
+            "max_completion_tokens"
+        } else {
+            "max_tokens"
+        };
+        body[key] = json!(max);
+    }
+    if let Some(t) = req.temperature {
+        body["temperature"] = json!(t);
+    }
+    body
+}
+
+#[derive(Deserialize)]
+struct ChatResponse {
+    #[serde(default)]
+    choices: Vec<Choice>,
+    #[serde(default)]
+    usage: Option<WireUsage>,
+}
+
+#[derive(Deserialize)]
+struct Choice {
+    #[serde(default)]
+    message: Option<ChoiceMessage>,
+    #[serde(default)]
+    finish_reason: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct ChoiceMessage {
+    #[serde(default)]
+    content: Option<Value>,
+}
+
+#[derive(Deserialize)]
+struct WireUsage {
+    #[serde(default)]
+    prompt_tokens: Option<u64>,
+    #[serde(default)]
+    completion_tokens: Option<u64>,
+}
+
+/// `content` is a string, null, or (some servers) an array of `{type, text}` parts.
+fn content_text(v: Option<&Value>) -> String {
+    match v {
+        Some(Value::String(s)) => s.clone(),
+        Some(Value::Array(parts)) => parts
+            .iter()
+            .filter_map(|p| p.get("text").and_then(Value::as_str).or_else(|| p.as_str()))
+            .collect::<Vec<_>>()
+            .join(""),
+        _ => String::new(),
+    }
+}
+
+pub(crate) fn parse_response(
+    value: Value,
+    req: &CompletionRequest,
+) -> Result<Completion, ProviderError> {
+    let bad = |detail: String| ProviderError::BadResponse {
+        provider: NAME.to_string(),
+        detail,
+    };
+    let snip = snippet(&value.to_string());
+    let resp: ChatResponse = serde_json::from_value(value)
+        .map_err(|e| bad(format!("unexpected JSON shape ({e}): {snip}")))?;
+    let choice = resp
+        .choices
+        .into_iter()
+        .next()
+        .ok_or_else(|| bad(format!("no choices in the response: {snip}")))?;
+    let text = content_text(choice.message.as_ref().and_then(|m| m.content.as_ref()));
+    let truncated = choice.finish_reason.as_deref() == Some("length");
+    let usage = match resp.usage {
+        Some(WireUsage {
+            prompt_tokens: Some(p),
+            completion_tokens: Some(c),
+        }) => Usage {
+            prompt_tokens: p,
+            completion_tokens: c,
+            estimated: false,
+        },
+        Some(WireUsage {
+            prompt_tokens,
+            completion_tokens,
+        }) if prompt_tokens.is_some() || completion_tokens.is_some() => Usage {
+            prompt_tokens: prompt_tokens.unwrap_or_else(|| estimate_prompt_tokens(&req.messages)),
+            completion_tokens: completion_tokens.unwrap_or_else(|| estimate_tokens(&text)),
+            estimated: true,
+        },
+        _ => crate::estimated_usage(&req.messages, &text),
+    };
+    Ok(Completion {
+        text,
+        usage,
+        truncated,
+    })
+}
+
+/// `{"error":{"message","type","code"}}`, or (Ollama native) `{"error":"..."}`.
+struct OpenAiErrors;
+
+fn error_fields(body: &str) -> Option<(String, Option<String>, Option<String>)> {
+    let v: Value = serde_json::from_str(body).ok()?;
+    let err = v.get("error")?;
+    if let Some(s) = err.as_str() {
+        return Some((s.to_string(), None, None));
+    }
+    let message = err
+        .get("message")
+        .and_then(Value::as_str)
+        .unwrap_or("")
+        .to_string();
+    let ty = err.get("type").and_then(Value::as_str).map(str::to_string);
+    let code = err.get("code").and_then(|c| {
+        c.as_str()
+            .map(str::to_string)
+            .or_else(|| c.as_i64().map(|n| n.to_string()))
+    });
+    Some((message, ty, code))
+}
+
+fn is_quota_error(body: &str) -> bool {
+    error_fields(body).is_some_and(|(_, ty, code)| {
+        code.as_deref() == Some("insufficient_quota") || ty.as_deref() == Some("insufficient_quota")
+    })
+}
+
+impl WireErrors for OpenAiErrors {
+    fn detail(&self, status: u16, body: &str) -> String {
+        match error_fields(body) {
+            Some((msg, ty, code)) if !msg.is_empty() => {
+                let tag = code.or(ty).map(|t| format!(" [{t}]")).unwrap_or_default();
+                format!("{msg}{tag}")
+            }
+            _ if body.trim().is_empty() => format!("HTTP {status} with an empty body"),
+            _ => snippet(body),
+        }
+    }
+
+    /// A 429 for an exhausted quota will not pass by waiting.
+    fn retryable(&self, status: u16, body: &str) -> bool {
+        is_retryable(status) && !is_quota_error(body)
+    }
+
+    fn classify(&self, status: u16, body: &str, model: &str) -> ProviderError {
+        let detail = self.detail(status, body);
+        if is_quota_error(body) {
+            return ProviderError::Api {
+                provider: NAME.to_string(),
+                status,
+                detail: format!(
+                    "{detail} (the account is out of quota: check its plan and billing)"
+                ),
+            };
+        }
+        let code = error_fields(body).and_then(|(_, _, c)| c);
+        if status == 404 || code.as_deref() == Some("model_not_found") {
+            return ProviderError::UnknownModel {
+                provider: NAME.to_string(),
+                model: model.to_string(),
+                detail: format!(
+                    "{detail} (check the model name, and that the base URL ends in /v1)"
+                ),
+            };
+        }
+        if status == 401 || status == 403 {
+            return ProviderError::Unauthorized {
+                provider: NAME.to_string(),
+                status,
+                detail,
+            };
+        }
+        ProviderError::Api {
+            provider: NAME.to_string(),
+            status,
+            detail,
+        }
+    }
+}
+
+#[async_trait]
+impl Provider for OpenAiProvider {
+    fn name(&self) -> &str {
+        NAME
+    }
+
+    async fn complete(&self, req: CompletionRequest) -> Result<Completion, ProviderError> {
+        let key = read_api_key(&self.api_key_env, self.key_required)?;
+        let mut headers = Vec::new();
+        if let Some(key) = key {
+            headers.push(("authorization", format!("Bearer {key}")));
+        }
+        let body = request_body(&req, self.key_required);
+        let url = self.endpoint();
+        let value = self
+            .http
+            .post_json(&url, &headers, &body, &req.model, &OpenAiErrors)
+            .await?;
+        parse_response(value, &req)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn openai_host_detection() {
+        assert!(is_openai_host("https://api.openai.com/v1"));
+        assert!(is_openai_host("https://API.openai.com:443/v1"));
+        assert!(!is_openai_host("http://localhost:11434/v1"));
+        assert!(!is_openai_host("http://127.0.0.1:8080"));
+    }
+
+    #[test]
+    fn content_parts_are_joined() {
+        let v = json!([{"type": "text", "text": "a"}, {"type": "text", "text": "b"}]);
+        assert_eq!(content_text(Some(&v)), "ab");
+        assert_eq!(content_text(Some(&Value::Null)), "");
+    }
+
+    #[test]
+    fn ollama_style_string_error() {
+        let d = OpenAiErrors.detail(404, r#"{"error":"model 'x' not found"}"#);
+        assert_eq!(d, "model 'x' not found");
+    }
+}

@@ -1,0 +1,202 @@
+//! Script provider for deterministic runs: the request's `model` is the path
+//! of a script file whose replies each process (keyed by `pid`) replays in
+//! order, one per call. Owns the file formats (`.json` = array of strings;
+//! otherwise replies separated by lines that are exactly `---`), the parsed
+//! file cache and the per-process cursors.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::SystemTime;
+
+use async_trait::async_trait;
+
+use crate::{estimated_usage, Completion, CompletionRequest, Provider, ProviderError};
+
+const NAME: &str = "script";
+
+/// One parsed script file, with the modification time and size it had.
+struct Script {
+    replies: Arc<Vec<String>>,
+    modified: Option<SystemTime>,
+    len: u64,
+}
+
+#[derive(Default)]
+struct State {
+    /// Parsed files by path (re-parsed when the file's mtime or size changes).
+    cache: HashMap<PathBuf, Script>,
+    /// Next reply index per (pid, script path).
+    cursors: HashMap<(u64, PathBuf), usize>,
+}
+
+/// Replays scripted replies; see the module docs for the file formats.
+#[derive(Default)]
+pub struct ScriptProvider {
+    state: Mutex<State>,
+}
+
+impl ScriptProvider {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        // A panic while holding the lock cannot leave State inconsistent.
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    async fn load(&self, path: &Path) -> Result<Arc<Vec<String>>, ProviderError> {
+        let unreadable = |e: std::io::Error| {
+            ProviderError::UnknownModel {
+            provider: NAME.to_string(),
+            model: path.display().to_string(),
+            detail: format!("cannot read the script file: {e} (the script provider's model is a path to a script)"),
+        }
+        };
+        let meta = tokio::fs::metadata(path).await.map_err(unreadable)?;
+        let modified = meta.modified().ok();
+        let len = meta.len();
+        {
+            let state = self.lock();
+            if let Some(s) = state.cache.get(path) {
+                if s.modified == modified && s.len == len && modified.is_some() {
+                    return Ok(s.replies.clone());
+                }
+            }
+        }
+        let bytes = tokio::fs::read(path).await.map_err(unreadable)?;
+        let text = String::from_utf8(bytes).map_err(|_| {
+            ProviderError::Other(format!("script {} is not valid UTF-8", path.display()))
+        })?;
+        let replies = Arc::new(parse_script(path, &text)?);
+        self.lock().cache.insert(
+            path.to_path_buf(),
+            Script {
+                replies: replies.clone(),
+                modified,
+                len,
+            },
+        );
+        Ok(replies)
+    }
+}
+
+/// Parses a script: `.json` files hold a JSON array of strings; any other
+/// file holds replies separated by lines consisting solely of `---`. Each
+/// reply is trimmed of surrounding whitespace; an empty part after the last
+/// separator (a trailing `---`) is ignored.
+pub fn parse_script(path: &Path, text: &str) -> Result<Vec<String>, ProviderError> {
+    let is_json = path
+        .extension()
+        .is_some_and(|e| e.eq_ignore_ascii_case("json"));
+    if is_json {
+        return serde_json::from_str::<Vec<String>>(text).map_err(|e| {
+            ProviderError::Other(format!(
+                "script {} is not a JSON array of strings: {e}",
+                path.display()
+            ))
+        });
+    }
+    if text.trim().is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut replies = Vec::new();
+    let mut current: Vec<&str> = Vec::new();
+    for line in text.lines() {
+        if line.trim_end_matches('\r') == "---" {
+            replies.push(current.join("\n").trim().to_string());
+            current.clear();
+        } else {
+            current.push(line);
+        }
+    }
+    let last = current.join("\n").trim().to_string();
+    if !last.is_empty() {
+        replies.push(last);
+    }
+    Ok(replies)
+}
+
+#[async_trait]
+impl Provider for ScriptProvider {
+    fn name(&self) -> &str {
+        NAME
+    }
+
+    async fn complete(&self, req: CompletionRequest) -> Result<Completion, ProviderError> {
+        if req.model.trim().is_empty() {
+            return Err(ProviderError::UnknownModel {
+                provider: NAME.to_string(),
+                model: String::new(),
+                detail: "the script provider needs the model to be a path to a script file"
+                    .to_string(),
+            });
+        }
+        let path = PathBuf::from(&req.model);
+        let replies = self.load(&path).await?;
+        let index = {
+            let mut state = self.lock();
+            let cursor = state.cursors.entry((req.pid, path.clone())).or_insert(0);
+            let index = *cursor;
+            if index < replies.len() {
+                *cursor += 1;
+            }
+            index
+        };
+        let Some(text) = replies.get(index).cloned() else {
+            return Err(ProviderError::Other(format!(
+                "script {} is exhausted: it has {} repl{}, and process {} asked for reply {}",
+                path.display(),
+                replies.len(),
+                if replies.len() == 1 { "y" } else { "ies" },
+                req.pid,
+                index + 1
+            )));
+        };
+        let usage = estimated_usage(&req.messages, &text);
+        Ok(Completion {
+            text,
+            usage,
+            truncated: false,
+        })
+    }
+
+    fn release(&self, pid: u64) {
+        self.lock().cursors.retain(|(p, _), _| *p != pid);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn separator_format() {
+        let p = Path::new("s.txt");
+        let r = parse_script(p, "one\n---\ntwo\nlines\n---\n\n---\nfour\n---\n").unwrap();
+        assert_eq!(r, vec!["one", "two\nlines", "", "four"]);
+        assert_eq!(
+            parse_script(p, "a --- b\n----\nc").unwrap(),
+            vec!["a --- b\n----\nc"]
+        );
+        assert_eq!(
+            parse_script(p, "a\r\n---\r\nb\r\n").unwrap(),
+            vec!["a", "b"]
+        );
+        assert!(parse_script(p, "  \n").unwrap().is_empty());
+    }
+
+    #[test]
+    fn json_format() {
+        let p = Path::new("s.JSON");
+        assert_eq!(
+            parse_script(p, r#"["a", "b\n---\nc"]"#).unwrap(),
+            vec!["a", "b\n---\nc"]
+        );
+        assert!(matches!(
+            parse_script(p, "[1]"),
+            Err(ProviderError::Other(_))
+        ));
+    }
+}

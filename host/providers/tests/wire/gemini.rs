@@ -1,0 +1,189 @@
+use aos_providers::{ProviderError, Usage};
+use serde_json::{json, Value};
+
+use crate::common::*;
+use crate::shared::{ErrKind, Wire};
+
+pub struct Gemini;
+
+impl Wire for Gemini {
+    const PROVIDER: &'static str = "gemini";
+    fn path(model: &str) -> String {
+        format!("/v1beta/models/{model}:generateContent")
+    }
+    fn ok(text: &str, truncated: bool, usage: Option<(u64, u64)>) -> Value {
+        let mut v = json!({
+            "candidates": [{
+                "content": {"parts": [{"text": text}], "role": "model"},
+                "finishReason": if truncated { "MAX_TOKENS" } else { "STOP" },
+                "index": 0
+            }],
+            "modelVersion": "gemini-test",
+            "responseId": "abc"
+        });
+        if let Some((p, c)) = usage {
+            v["usageMetadata"] =
+                json!({"promptTokenCount": p, "candidatesTokenCount": c, "totalTokenCount": p + c});
+        }
+        v
+    }
+    fn error(status: u16, kind: ErrKind, message: &str) -> Value {
+        let st = match kind {
+            ErrKind::NotFound => "NOT_FOUND",
+            ErrKind::Auth => "UNAUTHENTICATED",
+            ErrKind::RateLimit => "RESOURCE_EXHAUSTED",
+            ErrKind::Overloaded => "UNAVAILABLE",
+            ErrKind::Server => "INTERNAL",
+            ErrKind::BadRequest => "INVALID_ARGUMENT",
+        };
+        json!({"error": {"code": status, "message": message, "status": st}})
+    }
+    fn auth(key: &str) -> (&'static str, String) {
+        ("x-goog-api-key", key.to_string())
+    }
+}
+
+crate::shared_tests!(
+    Gemini,
+    missing_key_base = "http://127.0.0.1:9",
+    overloaded_status = 503
+);
+
+#[tokio::test]
+async fn request_body_shape() {
+    let server = TestServer::start(vec![Reply::json(
+        200,
+        Gemini::ok("fine", false, Some((40, 2))),
+    )])
+    .await;
+    let (var, key) = fresh_key();
+    let c = provider("gemini", &server.url, &var)
+        .complete(conversation("gemini-2.5-flash"))
+        .await
+        .unwrap();
+    assert_eq!(
+        c.usage,
+        Usage {
+            prompt_tokens: 40,
+            completion_tokens: 2,
+            estimated: false
+        }
+    );
+    let r = &server.requests()[0];
+    assert_eq!(r.path, "/v1beta/models/gemini-2.5-flash:generateContent");
+    assert!(!r.path.contains(&key), "key must not be in the URL");
+    let b = &r.body;
+    assert_eq!(
+        b["systemInstruction"],
+        json!({"parts": [{"text": "You are a test."}]})
+    );
+    assert_eq!(
+        b["contents"],
+        json!([
+            {"role": "user", "parts": [{"text": "first\n\nsecond"}]},
+            {"role": "model", "parts": [{"text": "ok"}]},
+            {"role": "user", "parts": [{"text": "go on"}]},
+        ])
+    );
+    assert_eq!(b["generationConfig"]["maxOutputTokens"], 77);
+    assert_eq!(b["generationConfig"]["temperature"], 0.5);
+    assert!(b.get("model").is_none());
+}
+
+#[tokio::test]
+async fn models_prefix_is_accepted() {
+    let server =
+        TestServer::start(vec![Reply::json(200, Gemini::ok("x", false, Some((1, 1))))]).await;
+    let (var, _) = fresh_key();
+    provider("gemini", &server.url, &var)
+        .complete(simple("models/gemini-pro"))
+        .await
+        .unwrap();
+    assert_eq!(
+        server.requests()[0].path,
+        "/v1beta/models/gemini-pro:generateContent"
+    );
+}
+
+#[tokio::test]
+async fn parts_are_joined_and_thoughts_skipped() {
+    let body = json!({
+        "candidates": [{"content": {"role": "model", "parts": [
+            {"text": "thinking...", "thought": true},
+            {"text": "Hello, "},
+            {"text": "world"}
+        ]}, "finishReason": "STOP"}],
+        "usageMetadata": {"promptTokenCount": 9, "candidatesTokenCount": 4, "thoughtsTokenCount": 10, "totalTokenCount": 23}
+    });
+    let server = TestServer::start(vec![Reply::json(200, body)]).await;
+    let (var, _) = fresh_key();
+    let c = provider("gemini", &server.url, &var)
+        .complete(simple("m"))
+        .await
+        .unwrap();
+    assert_eq!(c.text, "Hello, world");
+    assert_eq!(
+        c.usage,
+        Usage {
+            prompt_tokens: 9,
+            completion_tokens: 14,
+            estimated: false
+        }
+    );
+}
+
+#[tokio::test]
+async fn invalid_api_key_400_is_unauthorized() {
+    let body = json!({"error": {
+        "code": 400, "message": "API key not valid. Please pass a valid API key.", "status": "INVALID_ARGUMENT",
+        "details": [{"@type": "type.googleapis.com/google.rpc.ErrorInfo", "reason": "API_KEY_INVALID",
+                     "domain": "googleapis.com"}]
+    }});
+    let server = TestServer::start(vec![Reply::json(400, body)]).await;
+    let (var, _) = fresh_key();
+    let err = provider("gemini", &server.url, &var)
+        .complete(simple("m"))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, ProviderError::Unauthorized { status: 400, .. }),
+        "{err:?}"
+    );
+    assert_eq!(server.hits(), 1);
+}
+
+#[tokio::test]
+async fn permission_denied_403_is_unauthorized() {
+    let server = TestServer::start(vec![Reply::json(
+        403,
+        json!({"error": {"code": 403, "message": "Permission denied", "status": "PERMISSION_DENIED"}}),
+    )])
+    .await;
+    let (var, _) = fresh_key();
+    let err = provider("gemini", &server.url, &var)
+        .complete(simple("m"))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, ProviderError::Unauthorized { status: 403, .. }),
+        "{err:?}"
+    );
+}
+
+#[tokio::test]
+async fn blocked_prompt_is_reported() {
+    let server = TestServer::start(vec![Reply::json(
+        200,
+        json!({"promptFeedback": {"blockReason": "SAFETY"}}),
+    )])
+    .await;
+    let (var, _) = fresh_key();
+    let err = provider("gemini", &server.url, &var)
+        .complete(simple("m"))
+        .await
+        .unwrap_err();
+    match err {
+        ProviderError::BadResponse { detail, .. } => assert!(detail.contains("SAFETY"), "{detail}"),
+        other => panic!("{other:?}"),
+    }
+}

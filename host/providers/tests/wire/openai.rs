@@ -1,0 +1,202 @@
+use std::time::{Duration, Instant};
+
+use aos_providers::{HttpSettings, ProviderError, Usage};
+use serde_json::{json, Value};
+
+use crate::common::*;
+use crate::shared::{ErrKind, Wire};
+
+pub struct OpenAi;
+
+impl Wire for OpenAi {
+    const PROVIDER: &'static str = "openai";
+    /// The shared tests give the server's root as the base URL.
+    fn path(_model: &str) -> String {
+        "/chat/completions".to_string()
+    }
+    fn ok(text: &str, truncated: bool, usage: Option<(u64, u64)>) -> Value {
+        let mut v = json!({
+            "id": "chatcmpl-123", "object": "chat.completion", "created": 1_700_000_000, "model": "m",
+            "choices": [{"index": 0, "message": {"role": "assistant", "content": text},
+                         "logprobs": null, "finish_reason": if truncated { "length" } else { "stop" }}],
+        });
+        if let Some((p, c)) = usage {
+            v["usage"] = json!({"prompt_tokens": p, "completion_tokens": c, "total_tokens": p + c});
+        }
+        v
+    }
+    fn error(_status: u16, kind: ErrKind, message: &str) -> Value {
+        let (ty, code) = match kind {
+            ErrKind::NotFound => ("invalid_request_error", json!("model_not_found")),
+            ErrKind::Auth => ("invalid_request_error", json!("invalid_api_key")),
+            ErrKind::RateLimit => ("requests", json!("rate_limit_exceeded")),
+            ErrKind::Overloaded | ErrKind::Server => ("server_error", Value::Null),
+            ErrKind::BadRequest => ("invalid_request_error", Value::Null),
+        };
+        json!({"error": {"message": message, "type": ty, "param": null, "code": code}})
+    }
+    fn auth(key: &str) -> (&'static str, String) {
+        ("authorization", format!("Bearer {key}"))
+    }
+}
+
+crate::shared_tests!(
+    OpenAi,
+    missing_key_base = "https://api.openai.com/v1",
+    overloaded_status = 503
+);
+
+/// A base URL with the usual `/v1` suffix.
+fn v1(url: &str) -> String {
+    format!("{url}/v1")
+}
+
+#[tokio::test]
+async fn request_body_shape() {
+    let server = TestServer::start(vec![Reply::json(
+        200,
+        OpenAi::ok("fine", false, Some((40, 2))),
+    )])
+    .await;
+    let (var, _) = fresh_key();
+    let p = provider("openai", &v1(&server.url), &var);
+    let c = p.complete(conversation("llama3.2")).await.unwrap();
+    assert_eq!(
+        c.usage,
+        Usage {
+            prompt_tokens: 40,
+            completion_tokens: 2,
+            estimated: false
+        }
+    );
+    let reqs = server.requests();
+    assert_eq!(reqs[0].path, "/v1/chat/completions");
+    let b = &reqs[0].body;
+    assert_eq!(b["model"], "llama3.2");
+    assert_eq!(b["max_tokens"], 77);
+    assert!(b.get("max_completion_tokens").is_none());
+    assert_eq!(b["temperature"], 0.5);
+    assert_eq!(b["stream"], false);
+    let roles: Vec<&str> = b["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["role"].as_str().unwrap())
+        .collect();
+    assert_eq!(roles, ["system", "user", "user", "assistant", "user"]);
+    assert_eq!(b["messages"][0]["content"], "You are a test.");
+    assert_eq!(b["messages"][4]["content"], "go on");
+}
+
+#[tokio::test]
+async fn local_server_needs_no_key() {
+    let server = TestServer::start(vec![Reply::json(
+        200,
+        OpenAi::ok("hi", false, Some((1, 1))),
+    )])
+    .await;
+    let var = unset_key_var();
+    let c = provider("openai", &v1(&server.url), &var)
+        .complete(simple("m"))
+        .await
+        .unwrap();
+    assert_eq!(c.text, "hi");
+    assert!(!server.requests()[0].headers.contains_key("authorization"));
+}
+
+#[tokio::test]
+async fn model_not_found_code_on_400() {
+    let body = OpenAi::error(400, ErrKind::NotFound, "The model `gpt-9` does not exist");
+    let server = TestServer::start(vec![Reply::json(400, body)]).await;
+    let (var, _) = fresh_key();
+    let err = provider("openai", &v1(&server.url), &var)
+        .complete(simple("gpt-9"))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, ProviderError::UnknownModel { model, .. } if model == "gpt-9"),
+        "{err:?}"
+    );
+}
+
+#[tokio::test]
+async fn ollama_style_error_string() {
+    let server = TestServer::start(vec![Reply::json(
+        404,
+        json!({"error": "model \"qwen9\" not found, try pulling it first"}),
+    )])
+    .await;
+    let err = provider("openai", &v1(&server.url), &unset_key_var())
+        .complete(simple("qwen9"))
+        .await
+        .unwrap_err();
+    match err {
+        ProviderError::UnknownModel { model, detail, .. } => {
+            assert_eq!(model, "qwen9");
+            assert!(detail.contains("try pulling it first"), "{detail}");
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn retry_after_is_honoured() {
+    let server = TestServer::start(vec![
+        Reply::json(429, OpenAi::error(429, ErrKind::RateLimit, "slow")).header("retry-after", "1"),
+        Reply::json(200, OpenAi::ok("ok", false, Some((1, 1)))),
+    ])
+    .await;
+    let (var, _) = fresh_key();
+    let http = HttpSettings {
+        backoff_cap: Duration::from_secs(5),
+        ..fast_http()
+    };
+    let start = Instant::now();
+    let c = provider_with("openai", &v1(&server.url), &var, http)
+        .complete(simple("m"))
+        .await
+        .unwrap();
+    assert_eq!(c.text, "ok");
+    assert!(
+        start.elapsed() >= Duration::from_millis(950),
+        "waited only {:?}",
+        start.elapsed()
+    );
+    assert_eq!(server.hits(), 2);
+}
+
+#[tokio::test]
+async fn null_content_and_no_choices() {
+    let mut body = OpenAi::ok("x", false, Some((1, 0)));
+    body["choices"][0]["message"]["content"] = Value::Null;
+    let server = TestServer::start(vec![
+        Reply::json(200, body),
+        Reply::json(200, json!({"choices": []})),
+    ])
+    .await;
+    let p = provider("openai", &v1(&server.url), &unset_key_var());
+    assert_eq!(p.complete(simple("m")).await.unwrap().text, "");
+    let err = p.complete(simple("m")).await.unwrap_err();
+    assert!(matches!(err, ProviderError::BadResponse { .. }), "{err:?}");
+}
+
+#[tokio::test]
+async fn insufficient_quota_is_not_retried() {
+    let body = json!({"error": {"message": "You exceeded your current quota.", "type": "insufficient_quota",
+                                "param": null, "code": "insufficient_quota"}});
+    let server = TestServer::start(vec![Reply::json(429, body)]).await;
+    let (var, _) = fresh_key();
+    let err = provider("openai", &server.url, &var)
+        .complete(simple("m"))
+        .await
+        .unwrap_err();
+    assert_eq!(server.hits(), 1);
+    match err {
+        ProviderError::Api {
+            status: 429,
+            detail,
+            ..
+        } => assert!(detail.contains("billing"), "{detail}"),
+        other => panic!("{other:?}"),
+    }
+}

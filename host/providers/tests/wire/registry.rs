@@ -1,0 +1,62 @@
+use std::time::Duration;
+
+use aos_providers::{
+    build_provider, build_provider_with, ProviderConfig, ProviderError, KNOWN_PROVIDERS,
+};
+use serde_json::json;
+
+use crate::common::*;
+
+#[test]
+fn unknown_provider_lists_known_ones() {
+    let err = build_provider(&ProviderConfig::new("gpt"))
+        .err()
+        .expect("must fail");
+    let msg = err.to_string();
+    assert!(msg.contains("`gpt`"), "{msg}");
+    for known in KNOWN_PROVIDERS {
+        assert!(msg.contains(known), "{msg}");
+    }
+}
+
+#[test]
+fn builds_every_known_provider_without_keys() {
+    // Keys are checked at the first `complete` call, not at build time.
+    for name in KNOWN_PROVIDERS {
+        let cfg = ProviderConfig {
+            api_key_env: Some(unset_key_var()),
+            ..ProviderConfig::new(*name)
+        };
+        let p = build_provider(&cfg).expect("build");
+        assert_eq!(p.name(), *name);
+    }
+    assert_eq!(
+        build_provider(&ProviderConfig::new(" OpenAI "))
+            .expect("build")
+            .name(),
+        "openai"
+    );
+}
+
+#[tokio::test]
+async fn config_max_retries_and_timeout_override_settings() {
+    let server = TestServer::start(vec![Reply::json(
+        500,
+        json!({"error": {"message": "boom"}}),
+    )])
+    .await;
+    let cfg = ProviderConfig {
+        provider: "openai".into(),
+        base_url: Some(server.url.clone()),
+        api_key_env: Some(unset_key_var()),
+        timeout: Some(Duration::from_secs(3)),
+        max_retries: Some(0),
+    };
+    let p = build_provider_with(&cfg, fast_http()).unwrap();
+    let err = p.complete(simple("m")).await.unwrap_err();
+    assert!(
+        matches!(err, ProviderError::Api { status: 500, .. }),
+        "{err:?}"
+    );
+    assert_eq!(server.hits(), 1);
+}

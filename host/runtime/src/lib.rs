@@ -1,0 +1,665 @@
+//! The AgentOS driver runtime: loads driver components (built-in and
+//! installed), and runs one syscall at a time inside a wasmtime store whose
+//! imports and preopens are derived from the calling agent's capabilities.
+//!
+//! ```ignore
+//! let rt = DriverRuntime::open(RuntimeConfig::new(home)).await?;
+//! let specs = rt.syscalls_for(&caps);                       // what this agent may call
+//! let out = rt.call(&AgentContext { pid, caps, workspace }, "FS_READ", &json!({"path": "a.txt"})).await;
+//! rt.release_agent(pid);                                    // drop pooled instances
+//! ```
+//!
+//! Module map: `engine` (engine, epoch ticker, compiled-component cache),
+//! `driver` (import analysis → capability needs, loaded drivers), `linker`
+//! (capability-derived linkers), `state` (per-instance store state and host
+//! interfaces), `bindings` (WIT bindings).
+
+mod bindings;
+pub mod driver;
+mod engine;
+mod linker;
+mod state;
+
+pub use aos_abi::{CallOutcome, Capability, CapabilitySet, Effect, SyscallError, SyscallSpec};
+pub use driver::{DriverLoadError, DriverSource, Need};
+pub use engine::CacheOutcome;
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::AtomicU64;
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant};
+
+use wasmtime::{Engine, Store, Trap, UpdateDeadline};
+use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
+use wasmtime_wasi::{FsPerms, WasiCtxBuilder};
+
+use bindings::{Full, FullPre};
+use driver::{check_spec, LoadedDriver, LoadedSyscall};
+use linker::LinkProfile;
+use state::{DriverState, Limits, STDERR_CAPTURE};
+
+/// Directory holding every driver component built with the host (built-in
+/// and examples), e.g. `aos_driver_wordcount.wasm`.
+pub const BUILT_DRIVERS_DIR: &str = env!("AOS_BUILT_DRIVERS_DIR");
+
+/// Drivers compiled into the kernel.
+const BUILTIN_DRIVERS: &[(&str, &[u8])] = &[
+    ("fs", include_bytes!(concat!(env!("AOS_BUILT_DRIVERS_DIR"), "/aos_driver_fs.wasm"))),
+    ("timers", include_bytes!(concat!(env!("AOS_BUILT_DRIVERS_DIR"), "/aos_driver_timers.wasm"))),
+];
+
+/// Names third-party drivers may not take.
+const RESERVED_NAMES: &[&str] = &["fs", "timers", "net", "exec", "memory", "kernel", "all"];
+
+/// Runtime settings.
+#[derive(Debug, Clone)]
+pub struct RuntimeConfig {
+    /// `$AOS_HOME`: the compiled-driver cache lives in `cache/`, installed drivers in `drivers/`.
+    pub home: PathBuf,
+    /// Deadline of one driver call (default 5 s).
+    pub call_timeout: Duration,
+    /// Linear-memory cap of one driver instance (default 64 MiB).
+    pub memory_limit: usize,
+    /// Largest JSON result a driver may return (default 8 MiB).
+    pub max_result_bytes: usize,
+    /// Keep one instance per (agent, driver) between calls (default true);
+    /// when false every call gets a fresh instance.
+    pub reuse_instances: bool,
+    /// Per-driver configuration (`[drivers.NAME]` in aos.toml), e.g. `fs.read_limit`.
+    pub driver_config: BTreeMap<String, serde_json::Map<String, serde_json::Value>>,
+}
+
+impl RuntimeConfig {
+    pub fn new(home: impl Into<PathBuf>) -> Self {
+        RuntimeConfig {
+            home: home.into(),
+            call_timeout: Duration::from_secs(5),
+            memory_limit: 64 << 20,
+            max_result_bytes: 8 << 20,
+            reuse_instances: true,
+            driver_config: BTreeMap::new(),
+        }
+    }
+
+    fn cache_dir(&self) -> PathBuf {
+        self.home.join("cache").join("drivers")
+    }
+
+    /// Where installed third-party drivers live.
+    pub fn installed_dir(&self) -> PathBuf {
+        self.home.join("drivers")
+    }
+}
+
+/// Who is calling: the kernel passes this with every call.
+#[derive(Debug, Clone)]
+pub struct AgentContext {
+    pub pid: u64,
+    pub caps: CapabilitySet,
+    /// Host directory preopened at `/workspace` when the agent holds `fs:*`.
+    pub workspace: PathBuf,
+}
+
+/// A driver syscall and what it takes to call it.
+#[derive(Debug, Clone)]
+pub struct SyscallInfo {
+    /// Name of the driver that offers it.
+    pub driver: String,
+    pub spec: SyscallSpec,
+    /// Capabilities the agent needs.
+    pub requires: Vec<Capability>,
+}
+
+/// What `aos driver ls` / `inspect` show about a driver.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct DriverInfo {
+    pub name: String,
+    /// `built-in` or the installed file.
+    pub source: String,
+    pub sha256: String,
+    /// Capabilities its imports require.
+    pub requires: Vec<String>,
+    pub syscalls: Vec<SyscallSummary>,
+}
+
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct SyscallSummary {
+    pub name: String,
+    pub description: String,
+    pub args_schema: serde_json::Value,
+    /// Every capability needed to call it.
+    pub requires: Vec<String>,
+}
+
+/// Errors opening the runtime or managing drivers (not syscall errors).
+#[derive(Debug, thiserror::Error)]
+pub enum RuntimeError {
+    #[error(transparent)]
+    Load(#[from] DriverLoadError),
+    #[error("cannot read driver file {path}: {source}")]
+    ReadFile { path: PathBuf, source: std::io::Error },
+    #[error("{path}: {source}")]
+    Io { path: PathBuf, source: std::io::Error },
+    #[error("invalid driver name `{0}`: use 1-32 characters of a-z, 0-9, - and _")]
+    BadName(String),
+    #[error("`{0}` is the name of a built-in driver; choose another with --name")]
+    ReservedName(String),
+    #[error("a driver named `{0}` is already installed; remove it first with `aos driver remove {0}`")]
+    AlreadyInstalled(String),
+    #[error("no installed driver named `{0}` (see `aos driver ls`)")]
+    NotInstalled(String),
+    #[error("driver `{driver}` offers `{syscall}`, which driver `{other}` already offers; syscall names must be unique")]
+    Clash { driver: String, syscall: String, other: String },
+    #[error("wasmtime: {0}")]
+    Engine(String),
+}
+
+fn engine_err(e: impl std::fmt::Display) -> RuntimeError {
+    RuntimeError::Engine(e.to_string())
+}
+
+/// One live instance kept for an agent between its calls.
+struct Pooled {
+    store: Store<DriverState>,
+    bindings: Full,
+}
+
+/// Loads drivers and runs syscalls. Share it as `Arc<DriverRuntime>`.
+pub struct DriverRuntime {
+    config: RuntimeConfig,
+    engine: Engine,
+    drivers: RwLock<Vec<Arc<LoadedDriver>>>,
+    pres: Mutex<HashMap<(Arc<str>, LinkProfile), FullPre<DriverState>>>,
+    pool: Mutex<HashMap<(u64, Arc<str>), Pooled>>,
+    timer_ids: Arc<AtomicU64>,
+    /// How each driver was obtained at open (cache hit or compiled).
+    load_report: Vec<(String, CacheOutcome)>,
+}
+
+impl DriverRuntime {
+    /// Opens the runtime: loads built-in and installed drivers, compiling each
+    /// only if the on-disk cache has no artifact for this engine.
+    pub async fn open(config: RuntimeConfig) -> Result<Arc<DriverRuntime>, RuntimeError> {
+        let engine = engine::new_engine().map_err(engine_err)?;
+        let mut rt = DriverRuntime {
+            config,
+            engine,
+            drivers: RwLock::new(Vec::new()),
+            pres: Mutex::new(HashMap::new()),
+            pool: Mutex::new(HashMap::new()),
+            timer_ids: Arc::new(AtomicU64::new(1)),
+            load_report: Vec::new(),
+        };
+        for (name, bytes) in BUILTIN_DRIVERS {
+            let (d, outcome) = rt.load(name, bytes, DriverSource::BuiltIn).await?;
+            rt.add_driver(d)?;
+            rt.load_report.push((name.to_string(), outcome));
+        }
+        let dir = rt.config.installed_dir();
+        if dir.is_dir() {
+            let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
+                .map_err(|source| RuntimeError::Io { path: dir.clone(), source })?
+                .filter_map(|e| e.ok().map(|e| e.path()))
+                .filter(|p| p.extension().is_some_and(|x| x == "wasm"))
+                .collect();
+            files.sort();
+            for path in files {
+                let name = path.file_stem().unwrap_or_default().to_string_lossy().to_string();
+                let bytes = std::fs::read(&path)
+                    .map_err(|source| RuntimeError::ReadFile { path: path.clone(), source })?;
+                let (d, outcome) = rt.load(&name, &bytes, DriverSource::Installed(path.clone())).await?;
+                rt.add_driver(d)?;
+                rt.load_report.push((name, outcome));
+            }
+        }
+        Ok(Arc::new(rt))
+    }
+
+    /// How each driver was obtained when the runtime opened.
+    pub fn load_report(&self) -> &[(String, CacheOutcome)] {
+        &self.load_report
+    }
+
+    pub fn config(&self) -> &RuntimeConfig {
+        &self.config
+    }
+
+    fn add_driver(&self, d: LoadedDriver) -> Result<(), RuntimeError> {
+        let mut drivers = self.drivers.write().unwrap();
+        check_clash(&drivers, &d)?;
+        drivers.push(Arc::new(d));
+        Ok(())
+    }
+
+    /// Compiles (or loads from cache), analyses and describes a component.
+    async fn load(
+        &self,
+        name: &str,
+        bytes: &[u8],
+        source: DriverSource,
+    ) -> Result<(LoadedDriver, CacheOutcome), RuntimeError> {
+        let invalid = |detail: String| DriverLoadError::Invalid { driver: name.to_string(), detail };
+        let (component, outcome) =
+            engine::load_component(&self.engine, &self.config.cache_dir(), bytes)
+                .map_err(|e| invalid(format!("{e:#}")))?;
+        let mut needs = driver::needs_of(&self.engine, &component, name)?;
+        if matches!(source, DriverSource::Installed(_)) {
+            needs.push(Need::Driver(name.to_string()));
+        }
+        let mut d = LoadedDriver {
+            name: Arc::from(name),
+            source,
+            sha256: engine::sha256_hex(bytes),
+            component,
+            needs,
+            syscalls: Vec::new(),
+        };
+        let (mut store, full) = self
+            .instantiate(&d, LinkProfile::everything(), None)
+            .await
+            .map_err(|e| invalid(format!("cannot instantiate it: {e:#}")))?;
+        store.data_mut().deadline = Instant::now() + self.config.call_timeout;
+        let specs = full
+            .aos_kernel_driver()
+            .call_describe(&mut store)
+            .await
+            .map_err(|e| invalid(format!("its `describe` failed: {}", describe_trap(&e, store.data()))))?;
+        if specs.is_empty() {
+            return Err(invalid("it describes no syscalls".into()).into());
+        }
+        for s in specs {
+            let (schema, requires) = check_spec(name, &s.name, &s.args_schema, &s.requires)?;
+            if d.syscalls.iter().any(|x| x.spec.name == s.name) {
+                return Err(invalid(format!("it describes `{}` twice", s.name)).into());
+            }
+            d.syscalls.push(LoadedSyscall {
+                spec: SyscallSpec { name: s.name, description: s.description, args_schema: schema },
+                requires,
+            });
+        }
+        Ok((d, outcome))
+    }
+
+    fn pre(&self, d: &LoadedDriver, profile: LinkProfile) -> wasmtime::Result<FullPre<DriverState>> {
+        let key = (d.name.clone(), profile);
+        if let Some(p) = self.pres.lock().unwrap().get(&key) {
+            return Ok(p.clone());
+        }
+        let linker = linker::build(&self.engine, profile)?;
+        let pre = FullPre::new(linker.instantiate_pre(&d.component)?)?;
+        self.pres.lock().unwrap().insert(key, pre.clone());
+        Ok(pre)
+    }
+
+    /// A new instance of `d` for `agent` (or, with `None`, for describing it).
+    async fn instantiate(
+        &self,
+        d: &LoadedDriver,
+        profile: LinkProfile,
+        agent: Option<&AgentContext>,
+    ) -> wasmtime::Result<(Store<DriverState>, Full)> {
+        let pre = self.pre(d, profile)?;
+        let stderr = MemoryOutputPipe::new(STDERR_CAPTURE);
+        let mut wasi = WasiCtxBuilder::new();
+        wasi.allow_blocking_current_thread(true).stderr(stderr.clone());
+        if let Some(agent) = agent {
+            if profile.fs {
+                let perms = if agent.caps.contains(&Capability::FsWrite) {
+                    FsPerms::ReadWrite
+                } else {
+                    FsPerms::ReadOnly
+                };
+                if !agent.workspace.is_dir() {
+                    return Err(wasmtime::Error::msg(format!(
+                        "the workspace {} does not exist",
+                        agent.workspace.display()
+                    )));
+                }
+                wasi.preopened_dir(&agent.workspace, "/workspace", perms)?;
+            }
+        }
+        let state = DriverState {
+            wasi: wasi.build(),
+            table: Default::default(),
+            limits: Limits {
+                max_memory: self.config.memory_limit,
+                max_table_elements: 100_000,
+                hit: None,
+            },
+            driver: d.name.clone(),
+            pid: agent.map(|a| a.pid).unwrap_or(0),
+            config: Arc::new(self.config.driver_config.get(&*d.name).cloned().unwrap_or_default()),
+            effects: Vec::new(),
+            timer_ids: self.timer_ids.clone(),
+            stderr,
+            timed_out: false,
+            deadline: Instant::now() + self.config.call_timeout,
+        };
+        let mut store = Store::new(&self.engine, state);
+        store.limiter(|s| &mut s.limits);
+        store.set_epoch_deadline(1);
+        store.epoch_deadline_callback(|mut ctx| {
+            if Instant::now() >= ctx.data().deadline {
+                ctx.data_mut().timed_out = true;
+                Ok(UpdateDeadline::Interrupt)
+            } else {
+                // Yield to tokio every tick so a busy guest never starves the
+                // scheduler thread it runs on.
+                Ok(UpdateDeadline::Yield(1))
+            }
+        });
+        let full = pre.instantiate_async(&mut store).await?;
+        Ok((store, full))
+    }
+
+    fn drivers(&self) -> Vec<Arc<LoadedDriver>> {
+        self.drivers.read().unwrap().clone()
+    }
+
+    fn find(&self, name: &str) -> Option<(Arc<LoadedDriver>, LoadedSyscall)> {
+        for d in self.drivers.read().unwrap().iter() {
+            if let Some(s) = d.syscalls.iter().find(|s| s.spec.name == name) {
+                return Some((d.clone(), s.clone()));
+            }
+        }
+        None
+    }
+
+    /// Driver syscalls an agent holding `caps` may call.
+    pub fn syscalls_for(&self, caps: &CapabilitySet) -> Vec<SyscallSpec> {
+        let mut out = Vec::new();
+        for d in self.drivers() {
+            for s in &d.syscalls {
+                if d.missing(s, caps).is_none() {
+                    out.push(s.spec.clone());
+                }
+            }
+        }
+        out
+    }
+
+    /// Looks up any driver syscall by name, granted or not.
+    pub fn lookup(&self, name: &str) -> Option<SyscallInfo> {
+        self.find(name).map(|(d, s)| SyscallInfo {
+            driver: d.name.to_string(),
+            requires: d.requirements(&s),
+            spec: s.spec,
+        })
+    }
+
+    /// Every loaded driver.
+    pub fn list(&self) -> Vec<DriverInfo> {
+        self.drivers().iter().map(|d| info_of(d)).collect()
+    }
+
+    /// Runs one driver syscall for `agent`.
+    pub async fn call(
+        &self,
+        agent: &AgentContext,
+        name: &str,
+        args: &serde_json::Value,
+    ) -> Result<CallOutcome, SyscallError> {
+        let Some((d, syscall)) = self.find(name) else {
+            return Err(SyscallError::NotFound(format!("unknown syscall `{name}`")));
+        };
+        if let Some(missing) = d.missing(&syscall, &agent.caps) {
+            return Err(SyscallError::Denied(format!(
+                "capability `{missing}` not granted (needed by {name})"
+            )));
+        }
+        if !args.is_object() {
+            return Err(SyscallError::InvalidArguments(format!(
+                "{name} takes a JSON object, got {args}"
+            )));
+        }
+        let args_json = args.to_string();
+        let key = (agent.pid, d.name.clone());
+        let pooled = if self.config.reuse_instances {
+            self.pool.lock().unwrap().remove(&key)
+        } else {
+            None
+        };
+        let mut inst = match pooled {
+            Some(p) => p,
+            None => {
+                let (store, bindings) = self
+                    .instantiate(&d, LinkProfile::for_caps(&agent.caps), Some(agent))
+                    .await
+                    .map_err(|e| instantiate_error(&d, &e))?;
+                Pooled { store, bindings }
+            }
+        };
+        {
+            let s = inst.store.data_mut();
+            s.effects.clear();
+            s.deadline = Instant::now() + self.config.call_timeout;
+        }
+        // Backstop for time spent in host functions, which the epoch deadline
+        // does not interrupt.
+        let backstop = self.config.call_timeout + Duration::from_secs(1);
+        let result = tokio::time::timeout(
+            backstop,
+            inst.bindings.aos_kernel_driver().call_handle(&mut inst.store, name, &args_json),
+        )
+        .await;
+        let timeout_err = || {
+            SyscallError::Timeout(format!(
+                "driver `{}` did not answer {name} within its {:.1} s deadline; the call was stopped",
+                d.name,
+                self.config.call_timeout.as_secs_f64()
+            ))
+        };
+        let reply = match result {
+            Err(_) => return Err(timeout_err()),
+            Ok(Err(trap)) => {
+                let st = inst.store.data();
+                if st.timed_out {
+                    return Err(timeout_err());
+                }
+                if let Some(hit) = &st.limits.hit {
+                    return Err(SyscallError::LimitExceeded(format!(
+                        "driver `{}` {hit}; the call was stopped",
+                        d.name
+                    )));
+                }
+                return Err(SyscallError::Internal(format!(
+                    "driver `{}` crashed during {name}: {}",
+                    d.name,
+                    describe_trap(&trap, st)
+                )));
+            }
+            Ok(Ok(reply)) => reply,
+        };
+        let effects = std::mem::take(&mut inst.store.data_mut().effects);
+        if self.config.reuse_instances {
+            self.pool.lock().unwrap().insert(key, inst);
+        }
+        let json = reply.map_err(SyscallError::from)?;
+        if json.len() > self.config.max_result_bytes {
+            return Err(SyscallError::LimitExceeded(format!(
+                "{name} returned {} bytes, more than the {}-byte result cap",
+                json.len(),
+                self.config.max_result_bytes
+            )));
+        }
+        let output = serde_json::from_str(&json).map_err(|e| {
+            SyscallError::Internal(format!("driver `{}` returned invalid JSON from {name}: {e}", d.name))
+        })?;
+        Ok(CallOutcome { output, effects })
+    }
+
+    /// Drops pooled instances of an agent that exited.
+    pub fn release_agent(&self, pid: u64) {
+        self.pool.lock().unwrap().retain(|(p, _), _| *p != pid);
+    }
+
+    /// Number of live pooled instances (for benchmarks and `aos top`).
+    pub fn live_instances(&self) -> usize {
+        self.pool.lock().unwrap().len()
+    }
+
+    /// Validates a component file and reports what it offers and needs,
+    /// without installing it.
+    pub async fn inspect(&self, path: &Path, name: Option<&str>) -> Result<DriverInfo, RuntimeError> {
+        let (name, bytes) = read_driver_file(path, name)?;
+        let (d, _) = self.load(&name, &bytes, DriverSource::Installed(path.to_path_buf())).await?;
+        Ok(info_of(&d))
+    }
+
+    /// Validates, precompiles and registers a third-party driver under
+    /// `$AOS_HOME/drivers/NAME.wasm`. Agents need `driver:NAME` to use it.
+    pub async fn install(&self, path: &Path, name: Option<&str>) -> Result<DriverInfo, RuntimeError> {
+        let (name, bytes) = read_driver_file(path, name)?;
+        if self.drivers().iter().any(|d| *d.name == *name) {
+            return Err(RuntimeError::AlreadyInstalled(name));
+        }
+        let dest = self.config.installed_dir().join(format!("{name}.wasm"));
+        let (d, _) = self.load(&name, &bytes, DriverSource::Installed(dest.clone())).await?;
+        check_clash(&self.drivers.read().unwrap(), &d)?;
+        let dir = self.config.installed_dir();
+        std::fs::create_dir_all(&dir).map_err(|source| RuntimeError::Io { path: dir.clone(), source })?;
+        let tmp = dest.with_extension("wasm.tmp");
+        std::fs::write(&tmp, &bytes).map_err(|source| RuntimeError::Io { path: tmp.clone(), source })?;
+        std::fs::rename(&tmp, &dest).map_err(|source| RuntimeError::Io { path: dest.clone(), source })?;
+        let info = info_of(&d);
+        self.add_driver(d)?;
+        Ok(info)
+    }
+
+    /// Unregisters an installed driver.
+    pub fn remove(&self, name: &str) -> Result<(), RuntimeError> {
+        let path = self.config.installed_dir().join(format!("{name}.wasm"));
+        if RESERVED_NAMES.contains(&name) {
+            return Err(RuntimeError::ReservedName(name.to_string()));
+        }
+        if !path.exists() {
+            return Err(RuntimeError::NotInstalled(name.to_string()));
+        }
+        std::fs::remove_file(&path).map_err(|source| RuntimeError::Io { path, source })?;
+        self.drivers.write().unwrap().retain(|d| *d.name != *name);
+        self.pool.lock().unwrap().retain(|(_, n), _| **n != *name);
+        self.pres.lock().unwrap().retain(|(n, _), _| **n != *name);
+        Ok(())
+    }
+}
+
+fn info_of(d: &LoadedDriver) -> DriverInfo {
+    DriverInfo {
+        name: d.name.to_string(),
+        source: match &d.source {
+            DriverSource::BuiltIn => "built-in".into(),
+            DriverSource::Installed(p) => p.display().to_string(),
+        },
+        sha256: d.sha256.clone(),
+        requires: d.needs.iter().map(|n| n.to_string()).collect(),
+        syscalls: d
+            .syscalls
+            .iter()
+            .map(|s| SyscallSummary {
+                name: s.spec.name.clone(),
+                description: s.spec.description.clone(),
+                args_schema: s.spec.args_schema.clone(),
+                requires: d.requirements(s).iter().map(|c| c.to_string()).collect(),
+            })
+            .collect(),
+    }
+}
+
+fn check_clash(drivers: &[Arc<LoadedDriver>], d: &LoadedDriver) -> Result<(), RuntimeError> {
+    for other in drivers {
+        if other.name == d.name {
+            return Err(RuntimeError::AlreadyInstalled(d.name.to_string()));
+        }
+        for s in &d.syscalls {
+            if other.syscalls.iter().any(|o| o.spec.name == s.spec.name) {
+                return Err(RuntimeError::Clash {
+                    driver: d.name.to_string(),
+                    syscall: s.spec.name.clone(),
+                    other: other.name.to_string(),
+                });
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Reads a component file and settles the driver's name: `name` if given,
+/// else the file stem without an `aos_driver_` prefix.
+fn read_driver_file(path: &Path, name: Option<&str>) -> Result<(String, Vec<u8>), RuntimeError> {
+    let bytes = std::fs::read(path).map_err(|source| RuntimeError::ReadFile { path: path.to_path_buf(), source })?;
+    let name = match name {
+        Some(n) => n.to_string(),
+        None => {
+            let stem = path.file_stem().unwrap_or_default().to_string_lossy();
+            stem.strip_prefix("aos_driver_").unwrap_or(&stem).replace('_', "-")
+        }
+    };
+    if name.is_empty()
+        || name.len() > 32
+        || !name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_')
+    {
+        return Err(RuntimeError::BadName(name));
+    }
+    if RESERVED_NAMES.contains(&name.as_str()) {
+        return Err(RuntimeError::ReservedName(name));
+    }
+    Ok((name, bytes))
+}
+
+fn instantiate_error(d: &LoadedDriver, e: &wasmtime::Error) -> SyscallError {
+    let msg = format!("{e:#}");
+    if msg.contains("workspace") && msg.contains("does not exist") {
+        return SyscallError::Io(msg);
+    }
+    if msg.contains("matching implementation was not found") {
+        return SyscallError::Denied(format!(
+            "driver `{}` imports an interface this agent was not granted: {msg}",
+            d.name
+        ));
+    }
+    SyscallError::Internal(format!("cannot start driver `{}`: {msg}", d.name))
+}
+
+/// A short explanation of a trap: its code, plus the guest's panic message if
+/// it printed one. Host backtraces are never included.
+fn describe_trap(e: &wasmtime::Error, st: &DriverState) -> String {
+    let what = match e.downcast_ref::<Trap>() {
+        Some(t) => t.to_string(),
+        None => e.to_string().lines().next().unwrap_or("unknown error").to_string(),
+    };
+    let stderr = String::from_utf8_lossy(&st.stderr.contents()).to_string();
+    let panic_line = stderr
+        .lines()
+        .skip_while(|l| !l.contains("panicked at"))
+        .take(2)
+        .collect::<Vec<_>>()
+        .join(" ");
+    if panic_line.is_empty() {
+        what
+    } else {
+        format!("{what} ({})", panic_line.trim())
+    }
+}
+
+/// Host bytes of a built example driver, e.g. `example_driver("wordcount")`.
+pub fn example_driver_path(name: &str) -> PathBuf {
+    Path::new(BUILT_DRIVERS_DIR).join(format!("aos_driver_{}.wasm", name.replace('-', "_")))
+}
+
+#[doc(hidden)]
+pub fn __component_imports(rt: &DriverRuntime, driver: &str) -> Vec<String> {
+    rt.drivers()
+        .iter()
+        .filter(|d| &*d.name == driver)
+        .flat_map(|d| {
+            d.component.component_type().imports(&rt.engine).map(|(n, _)| n.to_string()).collect::<Vec<_>>()
+        })
+        .collect()
+}
+
+#[allow(dead_code)]
+fn _assert_send_sync() {
+    fn is<T: Send + Sync>() {}
+    is::<DriverRuntime>();
+}

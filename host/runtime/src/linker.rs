@@ -1,0 +1,94 @@
+//! Capability-derived linkers: the structural half of RBAC.
+//!
+//! A [`LinkProfile`] says which host interfaces exist for an agent; it is
+//! computed from the agent's [`CapabilitySet`] alone. Interfaces outside the
+//! profile are not linked at all, so a component importing them cannot be
+//! instantiated for that agent, whatever it asks for. The filesystem is doubly
+//! gated: `wasi:filesystem` is only linked with an `fs:*` grant, and the only
+//! preopen is the agent's workspace, read-only or read-write (see `store.rs`).
+//! Raw sockets are never linked.
+
+use wasmtime::component::{HasData, HasSelf, Linker, ResourceTable};
+use wasmtime::Engine;
+use wasmtime_wasi::cli::{WasiCli, WasiCliView};
+use wasmtime_wasi::clocks::{WasiClocks, WasiClocksView};
+use wasmtime_wasi::filesystem::{WasiFilesystem, WasiFilesystemView};
+use wasmtime_wasi::p2::bindings as wasi;
+use wasmtime_wasi::random::WasiRandom;
+use wasmtime_wasi::WasiView;
+
+use aos_abi::{Capability, CapabilitySet};
+
+use crate::bindings::aos::kernel as aos;
+use crate::state::DriverState;
+
+/// Which optional host interfaces are linked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub(crate) struct LinkProfile {
+    pub fs: bool,
+    pub timers: bool,
+}
+
+impl LinkProfile {
+    /// What an agent holding `caps` gets.
+    pub fn for_caps(caps: &CapabilitySet) -> Self {
+        LinkProfile {
+            fs: caps.contains(&Capability::FsRead),
+            timers: caps.contains(&Capability::Timers),
+        }
+    }
+
+    /// Everything this build can link (used to describe drivers at load time,
+    /// with no preopens and no agent behind the calls).
+    pub fn everything() -> Self {
+        LinkProfile { fs: true, timers: true }
+    }
+}
+
+struct HasIo;
+impl HasData for HasIo {
+    type Data<'a> = &'a mut ResourceTable;
+}
+
+fn io_table(s: &mut DriverState) -> &mut ResourceTable {
+    s.ctx().table
+}
+
+/// Builds the linker for `profile`.
+pub(crate) fn build(engine: &Engine, profile: LinkProfile) -> wasmtime::Result<Linker<DriverState>> {
+    let mut l: Linker<DriverState> = Linker::new(engine);
+    type S = DriverState;
+
+    // Baseline every component gets: streams, clocks, randomness, and a CLI
+    // world with an empty environment, no stdin and a captured stderr.
+    wasmtime_wasi_io::bindings::wasi::io::error::add_to_linker::<S, HasIo>(&mut l, io_table)?;
+    wasmtime_wasi_io::bindings::wasi::io::poll::add_to_linker::<S, HasIo>(&mut l, io_table)?;
+    wasmtime_wasi_io::bindings::wasi::io::streams::add_to_linker::<S, HasIo>(&mut l, io_table)?;
+    wasi::clocks::wall_clock::add_to_linker::<S, WasiClocks>(&mut l, <S as WasiClocksView>::clocks)?;
+    wasi::clocks::monotonic_clock::add_to_linker::<S, WasiClocks>(&mut l, <S as WasiClocksView>::clocks)?;
+    wasi::random::random::add_to_linker::<S, WasiRandom>(&mut l, |t| t.wasi.random())?;
+    wasi::random::insecure::add_to_linker::<S, WasiRandom>(&mut l, |t| t.wasi.random())?;
+    wasi::random::insecure_seed::add_to_linker::<S, WasiRandom>(&mut l, |t| t.wasi.random())?;
+    wasi::cli::exit::add_to_linker::<S, WasiCli>(&mut l, <S as WasiCliView>::cli)?;
+    wasi::cli::environment::add_to_linker::<S, WasiCli>(&mut l, <S as WasiCliView>::cli)?;
+    wasi::cli::stdin::add_to_linker::<S, WasiCli>(&mut l, <S as WasiCliView>::cli)?;
+    wasi::cli::stdout::add_to_linker::<S, WasiCli>(&mut l, <S as WasiCliView>::cli)?;
+    wasi::cli::stderr::add_to_linker::<S, WasiCli>(&mut l, <S as WasiCliView>::cli)?;
+    wasi::cli::terminal_input::add_to_linker::<S, WasiCli>(&mut l, <S as WasiCliView>::cli)?;
+    wasi::cli::terminal_output::add_to_linker::<S, WasiCli>(&mut l, <S as WasiCliView>::cli)?;
+    wasi::cli::terminal_stdin::add_to_linker::<S, WasiCli>(&mut l, <S as WasiCliView>::cli)?;
+    wasi::cli::terminal_stdout::add_to_linker::<S, WasiCli>(&mut l, <S as WasiCliView>::cli)?;
+    wasi::cli::terminal_stderr::add_to_linker::<S, WasiCli>(&mut l, <S as WasiCliView>::cli)?;
+    aos::types::add_to_linker::<S, HasSelf<S>>(&mut l, |s| s)?;
+    aos::log::add_to_linker::<S, HasSelf<S>>(&mut l, |s| s)?;
+    aos::config::add_to_linker::<S, HasSelf<S>>(&mut l, |s| s)?;
+
+    if profile.fs {
+        wasi::filesystem::types::add_to_linker::<S, WasiFilesystem>(&mut l, <S as WasiFilesystemView>::filesystem)?;
+        wasi::filesystem::preopens::add_to_linker::<S, WasiFilesystem>(&mut l, <S as WasiFilesystemView>::filesystem)?;
+    }
+    if profile.timers {
+        aos::timers::add_to_linker::<S, HasSelf<S>>(&mut l, |s| s)?;
+    }
+    Ok(l)
+}

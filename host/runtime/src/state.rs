@@ -1,0 +1,138 @@
+//! The per-instance store state of a driver (`DriverState`): its WASI
+//! context (workspace preopen, no env, no stdio but a captured stderr), its
+//! resource limits, and the host-interface implementations (`log`, `config`,
+//! `timers`) that record effects for the kernel.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use wasmtime::component::ResourceTable;
+use wasmtime::ResourceLimiter;
+use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
+use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+
+use crate::bindings::aos::kernel::{config, log, timers, types};
+use crate::bindings::WitSyscallError;
+use aos_abi::Effect;
+
+/// Bytes of guest stderr kept to explain a crash (panic message).
+pub(crate) const STDERR_CAPTURE: usize = 16 * 1024;
+/// Longest log line a driver may emit.
+const MAX_LOG_LINE: usize = 4096;
+
+/// Memory and table caps of one instance. Remembers whether a limit was hit,
+/// so a trap that follows can be reported as "limit exceeded".
+pub(crate) struct Limits {
+    pub max_memory: usize,
+    pub max_table_elements: usize,
+    pub hit: Option<String>,
+}
+
+impl ResourceLimiter for Limits {
+    fn memory_growing(
+        &mut self,
+        current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        if desired > self.max_memory {
+            self.hit = Some(format!(
+                "tried to grow its memory from {} to {} MiB, over its cap of {} MiB",
+                current >> 20,
+                desired.div_ceil(1 << 20),
+                self.max_memory >> 20
+            ));
+            return Ok(false);
+        }
+        Ok(true)
+    }
+
+    fn table_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        if desired > self.max_table_elements {
+            self.hit = Some(format!("tried to grow a table to {desired} elements"));
+            return Ok(false);
+        }
+        Ok(true)
+    }
+}
+
+/// Everything a driver instance's host calls can reach.
+pub(crate) struct DriverState {
+    pub wasi: WasiCtx,
+    pub table: ResourceTable,
+    pub limits: Limits,
+    pub driver: Arc<str>,
+    pub pid: u64,
+    pub config: Arc<serde_json::Map<String, serde_json::Value>>,
+    /// State changes requested during the current call.
+    pub effects: Vec<Effect>,
+    pub timer_ids: Arc<AtomicU64>,
+    pub stderr: MemoryOutputPipe,
+    /// Set by the epoch callback when the call's deadline passed.
+    pub timed_out: bool,
+    /// When the current call must end.
+    pub deadline: std::time::Instant,
+}
+
+impl WasiView for DriverState {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView { ctx: &mut self.wasi, table: &mut self.table }
+    }
+}
+
+impl types::Host for DriverState {}
+
+impl log::Host for DriverState {
+    async fn log(&mut self, level: log::Level, mut message: String) {
+        if message.len() > MAX_LOG_LINE {
+            let mut cut = MAX_LOG_LINE;
+            while !message.is_char_boundary(cut) {
+                cut -= 1;
+            }
+            message.truncate(cut);
+            message.push_str(" …[truncated]");
+        }
+        let (driver, pid) = (&*self.driver, self.pid);
+        match level {
+            log::Level::Trace => tracing::trace!(target: "aos::driver", driver, pid, "{message}"),
+            log::Level::Debug => tracing::debug!(target: "aos::driver", driver, pid, "{message}"),
+            log::Level::Info => tracing::info!(target: "aos::driver", driver, pid, "{message}"),
+            log::Level::Warn => tracing::warn!(target: "aos::driver", driver, pid, "{message}"),
+            log::Level::Error => tracing::error!(target: "aos::driver", driver, pid, "{message}"),
+        }
+    }
+}
+
+impl config::Host for DriverState {
+    async fn get(&mut self, key: String) -> Option<String> {
+        self.config.get(&key).map(|v| v.to_string())
+    }
+}
+
+impl timers::Host for DriverState {
+    async fn sleep(&mut self, seconds: f64) -> Result<(), WitSyscallError> {
+        if !(seconds.is_finite() && seconds > 0.0) {
+            return Err(WitSyscallError::InvalidArguments(format!(
+                "sleep needs a positive number of seconds, got {seconds}"
+            )));
+        }
+        self.effects.push(Effect::Sleep { seconds });
+        Ok(())
+    }
+
+    async fn schedule(&mut self, seconds: f64, prompt: String) -> Result<u64, WitSyscallError> {
+        if !(seconds.is_finite() && seconds > 0.0) {
+            return Err(WitSyscallError::InvalidArguments(format!(
+                "schedule needs a positive number of seconds, got {seconds}"
+            )));
+        }
+        let id = self.timer_ids.fetch_add(1, Ordering::Relaxed);
+        self.effects.push(Effect::Schedule { id, seconds, prompt });
+        Ok(id)
+    }
+}

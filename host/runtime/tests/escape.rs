@@ -1,0 +1,188 @@
+//! Generated escape attempts against the fs driver: every one must fail with
+//! an error and leave everything outside the workspace untouched.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use serde_json::json;
+
+fn snapshot(dir: &Path) -> BTreeMap<String, Vec<u8>> {
+    let mut out = BTreeMap::new();
+    fn walk(base: &Path, dir: &Path, out: &mut BTreeMap<String, Vec<u8>>) {
+        for e in std::fs::read_dir(dir).unwrap() {
+            let e = e.unwrap();
+            let p = e.path();
+            let rel = p.strip_prefix(base).unwrap().display().to_string();
+            let ft = std::fs::symlink_metadata(&p).unwrap().file_type();
+            if ft.is_dir() {
+                out.insert(rel + "/", Vec::new());
+                walk(base, &p, out);
+            } else {
+                out.insert(rel, std::fs::read(&p).unwrap_or_default());
+            }
+        }
+    }
+    walk(dir, dir, &mut out);
+    out
+}
+
+/// Escape paths, generated.
+fn attempts(outside_abs: &str) -> Vec<String> {
+    let mut v = Vec::new();
+    // `..` in every position: prefixes of depth d followed by more than d `..`s.
+    let prefixes: &[(&str, usize)] =
+        &[("", 0), ("./", 0), ("a/", 1), ("a/b/", 2), ("a/../", 0), ("./a/./", 1), ("a//b/./", 2)];
+    let suffixes = ["/outside/secret.txt", "/outside/new.txt", "/etc/passwd", "", "/outside"];
+    for (prefix, depth) in prefixes {
+        for ups in [depth + 1, depth + 2, depth + 9] {
+            let up = vec![".."; ups].join("/");
+            for s in suffixes {
+                v.push(format!("{prefix}{up}{s}"));
+            }
+        }
+    }
+    // Absolute paths.
+    for p in [
+        "/etc/passwd".to_string(),
+        "/etc".to_string(),
+        "/".to_string(),
+        "//etc/passwd".to_string(),
+        "/proc/self/environ".to_string(),
+        "/tmp".to_string(),
+        format!("{outside_abs}/secret.txt"),
+        format!("{outside_abs}/new.txt"),
+        outside_abs.to_string(),
+        "/workspace/../etc/passwd".to_string(),
+        "/workspace/..".to_string(),
+        "/workspace/../outside/secret.txt".to_string(),
+        "/workspace/./../outside/new.txt".to_string(),
+        "/workspace/a/../../outside/secret.txt".to_string(),
+        "/workspace/../../../../etc/passwd".to_string(),
+        "/./workspace/../outside/secret.txt".to_string(),
+        "/workspacex/secret.txt".to_string(),
+        "/work/../etc/passwd".to_string(),
+    ] {
+        v.push(p);
+    }
+    // Symlinks created inside the workspace that point outside.
+    for p in [
+        "link_dir/secret.txt",
+        "link_dir/new.txt",
+        "link_dir",
+        "link_dir/",
+        "link_abs/secret.txt",
+        "link_abs/new.txt",
+        "link_file",
+        "sub/link_up/secret.txt",
+        "sub/link_up/new.txt",
+        "link_loop/x",
+    ] {
+        v.push(p.to_string());
+    }
+    // Very long paths and NUL bytes.
+    v.push(format!("{}etc/passwd", "../".repeat(2000)));
+    v.push(format!("{}x", "a/".repeat(3000)));
+    v.push("n".repeat(300));
+    v.push(format!("{}/secret.txt", "../outside".repeat(1)) + &"\0".repeat(1));
+    v.push("secret\0.txt".into());
+    v.push("\0".into());
+    v.push("../\0outside/secret.txt".into());
+    v
+}
+
+#[tokio::test]
+async fn escape_attempts_all_fail_and_touch_nothing_outside() {
+    let env = common::Env::new().await;
+    let root = env.dir.path();
+    let outside = root.join("outside");
+    std::fs::create_dir_all(&outside).unwrap();
+    std::fs::write(outside.join("secret.txt"), "SECRET").unwrap();
+    let ws = env.ws();
+    std::fs::create_dir_all(ws.join("sub")).unwrap();
+    std::fs::write(ws.join("inside.txt"), "fine").unwrap();
+    std::os::unix::fs::symlink("../outside", ws.join("link_dir")).unwrap();
+    std::os::unix::fs::symlink(&outside, ws.join("link_abs")).unwrap();
+    std::os::unix::fs::symlink(outside.join("secret.txt"), ws.join("link_file")).unwrap();
+    std::os::unix::fs::symlink("../../outside", ws.join("sub/link_up")).unwrap();
+    std::os::unix::fs::symlink("link_loop", ws.join("link_loop")).unwrap();
+    let before = snapshot(root);
+    let ws_before = snapshot(&ws);
+
+    let agent = env.agent(7, &["fs:rw"]);
+    let paths = attempts(outside.to_str().unwrap());
+    let mut calls = 0;
+    for path in &paths {
+        let tries = [
+            ("FS_READ", json!({ "path": path })),
+            ("FS_WRITE", json!({ "path": path, "content": "ESCAPED" })),
+            ("FS_WRITE", json!({ "path": path, "content": "ESCAPED", "append": true })),
+            ("FS_LIST", json!({ "path": path })),
+            ("FS_MKDIR", json!({ "path": format!("{path}/made") })),
+            ("FS_DELETE", json!({ "path": format!("{path}/../secret.txt"), "recursive": true })),
+        ];
+        for (name, args) in tries {
+            // Deleting a symlink itself or listing "link_dir/" would be legal
+            // operations on the workspace: only attempts that target outside count.
+            let r = env.rt.call(&agent, name, &args).await;
+            if let Ok(out) = &r {
+                panic!("{name} {args} succeeded but must not: {}", out.output);
+            }
+            calls += 1;
+        }
+    }
+    assert!(paths.len() >= 100, "only {} generated paths", paths.len());
+    assert!(calls >= 600);
+    assert_eq!(before.iter().filter(|(k, _)| k.starts_with("outside")).collect::<Vec<_>>(),
+               snapshot(root).iter().filter(|(k, _)| k.starts_with("outside")).collect::<Vec<_>>(),
+               "something outside the workspace changed");
+    assert_eq!(std::fs::read_to_string(outside.join("secret.txt")).unwrap(), "SECRET");
+    assert!(!outside.join("new.txt").exists());
+    assert_eq!(ws_before, snapshot(&ws), "escape attempts changed the workspace");
+    // The sandbox still works for legitimate paths afterwards.
+    let ok = env.rt.call(&agent, "FS_READ", &json!({"path": "inside.txt"})).await.unwrap();
+    assert_eq!(ok.output["content"], "fine");
+}
+
+#[tokio::test]
+async fn hardlink_to_outside_file_is_refused() {
+    let env = common::Env::new().await;
+    let outside = env.dir.path().join("outside.txt");
+    std::fs::write(&outside, "SECRET").unwrap();
+    std::fs::hard_link(&outside, env.ws().join("hard.txt")).unwrap();
+    let agent = env.agent(1, &["fs:rw"]);
+    for (name, args) in [
+        ("FS_READ", json!({"path": "hard.txt"})),
+        ("FS_WRITE", json!({"path": "hard.txt", "content": "ESCAPED"})),
+        ("FS_WRITE", json!({"path": "hard.txt", "content": "ESCAPED", "append": true})),
+    ] {
+        let e = env.rt.call(&agent, name, &args).await.unwrap_err();
+        assert!(e.to_string().contains("hard links"), "{name}: {e}");
+    }
+    assert_eq!(std::fs::read_to_string(&outside).unwrap(), "SECRET");
+}
+
+#[tokio::test]
+async fn unicode_lookalikes_stay_inside_the_workspace() {
+    let env = common::Env::new().await;
+    let agent = env.agent(1, &["fs:rw"]);
+    let lookalikes = [
+        "\u{2025}/secret.txt",           // two dot leader
+        "\u{FF0E}\u{FF0E}/secret.txt",   // fullwidth full stops
+        "..\u{FF0F}secret.txt",          // fullwidth solidus
+        "..\u{2215}secret.txt",          // division slash
+        "\u{2024}\u{2024}/secret.txt",   // one dot leaders
+        "..\u{29F8}secret.txt",          // big solidus
+    ];
+    for p in lookalikes {
+        // Nothing by these names exists: reads fail.
+        assert!(env.rt.call(&agent, "FS_READ", &json!({"path": p})).await.is_err(), "{p}");
+        // A write creates a file *inside* the workspace under that literal name.
+        if env.rt.call(&agent, "FS_WRITE", &json!({"path": p, "content": "x"})).await.is_ok() {
+            let first = p.split('/').next().unwrap();
+            assert!(env.ws().join(first).exists(), "{p} was written somewhere else");
+        }
+    }
+    assert!(!env.dir.path().join("secret.txt").exists());
+}

@@ -1,0 +1,76 @@
+//! Shared helpers for the end-to-end tests: locating (or building) the real
+//! `aos` binary and running it against a private `$AOS_HOME`.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::OnceLock;
+
+/// Repository root.
+pub fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
+}
+
+/// Path of the `aos` binary of this build, building it if `cargo test` was
+/// asked for this package alone.
+pub fn aos_bin() -> PathBuf {
+    static BIN: OnceLock<PathBuf> = OnceLock::new();
+    BIN.get_or_init(|| {
+        // target/<profile>/deps/<test-binary>
+        let exe = std::env::current_exe().unwrap();
+        let profile_dir = exe.parent().unwrap().parent().unwrap().to_path_buf();
+        let bin = profile_dir.join("aos");
+        let status = Command::new(env!("CARGO"))
+            .args(["build", "-q", "-p", "aos-cli", "--bin", "aos"])
+            .current_dir(repo_root())
+            .status()
+            .expect("cargo runs");
+        assert!(status.success(), "building the aos binary failed");
+        assert!(bin.exists(), "no aos binary at {}", bin.display());
+        bin
+    })
+    .clone()
+}
+
+/// A private AgentOS home and workspace for one test.
+pub struct Aos {
+    pub dir: tempfile::TempDir,
+}
+
+impl Default for Aos {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Aos {
+    pub fn new() -> Aos {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(dir.path().join("home")).unwrap();
+        std::fs::create_dir_all(dir.path().join("ws")).unwrap();
+        Aos { dir }
+    }
+
+    pub fn home(&self) -> PathBuf {
+        self.dir.path().join("home")
+    }
+
+    pub fn ws(&self) -> PathBuf {
+        self.dir.path().join("ws")
+    }
+
+    pub fn cmd(&self) -> Command {
+        let mut c = Command::new(aos_bin());
+        c.env("AOS_HOME", self.home()).env_remove("RUST_BACKTRACE").current_dir(self.ws());
+        c
+    }
+
+    /// Runs `aos ARGS` and returns (exit code, stdout, stderr).
+    pub fn run(&self, args: &[&str]) -> (i32, String, String) {
+        let out: Output = self.cmd().args(args).output().expect("aos runs");
+        (
+            out.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    }
+}
