@@ -17,6 +17,8 @@ enum Cmd {
     /// Work with driver components: list, inspect, install, remove, call.
     #[command(subcommand)]
     Driver(commands::driver::DriverCmd),
+    /// Run one agent to completion in this process, printing its log.
+    Run(commands::run::RunArgs),
 }
 
 fn main() {
@@ -38,6 +40,7 @@ fn main() {
     let code = rt.block_on(async {
         match cli.cmd {
             Cmd::Driver(c) => commands::driver::run(c).await,
+            Cmd::Run(a) => commands::run::run(a).await,
         }
     });
     match code {

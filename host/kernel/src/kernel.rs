@@ -285,8 +285,8 @@ impl KernelInner {
         if let Some(pp) = &parent {
             pp.state.lock().children.push(pid);
             // A kill of the parent's subtree may have raced with this spawn.
-            if pp.cancel.is_cancelled() {
-                p.cancel.cancel();
+            if pp.is_killed() {
+                p.signal_kill();
             }
         }
         if self.wants_events() {
@@ -358,8 +358,8 @@ impl Kernel {
         let mut killed = Vec::new();
         for p in self.inner.table.subtree(pid) {
             if let Some(proc_) = self.inner.table.get(p) {
-                if proc_.state.lock().exit.is_none() && !proc_.cancel.is_cancelled() {
-                    proc_.cancel.cancel();
+                if proc_.state.lock().exit.is_none() && !proc_.is_killed() {
+                    proc_.signal_kill();
                     killed.push(p);
                 }
             }

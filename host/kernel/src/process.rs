@@ -232,6 +232,9 @@ pub struct Process {
     pub(crate) state: Mutex<ProcState>,
     pub(crate) ipc: IpcEnds,
     pub(crate) cancel: CancellationToken,
+    /// Set by `kill` before cancelling: a killed process ends as `Killed`
+    /// whatever its loop was doing at that moment.
+    pub(crate) killed: std::sync::atomic::AtomicBool,
     pub(crate) exit_tx: watch::Sender<Option<ExitStatus>>,
 }
 
@@ -281,6 +284,7 @@ impl Process {
             }),
             ipc: n.ipc,
             cancel: CancellationToken::new(),
+            killed: std::sync::atomic::AtomicBool::new(false),
             exit_tx: watch::channel(None).0,
         }
     }
@@ -321,6 +325,16 @@ impl Process {
             workspace: self.workspace.clone(),
             pipe_to: self.pipe_to,
         }
+    }
+
+    /// Marks the process killed and cancels its task.
+    pub(crate) fn signal_kill(&self) {
+        self.killed.store(true, std::sync::atomic::Ordering::SeqCst);
+        self.cancel.cancel();
+    }
+
+    pub(crate) fn is_killed(&self) -> bool {
+        self.killed.load(std::sync::atomic::Ordering::SeqCst)
     }
 
     /// A wall-time deadline, if the budget has one.

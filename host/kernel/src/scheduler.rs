@@ -49,6 +49,9 @@ pub(crate) fn start(inner: Arc<KernelInner>, p: Arc<Process>, inbox: IpcInbox) {
             },
             s = run_loop(&inner, &p, inbox) => s,
         };
+        // A kill that raced with the loop's last poll still wins.
+        if p.is_killed() && status != ExitStatus::Killed { eprintln!("DEBUG pid {} killed but loop won: {status:?}; cancelled={}", p.pid, p.cancel.is_cancelled()); }
+        let status = if p.is_killed() { ExitStatus::Killed } else { status };
         inner.finish(&p, status);
     });
 }
@@ -125,6 +128,10 @@ async fn run_loop(inner: &Arc<KernelInner>, p: &Arc<Process>, mut inbox: IpcInbo
             }
         }
 
+        if p.is_killed() {
+            eprintln!("DEBUG pid {} loop saw kill before model call", p.pid);
+            return ExitStatus::Killed;
+        }
         inner.set_status(p, ProcessStatus::Ready);
         let permit = sem.acquire().await.expect("semaphores are never closed");
         inner.set_status(p, ProcessStatus::WaitingModel);
@@ -180,6 +187,9 @@ async fn run_loop(inner: &Arc<KernelInner>, p: &Arc<Process>, mut inbox: IpcInbo
         let total = calls.len();
         let mut sleep_for: Option<f64> = None;
         for (i, call) in calls.into_iter().enumerate() {
+            if p.is_killed() {
+                return ExitStatus::Killed;
+            }
             let id = next_id(p);
             let call: ParsedCall = match call {
                 Ok(c) => c,

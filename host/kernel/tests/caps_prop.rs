@@ -55,10 +55,12 @@ proptest! {
                     prop_assert!(caps.is_subset_of(&parent_caps), "{} holds {} but parent {} holds {}", info.pid, caps, pp, parent_caps);
                 }
             }
+            let before: Vec<_> = h.kernel.ps().into_iter().map(|i| (i.pid, i.status)).collect();
             let killed = h.kernel.kill(root_pid).unwrap();
             prop_assert_eq!(killed.len(), pids.len());
             for pid in pids {
-                prop_assert_eq!(h.wait(pid).await, aos_kernel::ExitStatus::Killed);
+                let st = h.wait(pid).await;
+                prop_assert_eq!(&st, &aos_kernel::ExitStatus::Killed, "{:?} before={:?} killed={:?}", h.kernel.logs(pid).unwrap().iter().map(|e| format!("{:?}", e.entry)).collect::<Vec<_>>(), before, killed);
             }
             Ok(())
         })?;

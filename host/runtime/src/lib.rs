@@ -663,3 +663,26 @@ fn _assert_send_sync() {
     fn is<T: Send + Sync>() {}
     is::<DriverRuntime>();
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The structural half of RBAC: without the grant, the interface is not in
+    /// the linker, and the component cannot be instantiated at all.
+    #[test]
+    fn withheld_interfaces_make_instantiation_impossible() {
+        let engine = engine::new_engine().unwrap();
+        let fs = wasmtime::component::Component::new(&engine, BUILTIN_DRIVERS[0].1).unwrap();
+        let timers = wasmtime::component::Component::new(&engine, BUILTIN_DRIVERS[1].1).unwrap();
+        let none = linker::build(&engine, LinkProfile::for_caps(&CapabilitySet::empty())).unwrap();
+        for c in [&fs, &timers] {
+            let err = none.instantiate_pre(c).err().expect("must not link").to_string();
+            assert!(err.contains("matching implementation was not found"), "{err}");
+        }
+        let caps = CapabilitySet::parse(["fs:ro"]).unwrap();
+        let with_fs = linker::build(&engine, LinkProfile::for_caps(&caps)).unwrap();
+        assert!(with_fs.instantiate_pre(&fs).is_ok());
+        assert!(with_fs.instantiate_pre(&timers).is_err());
+    }
+}

@@ -192,8 +192,12 @@ async fn call(a: CallArgs) -> Result<i32> {
         Err(e) => {
             eprintln!("error: {e}");
             if let aos_abi::SyscallError::Denied(m) = &e {
-                if m.contains("not granted") {
-                    eprintln!("hint: grant capabilities with --grant, e.g. --grant fs:ro");
+                let missing = m
+                    .strip_prefix("capability `")
+                    .and_then(|rest| rest.split_once("` not granted"))
+                    .map(|(cap, _)| cap);
+                if let Some(cap) = missing {
+                    eprintln!("hint: grant it with --grant {}", cap.split(' ').next().unwrap_or(cap));
                 }
             }
             Ok(1)

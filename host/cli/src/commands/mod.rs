@@ -1,2 +1,3 @@
 //! One module per `aos` subcommand group.
 pub mod driver;
+pub mod run;

@@ -6,7 +6,7 @@
 #![allow(dead_code)]
 
 use std::path::PathBuf;
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 use std::time::Duration;
 
 use aos_abi::CapabilitySet;
@@ -54,7 +54,7 @@ pub struct Harness {
 
 pub async fn harness_with(f: impl FnOnce(&mut KernelConfig)) -> Harness {
     let dir = tempfile::tempdir().unwrap();
-    let rt = runtime();
+    let rt = runtime().await;
     let rec = Arc::new(Recorder { inner: ScriptProvider::new(), requests: Mutex::new(Vec::new()) });
     let r2 = rec.clone();
     let mut cfg = KernelConfig::new(dir.path());
@@ -70,22 +70,13 @@ pub async fn harness_with(f: impl FnOnce(&mut KernelConfig)) -> Harness {
     Harness { kernel, rec, dir }
 }
 
-/// One driver runtime shared by every test of a binary, with its compiled-driver
-/// cache under the target directory (so drivers compile once, not per test).
-pub fn runtime() -> Arc<DriverRuntime> {
-    static RT: OnceLock<Arc<DriverRuntime>> = OnceLock::new();
-    RT.get_or_init(|| {
-        std::thread::spawn(|| {
-            let home = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("aos-kernel-runtime");
-            tokio::runtime::Runtime::new()
-                .unwrap()
-                .block_on(DriverRuntime::open(RuntimeConfig::new(home)))
-                .expect("driver runtime opens")
-        })
-        .join()
-        .unwrap()
-    })
-    .clone()
+/// A driver runtime for one test's kernel. Runtimes must not be shared
+/// between kernels (pids restart at 1 in each kernel, and the runtime keys its
+/// per-agent instances by pid), but they share the compiled-driver cache under
+/// the target directory, so drivers compile once, not per test.
+pub async fn runtime() -> Arc<DriverRuntime> {
+    let home = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("aos-kernel-runtime");
+    DriverRuntime::open(RuntimeConfig::new(home)).await.expect("driver runtime opens")
 }
 
 pub async fn harness() -> Harness {

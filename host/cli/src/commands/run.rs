@@ -1,0 +1,174 @@
+//! `aos run`: start a kernel in this process, run one root agent to the end
+//! while printing its log (replies, syscalls with results or errors, events,
+//! stdout), and exit with the agent's exit code. The daemon-backed
+//! `aos spawn` shares the same kernel; `run` needs no daemon.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use clap::Args;
+
+use aos_abi::CapabilitySet;
+use aos_kernel::{Budgets, Entry, ExitStatus, Kernel, KernelConfig, KernelEvent, LogEntry, SpawnRequest};
+use aos_providers::{build_provider, ProviderConfig};
+use aos_runtime::{DriverRuntime, RuntimeConfig};
+
+#[derive(Debug, Args)]
+#[command(after_help = "Examples:\n  \
+    aos run --provider script --model examples/scripts/haiku.txt 'write a haiku about the sea to haiku.txt'\n  \
+    aos run --provider openai --base-url http://127.0.0.1:11434/v1 --model llama3.2 --grant fs:rw 'list the files'\n  \
+    OPENAI_API_KEY=... aos run --provider openai --model gpt-4o-mini 'summarise notes.txt'")]
+pub struct RunArgs {
+    /// What the agent should do.
+    pub task: String,
+    /// LLM provider: openai (any OpenAI-compatible server), gemini, anthropic, script.
+    #[arg(long, env = "AOS_PROVIDER")]
+    pub provider: String,
+    /// Model name (for `script`: the path of the script file).
+    #[arg(long, env = "AOS_MODEL")]
+    pub model: String,
+    /// Base URL of the provider's API (e.g. http://127.0.0.1:11434/v1 for Ollama).
+    #[arg(long)]
+    pub base_url: Option<String>,
+    /// The agent's role, shown in its system prompt.
+    #[arg(long, default_value = "a careful, autonomous assistant")]
+    pub role: String,
+    /// Capability to grant (repeatable). Default: all built-in capabilities.
+    #[arg(long = "grant", short = 'g')]
+    pub grants: Vec<String>,
+    /// Grant nothing (overrides the default of all built-in capabilities).
+    #[arg(long, conflicts_with = "grants")]
+    pub no_grants: bool,
+    /// Workspace directory preopened at /workspace (default: a new one under $AOS_HOME/workspaces).
+    #[arg(long)]
+    pub workspace: Option<PathBuf>,
+    #[arg(long, default_value_t = 50)]
+    pub max_steps: u64,
+    #[arg(long)]
+    pub max_tokens: Option<u64>,
+    /// Wall-time budget in seconds.
+    #[arg(long)]
+    pub max_seconds: Option<u64>,
+    /// Print log entries as JSON lines.
+    #[arg(long)]
+    pub json: bool,
+}
+
+fn print_entry(e: &LogEntry, json: bool) {
+    if json {
+        if let Ok(s) = serde_json::to_string(e) {
+            println!("{s}");
+        }
+        return;
+    }
+    let pid = e.pid;
+    match &e.entry {
+        Entry::Reply { text, truncated } => {
+            println!("[{pid}] model{}:", if *truncated { " (truncated)" } else { "" });
+            for line in text.lines() {
+                println!("[{pid}]   {line}");
+            }
+        }
+        Entry::Result { id, name, args, output } => println!("[{pid}] {name}#{id} {args} -> {output}"),
+        Entry::Error { id, name, args, error } => println!(
+            "[{pid}] {}#{id}{} -> ERROR {error}",
+            name.as_deref().unwrap_or("?"),
+            args.as_ref().map(|a| format!(" {a}")).unwrap_or_default()
+        ),
+        Entry::Event { text } => println!("[{pid}] event: {text}"),
+        Entry::Notice { text } => println!("[{pid}] kernel: {text}"),
+        Entry::Stdout { text } => println!("[{pid}] stdout: {text}"),
+    }
+}
+
+pub async fn run(a: RunArgs) -> Result<i32> {
+    let home = crate::home::aos_home()?;
+    let runtime = DriverRuntime::open(RuntimeConfig::new(&home)).await.context("cannot start the driver runtime")?;
+    let factory: aos_kernel::ProviderFactory = Arc::new(|provider: &str, base_url: Option<&str>| {
+        let mut cfg = ProviderConfig::new(provider);
+        cfg.base_url = base_url.map(str::to_string);
+        build_provider(&cfg)
+    });
+    let kernel = Kernel::new(KernelConfig::new(&home), runtime, factory);
+    let caps = if a.no_grants {
+        CapabilitySet::empty()
+    } else if a.grants.is_empty() {
+        CapabilitySet::all_builtin()
+    } else {
+        CapabilitySet::parse(&a.grants)?
+    };
+    let mut events = kernel.subscribe();
+    let workspace = match a.workspace {
+        Some(w) => Some(w.canonicalize().with_context(|| format!("the workspace {} does not exist", w.display()))?),
+        None => None,
+    };
+    let pid = kernel
+        .spawn(SpawnRequest {
+            task: a.task,
+            role: a.role,
+            provider: a.provider,
+            model: a.model,
+            base_url: a.base_url,
+            caps,
+            budgets: Budgets {
+                max_steps: Some(a.max_steps),
+                max_tokens: a.max_tokens,
+                max_wall_time: a.max_seconds.map(Duration::from_secs),
+            },
+            workspace,
+            pipe_to: None,
+            parent: None,
+        })
+        .await?;
+    if !a.json {
+        let info = kernel.info(pid)?;
+        eprintln!(
+            "started pid {pid} ({} / {}), workspace {}, capabilities: {}",
+            info.provider,
+            info.model,
+            info.workspace.display(),
+            if info.capabilities.is_empty() { "(none)".into() } else { info.capabilities.join(", ") }
+        );
+    }
+    let k = kernel.clone();
+    let waiter = tokio::spawn(async move { k.wait(pid).await });
+    tokio::pin!(waiter);
+    // Stream the log of every process of this run until the root exits.
+    let status = loop {
+        tokio::select! {
+            ev = events.recv() => match ev {
+                Ok(KernelEvent::Entry { entry }) => print_entry(&entry, a.json),
+                Ok(KernelEvent::Exited { pid: p, status }) if !a.json => {
+                    if p != pid { println!("[{p}] exited: {status:?}"); }
+                }
+                Ok(_) => {}
+                Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => eprintln!("({n} log entries skipped; see `aos logs`)"),
+                Err(_) => {}
+            },
+            st = &mut waiter => break st.context("the kernel task failed")??,
+        }
+    };
+    // Drain what is already queued.
+    while let Ok(ev) = events.try_recv() {
+        if let KernelEvent::Entry { entry } = ev {
+            print_entry(&entry, a.json);
+        }
+    }
+    let code = match &status {
+        ExitStatus::Exited { code, result } => {
+            eprintln!("pid {pid} exited with code {code}{}", result.as_ref().map(|r| format!(": {r}")).unwrap_or_default());
+            (*code).clamp(0, 255) as i32
+        }
+        ExitStatus::Killed => {
+            eprintln!("pid {pid} was killed");
+            137
+        }
+        ExitStatus::Failed { reason } => {
+            eprintln!("pid {pid} failed: {reason}");
+            1
+        }
+    };
+    Ok(code)
+}

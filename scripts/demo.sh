@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# The demo run by `./dev demo`: syscalls through the real driver runtime,
+# with the capability checks an agent would get.
+set -euo pipefail
+AOS=${1:?usage: demo.sh PATH-TO-aos}
+export AOS_HOME=${AOS_HOME:-$(mktemp -d)/aos-home}
+WS=$(mktemp -d)
+step() { printf '\n\033[1m$ %s\033[0m\n' "$*"; "$@" || true; }
+
+echo "AgentOS demo — AOS_HOME=$AOS_HOME, workspace=$WS"
+step "$AOS" driver ls
+step "$AOS" driver call fs FS_WRITE '{"path":"haiku.txt","content":"waves fold into foam\nthe tide writes, the tide erases\nsalt on the warm stone\n"}' --grant fs:rw --workspace "$WS"
+step "$AOS" driver call fs FS_READ '{"path":"haiku.txt"}' --grant fs:ro --workspace "$WS"
+echo; echo "# a read-only agent cannot write, and no agent can leave its workspace:"
+step "$AOS" driver call fs FS_WRITE '{"path":"haiku.txt","content":"overwritten"}' --grant fs:ro --workspace "$WS"
+step "$AOS" driver call fs FS_READ '{"path":"../../etc/passwd"}' --grant fs:ro --workspace "$WS"
+step "$AOS" driver call timers SYS_SCHEDULE '{"seconds":60,"prompt":"check the tide"}' --grant timers
+
+echo; echo "# a whole agent process: the kernel loop with replies replayed from a script"
+echo "# (an embedded offline model is in progress; any OpenAI-compatible server works with --provider openai --base-url ...)"
+HERE=$(cd "$(dirname "$0")/.." && pwd)
+RUNWS=$(mktemp -d)
+step "$AOS" run --provider script --model "$HERE/examples/scripts/haiku.txt" --workspace "$RUNWS" \
+    "write a haiku about the sea to haiku.txt, then exit"
+step cat "$RUNWS/haiku.txt"

@@ -1,0 +1,68 @@
+//! `aos run` end to end: the kernel loop with scripted replies, the real
+//! driver runtime, and the agent's exit code as the command's.
+
+use aos_tests::Aos;
+
+fn script(aos: &Aos, name: &str, text: &str) -> String {
+    let p = aos.dir.path().join(name);
+    std::fs::write(&p, text).unwrap();
+    p.display().to_string()
+}
+
+#[test]
+fn scripted_agent_writes_a_file_and_exits_with_its_code() {
+    let aos = Aos::new();
+    let model = script(&aos, "s.txt", concat!(
+        "[SYS_CALL::FS_WRITE] {\"path\": \"haiku.txt\", \"content\": \"sea\"}\n---\n",
+        "[SYS_CALL::SYS_EXIT] {\"code\": 3, \"result\": \"done\"}\n",
+    ));
+    let ws = aos.ws().display().to_string();
+    let (code, out, err) = aos.run(&["run", "--provider", "script", "--model", &model, "--workspace", &ws, "write a haiku"]);
+    assert_eq!(code, 3, "{out}\n{err}");
+    assert_eq!(std::fs::read_to_string(aos.ws().join("haiku.txt")).unwrap(), "sea");
+    assert!(out.contains("FS_WRITE#1"), "{out}");
+    assert!(err.contains("exited with code 3: done"), "{err}");
+}
+
+#[test]
+fn errors_reach_the_model_and_a_corrected_call_runs() {
+    let aos = Aos::new();
+    let model = script(&aos, "s.txt", concat!(
+        "[SYS_CALL::FS_WRITE] {\"path\": \"a.txt\"}\n---\n",
+        "[SYS_CALL::FS_WRITE] {\"path\": \"a.txt\", \"content\": \"fixed\"}\n---\n",
+        "[SYS_CALL::SYS_EXIT] {}\n",
+    ));
+    let ws = aos.ws().display().to_string();
+    let (code, out, err) = aos.run(&["run", "--provider", "script", "--model", &model, "--workspace", &ws, "--json", "t"]);
+    assert_eq!(code, 0, "{out}\n{err}");
+    let entries: Vec<serde_json::Value> = out.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let error = entries.iter().find(|e| e["kind"] == "error" || e.get("error").is_some()).expect("an error entry");
+    assert!(error.to_string().contains("content"), "{error}");
+    assert_eq!(std::fs::read_to_string(aos.ws().join("a.txt")).unwrap(), "fixed");
+}
+
+#[test]
+fn an_agent_without_grants_is_refused_and_fails_clearly() {
+    let aos = Aos::new();
+    let model = script(&aos, "s.txt", "[SYS_CALL::FS_WRITE] {\"path\": \"x\", \"content\": \"y\"}\n");
+    let ws = aos.ws().display().to_string();
+    let (code, out, err) = aos.run(&["run", "--provider", "script", "--model", &model, "--workspace", &ws, "--no-grants", "t"]);
+    assert_ne!(code, 0);
+    assert!(out.contains("denied") || out.contains("unknown syscall"), "{out}");
+    assert!(err.contains("script") && err.contains("1 repl"), "the script ran out; the reason is shown: {err}");
+    assert!(!aos.ws().join("x").exists());
+}
+
+#[test]
+fn missing_provider_key_is_reported_with_the_variable_name() {
+    let aos = Aos::new();
+    let (code, _, err) = aos
+        .cmd()
+        .env_remove("GEMINI_API_KEY")
+        .args(["run", "--provider", "gemini", "--model", "gemini-1.5-flash", "hello"])
+        .output()
+        .map(|o| (o.status.code().unwrap_or(-1), String::new(), String::from_utf8_lossy(&o.stderr).into_owned()))
+        .unwrap();
+    assert_eq!(code, 1);
+    assert!(err.contains("GEMINI_API_KEY"), "{err}");
+}
