@@ -347,12 +347,19 @@ impl Kernel {
         self.inner.spawn(req)
     }
 
-    /// Kills `pid` and its whole subtree (every descendant, including orphans'
-    /// children still running): killing a supervisor means its workers are no
-    /// longer wanted, and it keeps no process running without an accountable
-    /// ancestor. In-flight model calls are cancelled (their futures dropped) and
-    /// runtime/provider state is released. Returns the pids that were signalled
-    /// (those still running); processes that already ended are left as they were.
+    /// Kills `pid` and its whole subtree (every descendant, found through the
+    /// children lists, which survive an intermediate process's exit): killing a
+    /// supervisor means its workers are no longer wanted, and no process is left
+    /// running without an accountable ancestor. (A parent that merely *exits*
+    /// leaves its children running, like Unix orphans.)
+    ///
+    /// Each process is marked killed and its cancellation token fired: its task
+    /// drops the in-flight model call or blocking syscall at the next await that
+    /// yields, and the step loop also checks the mark before every model call and
+    /// every syscall, so a killed process never starts another one. Provider and
+    /// runtime state of the process is then released and it ends as `Killed`.
+    /// Returns the pids that were signalled (those still running); processes
+    /// that already ended are left as they were.
     pub fn kill(&self, pid: Pid) -> Result<Vec<Pid>, KernelError> {
         self.inner.table.get(pid).ok_or(KernelError::NoSuchProcess(pid))?;
         let mut killed = Vec::new();

@@ -41,19 +41,22 @@ pub(crate) fn start(inner: Arc<KernelInner>, p: Arc<Process>, inbox: IpcInbox) {
         let status = tokio::select! {
             biased;
             _ = p.cancel.cancelled() => ExitStatus::Killed,
-            _ = wall => ExitStatus::Failed {
-                reason: format!(
-                    "wall-time budget exhausted ({:.1} s)",
-                    p.budgets.max_wall_time.unwrap_or_default().as_secs_f64()
-                ),
-            },
+            _ = wall => wall_time_exhausted(&p),
             s = run_loop(&inner, &p, inbox) => s,
         };
         // A kill that raced with the loop's last poll still wins.
-        if p.is_killed() && status != ExitStatus::Killed { eprintln!("DEBUG pid {} killed but loop won: {status:?}; cancelled={}", p.pid, p.cancel.is_cancelled()); }
         let status = if p.is_killed() { ExitStatus::Killed } else { status };
         inner.finish(&p, status);
     });
+}
+
+fn wall_time_exhausted(p: &Process) -> ExitStatus {
+    ExitStatus::Failed {
+        reason: format!(
+            "wall-time budget exhausted ({:.1} s)",
+            p.budgets.max_wall_time.unwrap_or_default().as_secs_f64()
+        ),
+    }
 }
 
 /// Counts consecutive identical failures.
@@ -128,9 +131,15 @@ async fn run_loop(inner: &Arc<KernelInner>, p: &Arc<Process>, mut inbox: IpcInbo
             }
         }
 
+        // The select in `start` cannot interrupt a loop whose awaits complete
+        // without yielding, so kill and wall time are also checked here.
         if p.is_killed() {
-            eprintln!("DEBUG pid {} loop saw kill before model call", p.pid);
             return ExitStatus::Killed;
+        }
+        if let Some(d) = p.deadline() {
+            if std::time::Instant::now() >= d {
+                return wall_time_exhausted(p);
+            }
         }
         inner.set_status(p, ProcessStatus::Ready);
         let permit = sem.acquire().await.expect("semaphores are never closed");

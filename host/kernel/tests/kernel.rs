@@ -213,7 +213,7 @@ async fn spawn_child_pipe_to_parent_and_exit_event() {
                 r#"[SYS_CALL::SPAWN_AGENT] {{"task": "help", "role": "helper", "model": "{child_model}", "permissions": ["FS_READ", "ipc"], "pipe_to": 1}}"#
             ),
             r#"[SYS_CALL::SYS_READ_STDIN] {}"#,
-            "Waiting for my child to exit.",
+            r#"Waiting for my child to exit. [SYS_CALL::RECV_MSG] {"timeout": 1}"#,
             r#"[SYS_CALL::SYS_EXIT] {}"#,
         ],
     );
@@ -246,12 +246,15 @@ async fn spawn_refused_for_rights_the_parent_lacks() {
             &[
                 r#"[SYS_CALL::SPAWN_AGENT] {"task": "t", "permissions": ["fs:rw", "net"]}"#,
                 r#"[SYS_CALL::SPAWN_AGENT] {"task": "t", "permissions": ["bogus"]}"#,
+                r#"[SYS_CALL::SPAWN_AGENT] {"task": "t", "permissions": [], "provider": "nope"}"#,
                 r#"[SYS_CALL::SYS_EXIT] {}"#,
             ],
             &["fs:ro", "spawn"],
         )
         .await;
     h.wait(pid).await;
+    let s3 = h.seen(pid, 3);
+    assert!(s3.contains("[ERROR SPAWN_AGENT#3] invalid arguments: SPAWN_AGENT: cannot start provider `nope`"), "{s3}");
     let s = h.seen(pid, 1);
     assert!(s.contains("[ERROR SPAWN_AGENT#1] denied: cannot grant `fs:rw`, `net` to a child: this process does not hold it"), "{s}");
     assert!(h.seen(pid, 2).contains("[ERROR SPAWN_AGENT#2] invalid arguments: SPAWN_AGENT: field `permissions`: unknown capability `bogus`"));

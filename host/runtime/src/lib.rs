@@ -159,10 +159,14 @@ fn engine_err(e: impl std::fmt::Display) -> RuntimeError {
     RuntimeError::Engine(e.to_string())
 }
 
-/// One live instance kept for an agent between its calls.
+/// One live instance kept for an agent between its calls. It was built for
+/// exactly these capabilities and this workspace; a caller presenting others
+/// under the same pid gets a new instance.
 struct Pooled {
     store: Store<DriverState>,
     bindings: Full,
+    caps: CapabilitySet,
+    workspace: PathBuf,
 }
 
 /// Loads drivers and runs syscalls. Share it as `Arc<DriverRuntime>`.
@@ -416,7 +420,11 @@ impl DriverRuntime {
         let args_json = args.to_string();
         let key = (agent.pid, d.name.clone());
         let pooled = if self.config.reuse_instances {
-            self.pool.lock().unwrap().remove(&key)
+            self.pool
+                .lock()
+                .unwrap()
+                .remove(&key)
+                .filter(|p| p.caps == agent.caps && p.workspace == agent.workspace)
         } else {
             None
         };
@@ -427,7 +435,7 @@ impl DriverRuntime {
                     .instantiate(&d, LinkProfile::for_caps(&agent.caps), Some(agent))
                     .await
                     .map_err(|e| instantiate_error(&d, &e))?;
-                Pooled { store, bindings }
+                Pooled { store, bindings, caps: agent.caps.clone(), workspace: agent.workspace.clone() }
             }
         };
         {

@@ -151,3 +151,26 @@ async fn fs_round_trip() {
     assert!(matches!(e, SyscallError::InvalidArguments(_)));
     assert!(CapabilitySet::parse(["fs:rw"]).unwrap().contains(&aos_runtime::Capability::FsRead));
 }
+
+/// A pooled instance is never reused for a caller with other rights or
+/// another workspace under the same pid.
+#[tokio::test]
+async fn pooled_instances_are_bound_to_caps_and_workspace() {
+    let env = common::Env::new().await;
+    let other_ws = env.dir.path().join("other");
+    std::fs::create_dir_all(&other_ws).unwrap();
+    std::fs::write(other_ws.join("o.txt"), "other").unwrap();
+    let rw = env.agent(5, &["fs:rw"]);
+    env.rt.call(&rw, "FS_WRITE", &json!({"path": "w.txt", "content": "x"})).await.unwrap();
+    let mut ro = env.agent(5, &["fs:ro"]);
+    ro.workspace = other_ws.clone();
+    let r = env.rt.call(&ro, "FS_READ", &json!({"path": "o.txt"})).await.unwrap();
+    assert_eq!(r.output["content"], "other");
+    assert!(env.rt.call(&ro, "FS_READ", &json!({"path": "w.txt"})).await.is_err());
+    // Even a driver that skips the declared `fs:rw` cannot write through the old rw instance.
+    env.install_example("misbehave").await;
+    let mut ro_bad = env.agent(5, &["fs:ro", "driver:misbehave"]);
+    ro_bad.workspace = other_ws.clone();
+    assert!(env.rt.call(&ro_bad, "BAD_WRITE", &json!({"path": "/workspace/x"})).await.is_err());
+    assert!(!other_ws.join("x").exists());
+}
