@@ -19,8 +19,12 @@ pub fn aos_bin() -> PathBuf {
         let exe = std::env::current_exe().unwrap();
         let profile_dir = exe.parent().unwrap().parent().unwrap().to_path_buf();
         let bin = profile_dir.join("aos");
+        // The same selection of packages and targets as `cargo test
+        // --workspace`, so features resolve identically and nothing is
+        // rebuilt: this only links the `aos` executable (a `-p aos-cli`
+        // build would resolve features differently and recompile wasmtime).
         let status = Command::new(env!("CARGO"))
-            .args(["build", "-q", "-p", "aos-cli", "--bin", "aos"])
+            .args(["build", "-q", "--workspace", "--bins", "--tests"])
             .current_dir(repo_root())
             .status()
             .expect("cargo runs");

@@ -16,8 +16,11 @@ use std::process::Command;
 const DRIVER_PACKAGES: &[&str] = &[
     "aos-driver-fs",
     "aos-driver-timers",
+    "aos-driver-exec",
+    "aos-driver-net",
     "aos-driver-wordcount",
     "aos-driver-misbehave",
+    "aos-driver-rawhttp",
 ];
 const TARGET: &str = "wasm32-wasip2";
 const PROFILE: &str = "wasm-driver";

@@ -100,7 +100,8 @@ fn example_driver_is_built_inspected_installed_granted_and_called() {
         .iter()
         .map(|d| d["name"].as_str().unwrap().to_string())
         .collect();
-    assert_eq!(names, ["fs", "timers", "wordcount"]);
+    assert!(names.starts_with(&["fs".to_string(), "timers".to_string()]), "{names:?}");
+    assert_eq!(names.last().map(String::as_str), Some("wordcount"), "{names:?}");
 
     // Without its grant the driver is not usable, even with every built-in right.
     let (code, _, err) = aos.run(&["driver", "call", "wordcount", "TEXT_STATS", r#"{"text":"a"}"#, "-g", "all"]);
@@ -157,13 +158,14 @@ fn inspect_refuses_files_that_are_not_drivers() {
 #[test]
 fn warm_start_uses_the_compiled_cache() {
     let aos = Aos::new();
-    let (code, _, _) = aos.run(&["driver", "ls"]);
+    let (code, out, _) = aos.run(&["driver", "ls", "--json"]);
     assert_eq!(code, 0);
+    let builtin = serde_json::from_str::<Vec<Value>>(&out).unwrap().len();
     let cached: Vec<_> = std::fs::read_dir(aos.home().join("cache/drivers")).unwrap().collect();
-    assert_eq!(cached.len(), 2, "one compiled artifact per built-in driver");
+    assert_eq!(cached.len(), builtin, "one compiled artifact per built-in driver");
     let t = std::time::Instant::now();
     let (code, _, _) = aos.run(&["driver", "ls"]);
     assert_eq!(code, 0);
-    assert_eq!(std::fs::read_dir(aos.home().join("cache/drivers")).unwrap().count(), 2);
+    assert_eq!(std::fs::read_dir(aos.home().join("cache/drivers")).unwrap().count(), builtin);
     eprintln!("warm `aos driver ls`: {:?}", t.elapsed());
 }

@@ -3,7 +3,7 @@
 mod commands;
 mod home;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
 
 #[derive(Debug, Parser)]
 #[command(name = "aos", version, about = "AgentOS: run LLM agents as processes", long_about = None)]
@@ -19,6 +19,34 @@ enum Cmd {
     Driver(commands::driver::DriverCmd),
     /// Run one agent to completion in this process, printing its log.
     Run(commands::run::RunArgs),
+    /// The kernel daemon: start, stop, status.
+    #[command(subcommand)]
+    Kernel(commands::kernel::KernelCmd),
+    /// Start an agent process in the kernel (starting the kernel if needed); prints its PID.
+    Spawn(commands::procs::SpawnArgs),
+    /// List processes: PID, parent, status, provider/model, steps, tokens, syscalls, age.
+    Ps(commands::procs::PsArgs),
+    /// Print a process's log (replies, syscalls, stdout, events); -f follows it.
+    Logs(commands::procs::LogsArgs),
+    /// Kill a process and its descendants.
+    Kill(commands::procs::KillArgs),
+    /// Send a line to a process's stdin (or, with --msg, a message to its mailbox).
+    Send(commands::procs::SendArgs),
+    /// Wait for a process to end; exits with its exit code.
+    Wait(commands::procs::WaitArgs),
+    /// Live view of the processes (q quits); one snapshot when not on a terminal.
+    Top(commands::top::TopArgs),
+    /// The Docker sandbox EXEC_CMD runs commands in: build its image, check its status.
+    #[command(subcommand)]
+    Sandbox(commands::sandbox::SandboxCmd),
+    /// Show the effective configuration.
+    #[command(subcommand)]
+    Config(commands::config::ConfigCmd),
+    /// Print a shell completion script.
+    #[command(after_help = "Examples:\n  aos completions bash > ~/.local/share/bash-completion/completions/aos\n  aos completions zsh > ~/.zfunc/_aos")]
+    Completions {
+        shell: clap_complete::Shell,
+    },
 }
 
 fn main() {
@@ -41,10 +69,28 @@ fn main() {
         match cli.cmd {
             Cmd::Driver(c) => commands::driver::run(c).await,
             Cmd::Run(a) => commands::run::run(a).await,
+            Cmd::Kernel(c) => commands::kernel::run(c).await,
+            Cmd::Spawn(a) => commands::procs::spawn(a).await,
+            Cmd::Ps(a) => commands::procs::ps(a).await,
+            Cmd::Logs(a) => commands::procs::logs(a).await,
+            Cmd::Kill(a) => commands::procs::kill(a).await,
+            Cmd::Send(a) => commands::procs::send(a).await,
+            Cmd::Wait(a) => commands::procs::wait(a).await,
+            Cmd::Top(a) => commands::top::run(a).await,
+            Cmd::Sandbox(c) => commands::sandbox::run(c).await,
+            Cmd::Config(c) => commands::config::run(c),
+            Cmd::Completions { shell } => {
+                clap_complete::generate(shell, &mut Cli::command(), "aos", &mut std::io::stdout());
+                Ok(0)
+            }
         }
     });
     match code {
         Ok(c) => std::process::exit(c),
+        Err(e) if aos_daemon::client::is_not_running(&e) => {
+            eprintln!("{}", aos_daemon::NOT_RUNNING);
+            std::process::exit(1);
+        }
         Err(e) => {
             eprintln!("error: {e:#}");
             std::process::exit(1);

@@ -90,6 +90,25 @@ pub struct SpawnRequest {
     pub parent: Option<Pid>,
 }
 
+/// A process as rebuilt from a journal, for [`Kernel::restore`].
+#[derive(Debug, Clone)]
+pub struct RestoreRequest {
+    /// Identity, lineage, rights (`capabilities`), budgets, workspace,
+    /// `pipe_to` and counters as they were last journalled.
+    pub info: ProcessInfo,
+    pub base_url: Option<String>,
+    /// The full history, in order.
+    pub log: Vec<LogEntry>,
+    /// Log index where the model's context starts (after compaction).
+    pub context_start: usize,
+    /// How many in-context entries were compacted.
+    pub compacted: usize,
+    /// The id the next call gets.
+    pub next_call_id: u64,
+    /// Set for a process that had ended: it is kept for `ps`/`logs` only.
+    pub exit: Option<ExitStatus>,
+}
+
 /// Errors of the kernel API; messages say what to do.
 #[derive(Debug, thiserror::Error)]
 pub enum KernelError {
@@ -113,6 +132,8 @@ pub enum KernelError {
     Denied(#[from] MissingCapabilities),
     #[error("invalid spawn request: {0}")]
     Invalid(String),
+    #[error("cannot restore process {pid}: {why}")]
+    Restore { pid: Pid, why: String },
 }
 
 /// Something that happened in the kernel (serializable for journals and `logs -f`).
@@ -319,7 +340,89 @@ impl KernelInner {
     }
 }
 
+impl KernelInner {
+    fn restore(self: &Arc<Self>, r: RestoreRequest, entries: Vec<Entry>) -> Result<Pid, KernelError> {
+        let info = r.info;
+        let pid = info.pid;
+        let bad = |why: String| KernelError::Restore { pid, why };
+        if self.table.get(pid).is_some() {
+            return Err(bad("a process with this pid already exists".into()));
+        }
+        let caps = CapabilitySet::parse(&info.capabilities).map_err(|e| bad(e.to_string()))?;
+        let provider = self.provider(&info.provider, r.base_url.as_deref())?;
+        std::fs::create_dir_all(&info.workspace)
+            .map_err(|source| KernelError::Workspace { path: info.workspace.clone(), source })?;
+        let (ends, inbox) = ipc::channels();
+        let mut p = Process::new(NewProcess {
+            pid,
+            parent: info.parent,
+            role: info.role,
+            task: info.task,
+            provider_name: info.provider,
+            base_url: r.base_url,
+            model: info.model,
+            caps,
+            budgets: info.budgets,
+            workspace: info.workspace,
+            pipe_to: info.pipe_to,
+            provider,
+            ipc: ends,
+        });
+        // The wall-time budget counts from the original start.
+        let age = std::time::Duration::from_millis(now_ms().saturating_sub(info.counters.started_at_ms));
+        p.started = std::time::Instant::now().checked_sub(age).unwrap_or_else(std::time::Instant::now);
+        {
+            let st = p.state.get_mut();
+            st.children = info.children;
+            st.counters = info.counters;
+            st.log = r.log;
+            st.context_start = r.context_start.min(st.log.len());
+            st.compacted = r.compacted;
+            st.next_call_id = r.next_call_id.max(1);
+            if let Some(exit) = &r.exit {
+                st.exit = Some(exit.clone());
+                st.status = exit.as_status();
+            }
+        }
+        let p = Arc::new(p);
+        self.table.reserve_up_to(pid);
+        self.table.insert(p.clone());
+        if let Some(pp) = p.parent.and_then(|pp| self.table.get(pp)) {
+            let mut st = pp.state.lock();
+            if !st.children.contains(&pid) {
+                st.children.push(pid);
+            }
+        }
+        if let Some(exit) = r.exit {
+            p.exit_tx.send_replace(Some(exit));
+            return Ok(pid);
+        }
+        for e in entries {
+            if let Entry::Result { id, .. } | Entry::Error { id, .. } = &e {
+                let mut st = p.state.lock();
+                st.next_call_id = st.next_call_id.max(id + 1);
+            }
+            self.record(&p, e);
+        }
+        crate::scheduler::start(self.clone(), p, inbox);
+        Ok(pid)
+    }
+}
+
 impl Kernel {
+    /// Rebuilds a process from its journal (see `aos-daemon`): same pid,
+    /// identity, rights, budgets (wall time counted from its original start),
+    /// counters and full history. `entries` are recorded first (e.g. "this
+    /// call was interrupted by the restart"), then its loop resumes with its
+    /// next step; nothing in the history is executed again. A process that
+    /// had exited is kept for `ps` and `logs` only. Restore parents before
+    /// children; later spawns get pids above every restored one. Messages
+    /// that were queued but not yet received when the kernel stopped are not
+    /// part of the history and are not restored.
+    pub async fn restore(&self, req: RestoreRequest, entries: Vec<Entry>) -> Result<Pid, KernelError> {
+        self.inner.restore(req, entries)
+    }
+
     /// Creates a kernel. `providers` builds a provider from its name and base URL
     /// (results are cached per pair).
     pub fn new(config: KernelConfig, runtime: Arc<DriverRuntime>, providers: ProviderFactory) -> Kernel {
@@ -336,6 +439,11 @@ impl Kernel {
                 sinks: RwLock::new(Vec::new()),
             }),
         }
+    }
+
+    /// The driver runtime this kernel dispatches to.
+    pub fn runtime(&self) -> &Arc<DriverRuntime> {
+        &self.inner.runtime
     }
 
     pub fn config(&self) -> &KernelConfig {

@@ -19,6 +19,8 @@ pub mod syscalls;
 pub mod table;
 
 pub use ipc::IpcMessage;
-pub use kernel::{EventSink, Kernel, KernelConfig, KernelError, KernelEvent, ProviderFactory, SpawnRequest};
+pub use kernel::{
+    EventSink, Kernel, KernelConfig, KernelError, KernelEvent, ProviderFactory, RestoreRequest, SpawnRequest,
+};
 pub use parser::{parse_reply, ParseError, ParsedCall};
 pub use process::{Budgets, Counters, Entry, ExitStatus, LogEntry, Pid, ProcessInfo, ProcessStatus};

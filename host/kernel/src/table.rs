@@ -26,6 +26,11 @@ impl ProcessTable {
         self.last_pid.fetch_add(1, Ordering::Relaxed) + 1
     }
 
+    /// Makes sure later pids are allocated above `pid` (after a restore).
+    pub fn reserve_up_to(&self, pid: Pid) {
+        self.last_pid.fetch_max(pid, Ordering::Relaxed);
+    }
+
     pub fn insert(&self, p: Arc<Process>) {
         self.procs.write().insert(p.pid, p);
     }

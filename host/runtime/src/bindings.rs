@@ -26,3 +26,18 @@ impl From<WitSyscallError> for aos_abi::SyscallError {
         }
     }
 }
+
+impl From<aos_abi::SyscallError> for WitSyscallError {
+    fn from(e: aos_abi::SyscallError) -> Self {
+        use aos_abi::SyscallError as E;
+        match e {
+            E::InvalidArguments(m) => WitSyscallError::InvalidArguments(m),
+            E::Denied(m) => WitSyscallError::Denied(m),
+            E::NotFound(m) => WitSyscallError::NotFound(m),
+            E::Io(m) => WitSyscallError::Io(m),
+            E::Timeout(m) => WitSyscallError::Timeout(m),
+            E::LimitExceeded(m) => WitSyscallError::LimitExceeded(m),
+            E::Internal(m) => WitSyscallError::Internal(m),
+        }
+    }
+}

@@ -15,14 +15,20 @@
 //! interfaces), `bindings` (WIT bindings).
 
 mod bindings;
+pub mod container;
+pub mod docker;
 pub mod driver;
 mod engine;
 mod linker;
+pub mod net;
 mod state;
 
 pub use aos_abi::{CallOutcome, Capability, CapabilitySet, Effect, SyscallError, SyscallSpec};
 pub use driver::{DriverLoadError, DriverSource, Need};
+pub use container::{ContainerAgent, ContainerBackend, ExecOutput};
+pub use docker::{DockerBackend, DockerConfig, DockerStatus};
 pub use engine::CacheOutcome;
+pub use net::NetConfig;
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
@@ -47,13 +53,15 @@ pub const BUILT_DRIVERS_DIR: &str = env!("AOS_BUILT_DRIVERS_DIR");
 const BUILTIN_DRIVERS: &[(&str, &[u8])] = &[
     ("fs", include_bytes!(concat!(env!("AOS_BUILT_DRIVERS_DIR"), "/aos_driver_fs.wasm"))),
     ("timers", include_bytes!(concat!(env!("AOS_BUILT_DRIVERS_DIR"), "/aos_driver_timers.wasm"))),
+    ("exec", include_bytes!(concat!(env!("AOS_BUILT_DRIVERS_DIR"), "/aos_driver_exec.wasm"))),
+    ("net", include_bytes!(concat!(env!("AOS_BUILT_DRIVERS_DIR"), "/aos_driver_net.wasm"))),
 ];
 
 /// Names third-party drivers may not take.
 const RESERVED_NAMES: &[&str] = &["fs", "timers", "net", "exec", "memory", "kernel", "all"];
 
 /// Runtime settings.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct RuntimeConfig {
     /// `$AOS_HOME`: the compiled-driver cache lives in `cache/`, installed drivers in `drivers/`.
     pub home: PathBuf,
@@ -68,6 +76,31 @@ pub struct RuntimeConfig {
     pub reuse_instances: bool,
     /// Per-driver configuration (`[drivers.NAME]` in aos.toml), e.g. `fs.read_limit`.
     pub driver_config: BTreeMap<String, serde_json::Map<String, serde_json::Value>>,
+    /// Per-driver deadlines overriding `call_timeout` (default: `net` 60 s, as a
+    /// fetch may wait on connect and read timeouts and redirects).
+    pub driver_timeouts: BTreeMap<String, Duration>,
+    /// Extra time a call may spend waiting in host calls that enforce their own
+    /// limits (container commands); a backstop, default 15 min.
+    pub host_call_allowance: Duration,
+    /// Outgoing HTTP policy for `net` agents.
+    pub net: NetConfig,
+    /// Container engine for `exec` agents (none: EXEC_CMD explains how to set one up).
+    pub container: Option<Arc<dyn ContainerBackend>>,
+    /// Where compiled drivers are cached (default `$AOS_HOME/cache/drivers`).
+    pub cache_dir: Option<PathBuf>,
+}
+
+impl std::fmt::Debug for RuntimeConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RuntimeConfig")
+            .field("home", &self.home)
+            .field("call_timeout", &self.call_timeout)
+            .field("memory_limit", &self.memory_limit)
+            .field("reuse_instances", &self.reuse_instances)
+            .field("net", &self.net)
+            .field("container", &self.container.is_some())
+            .finish_non_exhaustive()
+    }
 }
 
 impl RuntimeConfig {
@@ -79,11 +112,21 @@ impl RuntimeConfig {
             max_result_bytes: 8 << 20,
             reuse_instances: true,
             driver_config: BTreeMap::new(),
+            driver_timeouts: [("net".to_string(), Duration::from_secs(60))].into_iter().collect(),
+            host_call_allowance: Duration::from_secs(15 * 60),
+            net: NetConfig::default(),
+            container: None,
+            cache_dir: None,
         }
     }
 
+    /// The deadline of one call of `driver`.
+    pub fn timeout_for(&self, driver: &str) -> Duration {
+        self.driver_timeouts.get(driver).copied().unwrap_or(self.call_timeout)
+    }
+
     fn cache_dir(&self) -> PathBuf {
-        self.home.join("cache").join("drivers")
+        self.cache_dir.clone().unwrap_or_else(|| self.home.join("cache").join("drivers"))
     }
 
     /// Where installed third-party drivers live.
@@ -263,7 +306,7 @@ impl DriverRuntime {
             .instantiate(&d, LinkProfile::everything(), None)
             .await
             .map_err(|e| invalid(format!("cannot instantiate it: {e:#}")))?;
-        store.data_mut().deadline = Instant::now() + self.config.call_timeout;
+        store.data_mut().deadline = Instant::now() + self.config.timeout_for(name);
         let specs = full
             .aos_kernel_driver()
             .call_describe(&mut store)
@@ -338,7 +381,20 @@ impl DriverRuntime {
             timer_ids: self.timer_ids.clone(),
             stderr,
             timed_out: false,
-            deadline: Instant::now() + self.config.call_timeout,
+            deadline: Instant::now() + self.config.timeout_for(&d.name),
+            container: self.config.container.clone(),
+            container_agent: agent.filter(|_| profile.exec).map(|a| ContainerAgent {
+                pid: a.pid,
+                workspace: a.workspace.clone(),
+                workspace_writable: a.caps.contains(&Capability::FsWrite),
+                network: a.caps.contains(&Capability::ExecNet),
+            }),
+            http: wasmtime_wasi_http::WasiHttpCtx::new(),
+            net: net::NetHooks {
+                caps: agent.map(|a| a.caps.clone()).unwrap_or_default(),
+                config: Arc::new(self.config.net.clone()),
+                notes: Default::default(),
+            },
         };
         let mut store = Store::new(&self.engine, state);
         store.limiter(|s| &mut s.limits);
@@ -438,14 +494,16 @@ impl DriverRuntime {
                 Pooled { store, bindings, caps: agent.caps.clone(), workspace: agent.workspace.clone() }
             }
         };
+        let deadline = self.config.timeout_for(&d.name);
         {
             let s = inst.store.data_mut();
             s.effects.clear();
-            s.deadline = Instant::now() + self.config.call_timeout;
+            s.net.notes.lock().unwrap().clear();
+            s.deadline = Instant::now() + deadline;
         }
         // Backstop for time spent in host functions, which the epoch deadline
         // does not interrupt.
-        let backstop = self.config.call_timeout + Duration::from_secs(1);
+        let backstop = deadline + self.config.host_call_allowance;
         let result = tokio::time::timeout(
             backstop,
             inst.bindings.aos_kernel_driver().call_handle(&mut inst.store, name, &args_json),
@@ -455,7 +513,7 @@ impl DriverRuntime {
             SyscallError::Timeout(format!(
                 "driver `{}` did not answer {name} within its {:.1} s deadline; the call was stopped",
                 d.name,
-                self.config.call_timeout.as_secs_f64()
+                deadline.as_secs_f64()
             ))
         };
         let reply = match result {
@@ -480,10 +538,13 @@ impl DriverRuntime {
             Ok(Ok(reply)) => reply,
         };
         let effects = std::mem::take(&mut inst.store.data_mut().effects);
+        let notes = std::mem::take(&mut *inst.store.data().net.notes.lock().unwrap());
         if self.config.reuse_instances {
             self.pool.lock().unwrap().insert(key, inst);
         }
-        let json = reply.map_err(SyscallError::from)?;
+        // The host's reason for refusing a request is more precise than the
+        // `wasi:http` error code the guest saw.
+        let json = reply.map_err(|e| notes.last().cloned().unwrap_or_else(|| SyscallError::from(e)))?;
         if json.len() > self.config.max_result_bytes {
             return Err(SyscallError::LimitExceeded(format!(
                 "{name} returned {} bytes, more than the {}-byte result cap",
@@ -497,9 +558,21 @@ impl DriverRuntime {
         Ok(CallOutcome { output, effects })
     }
 
-    /// Drops pooled instances of an agent that exited.
+    /// Drops pooled instances of an agent that exited, and its sandbox container.
     pub fn release_agent(&self, pid: u64) {
         self.pool.lock().unwrap().retain(|(p, _), _| *p != pid);
+        if let Some(backend) = self.config.container.clone() {
+            if let Ok(handle) = tokio::runtime::Handle::try_current() {
+                handle.spawn(async move { backend.release(pid).await });
+            }
+        }
+    }
+
+    /// Releases every sandbox (call when the kernel stops).
+    pub async fn shutdown(&self) {
+        if let Some(backend) = &self.config.container {
+            backend.shutdown().await;
+        }
     }
 
     /// Number of live pooled instances (for benchmarks and `aos top`).

@@ -6,7 +6,9 @@
 //! instantiated for that agent, whatever it asks for. The filesystem is doubly
 //! gated: `wasi:filesystem` is only linked with an `fs:*` grant, and the only
 //! preopen is the agent's workspace, read-only or read-write (see `store.rs`).
-//! Raw sockets are never linked.
+//! `wasi:http` is linked only with `net`/`net:HOST` (its requests then pass
+//! the policy in `net.rs`), `aos:kernel/container` only with `exec`. Raw
+//! sockets are never linked.
 
 use wasmtime::component::{HasData, HasSelf, Linker, ResourceTable};
 use wasmtime::Engine;
@@ -27,6 +29,8 @@ use crate::state::DriverState;
 pub(crate) struct LinkProfile {
     pub fs: bool,
     pub timers: bool,
+    pub net: bool,
+    pub exec: bool,
 }
 
 impl LinkProfile {
@@ -35,13 +39,15 @@ impl LinkProfile {
         LinkProfile {
             fs: caps.contains(&Capability::FsRead),
             timers: caps.contains(&Capability::Timers),
+            net: caps.has_any_net(),
+            exec: caps.contains(&Capability::Exec),
         }
     }
 
     /// Everything this build can link (used to describe drivers at load time,
     /// with no preopens and no agent behind the calls).
     pub fn everything() -> Self {
-        LinkProfile { fs: true, timers: true }
+        LinkProfile { fs: true, timers: true, net: true, exec: true }
     }
 }
 
@@ -89,6 +95,14 @@ pub(crate) fn build(engine: &Engine, profile: LinkProfile) -> wasmtime::Result<L
     }
     if profile.timers {
         aos::timers::add_to_linker::<S, HasSelf<S>>(&mut l, |s| s)?;
+    }
+    if profile.exec {
+        aos::container::add_to_linker::<S, HasSelf<S>>(&mut l, |s| s)?;
+    }
+    if profile.net {
+        // Only `wasi:http` (types + outgoing-handler); every request passes
+        // the agent's policy in `net.rs`.
+        wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut l)?;
     }
     Ok(l)
 }

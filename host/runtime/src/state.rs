@@ -11,7 +11,9 @@ use wasmtime::ResourceLimiter;
 use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
-use crate::bindings::aos::kernel::{config, log, timers, types};
+use crate::bindings::aos::kernel::{config, container, log, timers, types};
+use crate::container::{no_backend, ContainerAgent, SharedBackend};
+use crate::net::NetHooks;
 use crate::bindings::WitSyscallError;
 use aos_abi::Effect;
 
@@ -75,8 +77,15 @@ pub(crate) struct DriverState {
     pub stderr: MemoryOutputPipe,
     /// Set by the epoch callback when the call's deadline passed.
     pub timed_out: bool,
-    /// When the current call must end.
+    /// When the current call must end. Time spent waiting in a host call
+    /// (a container command) is added back: the deadline bounds the guest.
     pub deadline: std::time::Instant,
+    /// The container engine for `exec` agents, and who they are.
+    pub container: SharedBackend,
+    pub container_agent: Option<ContainerAgent>,
+    /// `wasi:http` state and policy for `net` agents.
+    pub http: wasmtime_wasi_http::WasiHttpCtx,
+    pub net: NetHooks,
 }
 
 impl WasiView for DriverState {
@@ -86,6 +95,35 @@ impl WasiView for DriverState {
 }
 
 impl types::Host for DriverState {}
+
+impl wasmtime_wasi_http::WasiHttpView for DriverState {
+    fn http(&mut self) -> wasmtime_wasi_http::WasiHttpCtxView<'_> {
+        wasmtime_wasi_http::WasiHttpCtxView { ctx: &mut self.http, table: &mut self.table, hooks: &mut self.net }
+    }
+}
+
+impl container::Host for DriverState {
+    async fn exec(&mut self, req: container::ExecRequest) -> Result<container::ExecOutput, WitSyscallError> {
+        let Some(backend) = self.container.clone() else {
+            return Err(no_backend().into());
+        };
+        let Some(agent) = self.container_agent.clone() else {
+            return Err(WitSyscallError::Denied("capability `exec` not granted".into()));
+        };
+        let started = std::time::Instant::now();
+        let timeout = std::time::Duration::from_millis(u64::from(req.timeout_ms.max(1)));
+        let out = backend.exec(&agent, &req.cmd, timeout).await;
+        self.deadline += started.elapsed();
+        let out = out.map_err(WitSyscallError::from)?;
+        Ok(container::ExecOutput {
+            exit_code: out.exit_code,
+            stdout: out.stdout,
+            stderr: out.stderr,
+            truncated: out.truncated,
+            timed_out: out.timed_out,
+        })
+    }
+}
 
 impl log::Host for DriverState {
     async fn log(&mut self, level: log::Level, mut message: String) {

@@ -68,6 +68,10 @@ pub struct CallArgs {
     /// Driver setting, e.g. `fs.read_limit=1024` (repeatable; the value is JSON or a string).
     #[arg(long = "set")]
     pub settings: Vec<String>,
+    /// Let NET_FETCH reach this non-public host, IP or CIDR range (repeatable),
+    /// e.g. `--net-allow 127.0.0.1` for a local test server.
+    #[arg(long = "net-allow")]
+    pub net_allow: Vec<String>,
     /// Repeat the call N times in one runtime (shows reuse of the instance; prints the last result).
     #[arg(long, default_value_t = 1, hide = true)]
     pub repeat: u32,
@@ -75,6 +79,9 @@ pub struct CallArgs {
 
 async fn open_runtime(mut cfg: RuntimeConfig) -> Result<std::sync::Arc<DriverRuntime>> {
     cfg.home = crate::home::aos_home()?;
+    cfg.container = Some(std::sync::Arc::new(
+        aos_runtime::DockerBackend::for_home(&cfg.home).await.context("invalid Docker endpoint")?,
+    ));
     DriverRuntime::open(cfg).await.context("cannot start the driver runtime")
 }
 
@@ -152,6 +159,7 @@ async fn call(a: CallArgs) -> Result<i32> {
         bail!("--timeout must be a positive number of seconds");
     }
     let mut cfg = RuntimeConfig::new("");
+    cfg.net.allow = a.net_allow.clone();
     cfg.call_timeout = std::time::Duration::from_secs_f64(a.timeout);
     cfg.memory_limit = a.memory_mib << 20;
     for s in &a.settings {
@@ -181,6 +189,7 @@ async fn call(a: CallArgs) -> Result<i32> {
     for _ in 0..a.repeat.max(1) {
         result = Some(rt.call(&agent, &a.syscall, &args).await);
     }
+    rt.shutdown().await;
     match result.expect("at least one call") {
         Ok(out) => {
             println!("{}", serde_json::to_string_pretty(&out.output)?);

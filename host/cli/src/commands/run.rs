@@ -11,7 +11,7 @@ use anyhow::{Context, Result};
 use clap::Args;
 
 use aos_abi::CapabilitySet;
-use aos_kernel::{Budgets, Entry, ExitStatus, Kernel, KernelConfig, KernelEvent, LogEntry, SpawnRequest};
+use aos_kernel::{Budgets, ExitStatus, Kernel, KernelConfig, KernelEvent, SpawnRequest};
 use aos_providers::{build_provider, ProviderConfig};
 use aos_runtime::{DriverRuntime, RuntimeConfig};
 
@@ -54,43 +54,28 @@ pub struct RunArgs {
     /// Print log entries as JSON lines.
     #[arg(long)]
     pub json: bool,
+    /// Let NET_FETCH reach this non-public host, IP or CIDR range (repeatable).
+    #[arg(long = "net-allow")]
+    pub net_allow: Vec<String>,
 }
 
-fn print_entry(e: &LogEntry, json: bool) {
-    if json {
-        if let Ok(s) = serde_json::to_string(e) {
-            println!("{s}");
-        }
-        return;
-    }
-    let pid = e.pid;
-    match &e.entry {
-        Entry::Reply { text, truncated } => {
-            println!("[{pid}] model{}:", if *truncated { " (truncated)" } else { "" });
-            for line in text.lines() {
-                println!("[{pid}]   {line}");
-            }
-        }
-        Entry::Result { id, name, args, output } => println!("[{pid}] {name}#{id} {args} -> {output}"),
-        Entry::Error { id, name, args, error } => println!(
-            "[{pid}] {}#{id}{} -> ERROR {error}",
-            name.as_deref().unwrap_or("?"),
-            args.as_ref().map(|a| format!(" {a}")).unwrap_or_default()
-        ),
-        Entry::Event { text } => println!("[{pid}] event: {text}"),
-        Entry::Notice { text } => println!("[{pid}] kernel: {text}"),
-        Entry::Stdout { text } => println!("[{pid}] stdout: {text}"),
-    }
-}
+use super::output::print_entry;
 
 pub async fn run(a: RunArgs) -> Result<i32> {
     let home = crate::home::aos_home()?;
-    let runtime = DriverRuntime::open(RuntimeConfig::new(&home)).await.context("cannot start the driver runtime")?;
+    let mut rt_config = RuntimeConfig::new(&home);
+    rt_config.net.allow = a.net_allow.clone();
+    // EXEC_CMD runs in Docker; without an engine it fails with an explanation.
+    rt_config.container = Some(Arc::new(
+        aos_runtime::DockerBackend::for_home(&home).await.context("invalid Docker endpoint")?,
+    ));
+    let runtime = DriverRuntime::open(rt_config).await.context("cannot start the driver runtime")?;
     let factory: aos_kernel::ProviderFactory = Arc::new(|provider: &str, base_url: Option<&str>| {
         let mut cfg = ProviderConfig::new(provider);
         cfg.base_url = base_url.map(str::to_string);
         build_provider(&cfg)
     });
+    let kernel_runtime = runtime.clone();
     let kernel = Kernel::new(KernelConfig::new(&home), runtime, factory);
     let caps = if a.no_grants {
         CapabilitySet::empty()
@@ -156,6 +141,8 @@ pub async fn run(a: RunArgs) -> Result<i32> {
             print_entry(&entry, a.json);
         }
     }
+    // Remove this run's sandbox containers.
+    kernel_runtime.shutdown().await;
     let code = match &status {
         ExitStatus::Exited { code, result } => {
             eprintln!("pid {pid} exited with code {code}{}", result.as_ref().map(|r| format!(": {r}")).unwrap_or_default());

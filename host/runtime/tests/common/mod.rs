@@ -19,6 +19,8 @@ impl Env {
     pub async fn with(f: impl FnOnce(&mut RuntimeConfig)) -> Env {
         let dir = tempfile::tempdir().unwrap();
         let mut cfg = RuntimeConfig::new(dir.path().join("home"));
+        // One compiled-driver cache for all tests of this crate.
+        cfg.cache_dir = Some(PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("driver-cache"));
         f(&mut cfg);
         let rt = DriverRuntime::open(cfg).await.expect("runtime opens");
         std::fs::create_dir_all(dir.path().join("ws")).unwrap();

@@ -1,0 +1,172 @@
+//! `aos kernel start|stop|status`: the daemon's life. `start` re-executes this
+//! binary as `aos kernel start --foreground`, detached (own session), with
+//! its output in `$AOS_HOME/logs/daemon.log`, and waits until the control
+//! socket answers.
+
+use std::os::unix::process::CommandExt;
+use std::path::Path;
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use anyhow::{anyhow, bail, Context, Result};
+use clap::Subcommand;
+
+use aos_daemon::api::StatusInfo;
+use aos_daemon::client::Client;
+use aos_daemon::Paths;
+
+#[derive(Debug, Subcommand)]
+pub enum KernelCmd {
+    /// Start the kernel daemon for $AOS_HOME (in the background unless --foreground).
+    #[command(after_help = "Examples:\n  aos kernel start\n  AOS_HOME=/tmp/aos2 aos kernel start   # a second, independent kernel\n  aos kernel start --foreground         # stay attached (logs to stderr)")]
+    Start {
+        /// Run in this process instead of detaching.
+        #[arg(long)]
+        foreground: bool,
+    },
+    /// Ask the kernel to shut down (unfinished processes stay in the journal).
+    Stop,
+    /// Whether the kernel runs: pid, uptime, process counts.
+    Status {
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// Paths and client of this `$AOS_HOME`'s kernel.
+pub fn connect() -> Result<(Paths, Client)> {
+    let home = crate::home::aos_home()?;
+    let paths = Paths::new(home);
+    let client = Client::new(paths.socket());
+    Ok((paths, client))
+}
+
+pub async fn run(cmd: KernelCmd) -> Result<i32> {
+    let (paths, client) = connect()?;
+    match cmd {
+        KernelCmd::Start { foreground: true } => {
+            aos_daemon::server::run_foreground(paths).await?;
+            Ok(0)
+        }
+        KernelCmd::Start { foreground: false } => {
+            if let Ok(st) = client.get::<StatusInfo>("/v1/status").await {
+                println!("kernel already running (pid {}) for {}", st.pid, paths.home().display());
+                return Ok(0);
+            }
+            let pid = start_background(&paths, &client).await?;
+            println!("kernel started (pid {pid}); socket {}", paths.socket().display());
+            Ok(0)
+        }
+        KernelCmd::Stop => {
+            let st: StatusInfo = client.get("/v1/status").await?;
+            let _: serde_json::Value = client.post("/v1/shutdown", &serde_json::json!({})).await?;
+            wait_gone(&paths, st.pid as i32, Duration::from_secs(10)).await?;
+            println!("kernel stopped (pid {})", st.pid);
+            Ok(0)
+        }
+        KernelCmd::Status { json } => {
+            let st: StatusInfo = client.get("/v1/status").await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&st)?);
+            } else {
+                println!(
+                    "kernel running (pid {}), up {}, home {}\nprocesses: {} live, {} exited, {} total",
+                    st.pid,
+                    super::procs::age(st.uptime_secs),
+                    st.home.display(),
+                    st.processes.live,
+                    st.processes.exited,
+                    st.processes.total
+                );
+                for line in &st.recovery {
+                    println!("recovery: {line}");
+                }
+            }
+            Ok(0)
+        }
+    }
+}
+
+/// Starts the daemon detached and waits until it answers; returns its pid.
+pub async fn start_background(paths: &Paths, client: &Client) -> Result<u32> {
+    std::fs::create_dir_all(paths.logs()).context("cannot create the logs directory")?;
+    let log_path = paths.daemon_log();
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&log_path)
+        .with_context(|| format!("cannot open {}", log_path.display()))?;
+    let exe = std::env::current_exe().context("cannot find the aos executable")?;
+    let mut cmd = std::process::Command::new(exe);
+    cmd.args(["kernel", "start", "--foreground"])
+        .env("AOS_HOME", paths.home())
+        .stdin(Stdio::null())
+        .stdout(log.try_clone()?)
+        .stderr(log);
+    // SAFETY: setsid is async-signal-safe; it detaches the daemon from our
+    // session and terminal so it outlives this command.
+    unsafe {
+        cmd.pre_exec(|| {
+            if libc::setsid() < 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let mut child = cmd.spawn().context("cannot start the kernel daemon")?;
+    let t0 = Instant::now();
+    let timeout = Duration::from_secs(60);
+    loop {
+        if let Ok(st) = client.get::<StatusInfo>("/v1/status").await {
+            return Ok(st.pid);
+        }
+        if let Some(status) = child.try_wait()? {
+            bail!(
+                "the kernel exited during start-up ({status}): {}; see {}",
+                last_line(&log_path).unwrap_or_else(|| "no output".into()),
+                log_path.display()
+            );
+        }
+        if t0.elapsed() > timeout {
+            bail!("the kernel did not answer within {} s; see {}", timeout.as_secs(), log_path.display());
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}
+
+fn last_line(p: &Path) -> Option<String> {
+    let s = std::fs::read_to_string(p).ok()?;
+    s.lines().rev().find(|l| !l.trim().is_empty()).map(|l| l.trim().to_string())
+}
+
+/// Whether `pid` is alive (a zombie counts as gone).
+pub fn alive(pid: i32) -> bool {
+    if pid <= 0 || unsafe { libc::kill(pid, 0) } != 0 {
+        return false;
+    }
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(s) => !s.rsplit(')').next().unwrap_or("").trim_start().starts_with('Z'),
+        Err(_) => true,
+    }
+}
+
+/// Waits until the daemon `pid` is gone; SIGTERM then SIGKILL after `grace`.
+pub async fn wait_gone(paths: &Paths, pid: i32, grace: Duration) -> Result<()> {
+    let t0 = Instant::now();
+    let mut termed = false;
+    while alive(pid) {
+        if t0.elapsed() > grace && !termed {
+            unsafe { libc::kill(pid, libc::SIGTERM) };
+            termed = true;
+        }
+        if t0.elapsed() > grace * 2 {
+            unsafe { libc::kill(pid, libc::SIGKILL) };
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            let _ = std::fs::remove_file(paths.socket());
+            let _ = std::fs::remove_file(paths.pid_file());
+            return if alive(pid) { Err(anyhow!("the kernel (pid {pid}) does not stop")) } else { Ok(()) };
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    Ok(())
+}

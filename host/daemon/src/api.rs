@@ -1,0 +1,88 @@
+//! Types of the control API (HTTP/JSON over `$AOS_HOME/aos.sock`).
+//!
+//! | method | path                          | body / query            | answer |
+//! |--------|-------------------------------|-------------------------|--------|
+//! | GET    | `/v1/status`                  |                         | [`StatusInfo`] |
+//! | POST   | `/v1/shutdown`                |                         | `{"ok": true}` (the daemon then stops) |
+//! | POST   | `/v1/spawn`                   | [`SpawnBody`]           | [`SpawnReply`] |
+//! | GET    | `/v1/ps`                      |                         | `[ProcessInfo]` (every process) |
+//! | GET    | `/v1/procs/{pid}`             |                         | `ProcessInfo` |
+//! | GET    | `/v1/procs/{pid}/logs`        | `?follow=1`             | NDJSON of `KernelEvent`s: the existing log as `entry` events, then (follow) live events until `exited` |
+//! | POST   | `/v1/procs/{pid}/kill`        |                         | [`KillReply`] |
+//! | POST   | `/v1/procs/{pid}/stdin`       | [`TextBody`]            | `{"ok": true}` |
+//! | POST   | `/v1/procs/{pid}/message`     | [`TextBody`]            | `{"ok": true}` (mailbox, from pid 0) |
+//! | GET    | `/v1/procs/{pid}/wait`        |                         | `ExitStatus` (long poll until the process ends) |
+//! | GET    | `/v1/events`                  |                         | NDJSON of every `KernelEvent` from now on |
+//!
+//! Errors: a 4xx/5xx status with [`ErrorBody`] (`{"error": "one line"}`).
+
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct SpawnBody {
+    pub task: String,
+    #[serde(default)]
+    pub role: Option<String>,
+    /// Default: the daemon's config (`provider` in aos.toml / AOS_PROVIDER).
+    #[serde(default)]
+    pub provider: Option<String>,
+    #[serde(default)]
+    pub model: Option<String>,
+    #[serde(default)]
+    pub base_url: Option<String>,
+    /// `None`: the config's `default_grants`; `Some([])`: no rights.
+    #[serde(default)]
+    pub grants: Option<Vec<String>>,
+    #[serde(default)]
+    pub max_steps: Option<u64>,
+    #[serde(default)]
+    pub max_tokens: Option<u64>,
+    #[serde(default)]
+    pub max_seconds: Option<u64>,
+    /// An absolute path (the CLI resolves it).
+    #[serde(default)]
+    pub workspace: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SpawnReply {
+    pub pid: u64,
+    pub workspace: PathBuf,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct KillReply {
+    pub killed: Vec<u64>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct TextBody {
+    pub text: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ErrorBody {
+    pub error: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct StatusInfo {
+    /// OS pid of the daemon.
+    pub pid: u32,
+    pub version: String,
+    pub home: PathBuf,
+    pub started_at_ms: u64,
+    pub uptime_secs: u64,
+    pub processes: ProcessCounts,
+    /// Processes found unfinished in the journal at start, and what became of them.
+    pub recovery: Vec<String>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct ProcessCounts {
+    pub total: usize,
+    pub live: usize,
+    pub exited: usize,
+}

@@ -1,0 +1,515 @@
+//! The journal: every kernel event of one daemon run, appended as JSON lines
+//! to `$AOS_HOME/journal/run-<start ms>-<os pid>.jsonl` by an
+//! [`EventSink`], flushed (and by default fsynced) at each line; and the
+//! reader that replays a journal into one [`ProcessSnapshot`] per process.
+//!
+//! Lines are [`KernelEvent`]s (`{"event": "spawned" | "entry" | "status" |
+//! "compacted" | "exited", ...}`) plus two records of the daemon's own:
+//! `{"event": "counters", "pid", "counters"}` after every model reply (token
+//! and step counters are not part of the events) and `{"event": "restored",
+//! "snapshot"}` when a process from an earlier run is resumed in this one.
+//!
+//! Recovery ([`recover`]) replays every earlier run's journal and rebuilds
+//! each process with `Kernel::restore` under its own pid: an unfinished one
+//! gets its full history back plus [`ProcessSnapshot::recovery_entries`] (the
+//! call that was running when the daemon died is reported to the model as
+//! interrupted, never re-run; later calls of the same reply as not run) and
+//! resumes at its next step; an ended one is kept for `ps --all` and `logs`.
+//! Earlier journals then move to `journal/archive/`.
+
+use std::collections::BTreeMap;
+use std::fs::{File, OpenOptions};
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, OnceLock};
+
+use anyhow::{Context, Result};
+use std::sync::Mutex;
+use serde::{Deserialize, Serialize};
+
+use aos_kernel::{Counters, Entry, EventSink, ExitStatus, Kernel, KernelEvent, LogEntry, Pid, ProcessInfo, ProcessStatus};
+
+/// A journal line.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum Record {
+    Kernel(KernelEvent),
+    Daemon(DaemonRecord),
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(tag = "event", rename_all = "snake_case")]
+pub enum DaemonRecord {
+    Counters { pid: Pid, counters: Counters },
+    Restored { snapshot: Box<ProcessSnapshot> },
+}
+
+/// The journal of this daemon run: an [`EventSink`].
+pub struct Journal {
+    path: PathBuf,
+    file: Mutex<File>,
+    fsync: bool,
+    kernel: OnceLock<Kernel>,
+}
+
+impl Journal {
+    /// Creates `dir/run-<started_ms>-<pid>.jsonl`.
+    pub fn create(dir: &Path, started_ms: u64, fsync: bool) -> Result<Arc<Journal>> {
+        std::fs::create_dir_all(dir).with_context(|| format!("cannot create the journal directory {}", dir.display()))?;
+        {
+            // Journals hold whole conversations: owner only.
+            use std::os::unix::fs::PermissionsExt;
+            let _ = std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700));
+        }
+        let path = dir.join(format!("run-{started_ms}-{}.jsonl", std::process::id()));
+        use std::os::unix::fs::OpenOptionsExt;
+        let file = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .mode(0o600)
+            .open(&path)
+            .with_context(|| format!("cannot create the journal {}", path.display()))?;
+        Ok(Arc::new(Journal { path, file: Mutex::new(file), fsync, kernel: OnceLock::new() }))
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Starts recording `kernel`'s events.
+    pub fn attach(self: &Arc<Self>, kernel: &Kernel) {
+        let _ = self.kernel.set(kernel.clone());
+        kernel.add_sink(self.clone());
+    }
+
+    /// Appends one record, flushed (and fsynced if configured) before returning.
+    pub fn write(&self, rec: &Record) {
+        self.write_all(std::slice::from_ref(rec));
+    }
+
+    /// Appends records with one write (and one fsync).
+    pub fn write_all(&self, recs: &[Record]) {
+        let mut buf = Vec::new();
+        for rec in recs {
+            match serde_json::to_vec(rec) {
+                Ok(l) => {
+                    buf.extend_from_slice(&l);
+                    buf.push(b'\n');
+                }
+                Err(e) => tracing::error!("journal: cannot encode an event: {e}"),
+            }
+        }
+        let mut f = self.file.lock().unwrap_or_else(|e| e.into_inner());
+        // One write call (O_APPEND): a crash leaves at most a torn last line.
+        if let Err(e) = f.write_all(&buf).and_then(|_| f.flush()) {
+            tracing::error!("journal {}: write failed: {e}", self.path.display());
+            return;
+        }
+        if self.fsync {
+            let _ = f.sync_data();
+        }
+    }
+}
+
+impl EventSink for Journal {
+    fn record(&self, event: &KernelEvent) {
+        let mut recs = vec![Record::Kernel(event.clone())];
+        // Token, step and syscall counters are not in the events: journal them
+        // with every reply, call result and exit.
+        let pid = match event {
+            KernelEvent::Entry { entry } if matches!(entry.entry, Entry::Reply { .. } | Entry::Result { .. } | Entry::Error { .. }) => Some(entry.pid),
+            KernelEvent::Exited { pid, .. } => Some(*pid),
+            _ => None,
+        };
+        if let Some(info) = pid.and_then(|pid| self.kernel.get().and_then(|k| k.info(pid).ok())) {
+            recs.push(Record::Daemon(DaemonRecord::Counters { pid: info.pid, counters: info.counters }));
+        }
+        self.write_all(&recs);
+    }
+}
+
+/// Everything the journal knows about one process: what `Kernel::restore`
+/// needs to rebuild it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ProcessSnapshot {
+    /// Identity, lineage, rights, budgets, workspace, status and counters.
+    pub info: ProcessInfo,
+    /// Base URL of its provider (not in `ProcessInfo`); `None` when unknown.
+    #[serde(default)]
+    pub base_url: Option<String>,
+    /// The full history, in order, without gaps.
+    pub log: Vec<LogEntry>,
+    /// Log index where the model's context starts (after compaction).
+    pub context_start: usize,
+    /// How many in-context entries were compacted.
+    pub compacted: usize,
+    /// The id the next call gets (calls are numbered from 1).
+    pub next_call_id: u64,
+    pub exit: Option<ExitStatus>,
+}
+
+impl ProcessSnapshot {
+    fn new(info: ProcessInfo) -> Self {
+        ProcessSnapshot {
+            info,
+            base_url: None,
+            log: Vec::new(),
+            context_start: 0,
+            compacted: 0,
+            next_call_id: 1,
+            exit: None,
+        }
+    }
+
+    fn push(&mut self, e: LogEntry) {
+        // Replays are idempotent: an entry already present is skipped.
+        if e.seq < self.log.len() as u64 {
+            return;
+        }
+        match &e.entry {
+            Entry::Result { id, .. } | Entry::Error { id, .. } => self.next_call_id = self.next_call_id.max(id + 1),
+            _ => {}
+        }
+        self.log.push(e);
+    }
+
+    /// Whether the log has a gap (an entry missing), i.e. cannot be trusted.
+    pub fn is_complete(&self) -> bool {
+        self.log.iter().enumerate().all(|(i, e)| e.seq == i as u64)
+    }
+
+    /// The calls of the last model reply that have no result yet: for an
+    /// unfinished process, the first of them was running when the kernel
+    /// stopped (it may have had effects) and the others had not started.
+    pub fn pending_calls(&self) -> Vec<aos_kernel::ParsedCall> {
+        let Some(r) = self.log.iter().rposition(|e| matches!(e.entry, Entry::Reply { .. })) else {
+            return Vec::new();
+        };
+        let Entry::Reply { text, truncated } = &self.log[r].entry else { return Vec::new() };
+        if *truncated {
+            return Vec::new();
+        }
+        let done = self.log[r + 1..]
+            .iter()
+            .filter(|e| matches!(e.entry, Entry::Result { .. } | Entry::Error { .. }))
+            .count();
+        aos_kernel::parse_reply(text)
+            .into_iter()
+            .skip(done)
+            .map(|c| match c {
+                Ok(c) => c,
+                Err(e) => aos_kernel::ParsedCall {
+                    name: e.name.unwrap_or_else(|| "SYS_CALL".into()),
+                    args: serde_json::Value::Null,
+                    span: e.span,
+                },
+            })
+            .collect()
+    }
+
+    /// The entries to append when this process is resumed: an error for the
+    /// call that was interrupted (not retried) and a notice for the calls of
+    /// the same reply that never started. Empty when the process was between
+    /// steps (its next step simply runs).
+    pub fn recovery_entries(&self) -> Vec<Entry> {
+        let pending = self.pending_calls();
+        let mut out = Vec::new();
+        let mut id = self.next_call_id;
+        if let Some(first) = pending.first() {
+            out.push(Entry::Error {
+                id,
+                name: Some(first.name.clone()),
+                args: (!first.args.is_null()).then(|| first.args.clone()),
+                error: "interrupted: the kernel stopped while this call was running and has restarted; the call was \
+                        not retried and may or may not have taken effect — check before repeating it"
+                    .into(),
+            });
+            id += 1;
+        }
+        if pending.len() > 1 {
+            let names: Vec<&str> = pending[1..].iter().map(|c| c.name.as_str()).collect();
+            out.push(Entry::Notice {
+                text: format!(
+                    "{} later call(s) of your last reply were not run because the kernel restarted: {}; \
+                     repeat them if still needed",
+                    pending.len() - 1,
+                    names.join(", ")
+                ),
+            });
+        }
+        let _ = id;
+        out.push(Entry::Notice { text: "the kernel restarted; your process was resumed from its journal".into() });
+        out
+    }
+}
+
+/// Replays journal lines into one snapshot per pid. A torn last line (crash
+/// mid-write) is ignored; so are unreadable lines, which are counted.
+pub fn replay(lines: impl Iterator<Item = String>) -> (BTreeMap<Pid, ProcessSnapshot>, usize) {
+    let mut procs: BTreeMap<Pid, ProcessSnapshot> = BTreeMap::new();
+    let mut bad = 0;
+    for line in lines {
+        if line.trim().is_empty() {
+            continue;
+        }
+        let rec: Record = match serde_json::from_str(&line) {
+            Ok(r) => r,
+            Err(_) => {
+                bad += 1;
+                continue;
+            }
+        };
+        match rec {
+            Record::Kernel(KernelEvent::Spawned { info }) => {
+                let pid = info.pid;
+                procs.insert(pid, ProcessSnapshot::new(*info));
+                if let Some(parent) = procs.get(&pid).and_then(|s| s.info.parent) {
+                    if let Some(pp) = procs.get_mut(&parent) {
+                        if !pp.info.children.contains(&pid) {
+                            pp.info.children.push(pid);
+                        }
+                    }
+                }
+            }
+            Record::Kernel(KernelEvent::Entry { entry }) => {
+                if let Some(s) = procs.get_mut(&entry.pid) {
+                    s.push(entry);
+                }
+            }
+            Record::Kernel(KernelEvent::Status { pid, status }) => {
+                if let Some(s) = procs.get_mut(&pid) {
+                    s.info.status = status;
+                }
+            }
+            Record::Kernel(KernelEvent::Compacted { pid, entries, context_start }) => {
+                if let Some(s) = procs.get_mut(&pid) {
+                    s.context_start = context_start;
+                    s.compacted += entries;
+                }
+            }
+            Record::Kernel(KernelEvent::Exited { pid, status }) => {
+                if let Some(s) = procs.get_mut(&pid) {
+                    s.info.status = status.as_status();
+                    s.exit = Some(status);
+                }
+            }
+            Record::Daemon(DaemonRecord::Counters { pid, counters }) => {
+                if let Some(s) = procs.get_mut(&pid) {
+                    s.info.counters = counters;
+                }
+            }
+            Record::Daemon(DaemonRecord::Restored { snapshot }) => {
+                procs.insert(snapshot.info.pid, *snapshot);
+            }
+        }
+    }
+    // A process whose last call was SYS_EXIT but whose exit was not journaled did exit.
+    for s in procs.values_mut() {
+        if s.exit.is_none() {
+            if let Some(LogEntry { entry: Entry::Result { name, output, .. }, .. }) =
+                s.log.iter().rev().find(|e| matches!(e.entry, Entry::Result { .. } | Entry::Error { .. }))
+            {
+                if name == "SYS_EXIT" {
+                    if let Some(code) = output.get("exiting").and_then(|c| c.as_i64()) {
+                        s.exit = Some(ExitStatus::Exited { code, result: None });
+                        s.info.status = ProcessStatus::Exited { code };
+                    }
+                }
+            }
+        }
+    }
+    (procs, bad)
+}
+
+/// Reads and replays one journal file.
+pub fn read(path: &Path) -> Result<(BTreeMap<Pid, ProcessSnapshot>, usize)> {
+    let f = File::open(path).with_context(|| format!("cannot open the journal {}", path.display()))?;
+    let lines = BufReader::new(f).lines().map_while(|l| l.ok());
+    Ok(replay(lines))
+}
+
+/// Journals of earlier runs (every `*.jsonl` in `dir` except `current`), oldest first.
+pub fn earlier_runs(dir: &Path, current: &Path) -> Vec<PathBuf> {
+    let mut v: Vec<PathBuf> = std::fs::read_dir(dir)
+        .map(|rd| {
+            rd.filter_map(|e| e.ok().map(|e| e.path()))
+                .filter(|p| p.extension().is_some_and(|x| x == "jsonl") && p != current)
+                .collect()
+        })
+        .unwrap_or_default();
+    v.sort_by_key(|p| {
+        // run-<ms>-<pid>.jsonl
+        p.file_stem()
+            .and_then(|s| s.to_str())
+            .and_then(|s| s.strip_prefix("run-"))
+            .and_then(|s| s.split('-').next())
+            .and_then(|s| s.parse::<u64>().ok())
+            .unwrap_or(0)
+    });
+    v
+}
+
+/// Rebuilds one process in `kernel` from its snapshot (`Kernel::restore`):
+/// an unfinished one resumes at its next step after the recovery entries
+/// (its interrupted call reported, never re-run); an ended one is kept for
+/// `ps --all` and `logs`. The snapshot is journaled first (`restored`), so
+/// this run's journal is complete on its own.
+pub async fn restore(kernel: &Kernel, journal: &Journal, snapshot: &ProcessSnapshot) -> Result<Pid, String> {
+    let entries = if snapshot.exit.is_none() { snapshot.recovery_entries() } else { Vec::new() };
+    journal.write(&Record::Daemon(DaemonRecord::Restored { snapshot: Box::new(snapshot.clone()) }));
+    let req = aos_kernel::RestoreRequest {
+        info: snapshot.info.clone(),
+        base_url: snapshot.base_url.clone(),
+        log: snapshot.log.clone(),
+        context_start: snapshot.context_start,
+        compacted: snapshot.compacted,
+        next_call_id: snapshot.next_call_id,
+        exit: snapshot.exit.clone(),
+    };
+    kernel.restore(req, entries).await.map_err(|e| format!("pid {} was not resumed: {e}", snapshot.info.pid))
+}
+
+/// Recovery at daemon start: replays the journals of earlier runs, resumes
+/// (or reports) every process that had not exited, and moves those journals
+/// to `journal/archive/`. Returns one line per unfinished process.
+pub async fn recover(dir: &Path, journal: &Journal, kernel: &Kernel) -> Vec<String> {
+    let runs = earlier_runs(dir, journal.path());
+    if runs.is_empty() {
+        return Vec::new();
+    }
+    let mut report = Vec::new();
+    // The latest state of each pid across runs (a pid restored into a later run
+    // continues there, under the same pid).
+    let mut latest: BTreeMap<Pid, ProcessSnapshot> = BTreeMap::new();
+    for run in &runs {
+        match read(run) {
+            Ok((procs, bad)) => {
+                if bad > 1 {
+                    report.push(format!("{}: {bad} unreadable lines skipped", run.display()));
+                }
+                latest.extend(procs);
+            }
+            Err(e) => report.push(format!("{e:#}")),
+        }
+    }
+    // Parents before children (pids grow with spawn order).
+    for snap in latest.values() {
+        if !snap.is_complete() {
+            report.push(format!("pid {} was not resumed: its journal has a gap", snap.info.pid));
+            continue;
+        }
+        let unfinished = snap.exit.is_none();
+        let doing = snap.pending_calls().first().map(|c| format!(" (it was in {}; reported as interrupted)", c.name));
+        match restore(kernel, journal, snap).await {
+            Ok(pid) if unfinished => {
+                report.push(format!("pid {pid} resumed from the journal{}", doing.unwrap_or_default()))
+            }
+            Ok(_) => {}
+            Err(e) => report.push(e),
+        }
+    }
+    let archive = dir.join("archive");
+    if std::fs::create_dir_all(&archive).is_ok() {
+        use std::os::unix::fs::PermissionsExt;
+        let _ = std::fs::set_permissions(&archive, std::fs::Permissions::from_mode(0o700));
+        for run in runs {
+            if let Some(name) = run.file_name() {
+                let _ = std::fs::rename(&run, archive.join(name));
+            }
+        }
+    }
+    report
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use aos_kernel::Budgets;
+    use serde_json::json;
+
+    fn info(pid: Pid) -> ProcessInfo {
+        ProcessInfo {
+            pid,
+            parent: None,
+            children: vec![],
+            status: ProcessStatus::Ready,
+            role: "r".into(),
+            task: "t".into(),
+            provider: "script".into(),
+            model: "m".into(),
+            capabilities: vec![],
+            budgets: Budgets::default(),
+            remaining: Budgets::default(),
+            counters: Counters::default(),
+            workspace: "/w".into(),
+            pipe_to: None,
+        }
+    }
+
+    fn entry(pid: Pid, seq: u64, entry: Entry) -> String {
+        serde_json::to_string(&Record::Kernel(KernelEvent::Entry { entry: LogEntry { pid, seq, at_ms: 1, entry } }))
+            .unwrap()
+    }
+
+    #[test]
+    fn replay_rebuilds_history_and_finds_the_interrupted_call() {
+        let mut lines = vec![serde_json::to_string(&KernelEvent::Spawned { info: Box::new(info(1)) }).unwrap()];
+        lines.push(entry(1, 0, Entry::Reply {
+            text: "[SYS_CALL::FS_WRITE] {\"path\":\"a\",\"content\":\"x\"}\n[SYS_CALL::RECV_MSG] {}\n[SYS_CALL::SYS_EXIT] {}".into(),
+            truncated: false,
+        }));
+        lines.push(serde_json::to_string(&Record::Daemon(DaemonRecord::Counters {
+            pid: 1,
+            counters: Counters { steps: 1, prompt_tokens: 10, ..Default::default() },
+        }))
+        .unwrap());
+        lines.push(entry(1, 1, Entry::Result { id: 1, name: "FS_WRITE".into(), args: json!({}), output: json!({}) }));
+        lines.push("{\"event\":\"entry\",\"pid\":1,\"se".into()); // torn last line
+        let (procs, bad) = replay(lines.into_iter());
+        assert_eq!(bad, 1);
+        let s = &procs[&1];
+        assert!(s.exit.is_none() && s.is_complete());
+        assert_eq!(s.log.len(), 2);
+        assert_eq!(s.next_call_id, 2);
+        assert_eq!(s.info.counters.steps, 1);
+        let pending = s.pending_calls();
+        assert_eq!(pending.iter().map(|c| c.name.as_str()).collect::<Vec<_>>(), ["RECV_MSG", "SYS_EXIT"]);
+        let rec = s.recovery_entries();
+        match &rec[0] {
+            Entry::Error { id, name, error, .. } => {
+                assert_eq!(*id, 2);
+                assert_eq!(name.as_deref(), Some("RECV_MSG"));
+                assert!(error.starts_with("interrupted"));
+            }
+            e => panic!("{e:?}"),
+        }
+        assert!(matches!(&rec[1], Entry::Notice { text } if text.contains("SYS_EXIT")));
+    }
+
+    #[test]
+    fn exited_processes_are_not_recovered_and_sys_exit_counts_as_exit() {
+        let lines = vec![
+            serde_json::to_string(&KernelEvent::Spawned { info: Box::new(info(1)) }).unwrap(),
+            entry(1, 0, Entry::Reply { text: "[SYS_CALL::SYS_EXIT] {\"code\": 4}".into(), truncated: false }),
+            entry(1, 1, Entry::Result { id: 1, name: "SYS_EXIT".into(), args: json!({"code": 4}), output: json!({"exiting": 4}) }),
+            serde_json::to_string(&KernelEvent::Spawned { info: Box::new(info(2)) }).unwrap(),
+            serde_json::to_string(&KernelEvent::Exited { pid: 2, status: ExitStatus::Killed }).unwrap(),
+        ];
+        let (procs, _) = replay(lines.into_iter());
+        assert_eq!(procs[&1].exit, Some(ExitStatus::Exited { code: 4, result: None }));
+        assert_eq!(procs[&2].exit, Some(ExitStatus::Killed));
+        assert!(procs[&1].pending_calls().is_empty());
+    }
+
+    #[test]
+    fn journal_writes_lines_that_replay() {
+        let d = tempfile::tempdir().unwrap();
+        let j = Journal::create(d.path(), 5, false).unwrap();
+        j.record(&KernelEvent::Spawned { info: Box::new(info(3)) });
+        j.record(&KernelEvent::Entry { entry: LogEntry { pid: 3, seq: 0, at_ms: 1, entry: Entry::Stdout { text: "hi".into() } } });
+        let (procs, bad) = read(j.path()).unwrap();
+        assert_eq!(bad, 0);
+        assert_eq!(procs[&3].log.len(), 1);
+        assert_eq!(earlier_runs(d.path(), Path::new("/nonexistent")), vec![j.path().to_path_buf()]);
+    }
+}

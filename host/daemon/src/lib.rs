@@ -1,0 +1,50 @@
+//! The AgentOS daemon: one [`aos_kernel::Kernel`] per `$AOS_HOME`, served
+//! over an HTTP/JSON control API on the Unix socket `$AOS_HOME/aos.sock`
+//! (mode 0600), its client, the `aos.toml` config and the journal.
+//!
+//! Layout of `$AOS_HOME` (see [`Paths`]): `aos.toml`, `aos.sock`, `aos.pid`,
+//! `logs/daemon.log`, `journal/*.jsonl`, `workspaces/`, `cache/`, `drivers/`.
+
+pub mod api;
+pub mod client;
+pub mod config;
+pub mod journal;
+pub mod server;
+
+use std::path::{Path, PathBuf};
+
+/// Where the daemon keeps its files.
+#[derive(Debug, Clone)]
+pub struct Paths {
+    pub home: PathBuf,
+}
+
+impl Paths {
+    pub fn new(home: impl Into<PathBuf>) -> Paths {
+        Paths { home: home.into() }
+    }
+    pub fn socket(&self) -> PathBuf {
+        self.home.join("aos.sock")
+    }
+    pub fn pid_file(&self) -> PathBuf {
+        self.home.join("aos.pid")
+    }
+    pub fn config(&self) -> PathBuf {
+        self.home.join("aos.toml")
+    }
+    pub fn logs(&self) -> PathBuf {
+        self.home.join("logs")
+    }
+    pub fn daemon_log(&self) -> PathBuf {
+        self.logs().join("daemon.log")
+    }
+    pub fn journal(&self) -> PathBuf {
+        self.home.join("journal")
+    }
+    pub fn home(&self) -> &Path {
+        &self.home
+    }
+}
+
+/// The one-line error of every command that needs a daemon when none runs.
+pub const NOT_RUNNING: &str = "kernel not running — start it with `aos kernel start`";

@@ -1,0 +1,416 @@
+//! The daemon proper: builds the kernel (exactly like `aos run`: one
+//! `DriverRuntime`, providers from `aos_providers::build_provider`), attaches
+//! the journal, runs crash recovery, and serves the control API on
+//! `$AOS_HOME/aos.sock` (mode 0600) until `POST /v1/shutdown`, SIGTERM or
+//! SIGINT.
+
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+use axum::body::Body;
+use axum::extract::{Path as UrlPath, Query, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use bytes::Bytes;
+use serde::Deserialize;
+use tokio::sync::{broadcast, mpsc, Notify};
+
+use aos_abi::CapabilitySet;
+use aos_kernel::{Budgets, Kernel, KernelConfig, KernelError, KernelEvent, ProviderFactory, SpawnRequest};
+use aos_providers::{build_provider, ProviderConfig};
+use aos_runtime::{DriverRuntime, RuntimeConfig};
+
+use crate::api::*;
+use crate::config::Config;
+use crate::journal;
+use crate::Paths;
+
+/// Builds providers from their name and base URL, with the per-provider
+/// settings of the config (`[providers.NAME]`).
+pub fn provider_factory(cfg: &Config) -> ProviderFactory {
+    let settings = cfg.providers.clone();
+    Arc::new(move |provider: &str, base_url: Option<&str>| {
+        let s = settings.get(provider).cloned().unwrap_or_default();
+        let mut pc = ProviderConfig::new(provider);
+        pc.base_url = base_url.map(str::to_string).or(s.base_url);
+        pc.api_key_env = s.api_key_env;
+        pc.timeout = s.timeout_secs.map(Duration::from_secs);
+        pc.max_retries = s.max_retries;
+        build_provider(&pc)
+    })
+}
+
+/// The driver runtime and kernel of `home`, configured by `cfg`.
+pub async fn build_kernel(paths: &Paths, cfg: &Config) -> Result<Kernel> {
+    let mut rc = RuntimeConfig::new(paths.home());
+    rc.call_timeout = Duration::from_secs_f64(cfg.limits.call_timeout_secs.max(0.001));
+    rc.memory_limit = cfg.limits.memory_mb.max(1) << 20;
+    for (name, table) in &cfg.drivers {
+        if let Ok(serde_json::Value::Object(m)) = serde_json::to_value(table) {
+            rc.driver_config.insert(name.clone(), m);
+        }
+    }
+    // EXEC_CMD runs in Docker; without an engine it fails with an explanation.
+    // Containers left by a crashed daemon of this home are removed here.
+    rc.container = Some(Arc::new(
+        aos_runtime::DockerBackend::for_home(paths.home()).await.context("invalid Docker endpoint")?,
+    ));
+    let runtime = DriverRuntime::open(rc).await.context("cannot start the driver runtime")?;
+    let mut kc = KernelConfig::new(paths.home());
+    kc.model_concurrency = cfg.model_concurrency.max(1);
+    kc.context_window = cfg.context_window.max(256);
+    kc.default_budgets = Budgets {
+        max_steps: cfg.budgets.max_steps,
+        max_tokens: cfg.budgets.max_tokens,
+        max_wall_time: cfg.budgets.max_seconds.map(Duration::from_secs),
+    };
+    Ok(Kernel::new(kc, runtime, provider_factory(cfg)))
+}
+
+#[derive(Clone)]
+struct AppState {
+    kernel: Kernel,
+    cfg: Arc<Config>,
+    paths: Arc<Paths>,
+    started_at_ms: u64,
+    started: Instant,
+    shutdown: Arc<Notify>,
+    recovery: Arc<Vec<String>>,
+}
+
+struct AppErr(StatusCode, String);
+
+impl IntoResponse for AppErr {
+    fn into_response(self) -> Response {
+        (self.0, Json(ErrorBody { error: self.1 })).into_response()
+    }
+}
+
+impl From<KernelError> for AppErr {
+    fn from(e: KernelError) -> Self {
+        let code = match &e {
+            KernelError::NoSuchProcess(_) => StatusCode::NOT_FOUND,
+            KernelError::NotRunning { .. } => StatusCode::CONFLICT,
+            _ => StatusCode::BAD_REQUEST,
+        };
+        AppErr(code, one_line(&e))
+    }
+}
+
+/// An error and its sources on one line.
+fn one_line(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut src = e.source();
+    while let Some(x) = src {
+        let t = x.to_string();
+        if !s.contains(&t) {
+            s.push_str(": ");
+            s.push_str(&t);
+        }
+        src = x.source();
+    }
+    s.replace('\n', " ")
+}
+
+fn bad(msg: impl Into<String>) -> AppErr {
+    AppErr(StatusCode::BAD_REQUEST, msg.into())
+}
+
+/// Runs the daemon in this process until it is told to stop.
+pub async fn run_foreground(paths: Paths) -> Result<()> {
+    let cfg = Config::load(paths.home())?;
+    std::fs::create_dir_all(paths.logs()).context("cannot create the logs directory")?;
+    let client = crate::client::Client::new(paths.socket());
+    if client.ping().await {
+        let pid = std::fs::read_to_string(paths.pid_file()).unwrap_or_default();
+        anyhow::bail!("a kernel is already running for {} (pid {})", paths.home().display(), pid.trim());
+    }
+    let _ = std::fs::remove_file(paths.socket());
+
+    let kernel = build_kernel(&paths, &cfg).await?;
+    let started_at_ms = aos_kernel::process::now_ms();
+
+    // Journal: recover what the previous run left unfinished, then record this run.
+    let journal = journal::Journal::create(&paths.journal(), started_at_ms, cfg.journal.fsync)?;
+    journal.attach(&kernel);
+    let recovery = journal::recover(&paths.journal(), &journal, &kernel).await;
+    for line in &recovery {
+        eprintln!("recovery: {line}");
+    }
+
+    // The socket: created with mode 0600 (umask while binding, then chmod).
+    let listener = {
+        // SAFETY: umask only changes this process's file-creation mask.
+        let old = unsafe { libc::umask(0o177) };
+        let l = tokio::net::UnixListener::bind(paths.socket());
+        unsafe { libc::umask(old) };
+        l.with_context(|| format!("cannot create the control socket {}", paths.socket().display()))?
+    };
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(paths.socket(), std::fs::Permissions::from_mode(0o600))?;
+    }
+    std::fs::write(paths.pid_file(), format!("{}\n", std::process::id())).context("cannot write the pid file")?;
+
+    let shutdown = Arc::new(Notify::new());
+    let state = AppState {
+        kernel: kernel.clone(),
+        cfg: Arc::new(cfg),
+        paths: Arc::new(paths.clone()),
+        started_at_ms,
+        started: Instant::now(),
+        shutdown: shutdown.clone(),
+        recovery: Arc::new(recovery),
+    };
+    let app = router(state);
+    eprintln!("aos kernel {} listening on {} (pid {})", env!("CARGO_PKG_VERSION"), paths.socket().display(), std::process::id());
+
+    let stop = Arc::new(Notify::new());
+    let stop2 = stop.clone();
+    let server = tokio::spawn(async move {
+        axum::serve(listener, app)
+            .with_graceful_shutdown(async move { stop2.notified().await })
+            .await
+    });
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    let mut int = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())?;
+    let why = tokio::select! {
+        _ = shutdown.notified() => "shutdown requested",
+        _ = term.recv() => "SIGTERM",
+        _ = int.recv() => "SIGINT",
+    };
+    eprintln!("aos kernel stopping ({why}); unfinished processes stay in the journal");
+    stop.notify_one();
+    // Streams (logs -f, wait, events) may stay open: give them a moment, then go.
+    let _ = tokio::time::timeout(Duration::from_secs(2), server).await;
+    // Remove this kernel's sandbox containers.
+    let _ = tokio::time::timeout(Duration::from_secs(20), kernel.runtime().shutdown()).await;
+    let _ = std::fs::remove_file(paths.socket());
+    let _ = std::fs::remove_file(paths.pid_file());
+    Ok(())
+}
+
+fn router(state: AppState) -> Router {
+    Router::new()
+        .route("/v1/status", get(status))
+        .route("/v1/shutdown", post(shutdown))
+        .route("/v1/spawn", post(spawn))
+        .route("/v1/ps", get(ps))
+        .route("/v1/procs/{pid}", get(info))
+        .route("/v1/procs/{pid}/logs", get(logs))
+        .route("/v1/procs/{pid}/kill", post(kill))
+        .route("/v1/procs/{pid}/stdin", post(stdin))
+        .route("/v1/procs/{pid}/message", post(message))
+        .route("/v1/procs/{pid}/wait", get(wait))
+        .route("/v1/events", get(events))
+        .with_state(state)
+}
+
+async fn status(State(s): State<AppState>) -> Json<StatusInfo> {
+    let ps = s.kernel.ps();
+    let live = ps.iter().filter(|p| !p.status.is_terminal()).count();
+    Json(StatusInfo {
+        pid: std::process::id(),
+        version: env!("CARGO_PKG_VERSION").into(),
+        home: s.paths.home.clone(),
+        started_at_ms: s.started_at_ms,
+        uptime_secs: s.started.elapsed().as_secs(),
+        processes: ProcessCounts { total: ps.len(), live, exited: ps.len() - live },
+        recovery: s.recovery.as_ref().clone(),
+    })
+}
+
+async fn shutdown(State(s): State<AppState>) -> Json<serde_json::Value> {
+    s.shutdown.notify_one();
+    Json(serde_json::json!({"ok": true}))
+}
+
+async fn spawn(State(s): State<AppState>, Json(b): Json<SpawnBody>) -> Result<Json<SpawnReply>, AppErr> {
+    let cfg = &s.cfg;
+    let provider = b.provider.clone().or(cfg.provider.clone()).ok_or_else(|| {
+        bad("no provider given: pass --provider or set `provider` in aos.toml (or AOS_PROVIDER when starting the kernel)")
+    })?;
+    let model = b.model.clone().or(cfg.model.clone()).ok_or_else(|| {
+        bad("no model given: pass --model or set `model` in aos.toml (or AOS_MODEL when starting the kernel)")
+    })?;
+    let base_url = b.base_url.clone().or_else(|| {
+        cfg.providers
+            .get(&provider)
+            .and_then(|p| p.base_url.clone())
+            .or_else(|| if cfg.provider.as_deref() == Some(provider.as_str()) { cfg.base_url.clone() } else { None })
+    });
+    let grants = b.grants.clone().unwrap_or_else(|| cfg.default_grants.clone());
+    let caps = CapabilitySet::parse(&grants).map_err(|e| bad(one_line(&e)))?;
+    if let Some(w) = &b.workspace {
+        if !w.is_absolute() {
+            return Err(bad(format!("the workspace must be an absolute path, not {}", w.display())));
+        }
+    }
+    let req = SpawnRequest {
+        task: b.task,
+        role: b.role.unwrap_or_else(|| "a careful, autonomous assistant".into()),
+        provider,
+        model,
+        base_url,
+        caps,
+        budgets: Budgets {
+            max_steps: b.max_steps.or(cfg.budgets.max_steps),
+            max_tokens: b.max_tokens.or(cfg.budgets.max_tokens),
+            max_wall_time: b.max_seconds.or(cfg.budgets.max_seconds).map(Duration::from_secs),
+        },
+        workspace: b.workspace,
+        pipe_to: None,
+        parent: None,
+    };
+    let pid = s.kernel.spawn(req).await?;
+    let workspace = s.kernel.info(pid)?.workspace;
+    Ok(Json(SpawnReply { pid, workspace }))
+}
+
+async fn ps(State(s): State<AppState>) -> Json<Vec<aos_kernel::ProcessInfo>> {
+    Json(s.kernel.ps())
+}
+
+async fn info(State(s): State<AppState>, UrlPath(pid): UrlPath<u64>) -> Result<Json<aos_kernel::ProcessInfo>, AppErr> {
+    Ok(Json(s.kernel.info(pid)?))
+}
+
+async fn kill(State(s): State<AppState>, UrlPath(pid): UrlPath<u64>) -> Result<Json<KillReply>, AppErr> {
+    Ok(Json(KillReply { killed: s.kernel.kill(pid)? }))
+}
+
+async fn stdin(
+    State(s): State<AppState>,
+    UrlPath(pid): UrlPath<u64>,
+    Json(b): Json<TextBody>,
+) -> Result<Json<serde_json::Value>, AppErr> {
+    s.kernel.send_stdin(pid, b.text)?;
+    Ok(Json(serde_json::json!({"ok": true})))
+}
+
+async fn message(
+    State(s): State<AppState>,
+    UrlPath(pid): UrlPath<u64>,
+    Json(b): Json<TextBody>,
+) -> Result<Json<serde_json::Value>, AppErr> {
+    s.kernel.send_message(pid, b.text)?;
+    Ok(Json(serde_json::json!({"ok": true})))
+}
+
+async fn wait(State(s): State<AppState>, UrlPath(pid): UrlPath<u64>) -> Result<Json<aos_kernel::ExitStatus>, AppErr> {
+    Ok(Json(s.kernel.wait(pid).await?))
+}
+
+#[derive(Deserialize)]
+struct LogsQuery {
+    #[serde(default)]
+    follow: Option<String>,
+}
+
+/// A streamed NDJSON body fed by a channel.
+fn ndjson(rx: mpsc::Receiver<KernelEvent>) -> Response {
+    let stream = futures_util::stream::unfold(rx, |mut rx| async move {
+        let ev = rx.recv().await?;
+        let mut line = serde_json::to_vec(&ev).unwrap_or_default();
+        line.push(b'\n');
+        Some((Ok::<Bytes, Infallible>(Bytes::from(line)), rx))
+    });
+    Response::builder()
+        .header("content-type", "application/x-ndjson")
+        .body(Body::from_stream(stream))
+        .unwrap_or_else(|_| StatusCode::INTERNAL_SERVER_ERROR.into_response())
+}
+
+async fn logs(
+    State(s): State<AppState>,
+    UrlPath(pid): UrlPath<u64>,
+    Query(q): Query<LogsQuery>,
+) -> Result<Response, AppErr> {
+    let follow = matches!(q.follow.as_deref(), Some("1" | "true" | "yes"));
+    // Subscribe before reading the log, so nothing falls between the two.
+    let mut live = s.kernel.subscribe();
+    let log = s.kernel.logs(pid)?;
+    let exited = s.kernel.exit_status(pid)?;
+    let kernel = s.kernel.clone();
+    let (tx, rx) = mpsc::channel::<KernelEvent>(256);
+    tokio::spawn(async move {
+        let mut next_seq = 0u64;
+        for entry in log {
+            next_seq = entry.seq + 1;
+            if tx.send(KernelEvent::Entry { entry }).await.is_err() {
+                return;
+            }
+        }
+        if let Some(status) = exited {
+            let _ = tx.send(KernelEvent::Exited { pid, status }).await;
+            return;
+        }
+        if !follow {
+            return;
+        }
+        loop {
+            let ev = match live.recv().await {
+                Ok(ev) => ev,
+                Err(broadcast::error::RecvError::Lagged(_)) => {
+                    // Catch up from the log itself.
+                    for entry in kernel.logs(pid).unwrap_or_default() {
+                        if entry.seq >= next_seq {
+                            next_seq = entry.seq + 1;
+                            if tx.send(KernelEvent::Entry { entry }).await.is_err() {
+                                return;
+                            }
+                        }
+                    }
+                    if let Ok(Some(status)) = kernel.exit_status(pid) {
+                        let _ = tx.send(KernelEvent::Exited { pid, status }).await;
+                        return;
+                    }
+                    continue;
+                }
+                Err(broadcast::error::RecvError::Closed) => return,
+            };
+            let (mine, last) = match &ev {
+                KernelEvent::Entry { entry } => {
+                    let keep = entry.pid == pid && entry.seq >= next_seq;
+                    if keep {
+                        next_seq = entry.seq + 1;
+                    }
+                    (keep, false)
+                }
+                KernelEvent::Status { pid: p, .. } | KernelEvent::Compacted { pid: p, .. } => (*p == pid, false),
+                KernelEvent::Exited { pid: p, .. } => (*p == pid, *p == pid),
+                KernelEvent::Spawned { info } => (info.parent == Some(pid), false),
+            };
+            if mine && tx.send(ev).await.is_err() {
+                return;
+            }
+            if last {
+                return;
+            }
+        }
+    });
+    Ok(ndjson(rx))
+}
+
+async fn events(State(s): State<AppState>) -> Response {
+    let mut live = s.kernel.subscribe();
+    let (tx, rx) = mpsc::channel::<KernelEvent>(1024);
+    tokio::spawn(async move {
+        loop {
+            match live.recv().await {
+                Ok(ev) => {
+                    if tx.send(ev).await.is_err() {
+                        return;
+                    }
+                }
+                Err(broadcast::error::RecvError::Lagged(_)) => continue,
+                Err(broadcast::error::RecvError::Closed) => return,
+            }
+        }
+    });
+    ndjson(rx)
+}

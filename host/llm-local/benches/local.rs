@@ -1,0 +1,95 @@
+//! Bench of the `local` provider (`cargo bench -p aos-llm-local`): prints a
+//! table of prompt/generation speed next to llama.cpp's own counters
+//! (`llama_perf_context`), step time over a 20-step run of one process (KV
+//! reuse keeps it flat), and memory per process context (RSS delta).
+
+#[path = "../tests/common/mod.rs"]
+mod common;
+
+use std::time::Instant;
+
+use aos_llm_local::{LocalConfig, LocalProvider};
+use aos_providers::{Message, Role};
+
+fn rss_kib() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| s.lines().find(|l| l.starts_with("VmRSS:")).map(|l| l.split_whitespace().nth(1).unwrap().parse().unwrap()))
+        .unwrap_or(0)
+}
+
+fn main() {
+    if common::model_or_skip("bench").is_none() {
+        return;
+    }
+    let cfg = LocalConfig { max_live_contexts: 8, ..LocalConfig::default() };
+    println!("config: n_ctx {} n_batch {} threads {} decoding {:?}", cfg.n_ctx, cfg.n_batch, cfg.n_threads, cfg.decoding);
+    let p = LocalProvider::new(cfg);
+    let rss0 = rss_kib();
+    let t = Instant::now();
+    let load_ms = p.preload("default").unwrap();
+    println!("model load: {load_ms:.0} ms (verify+load {:.0} ms), RSS +{} MiB", t.elapsed().as_secs_f64() * 1e3, (rss_kib() - rss0) / 1024);
+
+    // 1. Throughput on a fresh process with every syscall (longest prompt).
+    let task = common::Task { task: "Write a haiku about the sea to sea.txt, then exit".into(), caps: vec!["all".into()], expect: vec![] };
+    let mut rows = Vec::new();
+    for rep in 0..3 {
+        let pid = 500 + rep;
+        let rss_before = rss_kib();
+        let r = common::request(pid, &task);
+        p.complete_blocking(r).unwrap();
+        let s = p.last_stats(pid).unwrap();
+        rows.push((s, rss_kib().saturating_sub(rss_before)));
+    }
+    println!("\n| run | prompt tok | prompt tok/s (ours) | prompt tok/s (llama.cpp) | gen tok | gen tok/s grammar (ours, incl. sampling) | eval tok/s (llama.cpp, decode only) | choose name ms | RSS delta MiB |");
+    println!("|---|---|---|---|---|---|---|---|---|");
+    for (i, (s, rss)) in rows.iter().enumerate() {
+        let llama_p = if s.llama_p_eval_ms > 0.0 { s.llama_n_p_eval as f64 * 1e3 / s.llama_p_eval_ms } else { 0.0 };
+        let llama_g = if s.llama_eval_ms > 0.0 { s.llama_n_eval as f64 * 1e3 / s.llama_eval_ms } else { 0.0 };
+        println!(
+            "| {} | {} | {:.0} | {:.0} | {} | {:.0} | {:.0} | {:.0} | {:.1} |",
+            i + 1, s.prompt_evaluated, s.prompt_tps(), llama_p, s.generated_tokens, s.gen_tps(), llama_g, s.choose_ms, *rss as f64 / 1024.0
+        );
+    }
+    let (live, parked, bytes) = p.cache_info("default").unwrap();
+    println!("live contexts {live}, parked {parked} ({bytes} bytes)");
+
+    // 2. A 20-step run of one process.
+    let pid = 600;
+    let mut req = common::request(pid, &task);
+    let mut steps = Vec::new();
+    for step in 1..=20 {
+        let t = Instant::now();
+        let out = p.complete_blocking(req.clone()).unwrap();
+        let wall = t.elapsed().as_secs_f64() * 1e3;
+        let s = p.last_stats(pid).unwrap();
+        steps.push((step, wall, s));
+        req.messages.push(Message { role: Role::Assistant, content: out.text });
+        req.messages.push(Message { role: Role::User, content: format!("[RESULT FS_WRITE#{step}] {{\"path\": \"sea.txt\", \"bytes\": {}}}", 40 + step) });
+    }
+    println!("\n| step | prompt tok | evaluated | reused | generated | prompt ms | choose ms | gen ms | total ms |");
+    println!("|---|---|---|---|---|---|---|---|---|");
+    for (step, wall, s) in &steps {
+        if [1, 2, 3, 5, 10, 15, 20].contains(step) {
+            println!(
+                "| {step} | {} | {} | {} | {} | {:.0} | {:.0} | {:.0} | {wall:.0} |",
+                s.prompt_tokens, s.prompt_evaluated, s.prompt_reused, s.generated_tokens, s.prompt_ms, s.choose_ms, s.gen_ms
+            );
+        }
+    }
+    let avg = |r: std::ops::Range<usize>| steps[r.clone()].iter().map(|x| x.1).sum::<f64>() / r.len() as f64;
+    println!("step 1: {:.0} ms; mean of steps 2-20: {:.0} ms; step 20: {:.0} ms", steps[0].1, avg(1..20), steps[19].1);
+
+    // 3. Memory per process context: RSS delta of one more process (new
+    // context + its prompt), and the size of its saved snapshot.
+    let before = rss_kib();
+    let r = common::request(700, &task);
+    p.complete_blocking(r).unwrap();
+    let after = rss_kib();
+    println!("\nRSS delta of one more process context (n_ctx {}): {:.1} MiB", p.config().n_ctx, (after - before) as f64 / 1024.0);
+    let p1 = LocalProvider::new(LocalConfig { max_live_contexts: 1, ..LocalConfig::default() });
+    p1.complete_blocking(common::request(1, &task)).unwrap();
+    p1.complete_blocking(common::request(2, &task)).unwrap();
+    let (_, n, bytes) = p1.cache_info("default").unwrap();
+    println!("saved snapshot of an evicted process ({} prompt tokens): {n} snapshot, {:.1} MiB", rows[0].0.prompt_tokens, bytes as f64 / 1048576.0);
+}

@@ -1,0 +1,661 @@
+//! The inference engine of one model: the loaded GGUF model, its chat
+//! template, and a small pool of llama.cpp contexts, each holding the KV
+//! cache of one process.
+//!
+//! * **KV reuse.** Each live context remembers the tokens it has evaluated.
+//!   A step renders the whole conversation, finds the common prefix with
+//!   those tokens, removes the KV entries beyond it and evaluates only the
+//!   rest (at least the last token, whose logits start the reply).
+//! * **Eviction.** At most `max_live_contexts` contexts exist. When another
+//!   process needs one, the least recently used process's sequence state is
+//!   saved with `llama_state_seq_get_data` (a byte snapshot of its KV cells,
+//!   in memory, bounded by `max_parked_bytes`) and its context is reused;
+//!   the snapshot is restored with `llama_state_seq_set_data` on that
+//!   process's next step instead of recomputing its prompt. Snapshots beyond
+//!   the byte budget are dropped oldest first; such a process recomputes.
+//! * **Decoding.** Every reply is constrained by a GBNF grammar built from
+//!   the process's syscalls ([`crate::grammar`]). In [`Decoding::TwoStage`]
+//!   the syscall name is chosen first by scoring the log-probability of
+//!   `[SYS_CALL::NAME]` for every allowed NAME, then the arguments are
+//!   generated under that syscall's grammar.
+//!
+//! Not thread-safe by itself: the provider serialises use behind a mutex.
+
+use std::collections::HashMap;
+use std::num::NonZeroU32;
+use std::path::PathBuf;
+use std::sync::{Arc, OnceLock};
+use std::time::Instant;
+
+use aos_abi::SyscallSpec;
+use llama_cpp_2::context::params::LlamaContextParams;
+use llama_cpp_2::context::LlamaContext;
+use llama_cpp_2::llama_backend::LlamaBackend;
+use llama_cpp_2::llama_batch::LlamaBatch;
+use llama_cpp_2::model::params::LlamaModelParams;
+use llama_cpp_2::model::{LlamaChatMessage, LlamaChatTemplate, LlamaModel};
+use llama_cpp_2::sampling::LlamaSampler;
+use llama_cpp_2::token::LlamaToken;
+use llama_cpp_2::{LlamaStateSeqFlags, SeqState};
+
+use crate::grammar::{self, GrammarOptions, TAG_OPEN};
+use crate::stats::{CacheSource, StepStats};
+
+/// How replies are decoded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Decoding {
+    /// One pass under the full reply grammar (optional thought line, then a call).
+    Grammar,
+    /// Choose the syscall name by log-probability, then generate its arguments
+    /// under that syscall's grammar. No thought line.
+    #[default]
+    TwoStage,
+    /// [`Decoding::TwoStage`] with contextual calibration: each name's score
+    /// minus its score when the last message is content-free (`[TASK] N/A`),
+    /// which removes the model's bias towards some names (e.g. `SYS_EXIT`).
+    /// The prior is cached per conversation prefix. (Measured worse than
+    /// plain two-stage on `evals/`: it over-corrects towards rare names.)
+    TwoStageCalibrated,
+    /// Like [`Decoding::TwoStage`], but on a process's first step (last
+    /// message `[TASK] ...`) the name is chosen by scoring
+    /// `[SYS_CALL::NAME]` after a plain-text few-shot prompt (worked examples
+    /// for the allowed syscalls, then `Task: <task>\nCall:`) evaluated in a
+    /// separate scratch sequence; later steps score in the conversation.
+    FewShot,
+}
+
+/// Pseudo-pid of the scratch sequence used by [`Decoding::FewShot`].
+const SCRATCH_PID: u64 = u64::MAX;
+
+/// The content-free message used for calibration.
+const NEUTRAL_TASK: &str = "[TASK] N/A";
+
+/// Engine settings (a subset of [`crate::LocalConfig`]).
+#[derive(Debug, Clone)]
+pub(crate) struct EngineConfig {
+    pub n_ctx: u32,
+    pub n_batch: u32,
+    pub n_threads: i32,
+    pub max_live_contexts: usize,
+    pub max_parked_bytes: usize,
+}
+
+/// One generation request, already mapped from the provider's types.
+pub(crate) struct GenRequest {
+    pub pid: u64,
+    /// (role, content) pairs: "system" | "user" | "assistant".
+    pub messages: Vec<(String, String)>,
+    pub specs: Vec<SyscallSpec>,
+    pub max_tokens: u32,
+    pub temperature: Option<f32>,
+    pub repeat_penalty: f32,
+    pub decoding: Decoding,
+    pub grammar: GrammarOptions,
+}
+
+pub(crate) struct GenOutput {
+    pub text: String,
+    pub stats: StepStats,
+}
+
+static BACKEND: OnceLock<Result<LlamaBackend, String>> = OnceLock::new();
+
+/// The process-wide llama.cpp backend (`llama_backend_init` runs once).
+/// llama.cpp's own logging is silenced unless `AOS_LLAMA_LOG` is set.
+pub(crate) fn backend() -> Result<&'static LlamaBackend, String> {
+    BACKEND
+        .get_or_init(|| {
+            let mut b = LlamaBackend::init().map_err(|e| format!("cannot initialise llama.cpp: {e}"))?;
+            if std::env::var_os("AOS_LLAMA_LOG").is_none() {
+                b.void_logs();
+            }
+            Ok(b)
+        })
+        .as_ref()
+        .map_err(Clone::clone)
+}
+
+struct Slot {
+    pid: Option<u64>,
+    /// Borrows `Engine::model`; declared (and so dropped) before it. The
+    /// model lives in an `Arc` that the engine keeps until after every slot
+    /// is gone, so the `'static` here never outlives the real borrow.
+    ctx: LlamaContext<'static>,
+    tokens: Vec<LlamaToken>,
+    last_used: u64,
+}
+
+struct Parked {
+    state: SeqState,
+    tokens: Vec<LlamaToken>,
+    last_used: u64,
+}
+
+pub(crate) struct Engine {
+    // Field order matters: slots (contexts) must drop before `model`.
+    slots: Vec<Slot>,
+    parked: HashMap<u64, Parked>,
+    parked_bytes: usize,
+    seen: HashMap<u64, ()>,
+    priors: HashMap<u64, Vec<f64>>,
+    clock: u64,
+    batch: LlamaBatch<'static>,
+    template: LlamaChatTemplate,
+    cfg: EngineConfig,
+    pub load_ms: f64,
+    model: Arc<LlamaModel>,
+}
+
+fn lcp(a: &[LlamaToken], b: &[LlamaToken]) -> usize {
+    a.iter().zip(b).take_while(|(x, y)| x == y).count()
+}
+
+fn log_softmax_at(logits: &[f32], tok: LlamaToken) -> f64 {
+    let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max) as f64;
+    let sum: f64 = logits.iter().map(|&l| ((l as f64) - max).exp()).sum();
+    logits[tok.0 as usize] as f64 - max - sum.ln()
+}
+
+fn ms(t: Instant) -> f64 {
+    t.elapsed().as_secs_f64() * 1000.0
+}
+
+impl Engine {
+    /// Loads the model at `path` (already verified) and its chat template.
+    pub fn load(path: PathBuf, cfg: EngineConfig) -> Result<Self, String> {
+        let backend = backend()?;
+        let t = Instant::now();
+        let model = LlamaModel::load_from_file(backend, &path, &LlamaModelParams::default())
+            .map_err(|e| format!("cannot load model {}: {e}", path.display()))?;
+        let load_ms = ms(t);
+        let template = match model.chat_template(None) {
+            Ok(t) => t,
+            Err(e) => {
+                tracing::warn!("model {} has no usable chat template ({e}); using ChatML", path.display());
+                LlamaChatTemplate::new("chatml").map_err(|e| e.to_string())?
+            }
+        };
+        let n_batch = cfg.n_batch.max(16);
+        Ok(Self {
+            slots: Vec::new(),
+            parked: HashMap::new(),
+            parked_bytes: 0,
+            seen: HashMap::new(),
+            priors: HashMap::new(),
+            clock: 0,
+            batch: LlamaBatch::new(n_batch as usize, 1),
+            template,
+            cfg: EngineConfig { n_batch, ..cfg },
+            load_ms,
+            model: Arc::new(model),
+        })
+    }
+
+    /// Number of contexts currently allocated.
+    pub fn live_contexts(&self) -> usize {
+        self.slots.len()
+    }
+
+    /// Number of saved (parked) sequence snapshots and their total size.
+    pub fn parked(&self) -> (usize, usize) {
+        (self.parked.len(), self.parked_bytes)
+    }
+
+    /// Drops everything kept for `pid`.
+    pub fn release(&mut self, pid: u64) {
+        for s in &mut self.slots {
+            if s.pid == Some(pid) {
+                s.pid = None;
+                s.tokens.clear();
+                s.ctx.clear_kv_cache();
+            }
+        }
+        if let Some(p) = self.parked.remove(&pid) {
+            self.parked_bytes -= p.state.byte_len();
+        }
+        self.seen.remove(&pid);
+    }
+
+    fn new_slot(&self) -> Result<Slot, String> {
+        let params = LlamaContextParams::default()
+            .with_n_ctx(NonZeroU32::new(self.cfg.n_ctx))
+            .with_n_batch(self.cfg.n_batch)
+            .with_n_ubatch(self.cfg.n_batch)
+            .with_n_threads(self.cfg.n_threads)
+            .with_n_threads_batch(self.cfg.n_threads)
+            .with_no_perf(false);
+        let ctx = self.model.new_context(backend()?, params).map_err(|e| format!("cannot create a llama.cpp context: {e}"))?;
+        // SAFETY: see `Slot::ctx`: the model is kept alive (and not moved:
+        // it is behind an `Arc`) until after every context is dropped.
+        let ctx: LlamaContext<'static> = unsafe { std::mem::transmute::<LlamaContext<'_>, LlamaContext<'static>>(ctx) };
+        Ok(Slot { pid: None, ctx, tokens: Vec::new(), last_used: 0 })
+    }
+
+    /// Saves slot `i`'s sequence (if it has one) and frees the slot.
+    fn park(&mut self, i: usize) {
+        let slot = &mut self.slots[i];
+        let Some(pid) = slot.pid.take() else { return };
+        if self.cfg.max_parked_bytes > 0 && !slot.tokens.is_empty() {
+            match slot.ctx.state_seq_get(0, LlamaStateSeqFlags::empty()) {
+                Ok(state) if state.byte_len() <= self.cfg.max_parked_bytes => {
+                    self.parked_bytes += state.byte_len();
+                    let tokens = std::mem::take(&mut slot.tokens);
+                    self.parked.insert(pid, Parked { state, tokens, last_used: slot.last_used });
+                }
+                Ok(_) => {}
+                Err(e) => tracing::warn!("cannot save the KV state of process {pid}: {e}; it will be recomputed"),
+            }
+        }
+        slot.ctx.clear_kv_cache();
+        slot.tokens.clear();
+        while self.parked_bytes > self.cfg.max_parked_bytes {
+            let Some((&oldest, _)) = self.parked.iter().min_by_key(|(_, p)| p.last_used) else { break };
+            let p = self.parked.remove(&oldest).unwrap();
+            self.parked_bytes -= p.state.byte_len();
+        }
+    }
+
+    /// The slot for `pid`: its live context, or a free/new/evicted one with
+    /// its saved state restored.
+    fn acquire(&mut self, pid: u64) -> Result<(usize, CacheSource, f64), String> {
+        self.clock += 1;
+        let clock = self.clock;
+        if let Some(i) = self.slots.iter().position(|s| s.pid == Some(pid)) {
+            self.slots[i].last_used = clock;
+            return Ok((i, CacheSource::Live, 0.0));
+        }
+        let i = if let Some(i) = self.slots.iter().position(|s| s.pid.is_none()) {
+            i
+        } else if self.slots.len() < self.cfg.max_live_contexts.max(1) {
+            let s = self.new_slot()?;
+            self.slots.push(s);
+            self.slots.len() - 1
+        } else {
+            let i = (0..self.slots.len()).min_by_key(|&i| self.slots[i].last_used).unwrap();
+            self.park(i);
+            i
+        };
+        let t = Instant::now();
+        let parked = self.parked.remove(&pid);
+        let seen = self.seen.contains_key(&pid);
+        let slot = &mut self.slots[i];
+        slot.pid = Some(pid);
+        slot.last_used = clock;
+        slot.tokens.clear();
+        slot.ctx.clear_kv_cache();
+        let source = match parked {
+            Some(p) => {
+                self.parked_bytes -= p.state.byte_len();
+                match slot.ctx.state_seq_set(&p.state, 0) {
+                    Ok(()) => {
+                        slot.tokens = p.tokens;
+                        CacheSource::Restored
+                    }
+                    Err(e) => {
+                        tracing::warn!("cannot restore the KV state of process {pid}: {e}; recomputing");
+                        slot.ctx.clear_kv_cache();
+                        CacheSource::Recomputed
+                    }
+                }
+            }
+            None if seen => CacheSource::Recomputed,
+            None => CacheSource::Fresh,
+        };
+        Ok((i, source, ms(t)))
+    }
+
+    /// Evaluates `tokens` at positions `start..` in slot `i`. Logits are kept
+    /// for every token when `all_logits`, else for the last one only.
+    fn eval(&mut self, i: usize, tokens: &[LlamaToken], start: usize, all_logits: bool) -> Result<(), String> {
+        let n_batch = self.cfg.n_batch as usize;
+        let n = tokens.len();
+        for (c, chunk) in tokens.chunks(n_batch).enumerate() {
+            self.batch.clear();
+            for (j, &t) in chunk.iter().enumerate() {
+                let k = c * n_batch + j;
+                self.batch
+                    .add(t, (start + k) as i32, &[0], all_logits || k + 1 == n)
+                    .map_err(|e| e.to_string())?;
+            }
+            self.slots[i].ctx.decode(&mut self.batch).map_err(|e| format!("llama.cpp decode failed: {e}"))?;
+        }
+        Ok(())
+    }
+
+    /// Renders the conversation with the model's chat template, ending with
+    /// an open assistant turn.
+    pub fn render(&self, messages: &[(String, String)]) -> Result<String, String> {
+        let chat = messages
+            .iter()
+            .map(|(r, c)| LlamaChatMessage::new(r.clone(), c.clone()).map_err(|e| e.to_string()))
+            .collect::<Result<Vec<_>, _>>()?;
+        self.model
+            .apply_chat_template(&self.template, &chat, true)
+            .map_err(|e| format!("cannot apply the chat template: {e}"))
+    }
+
+    pub fn tokenize(&self, text: &str, special: bool) -> Vec<LlamaToken> {
+        self.model.vocab().tokenize(text.as_bytes(), special, special)
+    }
+
+    /// Runs one step for `req.pid`. On error the process's cache is reset.
+    pub fn generate(&mut self, req: &GenRequest) -> Result<GenOutput, String> {
+        let pid = req.pid;
+        let r = self.generate_inner(req);
+        if r.is_err() {
+            if let Some(s) = self.slots.iter_mut().find(|s| s.pid == Some(pid)) {
+                s.tokens.clear();
+                s.ctx.clear_kv_cache();
+            }
+        }
+        r
+    }
+
+    fn generate_inner(&mut self, req: &GenRequest) -> Result<GenOutput, String> {
+        let t_all = Instant::now();
+        let prompt_text = self.render(&req.messages)?;
+        let prompt = self.tokenize(&prompt_text, true);
+        let n_ctx = self.cfg.n_ctx as usize;
+        if prompt.len() + 16 > n_ctx {
+            return Err(format!(
+                "the prompt is {} tokens but the local model's context holds {n_ctx} (shorten the history or raise n_ctx)",
+                prompt.len()
+            ));
+        }
+        let (mut i, cache, restore_ms) = self.acquire(req.pid)?;
+        self.seen.insert(req.pid, ());
+        self.slots[i].ctx.reset_timings();
+
+        let two_stage = req.decoding != Decoding::Grammar && !req.specs.is_empty();
+        let t = Instant::now();
+        let prior = if two_stage && req.decoding == Decoding::TwoStageCalibrated { self.prior(i, req)? } else { None };
+        let calib_ms = ms(t);
+
+        // Reuse the common prefix; always evaluate at least the last token.
+        let t = Instant::now();
+        let (cp, mut last_idx) = self.feed(i, &prompt)?;
+        let prompt_ms = ms(t);
+
+        let mut stats = StepStats {
+            prompt_tokens: prompt.len() as u32,
+            prompt_evaluated: (prompt.len() - cp) as u32,
+            prompt_reused: cp as u32,
+            generated_tokens: 0,
+            scoring_tokens: 0,
+            cache,
+            restore_ms,
+            prompt_ms,
+            choose_ms: 0.0,
+            gen_ms: 0.0,
+            total_ms: 0.0,
+            truncated: false,
+            llama_p_eval_ms: 0.0,
+            llama_n_p_eval: 0,
+            llama_eval_ms: 0.0,
+            llama_n_eval: 0,
+        };
+
+        let room = n_ctx.saturating_sub(prompt.len() + 1) as u32;
+        let mut budget = req.max_tokens.min(room).max(1);
+        let mut text = String::new();
+        let grammar_text;
+        if two_stage {
+            let t = Instant::now();
+            let fewshot = if req.decoding == Decoding::FewShot { self.fewshot_choice(req)? } else { None };
+            // The scratch sequence may have taken this process's context.
+            i = match fewshot {
+                Some(_) => {
+                    let (j, _, _) = self.acquire(req.pid)?;
+                    let (_, li) = self.feed(j, &prompt)?;
+                    last_idx = li;
+                    j
+                }
+                None => i,
+            };
+            let (chosen, forced, scored) = match fewshot {
+                Some((k, n)) => {
+                    let (forced, _) = self.force_name(i, &req.specs, k)?;
+                    (k, forced, n)
+                }
+                None => self.choose_name(i, &req.specs, last_idx, prior.as_ref().map(|(p, _)| p.as_slice()))?,
+            };
+            stats.choose_ms = ms(t) + calib_ms;
+            stats.scoring_tokens = scored + prior.as_ref().map_or(0, |(_, n)| *n);
+            stats.generated_tokens = forced;
+            budget = budget.saturating_sub(forced);
+            text.push_str(&format!("{TAG_OPEN}{}]", req.specs[chosen].name));
+            last_idx = self.batch.n_tokens() - 1;
+            grammar_text = grammar::args_grammar(&req.specs[chosen]);
+        } else {
+            grammar_text = grammar::reply_grammar(&req.specs, req.grammar);
+        }
+
+        let t = Instant::now();
+        let (gen, n, truncated) = if budget == 0 {
+            (String::new(), 0, true)
+        } else {
+            self.sample_loop(i, &grammar_text, budget, req.temperature, req.repeat_penalty, last_idx)?
+        };
+        stats.gen_ms = ms(t);
+        stats.generated_tokens += n;
+        stats.truncated = truncated;
+        text.push_str(&gen);
+        let tm = self.slots[i].ctx.timings();
+        stats.llama_p_eval_ms = tm.t_p_eval_ms();
+        stats.llama_n_p_eval = tm.n_p_eval() as u32;
+        stats.llama_eval_ms = tm.t_eval_ms();
+        stats.llama_n_eval = tm.n_eval() as u32;
+        stats.total_ms = ms(t_all);
+        Ok(GenOutput { text, stats })
+    }
+
+    /// Tokens of `[SYS_CALL::NAME]` for each spec.
+    fn candidates(&self, specs: &[SyscallSpec]) -> Vec<Vec<LlamaToken>> {
+        specs.iter().map(|s| self.tokenize(&format!("{TAG_OPEN}{}]", s.name), false)).collect()
+    }
+
+    /// Log-probability of each candidate after the slot's current tokens
+    /// (`last_idx`: batch index of the last token's logits). Leaves the
+    /// candidates' shared prefix evaluated in the slot; returns the scores
+    /// and the number of tokens evaluated only for scoring.
+    fn score_names(&mut self, i: usize, cands: &[Vec<LlamaToken>], last_idx: i32) -> Result<(Vec<f64>, u32), String> {
+        let base = self.slots[i].tokens.len();
+        let p = cands.iter().skip(1).fold(cands[0].len(), |p, c| p.min(lcp(&cands[0][..p], c)));
+        let mut scored = 0u32;
+        // Logits predicting the first token after the shared prefix.
+        let after_prefix: Vec<f32> = if p == 0 {
+            self.slots[i].ctx.get_logits_ith(last_idx).to_vec()
+        } else {
+            self.eval(i, &cands[0][..p], base, false)?;
+            self.slots[i].tokens.extend_from_slice(&cands[0][..p]);
+            self.slots[i].ctx.get_logits_ith(self.batch.n_tokens() - 1).to_vec()
+        };
+        let start = base + p;
+        let mut scores = Vec::with_capacity(cands.len());
+        for c in cands {
+            let s = &c[p..];
+            if s.is_empty() {
+                scores.push(0.0);
+                continue;
+            }
+            let mut score = log_softmax_at(&after_prefix, s[0]);
+            if s.len() > 1 {
+                self.eval(i, &s[..s.len() - 1], start, true)?;
+                scored += (s.len() - 1) as u32;
+                for j in 1..s.len() {
+                    score += log_softmax_at(self.slots[i].ctx.get_logits_ith((j - 1) as i32), s[j]);
+                }
+                self.slots[i]
+                    .ctx
+                    .kv_cache_seq_rm(0, Some(start as u32), None)
+                    .map_err(|e| format!("cannot trim the KV cache: {e}"))?;
+            }
+            scores.push(score);
+        }
+        Ok((scores, scored))
+    }
+
+    /// Scores `[SYS_CALL::NAME]` for each spec after the prompt (minus the
+    /// calibration `prior` when given), keeps the best one evaluated in the
+    /// cache, and returns (index, tokens forced, tokens evaluated only for scoring).
+    fn choose_name(
+        &mut self,
+        i: usize,
+        specs: &[SyscallSpec],
+        last_idx: i32,
+        prior: Option<&[f64]>,
+    ) -> Result<(usize, u32, u32), String> {
+        let cands = self.candidates(specs);
+        let base = self.slots[i].tokens.len();
+        let (best, scored) = if cands.len() == 1 {
+            (0, 0)
+        } else {
+            let (scores, scored) = self.score_names(i, &cands, last_idx)?;
+            let mut best = (f64::NEG_INFINITY, 0usize);
+            for (k, s) in scores.iter().enumerate() {
+                let s = s - prior.map_or(0.0, |p| p[k]);
+                if s > best.0 {
+                    best = (s, k);
+                }
+            }
+            (best.1, scored)
+        };
+        // Evaluate the chosen tag so generation continues after it.
+        let done = self.slots[i].tokens.len() - base;
+        let rest = cands[best][done..].to_vec();
+        self.eval(i, &rest, base + done, false)?;
+        self.slots[i].tokens.extend_from_slice(&rest);
+        Ok((best, cands[best].len() as u32, scored))
+    }
+
+    /// Evaluates `[SYS_CALL::NAME]` of spec `k` after the slot's tokens.
+    fn force_name(&mut self, i: usize, specs: &[SyscallSpec], k: usize) -> Result<(u32, ()), String> {
+        let toks = self.tokenize(&format!("{TAG_OPEN}{}]", specs[k].name), false);
+        let base = self.slots[i].tokens.len();
+        self.eval(i, &toks, base, false)?;
+        self.slots[i].tokens.extend_from_slice(&toks);
+        Ok((toks.len() as u32, ()))
+    }
+
+    /// [`Decoding::FewShot`]: the chosen spec index and the tokens evaluated
+    /// for it, or None when the step is not a first step.
+    fn fewshot_choice(&mut self, req: &GenRequest) -> Result<Option<(usize, u32)>, String> {
+        let Some((role, last)) = req.messages.last() else { return Ok(None) };
+        let Some(task) = last.strip_prefix("[TASK]").map(str::trim) else { return Ok(None) };
+        if role != "user" || req.specs.len() < 2 {
+            return Ok(None);
+        }
+        let names: Vec<&str> = req.specs.iter().map(|s| s.name.as_str()).collect();
+        let mut text = format!(
+            "Each task below is started with one system call.\nSystem calls: {}\n\n",
+            names.join(", ")
+        );
+        for (name, t, _) in crate::examples::EXAMPLES {
+            if names.contains(name) {
+                text.push_str(&format!("Task: {t}\nCall: {TAG_OPEN}{name}]\n\n"));
+            }
+        }
+        text.push_str(&format!("Task: {}\nCall:", task.replace('\n', " ")));
+        let toks = self.tokenize(&text, true);
+        if toks.len() + 64 > self.cfg.n_ctx as usize {
+            return Ok(None);
+        }
+        let (j, _, _) = self.acquire(SCRATCH_PID)?;
+        let (cp, last_idx) = self.feed(j, &toks)?;
+        let cands: Vec<Vec<LlamaToken>> =
+            req.specs.iter().map(|s| self.tokenize(&format!(" {TAG_OPEN}{}]", s.name), false)).collect();
+        let (scores, scored) = self.score_names(j, &cands, last_idx)?;
+        let best = (0..scores.len()).max_by(|&a, &b| scores[a].total_cmp(&scores[b])).unwrap_or(0);
+        Ok(Some((best, scored + (toks.len() - cp) as u32)))
+    }
+
+    /// Evaluates `prompt` in slot `i`, reusing the common prefix with what
+    /// the slot holds. Returns (tokens reused, batch index of the last logits).
+    fn feed(&mut self, i: usize, prompt: &[LlamaToken]) -> Result<(usize, i32), String> {
+        let mut cp = lcp(&self.slots[i].tokens, prompt).min(prompt.len() - 1);
+        if cp < self.slots[i].tokens.len() && self.slots[i].ctx.kv_cache_seq_rm(0, Some(cp as u32), None).is_err() {
+            self.slots[i].ctx.clear_kv_cache();
+            cp = 0;
+        }
+        self.slots[i].tokens.truncate(cp);
+        self.eval(i, &prompt[cp..], cp, false)?;
+        self.slots[i].tokens.extend_from_slice(&prompt[cp..]);
+        Ok((cp, self.batch.n_tokens() - 1))
+    }
+
+    /// Contextual calibration: the names' scores for the same conversation
+    /// with a content-free last message, cached per conversation prefix.
+    fn prior(&mut self, i: usize, req: &GenRequest) -> Result<Option<(Vec<f64>, u32)>, String> {
+        let n = req.messages.len();
+        if n == 0 || req.messages[n - 1].0 != "user" || req.specs.len() < 2 {
+            return Ok(None);
+        }
+        let mut neutral = req.messages[..n - 1].to_vec();
+        neutral.push(("user".into(), NEUTRAL_TASK.into()));
+        let text = self.render(&neutral)?;
+        let names: Vec<&str> = req.specs.iter().map(|s| s.name.as_str()).collect();
+        let key = {
+            use std::hash::{Hash, Hasher};
+            let mut h = std::collections::hash_map::DefaultHasher::new();
+            text.hash(&mut h);
+            names.hash(&mut h);
+            h.finish()
+        };
+        if let Some(p) = self.priors.get(&key) {
+            return Ok(Some((p.clone(), 0)));
+        }
+        let toks = self.tokenize(&text, true);
+        let (cp, last_idx) = self.feed(i, &toks)?;
+        let cands = self.candidates(&req.specs);
+        let (scores, scored) = self.score_names(i, &cands, last_idx)?;
+        if self.priors.len() > 256 {
+            self.priors.clear();
+        }
+        self.priors.insert(key, scores.clone());
+        Ok(Some((scores, scored + (toks.len() - cp) as u32)))
+    }
+
+    /// Samples up to `max` tokens under `grammar`; returns (text, tokens, truncated).
+    fn sample_loop(
+        &mut self,
+        i: usize,
+        grammar_text: &str,
+        max: u32,
+        temperature: Option<f32>,
+        repeat_penalty: f32,
+        mut idx: i32,
+    ) -> Result<(String, u32, bool), String> {
+        let model = Arc::clone(&self.model);
+        let vocab = model.vocab();
+        let g = LlamaSampler::grammar(&model, grammar_text, "root").map_err(|e| format!("invalid grammar: {e}\n{grammar_text}"))?;
+        // Greedy decoding of a small model loops inside strings ("This is a
+        // test. This is a test. ..."); a repetition penalty over the recent
+        // tokens breaks most loops (1.0 disables it).
+        let pen = LlamaSampler::penalties(model.n_vocab(), 64, repeat_penalty.max(0.01), 0.0, 0.0);
+        let mut sampler = match temperature {
+            Some(t) if t > 0.0 => LlamaSampler::chain_simple([g, pen, LlamaSampler::temp(t), LlamaSampler::dist(0x5eed)]),
+            _ => LlamaSampler::chain_simple([g, pen, LlamaSampler::greedy()]),
+        };
+        let n_ctx = self.cfg.n_ctx as usize;
+        let mut bytes = Vec::new();
+        let mut n = 0u32;
+        loop {
+            if n >= max || self.slots[i].tokens.len() + 1 >= n_ctx {
+                return Ok((String::from_utf8_lossy(&bytes).into_owned(), n, true));
+            }
+            let tok = sampler.sample(&self.slots[i].ctx, idx);
+            if vocab.is_eog(tok) {
+                break;
+            }
+            bytes.extend(vocab.token_to_piece(tok, false, None));
+            let pos = self.slots[i].tokens.len();
+            self.batch.clear();
+            self.batch.add(tok, pos as i32, &[0], true).map_err(|e| e.to_string())?;
+            self.slots[i].ctx.decode(&mut self.batch).map_err(|e| format!("llama.cpp decode failed: {e}"))?;
+            self.slots[i].tokens.push(tok);
+            idx = 0;
+            n += 1;
+        }
+        Ok((String::from_utf8_lossy(&bytes).into_owned(), n, false))
+    }
+}

@@ -1,0 +1,31 @@
+//! `aos-llm-local`: the `local` provider — in-process inference over a GGUF
+//! model with llama.cpp (via `llama-cpp-2`), constrained by a grammar so that
+//! every reply is a valid `[SYS_CALL::NAME] {json}` for one of the calling
+//! process's syscalls.
+//!
+//! * [`model_file`] — the embedded model's identity (name, size, SHA-256, shared
+//!   with `scripts/fetch-model.sh`), its location and verification.
+//! * [`grammar`] — GBNF generation from syscall specs.
+//! * [`engine`] — model, chat template, per-process contexts with KV reuse,
+//!   LRU eviction with state snapshots, two-stage decoding.
+//! * [`provider`] — [`LocalProvider`], the [`aos_providers::Provider`].
+//! * [`stats`] — per-call statistics ([`LocalProvider::last_stats`]).
+//! * [`examples`] — worked examples added to the system prompt.
+//!
+//! ```no_run
+//! use std::sync::Arc;
+//! use aos_llm_local::{LocalConfig, LocalProvider};
+//! let p: Arc<dyn aos_providers::Provider> = Arc::new(LocalProvider::new(LocalConfig::default()));
+//! ```
+
+pub mod engine;
+pub mod examples;
+pub mod grammar;
+pub mod model_file;
+pub mod provider;
+pub mod stats;
+
+pub use engine::Decoding;
+pub use model_file::{default_model_dir, default_model_path, MODEL_FILE_NAME, MODEL_SHA256, MODEL_SIZE};
+pub use provider::{LocalConfig, LocalProvider};
+pub use stats::{CacheSource, StepStats};

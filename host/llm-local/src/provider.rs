@@ -1,0 +1,251 @@
+//! [`LocalProvider`]: the `local` provider, implementing
+//! [`aos_providers::Provider`] over the in-process [`Engine`].
+//!
+//! The model named by a request (`"default"`/`""` → the embedded SmolLM2 in
+//! the model directory; anything else → a path to a GGUF file) is verified
+//! and loaded on first use, once per provider and path, and shared by every
+//! process. Inference runs on `tokio::task::spawn_blocking`; one mutex per
+//! model serialises use of its contexts.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+
+use aos_providers::{Completion, CompletionRequest, Provider, ProviderError, Role, Usage};
+use async_trait::async_trait;
+
+use crate::engine::{Decoding, Engine, EngineConfig, GenRequest};
+use crate::grammar::GrammarOptions;
+use crate::model_file::{self, default_model_dir};
+use crate::stats::StepStats;
+
+/// Settings of a [`LocalProvider`]. `Default` reads `$AOS_MODEL_DIR`.
+#[derive(Debug, Clone)]
+pub struct LocalConfig {
+    /// Where `"default"` is looked up: `$AOS_MODEL_DIR` or `~/.cache/aos/models`.
+    pub model_dir: PathBuf,
+    /// Context size of each process's llama.cpp context, in tokens.
+    pub n_ctx: u32,
+    /// Prompt evaluation batch size.
+    pub n_batch: u32,
+    /// CPU threads per evaluation.
+    pub n_threads: i32,
+    /// Contexts (KV caches) kept alive at once; beyond this the least recently
+    /// used process's state is saved to memory and its context reused.
+    pub max_live_contexts: usize,
+    /// Memory budget for saved states of evicted processes, in bytes (0: never
+    /// save, recompute instead).
+    pub max_parked_bytes: usize,
+    /// Reply length when a request sets no `max_tokens`.
+    pub default_max_tokens: u32,
+    /// How replies are decoded.
+    pub decoding: Decoding,
+    /// Single-pass decoding only: allow a short thought line before the call.
+    pub thought: bool,
+    /// Append worked examples (one per allowed syscall) to the system prompt.
+    pub prompt_examples: bool,
+    /// Repetition penalty over the last 64 generated tokens (1.0: none).
+    pub repeat_penalty: f32,
+}
+
+impl Default for LocalConfig {
+    fn default() -> Self {
+        Self {
+            model_dir: default_model_dir(),
+            n_ctx: 4096,
+            n_batch: 512,
+            n_threads: 2,
+            max_live_contexts: 4,
+            max_parked_bytes: 512 << 20,
+            default_max_tokens: 512,
+            decoding: Decoding::TwoStage,
+            thought: false,
+            prompt_examples: true,
+            repeat_penalty: 1.2,
+        }
+    }
+}
+
+struct Inner {
+    cfg: LocalConfig,
+    engines: Mutex<HashMap<PathBuf, Arc<Mutex<Engine>>>>,
+    stats: Mutex<HashMap<u64, StepStats>>,
+    /// Releases that arrived while an engine was busy; applied on next use.
+    pending_release: Mutex<Vec<u64>>,
+}
+
+/// The `local` provider. Cheap to clone; clones share models and caches.
+#[derive(Clone)]
+pub struct LocalProvider {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for LocalProvider {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LocalProvider").field("cfg", &self.inner.cfg).finish()
+    }
+}
+
+impl Default for LocalProvider {
+    fn default() -> Self {
+        Self::new(LocalConfig::default())
+    }
+}
+
+fn err(msg: impl Into<String>) -> ProviderError {
+    ProviderError::Other(msg.into())
+}
+
+impl LocalProvider {
+    /// A provider with `cfg`. Nothing is loaded until the first call.
+    pub fn new(cfg: LocalConfig) -> Self {
+        Self {
+            inner: Arc::new(Inner {
+                cfg,
+                engines: Mutex::new(HashMap::new()),
+                stats: Mutex::new(HashMap::new()),
+                pending_release: Mutex::new(Vec::new()),
+            }),
+        }
+    }
+
+    pub fn config(&self) -> &LocalConfig {
+        &self.inner.cfg
+    }
+
+    /// Statistics of the last call made for `pid`.
+    pub fn last_stats(&self, pid: u64) -> Option<StepStats> {
+        self.inner.stats.lock().unwrap().get(&pid).copied()
+    }
+
+    /// Verifies and loads `model` now (normally done by the first call).
+    /// Returns the model load time in ms (0 when already loaded).
+    pub fn preload(&self, model: &str) -> Result<f64, ProviderError> {
+        let (engine, fresh) = self.inner.engine(model)?;
+        let e = engine.lock().unwrap();
+        Ok(if fresh { e.load_ms } else { 0.0 })
+    }
+
+    /// Live contexts and saved snapshots (count, bytes) of `model`'s engine.
+    pub fn cache_info(&self, model: &str) -> Option<(usize, usize, usize)> {
+        let path = model_file::resolve_model(model, &self.inner.cfg.model_dir).path;
+        let engines = self.inner.engines.lock().unwrap();
+        let e = engines.get(&path)?.lock().unwrap();
+        let (n, bytes) = e.parked();
+        Some((e.live_contexts(), n, bytes))
+    }
+
+    /// Same as [`Provider::release`].
+    pub fn release_pid(&self, pid: u64) {
+        self.inner.release(pid);
+    }
+
+    /// [`Provider::complete`] without an async runtime (blocks the thread).
+    pub fn complete_blocking(&self, req: CompletionRequest) -> Result<Completion, ProviderError> {
+        self.inner.complete(req)
+    }
+}
+
+impl Inner {
+    /// The engine of `model`, loading it (after verification) on first use.
+    fn engine(&self, model: &str) -> Result<(Arc<Mutex<Engine>>, bool), ProviderError> {
+        let mref = model_file::resolve_model(model, &self.cfg.model_dir);
+        let mut engines = self.engines.lock().unwrap();
+        if let Some(e) = engines.get(&mref.path) {
+            return Ok((Arc::clone(e), false));
+        }
+        model_file::verify(&mref).map_err(|e| err(e.to_string()))?;
+        let cfg = EngineConfig {
+            n_ctx: self.cfg.n_ctx,
+            n_batch: self.cfg.n_batch,
+            n_threads: self.cfg.n_threads,
+            max_live_contexts: self.cfg.max_live_contexts,
+            max_parked_bytes: self.cfg.max_parked_bytes,
+        };
+        let engine = Arc::new(Mutex::new(Engine::load(mref.path.clone(), cfg).map_err(err)?));
+        engines.insert(mref.path, Arc::clone(&engine));
+        Ok((engine, true))
+    }
+
+    fn complete(&self, req: CompletionRequest) -> Result<Completion, ProviderError> {
+        let (engine, _) = self.engine(&req.model)?;
+        let mut messages: Vec<(String, String)> = req
+            .messages
+            .iter()
+            .map(|m| {
+                let role = match m.role {
+                    Role::System => "system",
+                    Role::User => "user",
+                    Role::Assistant => "assistant",
+                };
+                (role.to_string(), m.content.clone())
+            })
+            .collect();
+        if self.cfg.prompt_examples && !req.syscalls.is_empty() {
+            let ex = crate::examples::examples_for(&req.syscalls);
+            match messages.first_mut() {
+                Some((r, c)) if r == "system" => {
+                    c.push_str("\n\n");
+                    c.push_str(&ex);
+                }
+                _ => messages.insert(0, ("system".into(), ex)),
+            }
+        }
+        let gen = GenRequest {
+            pid: req.pid,
+            messages,
+            specs: req.syscalls.clone(),
+            max_tokens: req.max_tokens.unwrap_or(self.cfg.default_max_tokens).max(1),
+            temperature: req.temperature,
+            repeat_penalty: self.cfg.repeat_penalty,
+            decoding: self.cfg.decoding,
+            grammar: GrammarOptions { thought: self.cfg.thought, ..GrammarOptions::default() },
+        };
+        let out = {
+            let mut e = engine.lock().unwrap_or_else(|p| p.into_inner());
+            for pid in std::mem::take(&mut *self.pending_release.lock().unwrap()) {
+                e.release(pid);
+            }
+            e.generate(&gen).map_err(|m| err(format!("local model: {m}")))?
+        };
+        self.stats.lock().unwrap().insert(req.pid, out.stats);
+        Ok(Completion {
+            text: out.text,
+            usage: Usage {
+                prompt_tokens: out.stats.prompt_tokens as u64,
+                completion_tokens: out.stats.generated_tokens as u64,
+                estimated: false,
+            },
+            truncated: out.stats.truncated,
+        })
+    }
+
+    fn release(&self, pid: u64) {
+        self.stats.lock().unwrap().remove(&pid);
+        let engines: Vec<_> = self.engines.lock().unwrap().values().cloned().collect();
+        for e in engines {
+            match e.try_lock() {
+                Ok(mut e) => e.release(pid),
+                Err(_) => self.pending_release.lock().unwrap().push(pid),
+            }
+        }
+    }
+}
+
+#[async_trait]
+impl Provider for LocalProvider {
+    fn name(&self) -> &str {
+        "local"
+    }
+
+    async fn complete(&self, req: CompletionRequest) -> Result<Completion, ProviderError> {
+        let inner = Arc::clone(&self.inner);
+        tokio::task::spawn_blocking(move || inner.complete(req))
+            .await
+            .map_err(|e| err(format!("local model: inference task failed: {e}")))?
+    }
+
+    fn release(&self, pid: u64) {
+        self.inner.release(pid);
+    }
+}

@@ -1,0 +1,147 @@
+//! Shared by the tests, the eval runner (`examples/eval.rs`) and the bench:
+//! the eval task set, syscall specs per capability set, the kernel's system
+//! prompt wording, reply checking with the kernel's own parser and schema
+//! validator, and the loud skip when the model is absent.
+#![allow(dead_code)]
+
+use std::path::PathBuf;
+
+use aos_abi::{Capability, CapabilitySet, SyscallSpec};
+use aos_providers::{CompletionRequest, Message, Role};
+use serde_json::Value;
+
+pub fn repo_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+/// The default model's path, or None after printing a loud SKIPPED line.
+/// With `CI` set, a missing model fails instead (CI fetches it first).
+pub fn model_or_skip(what: &str) -> Option<PathBuf> {
+    let path = aos_llm_local::default_model_path();
+    if path.is_file() {
+        return Some(path);
+    }
+    let msg = format!("SKIPPED {what}: model not found at {}; run scripts/fetch-model.sh", path.display());
+    if std::env::var_os("CI").is_some() {
+        panic!("{msg} (CI is set, so this is a failure)");
+    }
+    eprintln!("\n!!!!!!!! {msg} !!!!!!!!\n");
+    None
+}
+
+#[derive(Debug, Clone, serde::Deserialize)]
+pub struct Task {
+    pub task: String,
+    pub caps: Vec<String>,
+    pub expect: Vec<String>,
+}
+
+pub fn load_tasks() -> Vec<Task> {
+    let p = repo_root().join("evals/tasks.jsonl");
+    std::fs::read_to_string(&p)
+        .unwrap_or_else(|e| panic!("{}: {e}", p.display()))
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("bad task line {l}: {e}")))
+        .collect()
+}
+
+#[derive(serde::Deserialize)]
+struct DriverSpec {
+    name: String,
+    requires: String,
+    description: String,
+    args_schema: Value,
+}
+
+/// Kernel syscalls (from `aos_kernel`) then driver syscalls (the fs and
+/// timers drivers' specs as `aos_runtime` reports them, recorded in
+/// `evals/driver_specs.json`) that `caps` allows, in the kernel's order.
+pub fn specs_for(caps: &[String]) -> (CapabilitySet, Vec<SyscallSpec>) {
+    let set = CapabilitySet::parse(caps).expect("capabilities");
+    let mut v = aos_kernel::syscalls::kernel_specs_for(&set);
+    let p = repo_root().join("evals/driver_specs.json");
+    let drivers: Vec<DriverSpec> = serde_json::from_str(&std::fs::read_to_string(p).unwrap()).unwrap();
+    for d in drivers {
+        let c: Capability = d.requires.parse().unwrap();
+        if set.grants(&c) {
+            v.push(SyscallSpec { name: d.name, description: d.description, args_schema: d.args_schema });
+        }
+    }
+    (set, v)
+}
+
+/// The kernel's system prompt (host/kernel/src/context.rs `system_prompt`),
+/// for a root process with the default 50-step budget.
+pub fn system_prompt(pid: u64, caps: &CapabilitySet, specs: &[SyscallSpec]) -> String {
+    let mut s = String::new();
+    s.push_str("You are an agent process running inside AgentOS, an operating system whose processes are language-model agents. ");
+    s.push_str(&format!("You are process {pid}.\n\n"));
+    s.push_str(
+        "You act on the world only through system calls. To make one, write the tag followed by a single JSON object with the arguments, for example:\n\
+         [SYS_CALL::NAME] {\"arg\": \"value\"}\n\
+         You may make several calls in one reply; they run in order and each gets its own result. \
+         The kernel answers in the next message: `[RESULT NAME#id] {...}` for a success, `[ERROR NAME#id] kind: message` for a failure \
+         (fix the call and try again), `[EVENT] ...` for things that happened to you, `[KERNEL] ...` for notices. \
+         A reply without a call is a thought: it is kept and you get another turn, but every turn counts against your budget. \
+         When the task is done, call SYS_EXIT.\n\n",
+    );
+    s.push_str("System calls available to you (exactly these; others will be refused):\n");
+    for spec in specs {
+        s.push_str(&format!("- {}: {}\n  arguments: {}\n", spec.name, spec.description, spec.args_schema));
+    }
+    s.push_str(&format!("\nYour capabilities: {caps}.\n"));
+    if caps.contains(&Capability::FsRead) {
+        s.push_str("Your workspace directory is /workspace; file paths are relative to it.\n");
+    }
+    s.push_str("Your budget: 50 turns.\n");
+    s
+}
+
+pub fn request(pid: u64, task: &Task) -> CompletionRequest {
+    let (caps, specs) = specs_for(&task.caps);
+    CompletionRequest {
+        model: "default".into(),
+        messages: vec![
+            Message { role: Role::System, content: system_prompt(pid, &caps, &specs) },
+            Message { role: Role::User, content: format!("[TASK] {}", task.task) },
+        ],
+        max_tokens: Some(96),
+        temperature: None,
+        syscalls: specs,
+        pid,
+    }
+}
+
+/// How a reply fared.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Checked {
+    /// Exactly one call, parsed without error.
+    pub well_formed: bool,
+    /// ...whose name is allowed and whose arguments validate.
+    pub valid: bool,
+    pub name: Option<String>,
+    pub problem: Option<String>,
+}
+
+pub fn check(reply: &str, specs: &[SyscallSpec]) -> Checked {
+    let calls = aos_kernel::parse_reply(reply);
+    let mut c = Checked { well_formed: false, valid: false, name: None, problem: None };
+    match calls.as_slice() {
+        [Ok(call)] => {
+            c.well_formed = true;
+            c.name = Some(call.name.clone());
+            match specs.iter().find(|s| s.name == call.name) {
+                None => c.problem = Some(format!("{} is not allowed", call.name)),
+                Some(s) => match aos_kernel::schema::validate(&s.args_schema, &call.args) {
+                    Ok(()) => c.valid = true,
+                    Err(e) => c.problem = Some(format!("invalid arguments: {e}")),
+                },
+            }
+        }
+        [] => c.problem = Some("no call".into()),
+        [Err(e), ..] => c.problem = Some(e.message.clone()),
+        _ => c.problem = Some(format!("{} calls", calls.len())),
+    }
+    c
+}

@@ -1,0 +1,170 @@
+//! Tests of the `local` provider on the real model (SmolLM2-135M, fetched by
+//! `scripts/fetch-model.sh`). Without the model they print a loud SKIPPED
+//! line, and fail when `CI` is set.
+
+mod common;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use aos_llm_local::{CacheSource, LocalConfig, LocalProvider, MODEL_FILE_NAME, MODEL_SIZE};
+use aos_providers::{CompletionRequest, Message, Provider, Role};
+
+fn provider(dir: &std::path::Path) -> LocalProvider {
+    LocalProvider::new(LocalConfig { model_dir: dir.to_path_buf(), ..LocalConfig::default() })
+}
+
+fn model_dir() -> Option<std::path::PathBuf> {
+    common::model_or_skip("test").map(|p| p.parent().unwrap().to_path_buf())
+}
+
+#[test]
+fn every_eval_task_gets_one_allowed_schema_valid_syscall() {
+    let Some(dir) = model_dir() else { return };
+    let p = provider(&dir);
+    // One pid per capability set: the shared system prompt stays in the KV cache.
+    let mut pids: HashMap<Vec<String>, u64> = HashMap::new();
+    let mut bad = Vec::new();
+    let tasks = common::load_tasks();
+    for task in &tasks {
+        let n = pids.len() as u64;
+        let pid = *pids.entry(task.caps.clone()).or_insert(100 + n);
+        let mut req = common::request(pid, task);
+        // Room for a whole haiku or story in FS_WRITE's content.
+        req.max_tokens = Some(320);
+        let out = p.complete_blocking(req.clone()).expect("completion");
+        assert!(!out.usage.estimated);
+        let c = common::check(&out.text, &req.syscalls);
+        if !(c.well_formed && c.valid) || out.truncated {
+            bad.push(format!("{}: {:?} -> {:?} (truncated: {})", task.task, out.text, c.problem, out.truncated));
+        }
+    }
+    assert!(bad.is_empty(), "{} of {} replies were not a single valid call:\n{}", bad.len(), tasks.len(), bad.join("\n"));
+}
+
+fn step_request(pid: u64, messages: Vec<Message>, task: &common::Task) -> CompletionRequest {
+    let mut r = common::request(pid, task);
+    r.messages = messages;
+    r
+}
+
+#[test]
+fn second_step_evaluates_only_the_new_tokens() {
+    let Some(dir) = model_dir() else { return };
+    let p = provider(&dir);
+    let task = common::Task { task: "Write a haiku about the sea to sea.txt".into(), caps: vec!["fs:rw".into()], expect: vec![] };
+    let r1 = common::request(7, &task);
+    let out1 = p.complete_blocking(r1.clone()).unwrap();
+    let s1 = p.last_stats(7).unwrap();
+    assert_eq!(s1.cache, CacheSource::Fresh);
+    assert_eq!(s1.prompt_reused, 0);
+    assert_eq!(s1.prompt_evaluated, s1.prompt_tokens);
+    assert_eq!(out1.usage.prompt_tokens, s1.prompt_tokens as u64);
+    assert_eq!(out1.usage.completion_tokens, s1.generated_tokens as u64);
+
+    let mut msgs = r1.messages.clone();
+    msgs.push(Message { role: Role::Assistant, content: out1.text.clone() });
+    msgs.push(Message { role: Role::User, content: "[RESULT FS_WRITE#1] {\"path\": \"sea.txt\", \"bytes\": 42}".into() });
+    let out2 = p.complete_blocking(step_request(7, msgs, &task)).unwrap();
+    let s2 = p.last_stats(7).unwrap();
+    eprintln!("step1 {s1:?}\nstep2 {s2:?}\nreply2 {}", out2.text);
+    assert_eq!(s2.cache, CacheSource::Live);
+    // Everything of step 1's prompt is reused; only the reply (re-tokenized)
+    // and the result message are new.
+    assert!(s2.prompt_reused >= s1.prompt_tokens, "{s2:?}");
+    assert!(s2.prompt_evaluated < 80, "{s2:?}");
+    assert_eq!(s2.prompt_reused + s2.prompt_evaluated, s2.prompt_tokens);
+}
+
+#[test]
+fn evicted_process_state_is_restored_not_recomputed() {
+    let Some(dir) = model_dir() else { return };
+    let p = LocalProvider::new(LocalConfig { model_dir: dir, max_live_contexts: 1, ..LocalConfig::default() });
+    let a = common::Task { task: "List the files in the workspace".into(), caps: vec!["fs:ro".into()], expect: vec![] };
+    let b = common::Task { task: "Sleep for 3 seconds".into(), caps: vec!["timers".into()], expect: vec![] };
+    let ra = common::request(1, &a);
+    let outa = p.complete_blocking(ra.clone()).unwrap();
+    p.complete_blocking(common::request(2, &b)).unwrap();
+    assert_eq!(p.cache_info("default").unwrap().1, 1, "process 1 was parked");
+    let mut msgs = ra.messages.clone();
+    msgs.push(Message { role: Role::Assistant, content: outa.text });
+    msgs.push(Message { role: Role::User, content: "[RESULT FS_LIST#1] {\"path\": \".\", \"entries\": [], \"total\": 0}".into() });
+    p.complete_blocking(step_request(1, msgs, &a)).unwrap();
+    let s = p.last_stats(1).unwrap();
+    eprintln!("{s:?}");
+    assert_eq!(s.cache, CacheSource::Restored);
+    assert!(s.prompt_reused > 500, "{s:?}");
+    p.release_pid(1);
+    p.release_pid(2);
+    let (live, parked, bytes) = p.cache_info("default").unwrap();
+    assert_eq!((live, parked, bytes), (1, 0, 0));
+}
+
+#[test]
+fn hitting_max_tokens_is_reported_as_truncated() {
+    let Some(dir) = model_dir() else { return };
+    let p = provider(&dir);
+    let task = common::Task { task: "Write a long essay about rivers to rivers.txt".into(), caps: vec!["fs:rw".into()], expect: vec![] };
+    let mut r = common::request(3, &task);
+    r.max_tokens = Some(12);
+    let out = p.complete_blocking(r).unwrap();
+    assert!(out.truncated, "{out:?}");
+    assert_eq!(out.usage.completion_tokens, 12);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn async_provider_reports_real_usage() {
+    let Some(dir) = model_dir() else { return };
+    let p: Arc<dyn Provider> = Arc::new(provider(&dir));
+    assert_eq!(p.name(), "local");
+    let task = common::Task { task: "Print hello to the user".into(), caps: vec![], expect: vec![] };
+    let req = common::request(9, &task);
+    let specs = req.syscalls.clone();
+    let out = p.complete(req).await.unwrap();
+    assert!(!out.usage.estimated);
+    assert!(out.usage.prompt_tokens > 100 && out.usage.completion_tokens > 3, "{out:?}");
+    let c = common::check(&out.text, &specs);
+    assert!(c.valid, "{out:?} {c:?}");
+    p.release(9);
+}
+
+fn err_of(p: &LocalProvider) -> String {
+    let task = common::Task { task: "x".into(), caps: vec![], expect: vec![] };
+    p.complete_blocking(common::request(1, &task)).unwrap_err().to_string()
+}
+
+#[test]
+fn missing_model_file_fails_clearly() {
+    let dir = tempfile::tempdir().unwrap();
+    let e = err_of(&provider(dir.path()));
+    let want = format!("model file {} is missing: run scripts/fetch-model.sh", dir.path().join(MODEL_FILE_NAME).display());
+    assert_eq!(e, want);
+}
+
+#[test]
+fn corrupt_model_file_fails_clearly() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join(MODEL_FILE_NAME);
+    let want = format!(
+        "model file {} is corrupt (size/checksum mismatch): delete it and run scripts/fetch-model.sh",
+        path.display()
+    );
+    // A copy of the real model when there is one, else a file of the right size.
+    match aos_llm_local::default_model_path() {
+        real if real.is_file() => {
+            std::fs::copy(&real, &path).unwrap();
+        }
+        _ => std::fs::File::create(&path).unwrap().set_len(MODEL_SIZE).unwrap(),
+    }
+    // Same size, flipped bytes: caught by the checksum.
+    {
+        use std::io::{Seek, SeekFrom, Write};
+        let mut f = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
+        f.seek(SeekFrom::Start(MODEL_SIZE / 2)).unwrap();
+        f.write_all(&[0xAA; 16]).unwrap();
+    }
+    assert_eq!(err_of(&provider(dir.path())), want);
+    // Truncated: caught by the size.
+    std::fs::OpenOptions::new().write(true).open(&path).unwrap().set_len(MODEL_SIZE - 1000).unwrap();
+    assert_eq!(err_of(&provider(dir.path())), want);
+}

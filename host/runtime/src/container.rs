@@ -1,0 +1,57 @@
+//! The `aos:kernel/container` host interface (capability `exec`): what the
+//! exec driver imports to run commands, and the [`ContainerBackend`] trait
+//! the kernel plugs a real container engine into (Docker through `bollard`,
+//! see `docker.rs`). Without a configured backend the interface is still
+//! linked for `exec` agents, and every call fails with an error saying how to
+//! set one up — never a silent fallback to the host shell.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+
+use aos_abi::SyscallError;
+
+/// Who runs a command, and with what rights.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ContainerAgent {
+    pub pid: u64,
+    /// Host directory mounted at `/workspace` (read-write only with `fs:rw`).
+    pub workspace: PathBuf,
+    pub workspace_writable: bool,
+    /// `exec:net`: network inside the container.
+    pub network: bool,
+}
+
+/// The result of one command.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExecOutput {
+    pub exit_code: i32,
+    pub stdout: String,
+    pub stderr: String,
+    pub truncated: bool,
+    pub timed_out: bool,
+}
+
+/// Runs commands in per-process sandboxes.
+#[async_trait]
+pub trait ContainerBackend: Send + Sync {
+    /// Runs `cmd` in `agent`'s sandbox (created on first use), killing it after `timeout`.
+    async fn exec(&self, agent: &ContainerAgent, cmd: &str, timeout: Duration) -> Result<ExecOutput, SyscallError>;
+    /// Removes `pid`'s sandbox, if any (the process ended).
+    async fn release(&self, pid: u64);
+    /// Removes every sandbox (the kernel stops).
+    async fn shutdown(&self);
+}
+
+/// Error text when `exec` is granted but no container engine is configured.
+pub(crate) fn no_backend() -> SyscallError {
+    SyscallError::Internal(
+        "EXEC_CMD needs a container engine, and none is configured: start Docker (`dockerd`) and \
+         build the sandbox image with `aos sandbox build`; commands never run on the host"
+            .into(),
+    )
+}
+
+pub(crate) type SharedBackend = Option<Arc<dyn ContainerBackend>>;

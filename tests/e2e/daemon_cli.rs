@@ -1,0 +1,367 @@
+//! The `aos` daemon and its client commands end to end: separate CLI
+//! invocations against one background kernel per private `$AOS_HOME`.
+
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::os::unix::process::CommandExt;
+use std::time::{Duration, Instant};
+
+use aos_tests::Aos;
+use serde_json::Value;
+
+/// A private home whose compiled-driver cache is pre-filled from one shared,
+/// warmed-up cache (compiling the built-in drivers once per test binary, not
+/// once per kernel).
+fn new_aos() -> Aos {
+    static WARM: std::sync::OnceLock<std::path::PathBuf> = std::sync::OnceLock::new();
+    let warm = WARM.get_or_init(|| {
+        // Kept next to the binary: later runs find it warm (entries are keyed by
+        // content and engine, so stale ones are never used).
+        let home = aos_tests::aos_bin().parent().unwrap().join("aos-test-home");
+        let out = std::process::Command::new(aos_tests::aos_bin())
+            .args(["driver", "ls"])
+            .env("AOS_HOME", &home)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        home.join("cache/drivers")
+    });
+    let aos = Aos::new();
+    let to = aos.home().join("cache/drivers");
+    std::fs::create_dir_all(&to).unwrap();
+    for e in std::fs::read_dir(warm).unwrap() {
+        let e = e.unwrap();
+        std::fs::copy(e.path(), to.join(e.file_name())).unwrap();
+    }
+    aos
+}
+
+const NOT_RUNNING: &str = "kernel not running — start it with `aos kernel start`";
+
+/// Stops the kernel of `aos` when dropped (and kills it if it does not stop),
+/// so that no test leaks a daemon.
+struct Daemon<'a> {
+    aos: &'a Aos,
+}
+
+impl<'a> Daemon<'a> {
+    fn start(aos: &'a Aos) -> Daemon<'a> {
+        let d = Daemon { aos };
+        let (code, out, err) = aos.run(&["kernel", "start"]);
+        assert_eq!(code, 0, "kernel start: {out}\n{err}");
+        d
+    }
+    /// Guards a kernel that some command starts implicitly.
+    fn guard(aos: &'a Aos) -> Daemon<'a> {
+        Daemon { aos }
+    }
+    fn pid(&self) -> Option<i32> {
+        std::fs::read_to_string(self.aos.home().join("aos.pid")).ok()?.trim().parse().ok()
+    }
+}
+
+impl Drop for Daemon<'_> {
+    fn drop(&mut self) {
+        let pid = self.pid();
+        let _ = self.aos.run(&["kernel", "stop"]);
+        if let Some(pid) = pid {
+            let _ = std::process::Command::new("kill").args(["-9", &pid.to_string()]).output();
+        }
+    }
+}
+
+fn script(aos: &Aos, name: &str, text: &str) -> String {
+    let p = aos.dir.path().join(name);
+    std::fs::write(&p, text).unwrap();
+    p.display().to_string()
+}
+
+/// A script whose process writes "hello" to stdout, then blocks in RECV_MSG.
+fn blocking_script(aos: &Aos) -> String {
+    script(aos, "block.txt", "[SYS_CALL::SYS_WRITE_STDOUT] {\"text\": \"hello\"}\n---\n[SYS_CALL::RECV_MSG] {}\n---\n[SYS_CALL::SYS_EXIT] {\"code\": 9}\n")
+}
+
+fn spawn(aos: &Aos, model: &str, extra: &[&str]) -> u64 {
+    let mut args = vec!["spawn", "--provider", "script", "--model", model];
+    args.extend_from_slice(extra);
+    args.push("a task");
+    let (code, out, err) = aos.run(&args);
+    assert_eq!(code, 0, "spawn: {out}\n{err}");
+    out.trim().parse().unwrap_or_else(|_| panic!("spawn prints the pid: {out:?}"))
+}
+
+fn ps_json(aos: &Aos, all: bool) -> Vec<Value> {
+    let mut args = vec!["ps", "--json"];
+    if all {
+        args.push("--all");
+    }
+    let (code, out, err) = aos.run(&args);
+    assert_eq!(code, 0, "{out}\n{err}");
+    serde_json::from_str::<Vec<Value>>(&out).unwrap_or_else(|e| panic!("ps --json: {e}: {out}"))
+}
+
+/// Polls until `pid`'s status is `state`.
+fn wait_state(aos: &Aos, pid: u64, state: &str) -> Value {
+    let t0 = Instant::now();
+    loop {
+        let ps = ps_json(aos, true);
+        if let Some(p) = ps.iter().find(|p| p["pid"] == pid) {
+            if p["status"]["state"] == state {
+                return p.clone();
+            }
+        }
+        assert!(t0.elapsed() < Duration::from_secs(15), "pid {pid} never reached {state}: {ps:?}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn spawn_ps_logs_kill_from_separate_invocations() {
+    let aos = new_aos();
+    let _d = Daemon::start(&aos);
+    let model = blocking_script(&aos);
+    let pid = spawn(&aos, &model, &[]);
+    assert_eq!(pid, 1);
+    let info = wait_state(&aos, pid, "blocked_recv");
+    assert_eq!(info["provider"], "script");
+    assert_eq!(info["counters"]["steps"], 2);
+
+    let (code, out, _) = aos.run(&["ps"]);
+    assert_eq!(code, 0);
+    assert!(out.starts_with("PID") && out.contains("recv") && out.contains("script/block.txt"), "{out}");
+
+    let (code, out, err) = aos.run(&["logs", &pid.to_string()]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("[1] stdout: hello") && out.contains("SYS_WRITE_STDOUT#1"), "{out}");
+
+    let (code, out, _) = aos.run(&["kernel", "status"]);
+    assert_eq!(code, 0);
+    assert!(out.contains("kernel running") && out.contains("1 live"), "{out}");
+
+    let (code, out, err) = aos.run(&["kill", &pid.to_string()]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(out.trim(), "killed 1");
+    wait_state(&aos, pid, "killed");
+    assert!(ps_json(&aos, false).is_empty(), "without --all only live processes");
+    let (code, _, err) = aos.run(&["wait", &pid.to_string()]);
+    assert_eq!(code, 137, "{err}");
+    // Logs of an exited process, as JSON lines.
+    let (code, out, _) = aos.run(&["logs", "--json", &pid.to_string()]);
+    assert_eq!(code, 0);
+    let entries: Vec<Value> = out.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert!(entries.iter().any(|e| e["type"] == "stdout" && e["text"] == "hello"), "{out}");
+    assert!(entries.iter().any(|e| e["type"] == "notice" && e["text"].as_str().unwrap().contains("killed")), "{out}");
+
+    let (code, out, err) = aos.run(&["kernel", "stop"]);
+    assert_eq!(code, 0, "{out}\n{err}");
+    let (code, out, err) = aos.run(&["ps"]);
+    assert_eq!((code, out.as_str(), err.trim()), (1, "", NOT_RUNNING));
+}
+
+#[test]
+fn spawn_starts_the_kernel_and_wait_returns_the_exit_code() {
+    let aos = new_aos();
+    let _d = Daemon::guard(&aos);
+    let model = script(&aos, "exit.txt", "[SYS_CALL::SYS_WRITE_STDOUT] {\"text\": \"bye\"}\n---\n[SYS_CALL::SYS_EXIT] {\"code\": 3, \"result\": \"done\"}\n");
+    let (code, out, err) = aos.run(&["spawn", "--provider", "script", "--model", &model, "--wait", "t"]);
+    assert_eq!(code, 3, "{out}\n{err}");
+    assert!(err.contains("started the kernel"), "{err}");
+    assert_eq!(out.lines().next(), Some("1"));
+    assert!(out.contains("[1] stdout: bye"), "{out}");
+    assert!(err.contains("exited with code 3: done"), "{err}");
+
+    // stdin through `send`, exit code through `wait`.
+    let model = script(&aos, "stdin.txt", "[SYS_CALL::SYS_READ_STDIN] {}\n---\n[SYS_CALL::SYS_EXIT] {\"code\": 5}\n");
+    let pid = spawn(&aos, &model, &["--no-grants"]);
+    wait_state(&aos, pid, "blocked_stdin");
+    let (code, _, err) = aos.run(&["send", &pid.to_string(), "the answer"]);
+    assert_eq!(code, 0, "{err}");
+    let (code, _, err) = aos.run(&["wait", &pid.to_string()]);
+    assert_eq!(code, 5, "{err}");
+    let (_, out, _) = aos.run(&["logs", &pid.to_string()]);
+    assert!(out.contains("the answer"), "{out}");
+
+    // A mailbox message unblocks RECV_MSG; `logs -f` follows to the end.
+    let pid = spawn(&aos, &blocking_script(&aos), &[]);
+    wait_state(&aos, pid, "blocked_recv");
+    let follower = aos.cmd().args(["logs", "-f", &pid.to_string()]).stdout(std::process::Stdio::piped()).spawn().unwrap();
+    let (code, _, err) = aos.run(&["send", "--msg", &pid.to_string(), "wake up"]);
+    assert_eq!(code, 0, "{err}");
+    let out = follower.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(9));
+    let out = String::from_utf8_lossy(&out.stdout);
+    assert!(out.contains("wake up") && out.contains("exited with code 9"), "{out}");
+
+    // Errors are one line.
+    let (code, _, err) = aos.run(&["kill", "99"]);
+    assert_eq!(code, 1);
+    assert!(err.trim().starts_with("error: no process with pid 99") && err.trim().lines().count() == 1, "{err}");
+    let (code, _, err) = aos.run(&["spawn", "--provider", "nope", "--model", "m", "t"]);
+    assert_eq!(code, 1);
+    assert!(err.contains("nope"), "{err}");
+}
+
+#[test]
+fn two_kernels_run_side_by_side() {
+    let (a, b) = (new_aos(), new_aos());
+    let _da = Daemon::start(&a);
+    let _db = Daemon::start(&b);
+    let pa = spawn(&a, &blocking_script(&a), &[]);
+    let _ = spawn(&b, &blocking_script(&b), &[]);
+    let pb = spawn(&b, &blocking_script(&b), &[]);
+    assert_eq!((pa, pb), (1, 2));
+    wait_state(&a, pa, "blocked_recv");
+    wait_state(&b, pb, "blocked_recv");
+    assert_eq!(ps_json(&a, true).len(), 1);
+    assert_eq!(ps_json(&b, true).len(), 2);
+    let status = |aos: &Aos| -> Value {
+        let (code, out, _) = aos.run(&["kernel", "status", "--json"]);
+        assert_eq!(code, 0);
+        serde_json::from_str(&out).unwrap()
+    };
+    let (sa, sb) = (status(&a), status(&b));
+    assert_ne!(sa["pid"], sb["pid"]);
+    assert_eq!(sb["processes"]["live"], 2);
+    // Stopping one leaves the other running.
+    assert_eq!(a.run(&["kernel", "stop"]).0, 0);
+    assert_eq!(a.run(&["ps"]).0, 1);
+    assert_eq!(b.run(&["ps"]).0, 0);
+    // Starting again when running is harmless.
+    let (code, out, _) = b.run(&["kernel", "start"]);
+    assert_eq!(code, 0);
+    assert!(out.contains("already running"), "{out}");
+}
+
+#[test]
+fn commands_fail_with_one_line_without_a_daemon() {
+    let aos = new_aos();
+    for args in [
+        &["ps"][..],
+        &["logs", "1"],
+        &["logs", "-f", "1"],
+        &["kill", "1"],
+        &["send", "1", "x"],
+        &["wait", "1"],
+        &["top"],
+        &["kernel", "status"],
+        &["kernel", "stop"],
+    ] {
+        let (code, out, err) = aos.run(args);
+        assert_eq!((code, out.as_str(), err.trim()), (1, "", NOT_RUNNING), "aos {args:?}");
+    }
+}
+
+#[test]
+fn the_control_socket_is_private() {
+    let aos = new_aos();
+    let d = Daemon::start(&aos);
+    let sock = aos.home().join("aos.sock");
+    let meta = std::fs::metadata(&sock).unwrap();
+    assert_eq!(meta.permissions().mode() & 0o777, 0o600, "socket mode");
+    assert!(d.pid().is_some(), "pid file");
+    assert!(aos.home().join("logs/daemon.log").exists());
+
+    // Another user cannot connect (only checkable when we may switch users).
+    let me = std::fs::metadata("/proc/self").map(|m| m.uid()).unwrap_or(1);
+    if me == 0 {
+        // Let `nobody` reach the socket itself, so the socket's own mode is what refuses.
+        for dir in [aos.dir.path().to_path_buf(), aos.home()] {
+            std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+        }
+        let bin = aos_tests::aos_bin();
+        let out = std::process::Command::new(&bin)
+            .args(["kernel", "status"])
+            .env("AOS_HOME", aos.home())
+            .current_dir("/")
+            .uid(65534)
+            .gid(65534)
+            .output();
+        match out {
+            Ok(out) => {
+                let err = String::from_utf8_lossy(&out.stderr);
+                assert_eq!(out.status.code(), Some(1), "{err}");
+                assert!(err.contains("permission denied"), "{err}");
+            }
+            Err(e) => eprintln!("skipping the other-user check: cannot run {} as nobody: {e}", bin.display()),
+        }
+    } else {
+        eprintln!("skipping the other-user check: not root");
+    }
+}
+
+#[test]
+fn a_killed_daemon_is_recovered_from_its_journal() {
+    let aos = new_aos();
+    let d = Daemon::start(&aos);
+    let pid = spawn(&aos, &blocking_script(&aos), &[]);
+    wait_state(&aos, pid, "blocked_recv");
+    let dpid = d.pid().unwrap();
+    std::process::Command::new("kill").args(["-9", &dpid.to_string()]).status().unwrap();
+    let t0 = Instant::now();
+    while aos.run(&["kernel", "status"]).0 == 0 {
+        assert!(t0.elapsed() < Duration::from_secs(5));
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // The journal holds the whole history so far.
+    let journals: Vec<_> = std::fs::read_dir(aos.home().join("journal")).unwrap().map(|e| e.unwrap().path()).collect();
+    assert_eq!(journals.len(), 1, "{journals:?}");
+    let text = std::fs::read_to_string(&journals[0]).unwrap();
+    assert!(text.contains("\"event\":\"spawned\"") && text.contains("\"text\":\"hello\""), "{text}");
+
+    // A new start (stale socket and pid file) resumes the unfinished process
+    // under its pid, with its history, the interrupted call reported and not re-run.
+    let (code, out, err) = aos.run(&["kernel", "start"]);
+    assert_eq!(code, 0, "{out}\n{err}");
+    let (code, out, _) = aos.run(&["kernel", "status"]);
+    assert_eq!(code, 0);
+    assert!(out.contains("recovery: pid 1 resumed from the journal (it was in RECV_MSG"), "{out}");
+    assert_eq!(aos.home().join("journal/archive").read_dir().unwrap().count(), 1);
+    let (code, out, _) = aos.run(&["logs", "--json", "1"]);
+    assert_eq!(code, 0);
+    let entries: Vec<Value> = out.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    for (i, e) in entries.iter().enumerate() {
+        assert_eq!(e["seq"], i as u64, "no gap: {out}");
+    }
+    // The history before the crash, intact, then the interrupted call.
+    let types: Vec<&str> = entries.iter().map(|e| e["type"].as_str().unwrap()).collect();
+    assert_eq!(types[..5], ["reply", "stdout", "result", "reply", "error"], "{out}");
+    let interrupted = &entries[4];
+    // Call ids are never reused (the script provider replays from its first
+    // reply after a restart, but those are new calls with new ids).
+    let mut ids: Vec<u64> = entries.iter().filter_map(|e| e["id"].as_u64()).collect();
+    let n = ids.len();
+    ids.dedup();
+    assert_eq!(ids.len(), n, "{out}");
+    assert_eq!((interrupted["id"].as_u64(), interrupted["name"].as_str()), (Some(2), Some("RECV_MSG")), "{out}");
+    assert!(interrupted["error"].as_str().unwrap().starts_with("interrupted"), "{out}");
+    // New processes get pids above the restored ones.
+    let pid2 = spawn(&aos, &blocking_script(&aos), &[]);
+    assert_eq!(pid2, 2);
+    let (code, out, _) = aos.run(&["kill", "1"]);
+    assert_eq!((code, out.trim()), (0, "killed 1"));
+}
+
+#[test]
+fn config_show_completions_and_top_snapshot() {
+    let aos = new_aos();
+    std::fs::write(
+        aos.home().join("aos.toml"),
+        "provider = \"openai\"\n[budgets]\nmax_steps = 7\n[providers.openai]\napi_key_env = \"MY_KEY\"\napi_key = \"sk-do-not-show\"\n",
+    )
+    .unwrap();
+    let out = aos.cmd().env("AOS_MODEL", "from-env").args(["config", "show"]).output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}");
+    assert!(!text.contains("sk-do-not-show") && text.contains("********"), "{text}");
+    assert!(text.contains("from-env") && text.contains("max_steps = 7") && text.contains("MY_KEY"), "{text}");
+
+    let (code, out, _) = aos.run(&["completions", "bash"]);
+    assert_eq!(code, 0);
+    assert!(out.contains("aos") && out.contains("spawn"));
+
+    let _d = Daemon::start(&aos);
+    let pid = spawn(&aos, &blocking_script(&aos), &[]);
+    wait_state(&aos, pid, "blocked_recv");
+    let (code, out, err) = aos.run(&["top"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("1 processes (1 live)") && out.contains("recv"), "{out}");
+}
