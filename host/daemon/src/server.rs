@@ -33,7 +33,14 @@ use crate::Paths;
 /// settings of the config (`[providers.NAME]`).
 pub fn provider_factory(cfg: &Config) -> ProviderFactory {
     let settings = cfg.providers.clone();
+    // One embedded model per kernel, shared by every `local` process.
+    let local: Arc<std::sync::OnceLock<Arc<dyn aos_providers::Provider>>> = Arc::new(std::sync::OnceLock::new());
     Arc::new(move |provider: &str, base_url: Option<&str>| {
+        if provider == "local" {
+            return Ok(local
+                .get_or_init(|| Arc::new(aos_llm_local::LocalProvider::new(aos_llm_local::LocalConfig::default())))
+                .clone());
+        }
         let s = settings.get(provider).cloned().unwrap_or_default();
         let mut pc = ProviderConfig::new(provider);
         pc.base_url = base_url.map(str::to_string).or(s.base_url);
@@ -231,12 +238,16 @@ async fn shutdown(State(s): State<AppState>) -> Json<serde_json::Value> {
 
 async fn spawn(State(s): State<AppState>, Json(b): Json<SpawnBody>) -> Result<Json<SpawnReply>, AppErr> {
     let cfg = &s.cfg;
-    let provider = b.provider.clone().or(cfg.provider.clone()).ok_or_else(|| {
-        bad("no provider given: pass --provider or set `provider` in aos.toml (or AOS_PROVIDER when starting the kernel)")
-    })?;
-    let model = b.model.clone().or(cfg.model.clone()).ok_or_else(|| {
-        bad("no model given: pass --model or set `model` in aos.toml (or AOS_MODEL when starting the kernel)")
-    })?;
+    // Default: the embedded offline model.
+    let provider = b.provider.clone().or(cfg.provider.clone()).unwrap_or_else(|| "local".to_string());
+    let model = b.model.clone().or(cfg.model.clone()).unwrap_or_else(|| {
+        if provider == "local" { "default".to_string() } else { String::new() }
+    });
+    if model.is_empty() {
+        return Err(bad(format!(
+            "no model given for provider `{provider}`: pass --model or set `model` in aos.toml (or AOS_MODEL when starting the kernel)"
+        )));
+    }
     let base_url = b.base_url.clone().or_else(|| {
         cfg.providers
             .get(&provider)

@@ -12,22 +12,23 @@ use clap::Args;
 
 use aos_abi::CapabilitySet;
 use aos_kernel::{Budgets, ExitStatus, Kernel, KernelConfig, KernelEvent, SpawnRequest};
-use aos_providers::{build_provider, ProviderConfig};
 use aos_runtime::{DriverRuntime, RuntimeConfig};
 
 #[derive(Debug, Args)]
 #[command(after_help = "Examples:\n  \
+    aos run 'write a haiku about the sea to haiku.txt, then exit'          (embedded offline model)\n  \
     aos run --provider script --model examples/scripts/haiku.txt 'write a haiku about the sea to haiku.txt'\n  \
     aos run --provider openai --base-url http://127.0.0.1:11434/v1 --model llama3.2 --grant fs:rw 'list the files'\n  \
     OPENAI_API_KEY=... aos run --provider openai --model gpt-4o-mini 'summarise notes.txt'")]
 pub struct RunArgs {
     /// What the agent should do.
     pub task: String,
-    /// LLM provider: openai (any OpenAI-compatible server), gemini, anthropic, script.
-    #[arg(long, env = "AOS_PROVIDER")]
+    /// LLM provider: local (the embedded offline model, default), openai (any
+    /// OpenAI-compatible server), gemini, anthropic, script.
+    #[arg(long, env = "AOS_PROVIDER", default_value = "local")]
     pub provider: String,
-    /// Model name (for `script`: the path of the script file).
-    #[arg(long, env = "AOS_MODEL")]
+    /// Model name (for `local`: `default` or a GGUF file; for `script`: the script file).
+    #[arg(long, env = "AOS_MODEL", default_value = "default")]
     pub model: String,
     /// Base URL of the provider's API (e.g. http://127.0.0.1:11434/v1 for Ollama).
     #[arg(long)]
@@ -70,11 +71,7 @@ pub async fn run(a: RunArgs) -> Result<i32> {
         aos_runtime::DockerBackend::for_home(&home).await.context("invalid Docker endpoint")?,
     ));
     let runtime = DriverRuntime::open(rt_config).await.context("cannot start the driver runtime")?;
-    let factory: aos_kernel::ProviderFactory = Arc::new(|provider: &str, base_url: Option<&str>| {
-        let mut cfg = ProviderConfig::new(provider);
-        cfg.base_url = base_url.map(str::to_string);
-        build_provider(&cfg)
-    });
+    let factory = aos_daemon::server::provider_factory(&aos_daemon::config::Config::default());
     let kernel_runtime = runtime.clone();
     let kernel = Kernel::new(KernelConfig::new(&home), runtime, factory);
     let caps = if a.no_grants {
