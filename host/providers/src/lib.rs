@@ -29,6 +29,17 @@ pub enum Role {
     Assistant,
 }
 
+impl Role {
+    /// The role's name in OpenAI-style chat formats (and chat templates).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::System => "system",
+            Role::User => "user",
+            Role::Assistant => "assistant",
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Message {
     pub role: Role,

@@ -12,7 +12,7 @@ use crate::http::{
 };
 use crate::{
     estimate_prompt_tokens, estimate_tokens, Completion, CompletionRequest, Provider,
-    ProviderError, Role, Usage,
+    ProviderError, Usage,
 };
 
 pub const DEFAULT_BASE_URL: &str = "https://api.openai.com/v1";
@@ -64,14 +64,7 @@ pub(crate) fn request_body(req: &CompletionRequest, official: bool) -> Value {
     let messages: Vec<Value> = req
         .messages
         .iter()
-        .map(|m| {
-            let role = match m.role {
-                Role::System => "system",
-                Role::User => "user",
-                Role::Assistant => "assistant",
-            };
-            json!({"role": role, "content": m.content})
-        })
+        .map(|m| json!({"role": m.role.as_str(), "content": m.content}))
         .collect();
     let mut body = json!({"model": req.model, "messages": messages, "stream": false});
     if let Some(max) = req.max_tokens {
