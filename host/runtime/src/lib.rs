@@ -220,6 +220,10 @@ pub struct DriverRuntime {
     pres: Mutex<HashMap<(Arc<str>, LinkProfile), FullPre<DriverState>>>,
     pool: Mutex<HashMap<(u64, Arc<str>), Pooled>>,
     timer_ids: Arc<AtomicU64>,
+    /// Shared, read-only views of the configuration handed to every instance.
+    net_policy: Arc<NetConfig>,
+    driver_settings: HashMap<String, Arc<serde_json::Map<String, serde_json::Value>>>,
+    no_settings: Arc<serde_json::Map<String, serde_json::Value>>,
     /// How each driver was obtained at open (cache hit or compiled).
     load_report: Vec<(String, CacheOutcome)>,
 }
@@ -229,7 +233,13 @@ impl DriverRuntime {
     /// only if the on-disk cache has no artifact for this engine.
     pub async fn open(config: RuntimeConfig) -> Result<Arc<DriverRuntime>, RuntimeError> {
         let engine = engine::new_engine().map_err(engine_err)?;
+        let net_policy = Arc::new(config.net.clone());
+        let driver_settings =
+            config.driver_config.iter().map(|(k, v)| (k.clone(), Arc::new(v.clone()))).collect();
         let mut rt = DriverRuntime {
+            net_policy,
+            driver_settings,
+            no_settings: Arc::default(),
             config,
             engine,
             drivers: RwLock::new(Vec::new()),
@@ -376,7 +386,7 @@ impl DriverRuntime {
             },
             driver: d.name.clone(),
             pid: agent.map(|a| a.pid).unwrap_or(0),
-            config: Arc::new(self.config.driver_config.get(&*d.name).cloned().unwrap_or_default()),
+            config: self.driver_settings.get(&*d.name).unwrap_or(&self.no_settings).clone(),
             effects: Vec::new(),
             timer_ids: self.timer_ids.clone(),
             stderr,
@@ -392,7 +402,7 @@ impl DriverRuntime {
             http: wasmtime_wasi_http::WasiHttpCtx::new(),
             net: net::NetHooks {
                 caps: agent.map(|a| a.caps.clone()).unwrap_or_default(),
-                config: Arc::new(self.config.net.clone()),
+                config: self.net_policy.clone(),
                 notes: Default::default(),
             },
         };
@@ -726,17 +736,6 @@ fn describe_trap(e: &wasmtime::Error, st: &DriverState) -> String {
 /// Host bytes of a built example driver, e.g. `example_driver("wordcount")`.
 pub fn example_driver_path(name: &str) -> PathBuf {
     Path::new(BUILT_DRIVERS_DIR).join(format!("aos_driver_{}.wasm", name.replace('-', "_")))
-}
-
-#[doc(hidden)]
-pub fn __component_imports(rt: &DriverRuntime, driver: &str) -> Vec<String> {
-    rt.drivers()
-        .iter()
-        .filter(|d| &*d.name == driver)
-        .flat_map(|d| {
-            d.component.component_type().imports(&rt.engine).map(|(n, _)| n.to_string()).collect::<Vec<_>>()
-        })
-        .collect()
 }
 
 #[allow(dead_code)]
