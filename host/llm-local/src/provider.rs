@@ -11,7 +11,7 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
-use aos_providers::{Completion, CompletionRequest, Provider, ProviderError, Role, Usage};
+use aos_providers::{Completion, CompletionRequest, Provider, ProviderError, Usage};
 use async_trait::async_trait;
 
 use crate::engine::{Decoding, Engine, EngineConfig, GenRequest};
@@ -172,14 +172,7 @@ impl Inner {
         let mut messages: Vec<(String, String)> = req
             .messages
             .iter()
-            .map(|m| {
-                let role = match m.role {
-                    Role::System => "system",
-                    Role::User => "user",
-                    Role::Assistant => "assistant",
-                };
-                (role.to_string(), m.content.clone())
-            })
+            .map(|m| (m.role.as_str().to_string(), m.content.clone()))
             .collect();
         if self.cfg.prompt_examples && !req.syscalls.is_empty() {
             let ex = crate::examples::examples_for(&req.syscalls);
