@@ -365,3 +365,61 @@ fn config_show_completions_and_top_snapshot() {
     assert_eq!(code, 0, "{err}");
     assert!(out.contains("1 processes (1 live)") && out.contains("recv"), "{out}");
 }
+
+/// Whether `docker` answers and the sandbox image exists; otherwise SKIPPED
+/// (or a failure under CI).
+fn docker_ready(test: &str) -> bool {
+    let probe = std::process::Command::new("docker").args(["image", "inspect", "-f", "ok", "aos-sandbox:latest"]).output();
+    let why = match probe {
+        Err(e) => format!("the docker CLI cannot run ({e})"),
+        Ok(o) if o.status.success() => return true,
+        Ok(o) => format!("Docker or the sandbox image is missing: {}", String::from_utf8_lossy(&o.stderr).trim()),
+    };
+    if std::env::var_os("CI").is_some() {
+        panic!("{test}: {why} (CI is set, so this is a failure, not a skip)");
+    }
+    use std::io::Write;
+    let _ = writeln!(std::io::stderr(), "\n!!!!!!!! SKIPPED: `{test}` did not run: {why} !!!!!!!!\n");
+    false
+}
+
+/// Ids of the sandbox containers of `pid` under the kernel of `aos`.
+fn sandbox_containers(aos: &Aos, pid: u64) -> Vec<String> {
+    let label = aos_runtime::docker::kernel_label_for(&aos.home());
+    let out = std::process::Command::new("docker")
+        .args(["ps", "-a", "-q", "--filter", &format!("label=aos.kernel={label}"), "--filter", &format!("label=aos.pid={pid}")])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).split_whitespace().map(str::to_string).collect()
+}
+
+#[test]
+fn aos_kill_removes_the_process_sandbox_container() {
+    if !docker_ready("aos_kill_removes_the_process_sandbox_container") {
+        return;
+    }
+    let aos = new_aos();
+    let _d = Daemon::start(&aos);
+    let model = script(
+        &aos,
+        "exec.txt",
+        "[SYS_CALL::EXEC_CMD] {\"cmd\": \"echo from-the-sandbox > /workspace/made.txt && cat /workspace/made.txt\"}\n---\n\
+         [SYS_CALL::RECV_MSG] {}\n---\n[SYS_CALL::SYS_EXIT] {\"code\": 0}\n",
+    );
+    // fs:rw: without it the workspace is mounted read-only in the container too.
+    let pid = spawn(&aos, &model, &["--grant", "exec", "--grant", "fs:rw", "--grant", "ipc"]);
+    wait_state(&aos, pid, "blocked_recv");
+    let (_, logs, _) = aos.run(&["logs", "--json", &pid.to_string()]);
+    assert!(logs.contains("from-the-sandbox") && logs.contains("\"exit_code\":0"), "{logs}");
+    assert_eq!(sandbox_containers(&aos, pid).len(), 1, "one live container for the process");
+
+    let (code, _, err) = aos.run(&["kill", &pid.to_string()]);
+    assert_eq!(code, 0, "{err}");
+    wait_state(&aos, pid, "killed");
+    let t0 = Instant::now();
+    while !sandbox_containers(&aos, pid).is_empty() {
+        assert!(t0.elapsed() < Duration::from_secs(20), "the container outlived `aos kill`");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}

@@ -23,6 +23,24 @@
 //! [journal]
 //! fsync = true                   # AOS_JOURNAL_FSYNC  fsync every journal entry (else flush only)
 //!
+//! [net]                          # NET_FETCH policy
+//! allow = ["127.0.0.1", "10.1.0.0/16", "intranet.local"]  # AOS_NET_ALLOW (comma-separated)
+//!                                #   non-public hosts/ranges that may be fetched (default none)
+//! max_body_bytes = 5000000       # largest response body
+//! connect_timeout_secs = 10
+//! read_timeout_secs = 10         # to the first byte and between bytes
+//! ca_files = ["/etc/ssl/corp-ca.pem"]  # extra trusted roots for https (PEM)
+//!
+//! [sandbox]                      # EXEC_CMD containers (Docker)
+//! image = "aos-sandbox:latest"   # AOS_SANDBOX_IMAGE  (`aos sandbox build` makes the default one)
+//! docker_host = "unix:///var/run/docker.sock"  # default: $DOCKER_HOST, else this
+//! memory_mb = 256                # per container, swap included
+//! pids_limit = 128
+//! cpus = 1.0
+//! default_timeout_secs = 30      # per command, when the call gives none
+//! max_timeout_secs = 600         # longest per-command timeout honoured
+//! output_cap_bytes = 65536       # of stdout and of stderr, each
+//!
 //! [providers.openai]             # per-provider HTTP settings
 //! base_url = "https://api.openai.com/v1"
 //! api_key_env = "OPENAI_API_KEY"
@@ -34,7 +52,8 @@
 //! ```
 
 use std::collections::BTreeMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
@@ -51,8 +70,93 @@ pub struct Config {
     pub budgets: BudgetConfig,
     pub limits: LimitConfig,
     pub journal: JournalConfig,
+    pub net: NetSettings,
+    pub sandbox: SandboxSettings,
     pub providers: BTreeMap<String, ProviderSettings>,
     pub drivers: BTreeMap<String, toml::Table>,
+}
+
+/// `[net]`: the NET_FETCH policy (see `aos_runtime::NetConfig`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct NetSettings {
+    pub allow: Vec<String>,
+    pub max_body_bytes: u64,
+    pub connect_timeout_secs: f64,
+    pub read_timeout_secs: f64,
+    pub ca_files: Vec<PathBuf>,
+}
+
+/// `[sandbox]`: the EXEC_CMD containers (see `aos_runtime::DockerConfig`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SandboxSettings {
+    pub image: String,
+    pub docker_host: Option<String>,
+    pub memory_mb: u64,
+    pub pids_limit: i64,
+    pub cpus: f64,
+    pub default_timeout_secs: u64,
+    pub max_timeout_secs: u64,
+    pub output_cap_bytes: usize,
+}
+
+impl Default for NetSettings {
+    fn default() -> Self {
+        let d = aos_runtime::NetConfig::default();
+        NetSettings {
+            allow: d.allow,
+            max_body_bytes: d.max_body_bytes,
+            connect_timeout_secs: d.connect_timeout.as_secs_f64(),
+            read_timeout_secs: d.read_timeout.as_secs_f64(),
+            ca_files: d.ca_files,
+        }
+    }
+}
+
+impl NetSettings {
+    pub fn to_runtime(&self) -> aos_runtime::NetConfig {
+        aos_runtime::NetConfig {
+            allow: self.allow.clone(),
+            max_body_bytes: self.max_body_bytes,
+            connect_timeout: Duration::from_secs_f64(self.connect_timeout_secs.max(0.001)),
+            read_timeout: Duration::from_secs_f64(self.read_timeout_secs.max(0.001)),
+            ca_files: self.ca_files.clone(),
+        }
+    }
+}
+
+impl Default for SandboxSettings {
+    fn default() -> Self {
+        let d = aos_runtime::DockerConfig::default();
+        SandboxSettings {
+            image: d.image,
+            docker_host: d.host,
+            memory_mb: (d.memory_bytes >> 20) as u64,
+            pids_limit: d.pids_limit,
+            cpus: d.cpus,
+            default_timeout_secs: d.default_timeout.as_secs(),
+            max_timeout_secs: d.max_timeout.as_secs(),
+            output_cap_bytes: d.output_cap_bytes,
+        }
+    }
+}
+
+impl SandboxSettings {
+    /// The Docker settings of the kernel whose home is `home`.
+    pub fn to_runtime(&self, home: &Path) -> aos_runtime::DockerConfig {
+        aos_runtime::DockerConfig {
+            image: self.image.clone(),
+            host: self.docker_host.clone(),
+            memory_bytes: (self.memory_mb.max(6) << 20) as i64,
+            pids_limit: self.pids_limit.max(1),
+            cpus: self.cpus,
+            default_timeout: Duration::from_secs(self.default_timeout_secs.max(1)),
+            max_timeout: Duration::from_secs(self.max_timeout_secs.max(1)),
+            output_cap_bytes: self.output_cap_bytes,
+            ..aos_runtime::DockerConfig::for_home(home)
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -100,6 +204,8 @@ impl Default for Config {
             budgets: BudgetConfig::default(),
             limits: LimitConfig::default(),
             journal: JournalConfig::default(),
+            net: NetSettings::default(),
+            sandbox: SandboxSettings::default(),
             providers: BTreeMap::new(),
             drivers: BTreeMap::new(),
         }
@@ -180,6 +286,12 @@ impl Config {
         if let Some(v) = get("AOS_DRIVER_MEMORY_MB") {
             self.limits.memory_mb = num("AOS_DRIVER_MEMORY_MB", &v)?;
         }
+        if let Some(v) = get("AOS_NET_ALLOW") {
+            self.net.allow = v.split(',').map(|s| s.trim().to_string()).filter(|s| !s.is_empty()).collect();
+        }
+        if let Some(v) = get("AOS_SANDBOX_IMAGE") {
+            self.sandbox.image = v;
+        }
         if let Some(v) = get("AOS_JOURNAL_FSYNC") {
             self.journal.fsync = !matches!(v.as_str(), "0" | "false" | "no" | "off");
         }
@@ -238,10 +350,35 @@ mod tests {
         assert_eq!(c.provider.as_deref(), Some("openai"));
         assert_eq!(c.model.as_deref(), Some("m2"));
         assert_eq!(c.budgets.max_steps, Some(7));
+        assert_eq!(c.net, NetSettings::default());
         let shown = c.show();
         assert!(!shown.contains("sk-secret"), "{shown}");
         assert!(shown.contains("MY_KEY"), "{shown}");
         assert!(shown.contains("********"), "{shown}");
+    }
+
+    #[test]
+    fn net_and_sandbox_sections_reach_the_runtime() {
+        let d = tempfile::tempdir().unwrap();
+        std::fs::write(
+            d.path().join("aos.toml"),
+            "[net]\nallow = [\"10.0.0.0/8\"]\nread_timeout_secs = 2.5\nca_files = [\"/etc/ca.pem\"]\n\
+             [sandbox]\nimage = \"mine:1\"\nmemory_mb = 512\npids_limit = 64\n",
+        )
+        .unwrap();
+        let c = Config::load_with_env(d.path(), |k| (k == "AOS_SANDBOX_IMAGE").then(|| "theirs:2".to_string())).unwrap();
+        let net = c.net.to_runtime();
+        assert_eq!(net.allow, vec!["10.0.0.0/8".to_string()]);
+        assert_eq!(net.read_timeout, Duration::from_millis(2500));
+        assert_eq!(net.ca_files, vec![PathBuf::from("/etc/ca.pem")]);
+        assert_eq!(net.max_body_bytes, 5_000_000);
+        let sb = c.sandbox.to_runtime(d.path());
+        assert_eq!(sb.image, "theirs:2");
+        assert_eq!(sb.memory_bytes, 512 << 20);
+        assert_eq!(sb.pids_limit, 64);
+        assert_eq!(sb.kernel_label, aos_runtime::docker::kernel_label_for(d.path()));
+        let c = Config::load_with_env(d.path(), |k| (k == "AOS_NET_ALLOW").then(|| "127.0.0.1, ::1".to_string())).unwrap();
+        assert_eq!(c.net.allow, vec!["127.0.0.1".to_string(), "::1".to_string()]);
     }
 
     #[test]

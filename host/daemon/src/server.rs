@@ -63,8 +63,11 @@ pub async fn build_kernel(paths: &Paths, cfg: &Config) -> Result<Kernel> {
     }
     // EXEC_CMD runs in Docker; without an engine it fails with an explanation.
     // Containers left by a crashed daemon of this home are removed here.
+    rc.net = cfg.net.to_runtime();
     rc.container = Some(Arc::new(
-        aos_runtime::DockerBackend::for_home(paths.home()).await.context("invalid Docker endpoint")?,
+        aos_runtime::DockerBackend::open(cfg.sandbox.to_runtime(paths.home()))
+            .await
+            .context("invalid Docker endpoint (`[sandbox] docker_host` or $DOCKER_HOST)")?,
     ));
     let runtime = DriverRuntime::open(rc).await.context("cannot start the driver runtime")?;
     let mut kc = KernelConfig::new(paths.home());

@@ -237,7 +237,13 @@ impl DockerBackend {
     /// containers left by a crashed kernel of the same home right away if the
     /// engine answers. What the daemon and `aos run` use.
     pub async fn for_home(home: &Path) -> Result<DockerBackend, DockerError> {
-        let b = DockerBackend::connect(DockerConfig::for_home(home))?;
+        Self::open(DockerConfig::for_home(home)).await
+    }
+
+    /// [`DockerBackend::connect`], then removes containers left by a crashed
+    /// kernel with the same `kernel_label` right away if the engine answers.
+    pub async fn open(config: DockerConfig) -> Result<DockerBackend, DockerError> {
+        let b = DockerBackend::connect(config)?;
         if let Ok(d) = b.client().await {
             b.cleaned.get_or_init(|| async { b.clean_stale(&d).await }).await;
         }

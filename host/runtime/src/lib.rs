@@ -28,7 +28,7 @@ pub use driver::{DriverLoadError, DriverSource, Need};
 pub use container::{ContainerAgent, ContainerBackend, ExecOutput};
 pub use docker::{DockerBackend, DockerConfig, DockerStatus};
 pub use engine::CacheOutcome;
-pub use net::NetConfig;
+pub use net::{NetConfig, NetConfigError};
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
@@ -196,6 +196,8 @@ pub enum RuntimeError {
     Clash { driver: String, syscall: String, other: String },
     #[error("wasmtime: {0}")]
     Engine(String),
+    #[error(transparent)]
+    Net(#[from] NetConfigError),
 }
 
 fn engine_err(e: impl std::fmt::Display) -> RuntimeError {
@@ -221,7 +223,7 @@ pub struct DriverRuntime {
     pool: Mutex<HashMap<(u64, Arc<str>), Pooled>>,
     timer_ids: Arc<AtomicU64>,
     /// Shared, read-only views of the configuration handed to every instance.
-    net_policy: Arc<NetConfig>,
+    net_policy: Arc<net::NetPolicy>,
     driver_settings: HashMap<String, Arc<serde_json::Map<String, serde_json::Value>>>,
     no_settings: Arc<serde_json::Map<String, serde_json::Value>>,
     /// How each driver was obtained at open (cache hit or compiled).
@@ -233,7 +235,7 @@ impl DriverRuntime {
     /// only if the on-disk cache has no artifact for this engine.
     pub async fn open(config: RuntimeConfig) -> Result<Arc<DriverRuntime>, RuntimeError> {
         let engine = engine::new_engine().map_err(engine_err)?;
-        let net_policy = Arc::new(config.net.clone());
+        let net_policy = Arc::new(net::NetPolicy::new(config.net.clone())?);
         let driver_settings =
             config.driver_config.iter().map(|(k, v)| (k.clone(), Arc::new(v.clone()))).collect();
         let mut rt = DriverRuntime {
@@ -402,7 +404,7 @@ impl DriverRuntime {
             http: wasmtime_wasi_http::WasiHttpCtx::new(),
             net: net::NetHooks {
                 caps: agent.map(|a| a.caps.clone()).unwrap_or_default(),
-                config: self.net_policy.clone(),
+                policy: self.net_policy.clone(),
                 notes: Default::default(),
             },
         };

@@ -15,6 +15,7 @@
 
 use std::future::Future;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::PathBuf;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
@@ -39,6 +40,9 @@ pub struct NetConfig {
     pub connect_timeout: Duration,
     /// Time to first byte and between bytes.
     pub read_timeout: Duration,
+    /// PEM files of extra root certificates trusted for `https`, besides the
+    /// Mozilla roots built in (e.g. a company's internal CA).
+    pub ca_files: Vec<PathBuf>,
 }
 
 impl Default for NetConfig {
@@ -48,7 +52,52 @@ impl Default for NetConfig {
             max_body_bytes: 5_000_000,
             connect_timeout: Duration::from_secs(10),
             read_timeout: Duration::from_secs(10),
+            ca_files: Vec::new(),
         }
+    }
+}
+
+/// Why the network settings cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum NetConfigError {
+    #[error("cannot read CA file {path}: {detail}; fix or remove it from `[net] ca_files`")]
+    CaFile { path: PathBuf, detail: String },
+    #[error("CA file {0} holds no PEM certificate (`-----BEGIN CERTIFICATE-----`); fix or remove it from `[net] ca_files`")]
+    NoCertificate(PathBuf),
+}
+
+/// The policy every instance's hook shares: the settings plus the TLS client
+/// configuration built from them once.
+#[derive(Debug)]
+pub(crate) struct NetPolicy {
+    pub config: NetConfig,
+    pub tls: Arc<rustls::ClientConfig>,
+}
+
+impl NetPolicy {
+    pub fn new(config: NetConfig) -> Result<NetPolicy, NetConfigError> {
+        use rustls::pki_types::pem::PemObject;
+        use rustls::pki_types::CertificateDer;
+        let mut roots = rustls::RootCertStore { roots: webpki_roots::TLS_SERVER_ROOTS.into() };
+        for path in &config.ca_files {
+            let ca_err = |detail: String| NetConfigError::CaFile { path: path.clone(), detail };
+            let certs = CertificateDer::pem_file_iter(path)
+                .map_err(|e| ca_err(e.to_string()))?
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|e| ca_err(e.to_string()))?;
+            if certs.is_empty() {
+                return Err(NetConfigError::NoCertificate(path.clone()));
+            }
+            for c in certs {
+                roots.add(c).map_err(|e| ca_err(e.to_string()))?;
+            }
+        }
+        let tls = rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+            .with_safe_default_protocol_versions()
+            .expect("ring supports the default TLS versions")
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        Ok(NetPolicy { config, tls: Arc::new(tls) })
     }
 }
 
@@ -59,7 +108,7 @@ pub(crate) type Notes = Arc<Mutex<Vec<SyscallError>>>;
 /// The per-instance hook: the agent's grant plus the kernel's policy.
 pub(crate) struct NetHooks {
     pub caps: CapabilitySet,
-    pub config: Arc<NetConfig>,
+    pub policy: Arc<NetPolicy>,
     pub notes: Notes,
 }
 
@@ -290,18 +339,19 @@ impl WasiHttpHooks for NetHooks {
         _fut: Box<dyn std::future::Future<Output = Result<(), HttpError>> + Send>,
     ) -> SendFuture {
         let caps = self.caps.clone();
-        let config = self.config.clone();
+        let policy = self.policy.clone();
         let notes = self.notes.clone();
-        Box::new(async move { send(request, caps, config, notes).await })
+        Box::new(async move { send(request, caps, policy, notes).await })
     }
 }
 
 async fn send(
     mut request: http::Request<WasiBody>,
     caps: CapabilitySet,
-    config: Arc<NetConfig>,
+    policy: Arc<NetPolicy>,
     notes: Notes,
 ) -> Result<(http::Response<WasiBody>, Box<dyn std::future::Future<Output = Result<(), HttpError>> + Send>), HttpError> {
+    let config = &policy.config;
     if request.method() != http::Method::GET {
         let m = request.method().clone();
         return Err(refuse(&notes, format!("method {m} refused: NET_FETCH may only GET"), HttpError::HttpRequestMethodInvalid));
@@ -330,7 +380,7 @@ async fn send(
         ));
     }
     let port = uri.port_u16().unwrap_or(if tls { 443 } else { 80 });
-    let addr = vet(&host, port, &config, &notes).await?;
+    let addr = vet(&host, port, config, &notes).await?;
 
     let tcp = match tokio::time::timeout(config.connect_timeout, TcpStream::connect(addr)).await {
         Err(_) => {
@@ -358,11 +408,9 @@ async fn send(
         .map_err(|_| HttpError::HttpRequestUriInvalid)?;
 
     let io: Box<dyn StreamIo> = if tls {
-        let roots = rustls::RootCertStore { roots: webpki_roots::TLS_SERVER_ROOTS.into() };
-        let cfg = rustls::ClientConfig::builder().with_root_certificates(roots).with_no_client_auth();
         let name = rustls::pki_types::ServerName::try_from(bare.clone())
             .map_err(|e| refuse(&notes, format!("`{host}` is not a valid TLS name: {e}"), HttpError::HttpRequestUriInvalid))?;
-        let stream = tokio_rustls::TlsConnector::from(Arc::new(cfg))
+        let stream = tokio_rustls::TlsConnector::from(policy.tls.clone())
             .connect(name, tcp)
             .await
             .map_err(|e| refuse(&notes, format!("TLS with `{host}` failed: {e}"), HttpError::TlsCertificateError))?;

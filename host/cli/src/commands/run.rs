@@ -58,6 +58,12 @@ pub struct RunArgs {
     /// Let NET_FETCH reach this non-public host, IP or CIDR range (repeatable).
     #[arg(long = "net-allow")]
     pub net_allow: Vec<String>,
+    /// Also trust the root certificates in this PEM file for https (repeatable).
+    #[arg(long = "ca-file")]
+    pub ca_files: Vec<PathBuf>,
+    /// Docker image EXEC_CMD runs in (build the default with `aos sandbox build`).
+    #[arg(long, env = "AOS_SANDBOX_IMAGE", default_value = aos_runtime::docker::DEFAULT_IMAGE)]
+    pub sandbox_image: String,
 }
 
 use super::output::print_entry;
@@ -66,10 +72,11 @@ pub async fn run(a: RunArgs) -> Result<i32> {
     let home = crate::home::aos_home()?;
     let mut rt_config = RuntimeConfig::new(&home);
     rt_config.net.allow = a.net_allow.clone();
+    rt_config.net.ca_files = a.ca_files.clone();
     // EXEC_CMD runs in Docker; without an engine it fails with an explanation.
-    rt_config.container = Some(Arc::new(
-        aos_runtime::DockerBackend::for_home(&home).await.context("invalid Docker endpoint")?,
-    ));
+    let docker = aos_runtime::DockerConfig { image: a.sandbox_image.clone(), ..aos_runtime::DockerConfig::for_home(&home) };
+    rt_config.container =
+        Some(Arc::new(aos_runtime::DockerBackend::open(docker).await.context("invalid Docker endpoint")?));
     let runtime = DriverRuntime::open(rt_config).await.context("cannot start the driver runtime")?;
     let factory = aos_daemon::server::provider_factory(&aos_daemon::config::Config::default());
     let kernel_runtime = runtime.clone();
