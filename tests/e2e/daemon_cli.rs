@@ -423,3 +423,63 @@ fn aos_kill_removes_the_process_sandbox_container() {
         std::thread::sleep(Duration::from_millis(100));
     }
 }
+
+/// One raw HTTP/1.1 GET; returns the status code and body.
+fn raw_get(addr: &str, path: &str, token: Option<&str>) -> (u16, String) {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    let auth = token.map(|t| format!("authorization: Bearer {t}\r\n")).unwrap_or_default();
+    write!(s, "GET {path} HTTP/1.1\r\nhost: aos\r\n{auth}connection: close\r\n\r\n").unwrap();
+    let mut resp = String::new();
+    s.read_to_string(&mut resp).unwrap();
+    let code = resp.split(' ').nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
+    (code, resp.split("\r\n\r\n").nth(1).unwrap_or("").to_string())
+}
+
+#[test]
+fn control_api_over_loopback_tcp_needs_the_token() {
+    let aos = new_aos();
+    std::fs::write(aos.home().join("aos.toml"), "[control]\ntcp = \"127.0.0.1:0\"\n").unwrap();
+    let _d = Daemon::start(&aos);
+    let (code, out, err) = aos.run(&["kernel", "status", "--json"]);
+    assert_eq!(code, 0, "{err}");
+    let st: Value = serde_json::from_str(&out).unwrap();
+    let addr = st["control_tcp"].as_str().expect("status names the TCP address").to_string();
+    let token_file = aos.home().join("control.token");
+    assert_eq!(std::fs::metadata(&token_file).unwrap().permissions().mode() & 0o777, 0o600);
+    let token = std::fs::read_to_string(&token_file).unwrap().trim().to_string();
+    assert_eq!(token.len(), 64);
+
+    let (code, body) = raw_get(&addr, "/v1/ps", None);
+    assert_eq!(code, 401, "{body}");
+    assert!(body.contains("bearer token"), "{body}");
+    let (code, _) = raw_get(&addr, "/v1/ps", Some(&"0".repeat(64)));
+    assert_eq!(code, 401);
+    let (code, body) = raw_get(&addr, "/v1/status", Some(&token));
+    assert_eq!(code, 200, "{body}");
+
+    // The CLI over TCP: token from the file, or from AOS_CONTROL_TOKEN.
+    let url = format!("http://{addr}");
+    let model = blocking_script(&aos);
+    let mut c = aos.cmd();
+    c.env("AOS_CONTROL_URL", &url).args(["spawn", "--provider", "script", "--model", &model, "over tcp"]);
+    let o = c.output().unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let mut c = aos.cmd();
+    c.env("AOS_CONTROL_URL", &url).args(["ps", "--json", "--all"]);
+    let o = c.output().unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let ps: Vec<Value> = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(ps.len(), 1);
+    let mut c = aos.cmd();
+    c.env("AOS_CONTROL_URL", &url).env("AOS_CONTROL_TOKEN", "wrong").args(["ps"]);
+    let o = c.output().unwrap();
+    assert_eq!(o.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("bearer token") && err.lines().count() == 1, "{err}");
+
+    // Stopping removes the token.
+    let (code, _, err) = aos.run(&["kernel", "stop"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(!token_file.exists());
+}

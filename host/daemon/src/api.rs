@@ -15,6 +15,10 @@
 //! | GET    | `/v1/events`                  |                         | NDJSON of every `KernelEvent` from now on |
 //!
 //! Errors: a 4xx/5xx status with [`ErrorBody`] (`{"error": "one line"}`).
+//!
+//! The same API is served on a loopback TCP address when `[control] tcp` is
+//! set; there every request must carry `Authorization: Bearer TOKEN`, the
+//! token the daemon writes to `$AOS_HOME/control.token` (mode 0600) at start.
 
 use std::path::PathBuf;
 
@@ -78,6 +82,9 @@ pub struct StatusInfo {
     pub processes: ProcessCounts,
     /// Processes found unfinished in the journal at start, and what became of them.
     pub recovery: Vec<String>,
+    /// Address of the TCP control listener, if one is configured.
+    #[serde(default)]
+    pub control_tcp: Option<String>,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]

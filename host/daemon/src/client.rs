@@ -1,4 +1,6 @@
-//! Client of the control API: HTTP/1.1 (hyper) over the Unix socket.
+//! Client of the control API: HTTP/1.1 (hyper) over the Unix socket, or over
+//! the optional loopback TCP listener with its bearer token
+//! (`AOS_CONTROL_URL`, `AOS_CONTROL_TOKEN`).
 
 use std::path::{Path, PathBuf};
 
@@ -42,18 +44,62 @@ impl std::error::Error for ApiError {}
 #[derive(Debug, Clone)]
 pub struct Client {
     sock: PathBuf,
+    /// `HOST:PORT` and bearer token of the TCP listener, when used instead of the socket.
+    tcp: Option<(String, String)>,
 }
+
+/// Either kind of connection to the daemon.
+trait Io: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send {}
+impl<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send> Io for T {}
 
 impl Client {
     pub fn new(sock: impl Into<PathBuf>) -> Client {
-        Client { sock: sock.into() }
+        Client { sock: sock.into(), tcp: None }
+    }
+
+    /// The TCP listener at `addr` (`HOST:PORT`), authenticating with `token`.
+    pub fn tcp(addr: impl Into<String>, token: impl Into<String>) -> Client {
+        Client { sock: PathBuf::new(), tcp: Some((addr.into(), token.into())) }
+    }
+
+    /// What the CLI uses: the TCP listener if `AOS_CONTROL_URL`
+    /// (`http://127.0.0.1:PORT`) is set — with `AOS_CONTROL_TOKEN`, else the
+    /// token in `$AOS_HOME/control.token` — otherwise the Unix socket.
+    pub fn from_env(paths: &crate::Paths) -> Result<Client> {
+        let Some(url) = std::env::var("AOS_CONTROL_URL").ok().filter(|u| !u.is_empty()) else {
+            return Ok(Client::new(paths.socket()));
+        };
+        let addr = url
+            .strip_prefix("http://")
+            .map(|a| a.trim_end_matches('/'))
+            .filter(|a| !a.is_empty() && !a.contains('/'))
+            .ok_or_else(|| anyhow!("AOS_CONTROL_URL={url:?} must look like http://127.0.0.1:7878"))?;
+        let token = match std::env::var("AOS_CONTROL_TOKEN").ok().filter(|t| !t.is_empty()) {
+            Some(t) => t,
+            None => std::fs::read_to_string(paths.control_token())
+                .map(|t| t.trim().to_string())
+                .with_context(|| {
+                    format!(
+                        "AOS_CONTROL_URL is set but there is no token: set AOS_CONTROL_TOKEN or make {} readable",
+                        paths.control_token().display()
+                    )
+                })?,
+        };
+        Ok(Client::tcp(addr, token))
     }
 
     pub fn socket(&self) -> &Path {
         &self.sock
     }
 
-    async fn send(&self, method: Method, path: &str, body: Option<Vec<u8>>) -> Result<hyper::Response<Incoming>> {
+    async fn connect(&self) -> Result<Box<dyn Io>> {
+        if let Some((addr, _)) = &self.tcp {
+            return match tokio::net::TcpStream::connect(addr.as_str()).await {
+                Ok(s) => Ok(Box::new(s)),
+                Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => Err(NotRunning.into()),
+                Err(e) => Err(e).with_context(|| format!("cannot connect to the kernel at {addr}")),
+            };
+        }
         let stream = match UnixStream::connect(&self.sock).await {
             Ok(s) => s,
             Err(e) if matches!(e.kind(), std::io::ErrorKind::NotFound | std::io::ErrorKind::ConnectionRefused) => {
@@ -67,6 +113,11 @@ impl Client {
             }
             Err(e) => return Err(e).with_context(|| format!("cannot connect to {}", self.sock.display())),
         };
+        Ok(Box::new(stream))
+    }
+
+    async fn send(&self, method: Method, path: &str, body: Option<Vec<u8>>) -> Result<hyper::Response<Incoming>> {
+        let stream = self.connect().await?;
         let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
             .await
             .context("the kernel's control socket did not answer HTTP")?;
@@ -75,6 +126,9 @@ impl Client {
         });
         let has_body = body.is_some();
         let mut req = Request::builder().method(method).uri(path).header("host", "aos");
+        if let Some((_, token)) = &self.tcp {
+            req = req.header("authorization", format!("Bearer {token}"));
+        }
         if has_body {
             req = req.header("content-type", "application/json");
         }

@@ -20,6 +20,11 @@
 //! call_timeout_secs = 5          # AOS_DRIVER_TIMEOUT_SECS
 //! memory_mb = 64                 # AOS_DRIVER_MEMORY_MB
 //!
+//! [control]
+//! tcp = "127.0.0.1:7878"         # AOS_CONTROL_TCP  also serve the control API on this loopback
+//!                                #   address (default: Unix socket only); clients need the bearer
+//!                                #   token in $AOS_HOME/control.token (see `aos help kernel`)
+//!
 //! [journal]
 //! fsync = true                   # AOS_JOURNAL_FSYNC  fsync every journal entry (else flush only)
 //!
@@ -70,6 +75,7 @@ pub struct Config {
     pub budgets: BudgetConfig,
     pub limits: LimitConfig,
     pub journal: JournalConfig,
+    pub control: ControlConfig,
     pub net: NetSettings,
     pub sandbox: SandboxSettings,
     pub providers: BTreeMap<String, ProviderSettings>,
@@ -174,6 +180,30 @@ pub struct LimitConfig {
     pub memory_mb: usize,
 }
 
+/// `[control]`: where else the control API is served.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ControlConfig {
+    /// A loopback `IP:PORT` (port 0 = any free port; see `aos kernel status`).
+    pub tcp: Option<String>,
+}
+
+impl ControlConfig {
+    /// The TCP address to listen on, refusing anything but loopback.
+    pub fn tcp_addr(&self) -> Result<Option<std::net::SocketAddr>> {
+        let Some(t) = self.tcp.as_deref().filter(|t| !t.is_empty()) else { return Ok(None) };
+        let addr: std::net::SocketAddr = t
+            .parse()
+            .map_err(|_| anyhow::anyhow!("`[control] tcp = {t:?}` is not an IP:PORT address (e.g. 127.0.0.1:7878)"))?;
+        if !addr.ip().is_loopback() {
+            anyhow::bail!(
+                "`[control] tcp = {t:?}` is not a loopback address: the control API may only listen on 127.0.0.1 or ::1"
+            );
+        }
+        Ok(Some(addr))
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct JournalConfig {
@@ -204,6 +234,7 @@ impl Default for Config {
             budgets: BudgetConfig::default(),
             limits: LimitConfig::default(),
             journal: JournalConfig::default(),
+            control: ControlConfig::default(),
             net: NetSettings::default(),
             sandbox: SandboxSettings::default(),
             providers: BTreeMap::new(),
@@ -285,6 +316,9 @@ impl Config {
         }
         if let Some(v) = get("AOS_DRIVER_MEMORY_MB") {
             self.limits.memory_mb = num("AOS_DRIVER_MEMORY_MB", &v)?;
+        }
+        if let Some(v) = get("AOS_CONTROL_TCP") {
+            self.control.tcp = Some(v);
         }
         if let Some(v) = get("AOS_NET_ALLOW") {
             self.net.allow = v.split(',').map(|s| s.trim().to_string()).filter(|s| !s.is_empty()).collect();
@@ -379,6 +413,16 @@ mod tests {
         assert_eq!(sb.kernel_label, aos_runtime::docker::kernel_label_for(d.path()));
         let c = Config::load_with_env(d.path(), |k| (k == "AOS_NET_ALLOW").then(|| "127.0.0.1, ::1".to_string())).unwrap();
         assert_eq!(c.net.allow, vec!["127.0.0.1".to_string(), "::1".to_string()]);
+    }
+
+    #[test]
+    fn control_tcp_must_be_loopback() {
+        let c = |t: &str| ControlConfig { tcp: Some(t.into()) }.tcp_addr();
+        assert_eq!(c("127.0.0.1:7878").unwrap(), Some("127.0.0.1:7878".parse().unwrap()));
+        assert!(c("[::1]:0").unwrap().is_some());
+        assert!(c("0.0.0.0:7878").unwrap_err().to_string().contains("not a loopback address"));
+        assert!(c("localhost").unwrap_err().to_string().contains("IP:PORT"));
+        assert_eq!(ControlConfig::default().tcp_addr().unwrap(), None);
     }
 
     #[test]

@@ -41,6 +41,10 @@ impl Paths {
     pub fn journal(&self) -> PathBuf {
         self.home.join("journal")
     }
+    /// Bearer token of the optional TCP control listener (0600, new at each start).
+    pub fn control_token(&self) -> PathBuf {
+        self.home.join("control.token")
+    }
     pub fn home(&self) -> &Path {
         &self.home
     }

@@ -90,6 +90,7 @@ struct AppState {
     started: Instant,
     shutdown: Arc<Notify>,
     recovery: Arc<Vec<String>>,
+    control_tcp: Option<String>,
 }
 
 struct AppErr(StatusCode, String);
@@ -166,6 +167,23 @@ pub async fn run_foreground(paths: Paths) -> Result<()> {
     }
     std::fs::write(paths.pid_file(), format!("{}\n", std::process::id())).context("cannot write the pid file")?;
 
+    // The optional TCP listener (loopback only) and its bearer token.
+    let tcp = match cfg.control.tcp_addr()? {
+        Some(addr) => {
+            let token = new_token()?;
+            write_private(&paths.control_token(), &format!("{token}\n"))?;
+            let l = tokio::net::TcpListener::bind(addr)
+                .await
+                .with_context(|| format!("cannot listen on {addr} (`[control] tcp`)"))?;
+            let bound = l.local_addr()?;
+            Some((l, bound, token))
+        }
+        None => {
+            let _ = std::fs::remove_file(paths.control_token());
+            None
+        }
+    };
+
     let shutdown = Arc::new(Notify::new());
     let state = AppState {
         kernel: kernel.clone(),
@@ -175,8 +193,18 @@ pub async fn run_foreground(paths: Paths) -> Result<()> {
         started: Instant::now(),
         shutdown: shutdown.clone(),
         recovery: Arc::new(recovery),
+        control_tcp: tcp.as_ref().map(|t| t.1.to_string()),
     };
     let app = router(state);
+    let stop_tcp = Arc::new(Notify::new());
+    let tcp_server = tcp.map(|(listener, bound, token)| {
+        eprintln!("control API also on http://{bound} (bearer token in {})", paths.control_token().display());
+        let app = app.clone().layer(axum::middleware::from_fn_with_state(Arc::<str>::from(token), require_token));
+        let stop = stop_tcp.clone();
+        tokio::spawn(async move {
+            axum::serve(listener, app).with_graceful_shutdown(async move { stop.notified().await }).await
+        })
+    });
     eprintln!("aos kernel {} listening on {} (pid {})", env!("CARGO_PKG_VERSION"), paths.socket().display(), std::process::id());
 
     let stop = Arc::new(Notify::new());
@@ -195,8 +223,13 @@ pub async fn run_foreground(paths: Paths) -> Result<()> {
     };
     eprintln!("aos kernel stopping ({why}); unfinished processes stay in the journal");
     stop.notify_one();
+    stop_tcp.notify_one();
     // Streams (logs -f, wait, events) may stay open: give them a moment, then go.
     let _ = tokio::time::timeout(Duration::from_secs(2), server).await;
+    if let Some(t) = tcp_server {
+        let _ = tokio::time::timeout(Duration::from_secs(1), t).await;
+    }
+    let _ = std::fs::remove_file(paths.control_token());
     // Remove this kernel's sandbox containers.
     let _ = tokio::time::timeout(Duration::from_secs(20), kernel.runtime().shutdown()).await;
     let _ = std::fs::remove_file(paths.socket());
@@ -231,7 +264,64 @@ async fn status(State(s): State<AppState>) -> Json<StatusInfo> {
         uptime_secs: s.started.elapsed().as_secs(),
         processes: ProcessCounts { total: ps.len(), live, exited: ps.len() - live },
         recovery: s.recovery.as_ref().clone(),
+        control_tcp: s.control_tcp.clone(),
     })
+}
+
+/// Requests on the TCP listener must carry `Authorization: Bearer TOKEN`.
+async fn require_token(
+    State(token): State<Arc<str>>,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let given = req
+        .headers()
+        .get(axum::http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .unwrap_or("");
+    if !constant_time_eq(given.trim().as_bytes(), token.as_bytes()) {
+        return AppErr(
+            StatusCode::UNAUTHORIZED,
+            "missing or wrong bearer token: send `Authorization: Bearer <token>` with the token from $AOS_HOME/control.token"
+                .into(),
+        )
+        .into_response();
+    }
+    next.run(req).await
+}
+
+/// Compares two secrets in time independent of where they differ.
+pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    if a.len() != b.len() {
+        return false;
+    }
+    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// 32 random bytes from the OS, as hex.
+fn new_token() -> Result<String> {
+    use std::io::Read;
+    let mut b = [0u8; 32];
+    std::fs::File::open("/dev/urandom")
+        .and_then(|mut f| f.read_exact(&mut b))
+        .context("cannot read /dev/urandom for the control token")?;
+    Ok(b.iter().map(|x| format!("{x:02x}")).collect())
+}
+
+/// Writes a file only its owner can read (created with mode 0600).
+fn write_private(path: &std::path::Path, text: &str) -> Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let _ = std::fs::remove_file(path);
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .with_context(|| format!("cannot write {}", path.display()))?;
+    f.write_all(text.as_bytes()).with_context(|| format!("cannot write {}", path.display()))?;
+    Ok(())
 }
 
 async fn shutdown(State(s): State<AppState>) -> Json<serde_json::Value> {

@@ -18,7 +18,7 @@ use aos_daemon::Paths;
 #[derive(Debug, Subcommand)]
 pub enum KernelCmd {
     /// Start the kernel daemon for $AOS_HOME (in the background unless --foreground).
-    #[command(after_help = "Examples:\n  aos kernel start\n  AOS_HOME=/tmp/aos2 aos kernel start   # a second, independent kernel\n  aos kernel start --foreground         # stay attached (logs to stderr)")]
+    #[command(after_help = "Examples:\n  aos kernel start\n  AOS_HOME=/tmp/aos2 aos kernel start   # a second, independent kernel\n  aos kernel start --foreground         # stay attached (logs to stderr)\n  AOS_CONTROL_TCP=127.0.0.1:7878 aos kernel start   # also serve the API on loopback TCP\n  AOS_CONTROL_URL=http://127.0.0.1:7878 aos ps      # a client over TCP (token from $AOS_HOME/control.token or AOS_CONTROL_TOKEN)")]
     Start {
         /// Run in this process instead of detaching.
         #[arg(long)]
@@ -37,12 +37,20 @@ pub enum KernelCmd {
 pub fn connect() -> Result<(Paths, Client)> {
     let home = crate::home::aos_home()?;
     let paths = Paths::new(home);
-    let client = Client::new(paths.socket());
+    let client = Client::from_env(&paths)?;
     Ok((paths, client))
 }
 
 pub async fn run(cmd: KernelCmd) -> Result<i32> {
-    let (paths, client) = connect()?;
+    // Starting always talks to this home's own socket (a TCP token is made by the start).
+    let (paths, client) = match cmd {
+        KernelCmd::Start { .. } => {
+            let paths = Paths::new(crate::home::aos_home()?);
+            let client = Client::new(paths.socket());
+            (paths, client)
+        }
+        _ => connect()?,
+    };
     match cmd {
         KernelCmd::Start { foreground: true } => {
             aos_daemon::server::run_foreground(paths).await?;
@@ -78,6 +86,9 @@ pub async fn run(cmd: KernelCmd) -> Result<i32> {
                     st.processes.exited,
                     st.processes.total
                 );
+                if let Some(addr) = &st.control_tcp {
+                    println!("control API also on http://{addr} (token in {})", paths.control_token().display());
+                }
                 for line in &st.recovery {
                     println!("recovery: {line}");
                 }
