@@ -365,3 +365,133 @@ fn config_show_completions_and_top_snapshot() {
     assert_eq!(code, 0, "{err}");
     assert!(out.contains("1 processes (1 live)") && out.contains("recv"), "{out}");
 }
+
+/// Polls until `pid` is blocked in RECV_MSG after exactly `steps` model calls.
+fn wait_blocked_after(aos: &Aos, pid: u64, steps: u64) {
+    let t0 = Instant::now();
+    loop {
+        let ps = ps_json(aos, true);
+        if let Some(p) = ps.iter().find(|p| p["pid"] == pid) {
+            if p["status"]["state"] == "blocked_recv" && p["counters"]["steps"] == steps {
+                return;
+            }
+        }
+        assert!(t0.elapsed() < Duration::from_secs(15), "pid {pid} never blocked after {steps} steps: {ps:?}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn webhooks_refuse_bad_secrets_and_deliver_good_ones() {
+    let aos = new_aos();
+    std::fs::write(aos.home().join("aos.toml"), "[webhooks]\ntimeout_secs = 1\nmax_body_bytes = 1000\n").unwrap();
+    let _d = Daemon::start(&aos);
+    let model = script(
+        &aos,
+        "hooks.txt",
+        r#"[SYS_CALL::SYS_REGISTER_WEBHOOK] {"path": "/hooks/ci"}
+---
+[SYS_CALL::RECV_MSG] {}
+---
+[SYS_CALL::SYS_WEBHOOK_REPLY] {"request_id": 1, "status": 201, "body": "queued build"}
+---
+[SYS_CALL::RECV_MSG] {}
+---
+[SYS_CALL::SYS_WEBHOOK_REPLY] {"request_id": 2, "body": "signed ok"}
+---
+[SYS_CALL::RECV_MSG] {}
+---
+[SYS_CALL::RECV_MSG] {"timeout": 2}
+---
+[SYS_CALL::SYS_WEBHOOK_REPLY] {"request_id": 3, "body": "too late"}
+---
+[SYS_CALL::RECV_MSG] {}
+"#,
+    );
+    let pid = spawn(&aos, &model, &["--grant", "webhook", "--grant", "ipc"]);
+    wait_blocked_after(&aos, pid, 2);
+
+    // Where the daemon serves webhooks, and the registration the process got.
+    let (code, out, _) = aos.run(&["kernel", "status", "--json"]);
+    assert_eq!(code, 0);
+    let base = serde_json::from_str::<Value>(&out).unwrap()["webhooks"].as_str().expect("webhook address").to_string();
+    assert!(base.starts_with("http://127.0.0.1:"), "{base}");
+    let (_, text, _) = aos.run(&["kernel", "status"]);
+    assert!(text.contains(&format!("webhooks: {base}")), "{text}");
+    let (_, out, _) = aos.run(&["logs", "--json", &pid.to_string()]);
+    let reg = out
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap())
+        .find(|e| e["name"] == "SYS_REGISTER_WEBHOOK" && e["type"] == "result")
+        .unwrap_or_else(|| panic!("no registration: {out}"));
+    let secret = reg["output"]["secret"].as_str().unwrap().to_string();
+    let url = format!("{base}/hooks/ci");
+    assert_eq!(reg["output"]["url"], url.as_str());
+
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let http = reqwest::Client::new();
+    let send = |path: &str, headers: &[(&str, &str)], body: String| {
+        let mut r = http.post(format!("{base}{path}")).body(body);
+        for (k, v) in headers {
+            r = r.header(*k, *v);
+        }
+        rt.block_on(async move {
+            let resp = r.send().await.expect("the webhook listener answers");
+            let code = resp.status().as_u16();
+            (code, resp.text().await.unwrap())
+        })
+    };
+
+    // Refused before reaching the process.
+    let (code, body) = send("/hooks/ci", &[], "{}".into());
+    assert_eq!(code, 401, "{body}");
+    assert!(body.contains("X-AOS-Secret"), "{body}");
+    let (code, _) = send("/hooks/ci", &[("X-AOS-Secret", "not-the-secret")], "{}".into());
+    assert_eq!(code, 403);
+    let forged = format!("sha256={}", aos_kernel::webhook::hmac_sha256_hex(b"guess", b"{}"));
+    let (code, _) = send("/hooks/ci", &[("X-AOS-Signature", &forged)], "{}".into());
+    assert_eq!(code, 403);
+    let (code, _) = send("/hooks/other", &[("X-AOS-Secret", &secret)], "{}".into());
+    assert_eq!(code, 404);
+    let (code, body) = send("/hooks/ci", &[("X-AOS-Secret", &secret)], "x".repeat(2000));
+    assert_eq!(code, 413, "{body}");
+    std::thread::sleep(Duration::from_millis(200));
+    let (_, out, _) = aos.run(&["logs", "--json", &pid.to_string()]);
+    assert!(!out.contains("\"type\":\"event\""), "a refused request reached the process: {out}");
+    wait_blocked_after(&aos, pid, 2);
+
+    // The right secret: delivered, and answered with the process's status and body.
+    let (code, body) = send("/hooks/ci", &[("X-AOS-Secret", &secret), ("Content-Type", "application/json")], r#"{"build": 42}"#.into());
+    assert_eq!((code, body.as_str()), (201, "queued build"));
+    let (_, out, _) = aos.run(&["logs", &pid.to_string()]);
+    assert!(out.contains("webhook request #1") && out.contains("build"), "{out}");
+
+    // A valid HMAC signature instead of the secret.
+    wait_blocked_after(&aos, pid, 4);
+    let payload = r#"{"signed": true}"#;
+    let sig = format!("sha256={}", aos_kernel::webhook::hmac_sha256_hex(secret.as_bytes(), payload.as_bytes()));
+    let (code, body) = send("/hooks/ci", &[("X-AOS-Signature", &sig)], payload.into());
+    assert_eq!((code, body.as_str()), (200, "signed ok"));
+
+    // No reply within webhooks.timeout_secs: 504, and the late reply is an error for the model.
+    wait_blocked_after(&aos, pid, 6);
+    let t0 = Instant::now();
+    let (code, body) = send("/hooks/ci", &[("X-AOS-Secret", &secret)], "slow".into());
+    assert_eq!(code, 504, "{body}");
+    assert!(body.contains("did not answer"), "{body}");
+    assert!(t0.elapsed() < Duration::from_secs(5));
+    wait_blocked_after(&aos, pid, 9);
+    let (_, out, _) = aos.run(&["logs", "--json", &pid.to_string()]);
+    let late = out
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap())
+        .find(|e| e["type"] == "error" && e["name"] == "SYS_WEBHOOK_REPLY")
+        .unwrap_or_else(|| panic!("no error for the late reply: {out}"));
+    assert!(late["error"].as_str().unwrap().contains("unknown webhook request #3"), "{late}");
+
+    // Routes end with the process.
+    assert_eq!(aos.run(&["kill", &pid.to_string()]).0, 0);
+    wait_state(&aos, pid, "killed");
+    let (code, _) = send("/hooks/ci", &[("X-AOS-Secret", &secret)], "{}".into());
+    assert_eq!(code, 404);
+}

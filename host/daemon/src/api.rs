@@ -78,6 +78,10 @@ pub struct StatusInfo {
     pub processes: ProcessCounts,
     /// Processes found unfinished in the journal at start, and what became of them.
     pub recovery: Vec<String>,
+    /// `http://IP:PORT` serving the paths registered with `SYS_REGISTER_WEBHOOK`
+    /// (`None` when `webhooks.listen = "off"`).
+    #[serde(default)]
+    pub webhooks: Option<String>,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]

@@ -23,6 +23,7 @@ use crate::process::{
     now_ms, Budgets, Entry, ExitStatus, LogEntry, NewProcess, Pid, Process, ProcessInfo, ProcessStatus,
 };
 use crate::table::ProcessTable;
+use crate::webhook::{WebhookError, WebhookRegistry, WebhookRequest, WebhookResponse};
 
 /// Builds a provider from its name (`openai`, `script`, ...) and optional base URL.
 pub type ProviderFactory =
@@ -168,6 +169,7 @@ pub(crate) struct KernelInner {
     pub table: ProcessTable,
     events: broadcast::Sender<KernelEvent>,
     sinks: RwLock<Vec<Arc<dyn EventSink>>>,
+    pub(crate) webhooks: WebhookRegistry,
 }
 
 /// The AgentOS kernel. Cheap to clone.
@@ -329,6 +331,7 @@ impl KernelInner {
         p.cancel.cancel();
         p.provider.release(p.pid);
         self.runtime.release_agent(p.pid);
+        self.webhooks.forget(p.pid);
         if let Some(parent) = p.parent.and_then(|pp| self.table.get(pp)) {
             parent.ipc.send_event(format!("child {} {status}", p.pid));
         }
@@ -397,6 +400,25 @@ impl KernelInner {
             p.exit_tx.send_replace(Some(exit));
             return Ok(pid);
         }
+        // Webhook routes the process registered keep their paths and secrets.
+        let routes: Vec<(String, Option<String>)> = p
+            .state
+            .lock()
+            .log
+            .iter()
+            .filter_map(|e| match &e.entry {
+                Entry::Result { name, output, .. } if name == "SYS_REGISTER_WEBHOOK" => Some((
+                    output["path"].as_str()?.to_string(),
+                    output["secret"].as_str().map(str::to_string),
+                )),
+                _ => None,
+            })
+            .collect();
+        for (path, secret) in routes {
+            if let Err(e) = self.webhooks.register(pid, &path, secret) {
+                self.record(&p, Entry::Notice { text: format!("webhook {path} could not be registered again: {e}") });
+            }
+        }
         for e in entries {
             if let Entry::Result { id, .. } | Entry::Error { id, .. } = &e {
                 let mut st = p.state.lock();
@@ -437,6 +459,7 @@ impl Kernel {
                 table: ProcessTable::new(),
                 events,
                 sinks: RwLock::new(Vec::new()),
+                webhooks: WebhookRegistry::default(),
             }),
         }
     }
@@ -560,5 +583,49 @@ impl Kernel {
     /// Every syscall (kernel and driver) a process holding `caps` may use.
     pub fn syscalls_for(&self, caps: &CapabilitySet) -> Vec<SyscallSpec> {
         self.inner.syscalls_for(caps)
+    }
+
+    /// Sets the `http://HOST:PORT` under which a front end serves webhook
+    /// paths (shown to processes as the `url` of `SYS_REGISTER_WEBHOOK`).
+    pub fn set_webhook_base_url(&self, url: Option<String>) {
+        self.inner.webhooks.set_base_url(url);
+    }
+
+    pub fn webhook_base_url(&self) -> Option<String> {
+        self.inner.webhooks.base_url()
+    }
+
+    /// Webhook paths registered by `pid`.
+    pub fn webhooks_of(&self, pid: Pid) -> Vec<String> {
+        self.inner.webhooks.paths_of(pid)
+    }
+
+    /// Delivers an HTTP request for a registered path: checks its secret
+    /// (see [`crate::webhook`]), puts it in the owning process's events
+    /// (waking it from `RECV_MSG`, `SYS_READ_STDIN` or a sleep) and waits up
+    /// to `timeout` for the process's `SYS_WEBHOOK_REPLY`.
+    pub async fn webhook_deliver(&self, req: WebhookRequest, timeout: std::time::Duration) -> Result<WebhookResponse, WebhookError> {
+        let reg = &self.inner.webhooks;
+        let (pid, id, rx, text) = reg.accept(&req)?;
+        /// Forgets the request however this future ends (answered, timed out, dropped).
+        struct Expire<'a>(&'a WebhookRegistry, u64);
+        impl Drop for Expire<'_> {
+            fn drop(&mut self) {
+                self.0.expire(self.1);
+            }
+        }
+        let _guard = Expire(reg, id);
+        let alive = self.inner.table.get(pid).filter(|p| p.state.lock().exit.is_none());
+        let Some(p) = alive else {
+            return Err(WebhookError::ProcessEnded(pid));
+        };
+        if !p.ipc.send_event(text) {
+            return Err(WebhookError::ProcessEnded(pid));
+        }
+        match tokio::time::timeout(timeout, rx).await {
+            Ok(Ok(resp)) => Ok(resp),
+            Ok(Err(_)) => Err(WebhookError::ProcessEnded(pid)),
+            Err(_) => Err(WebhookError::Timeout(timeout)),
+        }
     }
 }

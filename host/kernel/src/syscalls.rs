@@ -11,6 +11,8 @@
 //! | `SYS_READ_STDIN`   | —          | —                                                     |
 //! | `SYS_EXIT`         | —          | `code?`, `result?`                                    |
 //! | `SPAWN_AGENT`      | `spawn`    | `task`, `permissions`, `role?`, `model?`, `provider?`, `pipe_to?` |
+//! | `SYS_REGISTER_WEBHOOK` | `webhook` | `path`                                           |
+//! | `SYS_WEBHOOK_REPLY`    | `webhook` | `request_id`, `status?`, `body?`                 |
 
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
@@ -105,6 +107,28 @@ pub fn kernel_syscalls() -> &'static [KernelSyscall] {
                     }, "required": ["task", "permissions"], "additionalProperties": false}),
                 ),
                 requires: Some(Capability::Spawn),
+            },
+            KernelSyscall {
+                spec: spec(
+                    "SYS_REGISTER_WEBHOOK",
+                    "Receive HTTP requests sent to `path` (e.g. \"/github/push\"; letters, digits, '/', '-', '_', '.'). Callers must send the returned secret in the header X-AOS-Secret (or X-AOS-Signature: sha256=HMAC-SHA256(body, secret)). Each request arrives as an [EVENT] `webhook request #ID` (it also wakes RECV_MSG, SYS_READ_STDIN and SLEEP); answer it with SYS_WEBHOOK_REPLY. Result: {\"url\", \"path\", \"secret\"}.",
+                    json!({"type": "object", "properties": {
+                        "path": {"type": "string", "minLength": 2, "maxLength": 200}
+                    }, "required": ["path"], "additionalProperties": false}),
+                ),
+                requires: Some(Capability::Webhook),
+            },
+            KernelSyscall {
+                spec: spec(
+                    "SYS_WEBHOOK_REPLY",
+                    "Answer webhook request `request_id` (from its [EVENT]) with an HTTP `status` (default 200) and a text `body`. Each request is answered once; unanswered ones time out. Result: {\"replied\": id}.",
+                    json!({"type": "object", "properties": {
+                        "request_id": {"type": "integer", "minimum": 1},
+                        "status": {"type": "integer", "minimum": 100, "maximum": 599},
+                        "body": {"type": "string"}
+                    }, "required": ["request_id"], "additionalProperties": false}),
+                ),
+                requires: Some(Capability::Webhook),
             },
         ]
     })
@@ -250,6 +274,22 @@ async fn run_kernel(
             Outcome::Exit { code, result }
         }
         "SPAWN_AGENT" => spawn_agent(inner, p, args),
+        "SYS_REGISTER_WEBHOOK" => {
+            let path = args["path"].as_str().unwrap_or_default();
+            match inner.webhooks.register(p.pid, path, None) {
+                Ok(out) => ok(out),
+                Err(e) => Outcome::Err(SyscallError::InvalidArguments(format!("SYS_REGISTER_WEBHOOK: {e}"))),
+            }
+        }
+        "SYS_WEBHOOK_REPLY" => {
+            let id = args["request_id"].as_u64().unwrap_or(0);
+            let status = args.get("status").and_then(Value::as_u64).unwrap_or(200) as u16;
+            let body = args.get("body").and_then(Value::as_str).unwrap_or_default().to_string();
+            match inner.webhooks.reply(p.pid, id, crate::webhook::WebhookResponse { status, body }) {
+                Ok(()) => ok(json!({"replied": id})),
+                Err(e) => Outcome::Err(SyscallError::NotFound(e)),
+            }
+        }
         _ => Outcome::Err(SyscallError::Internal(format!("kernel syscall `{name}` has no implementation"))),
     }
 }

@@ -78,6 +78,9 @@ pub async fn run(cmd: KernelCmd) -> Result<i32> {
                     st.processes.exited,
                     st.processes.total
                 );
+                if let Some(w) = &st.webhooks {
+                    println!("webhooks: {w}");
+                }
                 for line in &st.recovery {
                     println!("recovery: {line}");
                 }
