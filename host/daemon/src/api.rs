@@ -15,6 +15,9 @@
 //! | GET    | `/v1/events`                  |                         | NDJSON of every `KernelEvent` from now on |
 //!
 //! Errors: a 4xx/5xx status with [`ErrorBody`] (`{"error": "one line"}`).
+//!
+//! Webhooks are served separately, over TCP on `StatusInfo::webhooks`: any
+//! method on a registered path (see `aos_kernel::webhook`).
 
 use std::path::PathBuf;
 

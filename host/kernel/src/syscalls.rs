@@ -96,7 +96,7 @@ pub fn kernel_syscalls() -> &'static [KernelSyscall] {
             KernelSyscall {
                 spec: spec(
                     "SPAWN_AGENT",
-                    "Start a child agent process working on `task`. `permissions` lists the rights it gets (capability names such as fs:ro, fs:rw, net, ipc, spawn, timers; you can only grant rights you hold; [] = none). It shares your workspace and at most your remaining budget. `pipe_to` sends its stdout to that process's stdin. You get an [EVENT] when it exits. Result: {\"pid\": n}.",
+                    "Start a child agent process working on `task`. `permissions` lists the rights it gets (capability names such as fs:ro, fs:rw, net, ipc, spawn, timers, webhook; you can only grant rights you hold; [] = none). It shares your workspace and at most your remaining budget. `pipe_to` sends its stdout to that process's stdin. You get an [EVENT] when it exits. Result: {\"pid\": n}.",
                     json!({"type": "object", "properties": {
                         "task": {"type": "string", "minLength": 1},
                         "role": {"type": "string"},
