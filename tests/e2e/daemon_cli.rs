@@ -292,7 +292,13 @@ fn the_control_socket_is_private() {
 fn a_killed_daemon_is_recovered_from_its_journal() {
     let aos = new_aos();
     let d = Daemon::start(&aos);
-    let pid = spawn(&aos, &blocking_script(&aos), &[]);
+    let model = script(
+        &aos,
+        "resume.txt",
+        "[SYS_CALL::SYS_WRITE_STDOUT] {\"text\": \"hello\"}\n---\n[SYS_CALL::RECV_MSG] {}\n---\n\
+         [SYS_CALL::SYS_WRITE_STDOUT] {\"text\": \"resumed at reply 3\"}\n[SYS_CALL::RECV_MSG] {}\n",
+    );
+    let pid = spawn(&aos, &model, &[]);
     wait_state(&aos, pid, "blocked_recv");
     let dpid = d.pid().unwrap();
     std::process::Command::new("kill").args(["-9", &dpid.to_string()]).status().unwrap();
@@ -315,9 +321,13 @@ fn a_killed_daemon_is_recovered_from_its_journal() {
     assert_eq!(code, 0);
     assert!(out.contains("recovery: pid 1 resumed from the journal (it was in RECV_MSG"), "{out}");
     assert_eq!(aos.home().join("journal/archive").read_dir().unwrap().count(), 1);
+    // The script provider continues at the reply after the two it gave.
+    wait_blocked_after(&aos, 1, 3);
     let (code, out, _) = aos.run(&["logs", "--json", "1"]);
     assert_eq!(code, 0);
     let entries: Vec<Value> = out.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert!(entries.iter().any(|e| e["type"] == "stdout" && e["text"] == "resumed at reply 3"), "{out}");
+    assert_eq!(entries.iter().filter(|e| e["type"] == "stdout" && e["text"] == "hello").count(), 1, "{out}");
     for (i, e) in entries.iter().enumerate() {
         assert_eq!(e["seq"], i as u64, "no gap: {out}");
     }
@@ -325,8 +335,7 @@ fn a_killed_daemon_is_recovered_from_its_journal() {
     let types: Vec<&str> = entries.iter().map(|e| e["type"].as_str().unwrap()).collect();
     assert_eq!(types[..5], ["reply", "stdout", "result", "reply", "error"], "{out}");
     let interrupted = &entries[4];
-    // Call ids are never reused (the script provider replays from its first
-    // reply after a restart, but those are new calls with new ids).
+    // Call ids are never reused.
     let mut ids: Vec<u64> = entries.iter().filter_map(|e| e["id"].as_u64()).collect();
     let n = ids.len();
     ids.dedup();

@@ -27,7 +27,9 @@ use anyhow::{Context, Result};
 use std::sync::Mutex;
 use serde::{Deserialize, Serialize};
 
-use aos_kernel::{Counters, Entry, EventSink, ExitStatus, Kernel, KernelEvent, LogEntry, Pid, ProcessInfo, ProcessStatus};
+use aos_kernel::{
+    Counters, Entry, EventSink, ExitStatus, Kernel, KernelEvent, LogEntry, Pid, ProcessInfo, ProcessStatus, RestoreRequest,
+};
 
 /// A journal line.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -128,37 +130,31 @@ impl EventSink for Journal {
     }
 }
 
-/// Everything the journal knows about one process: what `Kernel::restore`
-/// needs to rebuild it.
+/// Everything the journal knows about one process: exactly what
+/// `Kernel::restore` needs to rebuild it (a [`RestoreRequest`], stored
+/// flattened), plus the replay logic.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ProcessSnapshot {
-    /// Identity, lineage, rights, budgets, workspace, status and counters.
-    pub info: ProcessInfo,
-    /// Base URL of its provider (not in `ProcessInfo`); `None` when unknown.
-    #[serde(default)]
-    pub base_url: Option<String>,
-    /// The full history, in order, without gaps.
-    pub log: Vec<LogEntry>,
-    /// Log index where the model's context starts (after compaction).
-    pub context_start: usize,
-    /// How many in-context entries were compacted.
-    pub compacted: usize,
-    /// The id the next call gets (calls are numbered from 1).
-    pub next_call_id: u64,
-    pub exit: Option<ExitStatus>,
+    #[serde(flatten)]
+    pub state: RestoreRequest,
+}
+
+impl std::ops::Deref for ProcessSnapshot {
+    type Target = RestoreRequest;
+    fn deref(&self) -> &RestoreRequest {
+        &self.state
+    }
+}
+
+impl std::ops::DerefMut for ProcessSnapshot {
+    fn deref_mut(&mut self) -> &mut RestoreRequest {
+        &mut self.state
+    }
 }
 
 impl ProcessSnapshot {
     fn new(info: ProcessInfo) -> Self {
-        ProcessSnapshot {
-            info,
-            base_url: None,
-            log: Vec::new(),
-            context_start: 0,
-            compacted: 0,
-            next_call_id: 1,
-            exit: None,
-        }
+        ProcessSnapshot { state: RestoreRequest::new(info) }
     }
 
     fn push(&mut self, e: LogEntry) {
@@ -357,15 +353,7 @@ pub fn earlier_runs(dir: &Path, current: &Path) -> Vec<PathBuf> {
 pub async fn restore(kernel: &Kernel, journal: &Journal, snapshot: &ProcessSnapshot) -> Result<Pid, String> {
     let entries = if snapshot.exit.is_none() { snapshot.recovery_entries() } else { Vec::new() };
     journal.write(&Record::Daemon(DaemonRecord::Restored { snapshot: Box::new(snapshot.clone()) }));
-    let req = aos_kernel::RestoreRequest {
-        info: snapshot.info.clone(),
-        base_url: snapshot.base_url.clone(),
-        log: snapshot.log.clone(),
-        context_start: snapshot.context_start,
-        compacted: snapshot.compacted,
-        next_call_id: snapshot.next_call_id,
-        exit: snapshot.exit.clone(),
-    };
+    let req = snapshot.state.clone();
     kernel.restore(req, entries).await.map_err(|e| format!("pid {} was not resumed: {e}", snapshot.info.pid))
 }
 
@@ -443,6 +431,7 @@ mod tests {
             counters: Counters::default(),
             workspace: "/w".into(),
             pipe_to: None,
+            base_url: None,
         }
     }
 

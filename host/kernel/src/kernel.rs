@@ -91,13 +91,13 @@ pub struct SpawnRequest {
     pub parent: Option<Pid>,
 }
 
-/// A process as rebuilt from a journal, for [`Kernel::restore`].
-#[derive(Debug, Clone)]
+/// A process as rebuilt from a journal, for [`Kernel::restore`]
+/// (serializable: the daemon's journal stores it as is).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RestoreRequest {
     /// Identity, lineage, rights (`capabilities`), budgets, workspace,
-    /// `pipe_to` and counters as they were last journalled.
+    /// `pipe_to`, provider base URL, status and counters as they were last journalled.
     pub info: ProcessInfo,
-    pub base_url: Option<String>,
     /// The full history, in order.
     pub log: Vec<LogEntry>,
     /// Log index where the model's context starts (after compaction).
@@ -108,6 +108,13 @@ pub struct RestoreRequest {
     pub next_call_id: u64,
     /// Set for a process that had ended: it is kept for `ps`/`logs` only.
     pub exit: Option<ExitStatus>,
+}
+
+impl RestoreRequest {
+    /// A request with an empty history.
+    pub fn new(info: ProcessInfo) -> Self {
+        RestoreRequest { info, log: Vec::new(), context_start: 0, compacted: 0, next_call_id: 1, exit: None }
+    }
 }
 
 /// Errors of the kernel API; messages say what to do.
@@ -352,7 +359,7 @@ impl KernelInner {
             return Err(bad("a process with this pid already exists".into()));
         }
         let caps = CapabilitySet::parse(&info.capabilities).map_err(|e| bad(e.to_string()))?;
-        let provider = self.provider(&info.provider, r.base_url.as_deref())?;
+        let provider = self.provider(&info.provider, info.base_url.as_deref())?;
         std::fs::create_dir_all(&info.workspace)
             .map_err(|source| KernelError::Workspace { path: info.workspace.clone(), source })?;
         let (ends, inbox) = ipc::channels();
@@ -362,7 +369,7 @@ impl KernelInner {
             role: info.role,
             task: info.task,
             provider_name: info.provider,
-            base_url: r.base_url,
+            base_url: info.base_url,
             model: info.model,
             caps,
             budgets: info.budgets,
@@ -382,6 +389,12 @@ impl KernelInner {
             st.context_start = r.context_start.min(st.log.len());
             st.compacted = r.compacted;
             st.next_call_id = r.next_call_id.max(1);
+            // Every model call left exactly one reply in the log.
+            let replies = st.log.iter().filter(|e| matches!(e.entry, Entry::Reply { .. })).count() as u64;
+            st.counters.steps = st.counters.steps.max(replies);
+            if let ProcessStatus::Sleeping { until_ms } = info.status {
+                st.sleep_until_ms = Some(until_ms);
+            }
             if let Some(exit) = &r.exit {
                 st.exit = Some(exit.clone());
                 st.status = exit.as_status();
@@ -400,6 +413,8 @@ impl KernelInner {
             p.exit_tx.send_replace(Some(exit));
             return Ok(pid);
         }
+        // Per-process provider state (e.g. the script's position) continues.
+        p.provider.resume(pid, p.state.lock().counters.steps);
         // Webhook routes the process registered keep their paths and secrets.
         let routes: Vec<(String, Option<String>)> = p
             .state

@@ -105,6 +105,23 @@ async fn run_loop(inner: &Arc<KernelInner>, p: &Arc<Process>, mut inbox: IpcInbo
     let window = inner.context_window(&p.model);
     let mut breaker = LoopBreaker { limit: inner.config.loop_breaker, last: None, count: 0 };
 
+    // A process restored while sleeping sleeps out the rest of its time first.
+    let resumed_sleep = p.state.lock().sleep_until_ms.take();
+    if let Some(until_ms) = resumed_sleep {
+        let left = Duration::from_millis(until_ms.saturating_sub(now_ms()));
+        if !left.is_zero() {
+            inner.set_status(p, ProcessStatus::Sleeping { until_ms });
+            tokio::select! {
+                _ = tokio::time::sleep(left) => {}
+                ev = inbox.events.recv() => {
+                    if let Some(ev) = ev {
+                        inner.record(p, Entry::Event { text: ev });
+                    }
+                }
+            }
+        }
+    }
+
     loop {
         for ev in inbox.drain_events() {
             inner.record(p, Entry::Event { text: ev });
