@@ -482,6 +482,11 @@ async fn logs(
                 KernelEvent::Status { pid: p, .. } | KernelEvent::Compacted { pid: p, .. } => (*p == pid, false),
                 KernelEvent::Exited { pid: p, .. } => (*p == pid, *p == pid),
                 KernelEvent::Spawned { info } => (info.parent == Some(pid), false),
+                // Queue bookkeeping is for the journal, not for logs.
+                KernelEvent::Delivered { .. }
+                | KernelEvent::Consumed { .. }
+                | KernelEvent::Scheduled { .. }
+                | KernelEvent::Fired { .. } => (false, false),
             };
             if mine && tx.send(ev).await.is_err() {
                 return;

@@ -108,13 +108,33 @@ pub struct RestoreRequest {
     pub next_call_id: u64,
     /// Set for a process that had ended: it is kept for `ps`/`logs` only.
     pub exit: Option<ExitStatus>,
+    /// Messages, stdin lines and events queued but not received, and
+    /// `SYS_SCHEDULE` wake-ups not yet fired.
+    #[serde(default)]
+    pub pending: ipc::PendingInput,
 }
 
 impl RestoreRequest {
     /// A request with an empty history.
     pub fn new(info: ProcessInfo) -> Self {
-        RestoreRequest { info, log: Vec::new(), context_start: 0, compacted: 0, next_call_id: 1, exit: None }
+        RestoreRequest {
+            info,
+            log: Vec::new(),
+            context_start: 0,
+            compacted: 0,
+            next_call_id: 1,
+            exit: None,
+            pending: ipc::PendingInput::default(),
+        }
     }
+}
+
+/// An item for a process's input queues.
+pub(crate) enum Delivery {
+    Msg { from: Pid, content: String },
+    Stdin(String),
+    /// `durable: false` = not journalled (webhook requests).
+    Event { text: String, durable: bool },
 }
 
 /// Errors of the kernel API; messages say what to do.
@@ -156,6 +176,14 @@ pub enum KernelEvent {
     /// the context now starts at log index `context_start`.
     Compacted { pid: Pid, entries: usize, context_start: usize },
     Exited { pid: Pid, status: ExitStatus },
+    /// An item was put in a queue of `pid` (`from`: the sender of a mailbox message).
+    Delivered { pid: Pid, queue: ipc::Queue, from: Option<Pid>, content: String, at_ms: u64 },
+    /// `pid` took the oldest item of that queue.
+    Consumed { pid: Pid, queue: ipc::Queue },
+    /// A `SYS_SCHEDULE` wake-up was armed.
+    Scheduled { pid: Pid, id: u64, due_ms: u64, prompt: String },
+    /// It fired (its event was `Delivered` just before).
+    Fired { pid: Pid, id: u64 },
 }
 
 /// Receives every kernel event, synchronously and in order per process
@@ -186,7 +214,7 @@ pub struct Kernel {
 }
 
 impl KernelInner {
-    fn wants_events(&self) -> bool {
+    pub(crate) fn wants_events(&self) -> bool {
         self.events.receiver_count() > 0 || !self.sinks.read().is_empty()
     }
 
@@ -211,6 +239,41 @@ impl KernelInner {
         if self.wants_events() {
             self.emit(KernelEvent::Entry { entry: le });
         }
+    }
+
+    /// Puts an item in `target`'s queue, announcing it first
+    /// ([`KernelEvent::Delivered`]) so a journal can restore it. False when
+    /// the process has ended.
+    pub(crate) fn deliver(&self, target: &Process, item: Delivery) -> bool {
+        let _order = target.ipc.order.lock();
+        let (queue, from, content, durable) = match &item {
+            Delivery::Msg { from, content } => (ipc::Queue::Mailbox, Some(*from), content, true),
+            Delivery::Stdin(t) => (ipc::Queue::Stdin, None, t, true),
+            Delivery::Event { text, durable } => (ipc::Queue::Events, None, text, *durable),
+        };
+        if durable && target.state.lock().exit.is_none() && self.wants_events() {
+            self.emit(KernelEvent::Delivered { pid: target.pid, queue, from, content: content.clone(), at_ms: now_ms() });
+        }
+        match item {
+            Delivery::Msg { from, content } => target.ipc.send_msg(from, content),
+            Delivery::Stdin(t) => target.ipc.send_stdin(t),
+            Delivery::Event { text, durable } => target.ipc.send_event(text, durable),
+        }
+    }
+
+    /// `p` took the oldest item of `queue` (not announced for non-durable events).
+    pub(crate) fn consumed(&self, p: &Process, queue: ipc::Queue) {
+        if self.wants_events() {
+            self.emit(KernelEvent::Consumed { pid: p.pid, queue });
+        }
+    }
+
+    /// Records a received event in the history (and its consumption).
+    pub(crate) fn take_event(&self, p: &Process, ev: ipc::IpcEvent) {
+        if ev.durable {
+            self.consumed(p, ipc::Queue::Events);
+        }
+        self.record(p, Entry::Event { text: ev.text });
     }
 
     pub(crate) fn set_status(&self, p: &Process, status: ProcessStatus) {
@@ -340,7 +403,7 @@ impl KernelInner {
         self.runtime.release_agent(p.pid);
         self.webhooks.forget(p.pid);
         if let Some(parent) = p.parent.and_then(|pp| self.table.get(pp)) {
-            parent.ipc.send_event(format!("child {} {status}", p.pid));
+            self.deliver(&parent, Delivery::Event { text: format!("child {} {status}", p.pid), durable: true });
         }
         if self.wants_events() {
             self.emit(KernelEvent::Status { pid: p.pid, status: status.as_status() });
@@ -363,6 +426,18 @@ impl KernelInner {
         std::fs::create_dir_all(&info.workspace)
             .map_err(|source| KernelError::Workspace { path: info.workspace.clone(), source })?;
         let (ends, inbox) = ipc::channels();
+        // Input that was queued when the kernel stopped (already journalled in the snapshot).
+        if r.exit.is_none() {
+            for m in &r.pending.mailbox {
+                ends.mailbox.send(m.clone()).expect("receiver held here");
+            }
+            for l in &r.pending.stdin {
+                ends.send_stdin(l.clone());
+            }
+            for e in &r.pending.events {
+                ends.send_event(e.clone(), true);
+            }
+        }
         let mut p = Process::new(NewProcess {
             pid,
             parent: info.parent,
@@ -415,6 +490,9 @@ impl KernelInner {
         }
         // Per-process provider state (e.g. the script's position) continues.
         p.provider.resume(pid, p.state.lock().counters.steps);
+        for t in r.pending.timers {
+            crate::scheduler::arm_timer(self.clone(), &p, t.id, t.due_ms, t.prompt);
+        }
         // Webhook routes the process registered keep their paths and secrets.
         let routes: Vec<(String, Option<String>)> = p
             .state
@@ -523,14 +601,14 @@ impl Kernel {
     /// Queues a line on `pid`'s stdin (read by `SYS_READ_STDIN`).
     pub fn send_stdin(&self, pid: Pid, text: impl Into<String>) -> Result<(), KernelError> {
         let p = self.running(pid)?;
-        p.ipc.send_stdin(text.into());
+        self.inner.deliver(&p, Delivery::Stdin(text.into()));
         Ok(())
     }
 
     /// Puts a message from the user (pid 0) in `pid`'s mailbox (read by `RECV_MSG`).
     pub fn send_message(&self, pid: Pid, content: impl Into<String>) -> Result<(), KernelError> {
         let p = self.running(pid)?;
-        p.ipc.send_msg(0, content.into());
+        self.inner.deliver(&p, Delivery::Msg { from: 0, content: content.into() });
         Ok(())
     }
 
@@ -634,7 +712,7 @@ impl Kernel {
         let Some(p) = alive else {
             return Err(WebhookError::ProcessEnded(pid));
         };
-        if !p.ipc.send_event(text) {
+        if !self.inner.deliver(&p, Delivery::Event { text, durable: false }) {
             return Err(WebhookError::ProcessEnded(pid));
         }
         match tokio::time::timeout(timeout, rx).await {

@@ -20,7 +20,7 @@ pub mod syscalls;
 pub mod table;
 pub mod webhook;
 
-pub use ipc::IpcMessage;
+pub use ipc::{IpcMessage, PendingInput, PendingTimer, Queue};
 pub use kernel::{
     EventSink, Kernel, KernelConfig, KernelError, KernelEvent, ProviderFactory, RestoreRequest, SpawnRequest,
 };

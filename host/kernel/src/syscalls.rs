@@ -219,7 +219,7 @@ async fn run_kernel(
             if let Some(exit) = target.state.lock().exit.clone() {
                 return Outcome::Err(SyscallError::NotFound(format!("process {to} has ended (it {exit})")));
             }
-            target.ipc.send_msg(p.pid, content);
+            inner.deliver(&target, crate::kernel::Delivery::Msg { from: p.pid, content });
             ok(json!({"delivered": true}))
         }
         "RECV_MSG" => {
@@ -228,10 +228,13 @@ async fn run_kernel(
             let r = inbox.recv_msg(timeout).await;
             inner.set_status(p, ProcessStatus::Running);
             match r {
-                Woke::Got(m) => ok(json!({"from": m.from, "content": m.content})),
+                Woke::Got(m) => {
+                    inner.consumed(p, crate::ipc::Queue::Mailbox);
+                    ok(json!({"from": m.from, "content": m.content}))
+                }
                 Woke::TimedOut => ok(json!({"timed_out": true})),
                 Woke::Event(e) => {
-                    inner.record(p, Entry::Event { text: e });
+                    inner.take_event(p, e);
                     ok(json!({"interrupted": "an event arrived (see [EVENT]); call RECV_MSG again to keep waiting"}))
                 }
             }
@@ -243,7 +246,7 @@ async fn run_kernel(
             if let Some(t) = p.pipe_to {
                 match inner.table.get(t) {
                     Some(target) if target.state.lock().exit.is_none() => {
-                        target.ipc.send_stdin(text);
+                        inner.deliver(&target, crate::kernel::Delivery::Stdin(text));
                         out["piped_to"] = json!(t);
                     }
                     _ => out["pipe_closed"] = json!(t),
@@ -256,10 +259,13 @@ async fn run_kernel(
             let r = inbox.read_stdin().await;
             inner.set_status(p, ProcessStatus::Running);
             match r {
-                Woke::Got(text) => ok(json!({"text": text})),
+                Woke::Got(text) => {
+                    inner.consumed(p, crate::ipc::Queue::Stdin);
+                    ok(json!({"text": text}))
+                }
                 Woke::TimedOut => ok(json!({"timed_out": true})),
                 Woke::Event(e) => {
-                    inner.record(p, Entry::Event { text: e });
+                    inner.take_event(p, e);
                     ok(json!({"interrupted": "an event arrived (see [EVENT]); call SYS_READ_STDIN again to keep waiting"}))
                 }
             }

@@ -141,3 +141,85 @@ async fn restore_keeps_the_base_url_and_sleeps_out_a_sleep() {
     assert!(t0.elapsed() >= std::time::Duration::from_millis(1300), "woke after {:?}", t0.elapsed());
     assert!(aos_kernel::process::now_ms() >= until - 50);
 }
+
+/// Collects every kernel event.
+#[derive(Default)]
+struct Sink(parking_lot::Mutex<Vec<aos_kernel::KernelEvent>>);
+
+impl aos_kernel::EventSink for Sink {
+    fn record(&self, e: &aos_kernel::KernelEvent) {
+        self.0.lock().push(e.clone());
+    }
+}
+
+#[tokio::test]
+async fn queued_input_and_timers_are_announced_for_the_journal() {
+    use aos_kernel::{KernelEvent, Queue};
+    let a = harness().await;
+    let sink = std::sync::Arc::new(Sink::default());
+    a.kernel.add_sink(sink.clone());
+    let pid = a
+        .spawn(
+            "wait",
+            &[r#"[SYS_CALL::SYS_SCHEDULE] {"seconds": 3600, "prompt": "later"}
+[SYS_CALL::SYS_READ_STDIN] {}"#],
+            &["timers", "ipc"],
+        )
+        .await;
+    a.wait_status(pid, "BlockedStdin").await;
+    a.kernel.send_message(pid, "not read yet").unwrap();
+    let evs = sink.0.lock().clone();
+    let scheduled: Vec<_> = evs.iter().filter(|e| matches!(e, KernelEvent::Scheduled { .. })).collect();
+    assert!(
+        matches!(scheduled[..], [KernelEvent::Scheduled { pid: p, id: 1, prompt, .. }] if *p == pid && prompt == "later"),
+        "{evs:#?}"
+    );
+    assert!(evs.iter().any(|e| matches!(e, KernelEvent::Delivered { queue: Queue::Mailbox, from: Some(0), content, .. } if content == "not read yet")));
+    assert!(!evs.iter().any(|e| matches!(e, KernelEvent::Consumed { .. } | KernelEvent::Fired { .. })));
+    // Reading stdin consumes it.
+    a.kernel.send_stdin(pid, "line").unwrap();
+    for _ in 0..200 {
+        if sink.0.lock().iter().any(|e| matches!(e, KernelEvent::Consumed { queue: Queue::Stdin, .. })) {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    assert!(sink.0.lock().iter().any(|e| matches!(e, KernelEvent::Consumed { queue: Queue::Stdin, .. })));
+    a.kernel.kill(pid).unwrap();
+}
+
+#[tokio::test]
+async fn restore_puts_back_queued_input_and_rearms_timers() {
+    let a = harness().await;
+    let model = a.script(
+        "queued",
+        &[
+            "[SYS_CALL::RECV_MSG] {}\n[SYS_CALL::SYS_READ_STDIN] {}",
+            r#"[SYS_CALL::RECV_MSG] {"timeout": 10}"#,
+            r#"[SYS_CALL::SYS_EXIT] {"code": 0}"#,
+        ],
+    );
+    let pid = a.kernel.spawn(a.req("t", &model, &["ipc", "timers"])).await.unwrap();
+    a.kernel.kill(pid).unwrap();
+    a.wait(pid).await;
+    let mut info = a.kernel.info(pid).unwrap();
+    info.counters.steps = 0;
+    let b = harness().await;
+    let mut req = RestoreRequest::new(info);
+    req.pending.mailbox.push(aos_kernel::IpcMessage { from: 0, content: "queued hello".into(), sent_at_ms: 1 });
+    req.pending.stdin.push("queued line".into());
+    req.pending.events.push("child 9 exited with code 0".into());
+    req.pending.timers.push(aos_kernel::PendingTimer {
+        id: 4,
+        due_ms: aos_kernel::process::now_ms() + 300,
+        prompt: "wake".into(),
+    });
+    b.kernel.restore(req, vec![]).await.unwrap();
+    assert!(matches!(b.wait(pid).await, ExitStatus::Exited { code: 0, .. }), "{:#?}", b.kernel.logs(pid));
+    let log: Vec<String> = b.kernel.logs(pid).unwrap().iter().map(|e| serde_json::to_string(&e.entry).unwrap()).collect();
+    let text = log.join("\n");
+    assert!(text.contains("child 9 exited with code 0"), "{text}");
+    assert!(text.contains(r#""content":"queued hello""#), "{text}");
+    assert!(text.contains(r#""text":"queued line""#), "{text}");
+    assert!(text.contains("scheduled wake-up #4: wake") && !text.contains("timed_out"), "{text}");
+}
