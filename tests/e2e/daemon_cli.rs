@@ -300,6 +300,16 @@ fn a_killed_daemon_is_recovered_from_its_journal() {
     );
     let pid = spawn(&aos, &model, &[]);
     wait_state(&aos, pid, "blocked_recv");
+    // A second process, reading stdin, has a mailbox message it has not received yet.
+    let reader = script(
+        &aos,
+        "reader.txt",
+        "[SYS_CALL::SYS_READ_STDIN] {}\n---\n[SYS_CALL::RECV_MSG] {}\n---\n[SYS_CALL::SYS_EXIT] {\"code\": 0}\n",
+    );
+    let pid2 = spawn(&aos, &reader, &[]);
+    wait_state(&aos, pid2, "blocked_stdin");
+    let (code, _, err) = aos.run(&["send", "--msg", &pid2.to_string(), "queued before the crash"]);
+    assert_eq!(code, 0, "{err}");
     let dpid = d.pid().unwrap();
     std::process::Command::new("kill").args(["-9", &dpid.to_string()]).status().unwrap();
     let t0 = Instant::now();
@@ -342,9 +352,17 @@ fn a_killed_daemon_is_recovered_from_its_journal() {
     assert_eq!(ids.len(), n, "{out}");
     assert_eq!((interrupted["id"].as_u64(), interrupted["name"].as_str()), (Some(2), Some("RECV_MSG")), "{out}");
     assert!(interrupted["error"].as_str().unwrap().starts_with("interrupted"), "{out}");
+    // The undelivered message survived the crash: the reader's next RECV_MSG gets it.
+    let ended = wait_state(&aos, pid2, "exited");
+    assert_eq!(ended["status"]["code"], 0, "{ended}");
+    let (_, out, _) = aos.run(&["logs", "--json", &pid2.to_string()]);
+    assert!(
+        out.lines().any(|l| l.contains("\"name\":\"RECV_MSG\"") && l.contains("queued before the crash")),
+        "{out}"
+    );
     // New processes get pids above the restored ones.
-    let pid2 = spawn(&aos, &blocking_script(&aos), &[]);
-    assert_eq!(pid2, 2);
+    let pid3 = spawn(&aos, &blocking_script(&aos), &[]);
+    assert_eq!(pid3, 3);
     let (code, out, _) = aos.run(&["kill", "1"]);
     assert_eq!((code, out.trim()), (0, "killed 1"));
 }
