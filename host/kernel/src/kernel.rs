@@ -531,9 +531,13 @@ impl Kernel {
     /// call was interrupted by the restart"), then its loop resumes with its
     /// next step; nothing in the history is executed again. A process that
     /// had exited is kept for `ps` and `logs` only. Restore parents before
-    /// children; later spawns get pids above every restored one. Messages
-    /// that were queued but not yet received when the kernel stopped are not
-    /// part of the history and are not restored.
+    /// children; later spawns get pids above every restored one. Input that
+    /// was queued but not yet received (`req.pending`: mailbox, stdin,
+    /// events) is queued again and unfired `SYS_SCHEDULE` wake-ups are
+    /// re-armed for their original time; a process that was sleeping sleeps
+    /// until its original wake-up time; the provider is told how many model
+    /// calls were made (`Provider::resume`), so a script continues where it
+    /// was; webhook paths it registered are registered again with their secrets.
     pub async fn restore(&self, req: RestoreRequest, entries: Vec<Entry>) -> Result<Pid, KernelError> {
         self.inner.restore(req, entries)
     }

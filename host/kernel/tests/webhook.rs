@@ -166,3 +166,29 @@ async fn paths_are_validated_unique_and_need_the_capability() {
     assert_eq!(h.kernel.webhooks_of(a), vec!["/shared".to_string()]);
     h.kernel.kill(a).unwrap();
 }
+
+#[tokio::test]
+async fn a_restored_process_keeps_its_paths_and_secrets() {
+    let a = harness().await;
+    let pid = a
+        .spawn("hook", &[r#"[SYS_CALL::SYS_REGISTER_WEBHOOK] {"path": "/kept"}"#, "[SYS_CALL::RECV_MSG] {}", "[SYS_CALL::RECV_MSG] {}", "[SYS_CALL::SYS_WEBHOOK_REPLY] {\"request_id\": 1, \"body\": \"after restart\"}\n[SYS_CALL::RECV_MSG] {}"], &["webhook", "ipc"])
+        .await;
+    a.wait_status(pid, "BlockedRecv").await;
+    let secret = registration(&a, pid)["secret"].as_str().unwrap().to_string();
+    let info = a.kernel.info(pid).unwrap();
+    let log = a.kernel.logs(pid).unwrap();
+    a.kernel.kill(pid).unwrap();
+    a.wait(pid).await;
+
+    let b = harness().await;
+    b.kernel
+        .restore(aos_kernel::RestoreRequest { log, next_call_id: 3, ..aos_kernel::RestoreRequest::new(info) }, vec![])
+        .await
+        .unwrap();
+    assert_eq!(b.kernel.webhooks_of(pid), vec!["/kept".to_string()]);
+    // Its next step is reply 3 (RECV_MSG), which the request interrupts; reply 4 answers it.
+    b.wait_status(pid, "BlockedRecv").await;
+    let resp = b.kernel.webhook_deliver(request("/kept", &[("X-AOS-Secret", &secret)], "x"), T).await.unwrap();
+    assert_eq!(resp.body, "after restart");
+    b.kernel.kill(pid).unwrap();
+}
