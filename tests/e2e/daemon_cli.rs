@@ -292,8 +292,24 @@ fn the_control_socket_is_private() {
 fn a_killed_daemon_is_recovered_from_its_journal() {
     let aos = new_aos();
     let d = Daemon::start(&aos);
-    let pid = spawn(&aos, &blocking_script(&aos), &[]);
+    let model = script(
+        &aos,
+        "resume.txt",
+        "[SYS_CALL::SYS_WRITE_STDOUT] {\"text\": \"hello\"}\n---\n[SYS_CALL::RECV_MSG] {}\n---\n\
+         [SYS_CALL::SYS_WRITE_STDOUT] {\"text\": \"resumed at reply 3\"}\n[SYS_CALL::RECV_MSG] {}\n",
+    );
+    let pid = spawn(&aos, &model, &[]);
     wait_state(&aos, pid, "blocked_recv");
+    // A second process, reading stdin, has a mailbox message it has not received yet.
+    let reader = script(
+        &aos,
+        "reader.txt",
+        "[SYS_CALL::SYS_READ_STDIN] {}\n---\n[SYS_CALL::RECV_MSG] {}\n---\n[SYS_CALL::SYS_EXIT] {\"code\": 0}\n",
+    );
+    let pid2 = spawn(&aos, &reader, &[]);
+    wait_state(&aos, pid2, "blocked_stdin");
+    let (code, _, err) = aos.run(&["send", "--msg", &pid2.to_string(), "queued before the crash"]);
+    assert_eq!(code, 0, "{err}");
     let dpid = d.pid().unwrap();
     std::process::Command::new("kill").args(["-9", &dpid.to_string()]).status().unwrap();
     let t0 = Instant::now();
@@ -315,9 +331,13 @@ fn a_killed_daemon_is_recovered_from_its_journal() {
     assert_eq!(code, 0);
     assert!(out.contains("recovery: pid 1 resumed from the journal (it was in RECV_MSG"), "{out}");
     assert_eq!(aos.home().join("journal/archive").read_dir().unwrap().count(), 1);
+    // The script provider continues at the reply after the two it gave.
+    wait_blocked_after(&aos, 1, 3);
     let (code, out, _) = aos.run(&["logs", "--json", "1"]);
     assert_eq!(code, 0);
     let entries: Vec<Value> = out.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert!(entries.iter().any(|e| e["type"] == "stdout" && e["text"] == "resumed at reply 3"), "{out}");
+    assert_eq!(entries.iter().filter(|e| e["type"] == "stdout" && e["text"] == "hello").count(), 1, "{out}");
     for (i, e) in entries.iter().enumerate() {
         assert_eq!(e["seq"], i as u64, "no gap: {out}");
     }
@@ -325,17 +345,24 @@ fn a_killed_daemon_is_recovered_from_its_journal() {
     let types: Vec<&str> = entries.iter().map(|e| e["type"].as_str().unwrap()).collect();
     assert_eq!(types[..5], ["reply", "stdout", "result", "reply", "error"], "{out}");
     let interrupted = &entries[4];
-    // Call ids are never reused (the script provider replays from its first
-    // reply after a restart, but those are new calls with new ids).
+    // Call ids are never reused.
     let mut ids: Vec<u64> = entries.iter().filter_map(|e| e["id"].as_u64()).collect();
     let n = ids.len();
     ids.dedup();
     assert_eq!(ids.len(), n, "{out}");
     assert_eq!((interrupted["id"].as_u64(), interrupted["name"].as_str()), (Some(2), Some("RECV_MSG")), "{out}");
     assert!(interrupted["error"].as_str().unwrap().starts_with("interrupted"), "{out}");
+    // The undelivered message survived the crash: the reader's next RECV_MSG gets it.
+    let ended = wait_state(&aos, pid2, "exited");
+    assert_eq!(ended["status"]["code"], 0, "{ended}");
+    let (_, out, _) = aos.run(&["logs", "--json", &pid2.to_string()]);
+    assert!(
+        out.lines().any(|l| l.contains("\"name\":\"RECV_MSG\"") && l.contains("queued before the crash")),
+        "{out}"
+    );
     // New processes get pids above the restored ones.
-    let pid2 = spawn(&aos, &blocking_script(&aos), &[]);
-    assert_eq!(pid2, 2);
+    let pid3 = spawn(&aos, &blocking_script(&aos), &[]);
+    assert_eq!(pid3, 3);
     let (code, out, _) = aos.run(&["kill", "1"]);
     assert_eq!((code, out.trim()), (0, "killed 1"));
 }
@@ -482,4 +509,134 @@ fn control_api_over_loopback_tcp_needs_the_token() {
     let (code, _, err) = aos.run(&["kernel", "stop"]);
     assert_eq!(code, 0, "{err}");
     assert!(!token_file.exists());
+}
+
+/// Polls until `pid` is blocked in RECV_MSG after exactly `steps` model calls.
+fn wait_blocked_after(aos: &Aos, pid: u64, steps: u64) {
+    let t0 = Instant::now();
+    loop {
+        let ps = ps_json(aos, true);
+        if let Some(p) = ps.iter().find(|p| p["pid"] == pid) {
+            if p["status"]["state"] == "blocked_recv" && p["counters"]["steps"] == steps {
+                return;
+            }
+        }
+        assert!(t0.elapsed() < Duration::from_secs(15), "pid {pid} never blocked after {steps} steps: {ps:?}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn webhooks_refuse_bad_secrets_and_deliver_good_ones() {
+    let aos = new_aos();
+    std::fs::write(aos.home().join("aos.toml"), "[webhooks]\ntimeout_secs = 1\nmax_body_bytes = 1000\n").unwrap();
+    let _d = Daemon::start(&aos);
+    let model = script(
+        &aos,
+        "hooks.txt",
+        r#"[SYS_CALL::SYS_REGISTER_WEBHOOK] {"path": "/hooks/ci"}
+---
+[SYS_CALL::RECV_MSG] {}
+---
+[SYS_CALL::SYS_WEBHOOK_REPLY] {"request_id": 1, "status": 201, "body": "queued build"}
+---
+[SYS_CALL::RECV_MSG] {}
+---
+[SYS_CALL::SYS_WEBHOOK_REPLY] {"request_id": 2, "body": "signed ok"}
+---
+[SYS_CALL::RECV_MSG] {}
+---
+[SYS_CALL::RECV_MSG] {"timeout": 2}
+---
+[SYS_CALL::SYS_WEBHOOK_REPLY] {"request_id": 3, "body": "too late"}
+---
+[SYS_CALL::RECV_MSG] {}
+"#,
+    );
+    let pid = spawn(&aos, &model, &["--grant", "webhook", "--grant", "ipc"]);
+    wait_blocked_after(&aos, pid, 2);
+
+    // Where the daemon serves webhooks, and the registration the process got.
+    let (code, out, _) = aos.run(&["kernel", "status", "--json"]);
+    assert_eq!(code, 0);
+    let base = serde_json::from_str::<Value>(&out).unwrap()["webhooks"].as_str().expect("webhook address").to_string();
+    assert!(base.starts_with("http://127.0.0.1:"), "{base}");
+    let (_, text, _) = aos.run(&["kernel", "status"]);
+    assert!(text.contains(&format!("webhooks: {base}")), "{text}");
+    let (_, out, _) = aos.run(&["logs", "--json", &pid.to_string()]);
+    let reg = out
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap())
+        .find(|e| e["name"] == "SYS_REGISTER_WEBHOOK" && e["type"] == "result")
+        .unwrap_or_else(|| panic!("no registration: {out}"));
+    let secret = reg["output"]["secret"].as_str().unwrap().to_string();
+    let url = format!("{base}/hooks/ci");
+    assert_eq!(reg["output"]["url"], url.as_str());
+
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let http = reqwest::Client::new();
+    let send = |path: &str, headers: &[(&str, &str)], body: String| {
+        let mut r = http.post(format!("{base}{path}")).body(body);
+        for (k, v) in headers {
+            r = r.header(*k, *v);
+        }
+        rt.block_on(async move {
+            let resp = r.send().await.expect("the webhook listener answers");
+            let code = resp.status().as_u16();
+            (code, resp.text().await.unwrap())
+        })
+    };
+
+    // Refused before reaching the process.
+    let (code, body) = send("/hooks/ci", &[], "{}".into());
+    assert_eq!(code, 401, "{body}");
+    assert!(body.contains("X-AOS-Secret"), "{body}");
+    let (code, _) = send("/hooks/ci", &[("X-AOS-Secret", "not-the-secret")], "{}".into());
+    assert_eq!(code, 403);
+    let forged = format!("sha256={}", aos_kernel::webhook::hmac_sha256_hex(b"guess", b"{}"));
+    let (code, _) = send("/hooks/ci", &[("X-AOS-Signature", &forged)], "{}".into());
+    assert_eq!(code, 403);
+    let (code, _) = send("/hooks/other", &[("X-AOS-Secret", &secret)], "{}".into());
+    assert_eq!(code, 404);
+    let (code, body) = send("/hooks/ci", &[("X-AOS-Secret", &secret)], "x".repeat(2000));
+    assert_eq!(code, 413, "{body}");
+    std::thread::sleep(Duration::from_millis(200));
+    let (_, out, _) = aos.run(&["logs", "--json", &pid.to_string()]);
+    assert!(!out.contains("\"type\":\"event\""), "a refused request reached the process: {out}");
+    wait_blocked_after(&aos, pid, 2);
+
+    // The right secret: delivered, and answered with the process's status and body.
+    let (code, body) = send("/hooks/ci", &[("X-AOS-Secret", &secret), ("Content-Type", "application/json")], r#"{"build": 42}"#.into());
+    assert_eq!((code, body.as_str()), (201, "queued build"));
+    let (_, out, _) = aos.run(&["logs", &pid.to_string()]);
+    assert!(out.contains("webhook request #1") && out.contains("build"), "{out}");
+
+    // A valid HMAC signature instead of the secret.
+    wait_blocked_after(&aos, pid, 4);
+    let payload = r#"{"signed": true}"#;
+    let sig = format!("sha256={}", aos_kernel::webhook::hmac_sha256_hex(secret.as_bytes(), payload.as_bytes()));
+    let (code, body) = send("/hooks/ci", &[("X-AOS-Signature", &sig)], payload.into());
+    assert_eq!((code, body.as_str()), (200, "signed ok"));
+
+    // No reply within webhooks.timeout_secs: 504, and the late reply is an error for the model.
+    wait_blocked_after(&aos, pid, 6);
+    let t0 = Instant::now();
+    let (code, body) = send("/hooks/ci", &[("X-AOS-Secret", &secret)], "slow".into());
+    assert_eq!(code, 504, "{body}");
+    assert!(body.contains("did not answer"), "{body}");
+    assert!(t0.elapsed() < Duration::from_secs(5));
+    wait_blocked_after(&aos, pid, 9);
+    let (_, out, _) = aos.run(&["logs", "--json", &pid.to_string()]);
+    let late = out
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap())
+        .find(|e| e["type"] == "error" && e["name"] == "SYS_WEBHOOK_REPLY")
+        .unwrap_or_else(|| panic!("no error for the late reply: {out}"));
+    assert!(late["error"].as_str().unwrap().contains("unknown webhook request #3"), "{late}");
+
+    // Routes end with the process.
+    assert_eq!(aos.run(&["kill", &pid.to_string()]).0, 0);
+    wait_state(&aos, pid, "killed");
+    let (code, _) = send("/hooks/ci", &[("X-AOS-Secret", &secret)], "{}".into());
+    assert_eq!(code, 404);
 }

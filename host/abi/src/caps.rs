@@ -20,6 +20,7 @@
 //! | `timers`              | `SLEEP`, `SYS_SCHEDULE`                                         |
 //! | `spawn`               | `SPAWN_AGENT`                                                   |
 //! | `ipc`                 | `SEND_MSG`, `RECV_MSG`                                          |
+//! | `webhook`             | `SYS_REGISTER_WEBHOOK`, `SYS_WEBHOOK_REPLY`                     |
 //! | `driver:NAME`         | the syscalls of the installed third-party driver NAME           |
 //!
 //! `all` expands to every built-in capability (used for root agents by default).
@@ -47,12 +48,14 @@ pub enum Capability {
     Timers,
     Spawn,
     Ipc,
+    /// Incoming HTTP requests on registered paths.
+    Webhook,
     Driver(String),
 }
 
 /// A capability name that could not be parsed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("unknown capability `{0}`: expected one of fs:ro, fs:rw, net, net:HOST, exec, exec:net, memory, memory:shared/NAME, timers, spawn, ipc, driver:NAME, all")]
+#[error("unknown capability `{0}`: expected one of fs:ro, fs:rw, net, net:HOST, exec, exec:net, memory, memory:shared/NAME, timers, spawn, ipc, webhook, driver:NAME, all")]
 pub struct UnknownCapability(pub String);
 
 fn valid_name(s: &str) -> bool {
@@ -77,6 +80,7 @@ impl FromStr for Capability {
             "timers" => Capability::Timers,
             "spawn" => Capability::Spawn,
             "ipc" => Capability::Ipc,
+            "webhook" => Capability::Webhook,
             _ => {
                 if let Some(host) = t.strip_prefix("net:") {
                     let host = host.to_ascii_lowercase();
@@ -116,6 +120,7 @@ impl fmt::Display for Capability {
             Capability::Timers => f.write_str("timers"),
             Capability::Spawn => f.write_str("spawn"),
             Capability::Ipc => f.write_str("ipc"),
+            Capability::Webhook => f.write_str("webhook"),
             Capability::Driver(n) => write!(f, "driver:{n}"),
         }
     }
@@ -157,6 +162,7 @@ impl Capability {
             "SLEEP" | "SYS_SCHEDULE" => Capability::Timers,
             "SPAWN_AGENT" => Capability::Spawn,
             "SEND_MSG" | "RECV_MSG" => Capability::Ipc,
+            "SYS_REGISTER_WEBHOOK" | "SYS_WEBHOOK_REPLY" => Capability::Webhook,
             _ => return None,
         })
     }
@@ -189,7 +195,7 @@ impl CapabilitySet {
     /// Every built-in capability (not third-party drivers, not shared memory spaces).
     pub fn all_builtin() -> Self {
         use Capability::*;
-        [FsWrite, Net, ExecNet, Memory, Timers, Spawn, Ipc].into_iter().collect()
+        [FsWrite, Net, ExecNet, Memory, Timers, Spawn, Ipc, Webhook].into_iter().collect()
     }
 
     /// Parses grants such as `["fs:ro", "net:example.com", "FS_WRITE", "all"]`.
@@ -317,7 +323,7 @@ mod tests {
     fn parse_and_display_round_trip() {
         for s in [
             "fs:ro", "fs:rw", "net", "net:example.com", "exec", "exec:net", "memory",
-            "memory:shared/team", "timers", "spawn", "ipc", "driver:wordcount",
+            "memory:shared/team", "timers", "spawn", "ipc", "webhook", "driver:wordcount",
         ] {
             let c: Capability = s.parse().unwrap();
             assert_eq!(c.to_string(), s);
@@ -335,6 +341,19 @@ mod tests {
         assert!(s.contains(&Capability::Net));
         let w = CapabilitySet::parse(["FS_WRITE"]).unwrap();
         assert!(w.contains(&Capability::FsRead) && w.contains(&Capability::FsWrite));
+    }
+
+    #[test]
+    fn webhook_is_in_all_mapped_from_legacy_names_and_delegated_only_if_held() {
+        assert!(CapabilitySet::parse(["all"]).unwrap().contains(&Capability::Webhook));
+        let legacy = CapabilitySet::parse(["SYS_REGISTER_WEBHOOK"]).unwrap();
+        assert!(legacy.contains(&Capability::Webhook) && legacy.iter().count() == 1);
+        let parent = CapabilitySet::parse(["ipc"]).unwrap();
+        let err = parent.delegate(&CapabilitySet::parse(["webhook"]).unwrap()).unwrap_err();
+        assert_eq!(err.to_string(), "denied: the parent does not hold `webhook`");
+        let parent = CapabilitySet::parse(["webhook", "ipc"]).unwrap();
+        let child = parent.delegate(&CapabilitySet::parse(["ipc"]).unwrap()).unwrap();
+        assert!(!child.contains(&Capability::Webhook));
     }
 
     #[test]

@@ -19,6 +19,8 @@
 //! The same API is served on a loopback TCP address when `[control] tcp` is
 //! set; there every request must carry `Authorization: Bearer TOKEN`, the
 //! token the daemon writes to `$AOS_HOME/control.token` (mode 0600) at start.
+//! Webhooks are served separately, over TCP on `StatusInfo::webhooks`: any
+//! method on a registered path (see `aos_kernel::webhook`).
 
 use std::path::PathBuf;
 
@@ -85,6 +87,10 @@ pub struct StatusInfo {
     /// Address of the TCP control listener, if one is configured.
     #[serde(default)]
     pub control_tcp: Option<String>,
+    /// `http://IP:PORT` serving the paths registered with `SYS_REGISTER_WEBHOOK`
+    /// (`None` when `webhooks.listen = "off"`).
+    #[serde(default)]
+    pub webhooks: Option<String>,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]

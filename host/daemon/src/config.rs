@@ -45,6 +45,11 @@
 //! default_timeout_secs = 30      # per command, when the call gives none
 //! max_timeout_secs = 600         # longest per-command timeout honoured
 //! output_cap_bytes = 65536       # of stdout and of stderr, each
+//! [webhooks]                     # HTTP listener for SYS_REGISTER_WEBHOOK paths
+//! listen = "127.0.0.1:0"         # AOS_WEBHOOK_LISTEN  IP:PORT (port 0 = any free port; "off" = disabled)
+//! allow_non_loopback = false     # AOS_WEBHOOK_ALLOW_NON_LOOPBACK  required to listen beyond 127.0.0.1/::1
+//! max_body_bytes = 1048576       # AOS_WEBHOOK_MAX_BODY_BYTES  larger requests get 413
+//! timeout_secs = 30              # AOS_WEBHOOK_TIMEOUT_SECS    no SYS_WEBHOOK_REPLY by then → 504
 //!
 //! [providers.openai]             # per-provider HTTP settings
 //! base_url = "https://api.openai.com/v1"
@@ -78,6 +83,7 @@ pub struct Config {
     pub control: ControlConfig,
     pub net: NetSettings,
     pub sandbox: SandboxSettings,
+    pub webhooks: WebhookConfig,
     pub providers: BTreeMap<String, ProviderSettings>,
     pub drivers: BTreeMap<String, toml::Table>,
 }
@@ -210,6 +216,43 @@ pub struct JournalConfig {
     pub fsync: bool,
 }
 
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct WebhookConfig {
+    /// `IP:PORT`, or `off` (or empty) for no listener.
+    pub listen: String,
+    pub allow_non_loopback: bool,
+    pub max_body_bytes: usize,
+    pub timeout_secs: f64,
+}
+
+impl Default for WebhookConfig {
+    fn default() -> Self {
+        WebhookConfig { listen: "127.0.0.1:0".into(), allow_non_loopback: false, max_body_bytes: 1 << 20, timeout_secs: 30.0 }
+    }
+}
+
+impl WebhookConfig {
+    /// The address to listen on (`None` = webhooks disabled), refusing a
+    /// non-loopback address unless `allow_non_loopback` is set.
+    pub fn listen_addr(&self) -> Result<Option<std::net::SocketAddr>> {
+        let l = self.listen.trim();
+        if l.is_empty() || l.eq_ignore_ascii_case("off") {
+            return Ok(None);
+        }
+        let addr: std::net::SocketAddr = l.parse().map_err(|_| {
+            anyhow::anyhow!("webhooks.listen = {l:?} is not IP:PORT; use e.g. \"127.0.0.1:8787\" (or \"off\")")
+        })?;
+        if !addr.ip().is_loopback() && !self.allow_non_loopback {
+            anyhow::bail!(
+                "webhooks.listen = {l:?} is not a loopback address; webhooks listen on 127.0.0.1 or ::1 unless \
+                 `webhooks.allow_non_loopback = true` (AOS_WEBHOOK_ALLOW_NON_LOOPBACK=1) is set"
+            );
+        }
+        Ok(Some(addr))
+    }
+}
+
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct ProviderSettings {
@@ -237,6 +280,7 @@ impl Default for Config {
             control: ControlConfig::default(),
             net: NetSettings::default(),
             sandbox: SandboxSettings::default(),
+            webhooks: WebhookConfig::default(),
             providers: BTreeMap::new(),
             drivers: BTreeMap::new(),
         }
@@ -328,6 +372,18 @@ impl Config {
         }
         if let Some(v) = get("AOS_JOURNAL_FSYNC") {
             self.journal.fsync = !matches!(v.as_str(), "0" | "false" | "no" | "off");
+        }
+        if let Some(v) = get("AOS_WEBHOOK_LISTEN") {
+            self.webhooks.listen = v;
+        }
+        if let Some(v) = get("AOS_WEBHOOK_ALLOW_NON_LOOPBACK") {
+            self.webhooks.allow_non_loopback = matches!(v.as_str(), "1" | "true" | "yes" | "on");
+        }
+        if let Some(v) = get("AOS_WEBHOOK_MAX_BODY_BYTES") {
+            self.webhooks.max_body_bytes = num("AOS_WEBHOOK_MAX_BODY_BYTES", &v)?;
+        }
+        if let Some(v) = get("AOS_WEBHOOK_TIMEOUT_SECS") {
+            self.webhooks.timeout_secs = num("AOS_WEBHOOK_TIMEOUT_SECS", &v)?;
         }
         Ok(())
     }
@@ -423,6 +479,25 @@ mod tests {
         assert!(c("0.0.0.0:7878").unwrap_err().to_string().contains("not a loopback address"));
         assert!(c("localhost").unwrap_err().to_string().contains("IP:PORT"));
         assert_eq!(ControlConfig::default().tcp_addr().unwrap(), None);
+    }
+
+    #[test]
+    fn webhook_listen_address_is_loopback_unless_allowed() {
+        let mut w = WebhookConfig::default();
+        assert!(w.listen_addr().unwrap().unwrap().ip().is_loopback());
+        w.listen = "[::1]:8787".into();
+        assert_eq!(w.listen_addr().unwrap().unwrap().port(), 8787);
+        w.listen = "off".into();
+        assert!(w.listen_addr().unwrap().is_none());
+        w.listen = "0.0.0.0:8787".into();
+        assert!(w.listen_addr().unwrap_err().to_string().contains("allow_non_loopback"));
+        w.allow_non_loopback = true;
+        assert!(w.listen_addr().unwrap().is_some());
+        w.listen = "localhost:80".into();
+        assert!(w.listen_addr().unwrap_err().to_string().contains("IP:PORT"));
+        let d = tempfile::tempdir().unwrap();
+        let c = Config::load_with_env(d.path(), |k| (k == "AOS_WEBHOOK_TIMEOUT_SECS").then(|| "2.5".to_string())).unwrap();
+        assert_eq!(c.webhooks.timeout_secs, 2.5);
     }
 
     #[test]

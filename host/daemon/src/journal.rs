@@ -4,7 +4,8 @@
 //! reader that replays a journal into one [`ProcessSnapshot`] per process.
 //!
 //! Lines are [`KernelEvent`]s (`{"event": "spawned" | "entry" | "status" |
-//! "compacted" | "exited", ...}`) plus two records of the daemon's own:
+//! "compacted" | "exited" | "delivered" | "consumed" | "scheduled" | "fired", ...}`:
+//! queue items and timers not yet received are restored too) plus two records of the daemon's own:
 //! `{"event": "counters", "pid", "counters"}` after every model reply (token
 //! and step counters are not part of the events) and `{"event": "restored",
 //! "snapshot"}` when a process from an earlier run is resumed in this one.
@@ -27,7 +28,9 @@ use anyhow::{Context, Result};
 use std::sync::Mutex;
 use serde::{Deserialize, Serialize};
 
-use aos_kernel::{Counters, Entry, EventSink, ExitStatus, Kernel, KernelEvent, LogEntry, Pid, ProcessInfo, ProcessStatus};
+use aos_kernel::{
+    Counters, Entry, EventSink, ExitStatus, Kernel, KernelEvent, LogEntry, Pid, ProcessInfo, ProcessStatus, Queue, RestoreRequest,
+};
 
 /// A journal line.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -128,37 +131,31 @@ impl EventSink for Journal {
     }
 }
 
-/// Everything the journal knows about one process: what `Kernel::restore`
-/// needs to rebuild it.
+/// Everything the journal knows about one process: exactly what
+/// `Kernel::restore` needs to rebuild it (a [`RestoreRequest`], stored
+/// flattened), plus the replay logic.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ProcessSnapshot {
-    /// Identity, lineage, rights, budgets, workspace, status and counters.
-    pub info: ProcessInfo,
-    /// Base URL of its provider (not in `ProcessInfo`); `None` when unknown.
-    #[serde(default)]
-    pub base_url: Option<String>,
-    /// The full history, in order, without gaps.
-    pub log: Vec<LogEntry>,
-    /// Log index where the model's context starts (after compaction).
-    pub context_start: usize,
-    /// How many in-context entries were compacted.
-    pub compacted: usize,
-    /// The id the next call gets (calls are numbered from 1).
-    pub next_call_id: u64,
-    pub exit: Option<ExitStatus>,
+    #[serde(flatten)]
+    pub state: RestoreRequest,
+}
+
+impl std::ops::Deref for ProcessSnapshot {
+    type Target = RestoreRequest;
+    fn deref(&self) -> &RestoreRequest {
+        &self.state
+    }
+}
+
+impl std::ops::DerefMut for ProcessSnapshot {
+    fn deref_mut(&mut self) -> &mut RestoreRequest {
+        &mut self.state
+    }
 }
 
 impl ProcessSnapshot {
     fn new(info: ProcessInfo) -> Self {
-        ProcessSnapshot {
-            info,
-            base_url: None,
-            log: Vec::new(),
-            context_start: 0,
-            compacted: 0,
-            next_call_id: 1,
-            exit: None,
-        }
+        ProcessSnapshot { state: RestoreRequest::new(info) }
     }
 
     fn push(&mut self, e: LogEntry) {
@@ -293,6 +290,43 @@ pub fn replay(lines: impl Iterator<Item = String>) -> (BTreeMap<Pid, ProcessSnap
                     s.exit = Some(status);
                 }
             }
+            Record::Kernel(KernelEvent::Delivered { pid, queue, from, content, at_ms }) => {
+                if let Some(s) = procs.get_mut(&pid) {
+                    let q = &mut s.pending;
+                    match queue {
+                        Queue::Mailbox => q.mailbox.push(aos_kernel::IpcMessage { from: from.unwrap_or(0), content, sent_at_ms: at_ms }),
+                        Queue::Stdin => q.stdin.push(content),
+                        Queue::Events => q.events.push(content),
+                    }
+                }
+            }
+            Record::Kernel(KernelEvent::Consumed { pid, queue }) => {
+                if let Some(s) = procs.get_mut(&pid) {
+                    let q = &mut s.pending;
+                    let n = match queue {
+                        Queue::Mailbox => q.mailbox.len(),
+                        Queue::Stdin => q.stdin.len(),
+                        Queue::Events => q.events.len(),
+                    };
+                    if n > 0 {
+                        match queue {
+                            Queue::Mailbox => drop(q.mailbox.remove(0)),
+                            Queue::Stdin => drop(q.stdin.remove(0)),
+                            Queue::Events => drop(q.events.remove(0)),
+                        }
+                    }
+                }
+            }
+            Record::Kernel(KernelEvent::Scheduled { pid, id, due_ms, prompt }) => {
+                if let Some(s) = procs.get_mut(&pid) {
+                    s.pending.timers.push(aos_kernel::PendingTimer { id, due_ms, prompt });
+                }
+            }
+            Record::Kernel(KernelEvent::Fired { pid, id }) => {
+                if let Some(s) = procs.get_mut(&pid) {
+                    s.pending.timers.retain(|t| t.id != id);
+                }
+            }
             Record::Daemon(DaemonRecord::Counters { pid, counters }) => {
                 if let Some(s) = procs.get_mut(&pid) {
                     s.info.counters = counters;
@@ -357,15 +391,7 @@ pub fn earlier_runs(dir: &Path, current: &Path) -> Vec<PathBuf> {
 pub async fn restore(kernel: &Kernel, journal: &Journal, snapshot: &ProcessSnapshot) -> Result<Pid, String> {
     let entries = if snapshot.exit.is_none() { snapshot.recovery_entries() } else { Vec::new() };
     journal.write(&Record::Daemon(DaemonRecord::Restored { snapshot: Box::new(snapshot.clone()) }));
-    let req = aos_kernel::RestoreRequest {
-        info: snapshot.info.clone(),
-        base_url: snapshot.base_url.clone(),
-        log: snapshot.log.clone(),
-        context_start: snapshot.context_start,
-        compacted: snapshot.compacted,
-        next_call_id: snapshot.next_call_id,
-        exit: snapshot.exit.clone(),
-    };
+    let req = snapshot.state.clone();
     kernel.restore(req, entries).await.map_err(|e| format!("pid {} was not resumed: {e}", snapshot.info.pid))
 }
 
@@ -443,6 +469,7 @@ mod tests {
             counters: Counters::default(),
             workspace: "/w".into(),
             pipe_to: None,
+            base_url: None,
         }
     }
 
@@ -499,6 +526,29 @@ mod tests {
         assert_eq!(procs[&1].exit, Some(ExitStatus::Exited { code: 4, result: None }));
         assert_eq!(procs[&2].exit, Some(ExitStatus::Killed));
         assert!(procs[&1].pending_calls().is_empty());
+    }
+
+    #[test]
+    fn replay_keeps_undelivered_input_and_unfired_timers() {
+        let ev = |e: KernelEvent| serde_json::to_string(&e).unwrap();
+        let lines = vec![
+            ev(KernelEvent::Spawned { info: Box::new(info(1)) }),
+            ev(KernelEvent::Delivered { pid: 1, queue: Queue::Mailbox, from: Some(2), content: "m1".into(), at_ms: 5 }),
+            ev(KernelEvent::Delivered { pid: 1, queue: Queue::Mailbox, from: Some(0), content: "m2".into(), at_ms: 6 }),
+            ev(KernelEvent::Delivered { pid: 1, queue: Queue::Stdin, from: None, content: "line".into(), at_ms: 6 }),
+            ev(KernelEvent::Consumed { pid: 1, queue: Queue::Mailbox }),
+            ev(KernelEvent::Scheduled { pid: 1, id: 1, due_ms: 100, prompt: "a".into() }),
+            ev(KernelEvent::Scheduled { pid: 1, id: 2, due_ms: 200, prompt: "b".into() }),
+            ev(KernelEvent::Delivered { pid: 1, queue: Queue::Events, from: None, content: "scheduled wake-up #1: a".into(), at_ms: 100 }),
+            ev(KernelEvent::Fired { pid: 1, id: 1 }),
+        ];
+        let (procs, bad) = replay(lines.into_iter());
+        assert_eq!(bad, 0);
+        let p = &procs[&1].pending;
+        assert_eq!(p.mailbox.iter().map(|m| (m.from, m.content.as_str())).collect::<Vec<_>>(), [(0, "m2")]);
+        assert_eq!(p.stdin, ["line"]);
+        assert_eq!(p.events, ["scheduled wake-up #1: a"]);
+        assert_eq!(p.timers.iter().map(|t| t.id).collect::<Vec<_>>(), [2]);
     }
 
     #[test]

@@ -2,7 +2,10 @@
 //! `DriverRuntime`, providers from `aos_providers::build_provider`), attaches
 //! the journal, runs crash recovery, and serves the control API on
 //! `$AOS_HOME/aos.sock` (mode 0600) until `POST /v1/shutdown`, SIGTERM or
-//! SIGINT.
+//! SIGINT. It also serves webhook paths (`SYS_REGISTER_WEBHOOK`) over HTTP on
+//! a loopback TCP address (`[webhooks]` in aos.toml): body size capped (413),
+//! then `Kernel::webhook_deliver` checks the secret, wakes the process and
+//! waits for its `SYS_WEBHOOK_REPLY` (or a timeout, 504).
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -91,6 +94,7 @@ struct AppState {
     shutdown: Arc<Notify>,
     recovery: Arc<Vec<String>>,
     control_tcp: Option<String>,
+    webhooks: Option<String>,
 }
 
 struct AppErr(StatusCode, String);
@@ -145,6 +149,19 @@ pub async fn run_foreground(paths: Paths) -> Result<()> {
     let kernel = build_kernel(&paths, &cfg).await?;
     let started_at_ms = aos_kernel::process::now_ms();
 
+    // The webhook listener, bound before recovery so restored routes get its URL.
+    let webhook_listener = match cfg.webhooks.listen_addr()? {
+        Some(addr) => {
+            let l = tokio::net::TcpListener::bind(addr)
+                .await
+                .with_context(|| format!("cannot listen for webhooks on {addr}; change `webhooks.listen` in aos.toml or AOS_WEBHOOK_LISTEN"))?;
+            let url = format!("http://{}", l.local_addr()?);
+            kernel.set_webhook_base_url(Some(url.clone()));
+            Some((l, url))
+        }
+        None => None,
+    };
+
     // Journal: recover what the previous run left unfinished, then record this run.
     let journal = journal::Journal::create(&paths.journal(), started_at_ms, cfg.journal.fsync)?;
     journal.attach(&kernel);
@@ -184,6 +201,7 @@ pub async fn run_foreground(paths: Paths) -> Result<()> {
         }
     };
 
+    let cfg_webhooks = cfg.webhooks.clone();
     let shutdown = Arc::new(Notify::new());
     let state = AppState {
         kernel: kernel.clone(),
@@ -194,6 +212,7 @@ pub async fn run_foreground(paths: Paths) -> Result<()> {
         shutdown: shutdown.clone(),
         recovery: Arc::new(recovery),
         control_tcp: tcp.as_ref().map(|t| t.1.to_string()),
+        webhooks: webhook_listener.as_ref().map(|(_, u)| u.clone()),
     };
     let app = router(state);
     let stop_tcp = Arc::new(Notify::new());
@@ -204,6 +223,15 @@ pub async fn run_foreground(paths: Paths) -> Result<()> {
         tokio::spawn(async move {
             axum::serve(listener, app).with_graceful_shutdown(async move { stop.notified().await }).await
         })
+    });
+    let webhook_server = webhook_listener.map(|(l, url)| {
+        eprintln!("webhooks on {url}");
+        let app = webhook_router(WebhookState {
+            kernel: kernel.clone(),
+            max_body: cfg_webhooks.max_body_bytes,
+            timeout: Duration::from_secs_f64(cfg_webhooks.timeout_secs.clamp(0.001, 86_400.0)),
+        });
+        tokio::spawn(async move { axum::serve(l, app).await })
     });
     eprintln!("aos kernel {} listening on {} (pid {})", env!("CARGO_PKG_VERSION"), paths.socket().display(), std::process::id());
 
@@ -224,6 +252,9 @@ pub async fn run_foreground(paths: Paths) -> Result<()> {
     eprintln!("aos kernel stopping ({why}); unfinished processes stay in the journal");
     stop.notify_one();
     stop_tcp.notify_one();
+    if let Some(w) = webhook_server {
+        w.abort();
+    }
     // Streams (logs -f, wait, events) may stay open: give them a moment, then go.
     let _ = tokio::time::timeout(Duration::from_secs(2), server).await;
     if let Some(t) = tcp_server {
@@ -265,7 +296,63 @@ async fn status(State(s): State<AppState>) -> Json<StatusInfo> {
         processes: ProcessCounts { total: ps.len(), live, exited: ps.len() - live },
         recovery: s.recovery.as_ref().clone(),
         control_tcp: s.control_tcp.clone(),
+        webhooks: s.webhooks.clone(),
     })
+}
+
+#[derive(Clone)]
+struct WebhookState {
+    kernel: Kernel,
+    max_body: usize,
+    timeout: Duration,
+}
+
+/// Every path and method goes to [`webhook`].
+fn webhook_router(state: WebhookState) -> Router {
+    Router::new().fallback(webhook).with_state(state)
+}
+
+fn webhook_error(code: u16, msg: String) -> Response {
+    let code = StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    (code, Json(ErrorBody { error: msg })).into_response()
+}
+
+/// One webhook request: size cap, then the kernel authenticates, delivers and waits for the reply.
+async fn webhook(State(w): State<WebhookState>, req: axum::extract::Request) -> Response {
+    let too_large = || {
+        webhook_error(413, format!("the request body is larger than {} bytes (webhooks.max_body_bytes)", w.max_body))
+    };
+    let declared = req
+        .headers()
+        .get(axum::http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > w.max_body as u64) {
+        return too_large();
+    }
+    let (parts, body) = req.into_parts();
+    let body = match axum::body::to_bytes(body, w.max_body).await {
+        Ok(b) => b,
+        Err(_) => return too_large(),
+    };
+    let headers = parts
+        .headers
+        .iter()
+        .filter_map(|(k, v)| Some((k.as_str().to_string(), v.to_str().ok()?.to_string())))
+        .collect();
+    let wreq = aos_kernel::WebhookRequest {
+        method: parts.method.as_str().to_string(),
+        path: parts.uri.path().to_string(),
+        headers,
+        body: body.to_vec(),
+    };
+    match w.kernel.webhook_deliver(wreq, w.timeout).await {
+        Ok(r) => {
+            let code = StatusCode::from_u16(r.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+            (code, [(axum::http::header::CONTENT_TYPE, "text/plain; charset=utf-8")], r.body).into_response()
+        }
+        Err(e) => webhook_error(e.http_status(), e.to_string()),
+    }
 }
 
 /// Requests on the TCP listener must carry `Authorization: Bearer TOKEN`.
@@ -488,6 +575,11 @@ async fn logs(
                 KernelEvent::Status { pid: p, .. } | KernelEvent::Compacted { pid: p, .. } => (*p == pid, false),
                 KernelEvent::Exited { pid: p, .. } => (*p == pid, *p == pid),
                 KernelEvent::Spawned { info } => (info.parent == Some(pid), false),
+                // Queue bookkeeping is for the journal, not for logs.
+                KernelEvent::Delivered { .. }
+                | KernelEvent::Consumed { .. }
+                | KernelEvent::Scheduled { .. }
+                | KernelEvent::Fired { .. } => (false, false),
             };
             if mine && tx.send(ev).await.is_err() {
                 return;

@@ -12,6 +12,14 @@
 //! is parked on the channel's waker (no polling, no CPU). The sending halves
 //! ([`IpcEnds`]) live in the process control block; the receiving halves
 //! ([`IpcInbox`]) are owned by the process's task.
+//!
+//! Durability: every item put in a queue is announced as a
+//! `KernelEvent::Delivered` and every item taken as a `KernelEvent::Consumed`
+//! (see `KernelInner::deliver`/`consumed`), so a journal knows what was queued
+//! but not yet received and a restore puts it back ([`PendingInput`]).
+//! Webhook events are not durable (their HTTP caller cannot be answered after
+//! a restart). Taking counts as consumed at once: a message taken by a call
+//! that the crash interrupted is not delivered again (at most once).
 
 use std::time::Duration;
 
@@ -28,25 +36,76 @@ pub struct IpcMessage {
     pub sent_at_ms: u64,
 }
 
+/// One of a process's input queues.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Queue {
+    Mailbox,
+    Stdin,
+    Events,
+}
+
+/// An item of the event queue.
+#[derive(Debug, Clone, PartialEq)]
+pub struct IpcEvent {
+    pub text: String,
+    /// Journalled (and restored after a crash).
+    pub durable: bool,
+}
+
+/// A `SYS_SCHEDULE` wake-up that has not fired yet.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PendingTimer {
+    pub id: u64,
+    /// When it fires (Unix ms).
+    pub due_ms: u64,
+    pub prompt: String,
+}
+
+/// Input queued for a process but not yet received, as journalled; put back by a restore.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct PendingInput {
+    #[serde(default)]
+    pub mailbox: Vec<IpcMessage>,
+    #[serde(default)]
+    pub stdin: Vec<String>,
+    #[serde(default)]
+    pub events: Vec<String>,
+    #[serde(default)]
+    pub timers: Vec<PendingTimer>,
+}
+
+impl PendingInput {
+    pub fn is_empty(&self) -> bool {
+        self.mailbox.is_empty() && self.stdin.is_empty() && self.events.is_empty() && self.timers.is_empty()
+    }
+}
+
 /// Sending halves, held by the process control block.
 pub(crate) struct IpcEnds {
     pub mailbox: mpsc::UnboundedSender<IpcMessage>,
     pub stdin: mpsc::UnboundedSender<String>,
-    pub events: mpsc::UnboundedSender<String>,
+    pub events: mpsc::UnboundedSender<IpcEvent>,
+    /// Held while announcing and enqueueing one item, so the journal sees
+    /// items in queue order.
+    pub order: parking_lot::Mutex<()>,
 }
 
 /// Receiving halves, owned by the process's task.
 pub(crate) struct IpcInbox {
     pub mailbox: mpsc::UnboundedReceiver<IpcMessage>,
     pub stdin: mpsc::UnboundedReceiver<String>,
-    pub events: mpsc::UnboundedReceiver<String>,
+    pub events: mpsc::UnboundedReceiver<IpcEvent>,
 }
 
 pub(crate) fn channels() -> (IpcEnds, IpcInbox) {
     let (mtx, mrx) = mpsc::unbounded_channel();
     let (stx, srx) = mpsc::unbounded_channel();
     let (etx, erx) = mpsc::unbounded_channel();
-    (IpcEnds { mailbox: mtx, stdin: stx, events: etx }, IpcInbox { mailbox: mrx, stdin: srx, events: erx })
+    (
+        IpcEnds { mailbox: mtx, stdin: stx, events: etx, order: parking_lot::Mutex::new(()) },
+        IpcInbox { mailbox: mrx, stdin: srx, events: erx },
+    )
 }
 
 impl IpcEnds {
@@ -56,8 +115,8 @@ impl IpcEnds {
     pub fn send_stdin(&self, text: String) -> bool {
         self.stdin.send(text).is_ok()
     }
-    pub fn send_event(&self, text: String) -> bool {
-        self.events.send(text).is_ok()
+    pub fn send_event(&self, text: String, durable: bool) -> bool {
+        self.events.send(IpcEvent { text, durable }).is_ok()
     }
 }
 
@@ -67,7 +126,7 @@ pub(crate) enum Woke<T> {
     Got(T),
     /// An event (timer, child exit) arrived first; it interrupts the wait so
     /// the process can react to it.
-    Event(String),
+    Event(IpcEvent),
     TimedOut,
 }
 
@@ -101,7 +160,7 @@ impl IpcInbox {
     }
 
     /// Events that arrived so far, without waiting.
-    pub fn drain_events(&mut self) -> Vec<String> {
+    pub fn drain_events(&mut self) -> Vec<IpcEvent> {
         let mut out = Vec::new();
         while let Ok(e) = self.events.try_recv() {
             out.push(e);
@@ -127,8 +186,8 @@ mod tests {
             }
         }
         assert_eq!(inbox.recv_msg(Some(Duration::from_millis(10))).await, Woke::TimedOut);
-        ends.send_event("child exited".into());
-        assert_eq!(inbox.recv_msg(None).await, Woke::Event("child exited".into()));
+        ends.send_event("child exited".into(), true);
+        assert_eq!(inbox.recv_msg(None).await, Woke::Event(IpcEvent { text: "child exited".into(), durable: true }));
     }
 
     #[tokio::test]

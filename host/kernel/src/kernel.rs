@@ -23,6 +23,7 @@ use crate::process::{
     now_ms, Budgets, Entry, ExitStatus, LogEntry, NewProcess, Pid, Process, ProcessInfo, ProcessStatus,
 };
 use crate::table::ProcessTable;
+use crate::webhook::{WebhookError, WebhookRegistry, WebhookRequest, WebhookResponse};
 
 /// Builds a provider from its name (`openai`, `script`, ...) and optional base URL.
 pub type ProviderFactory =
@@ -90,13 +91,13 @@ pub struct SpawnRequest {
     pub parent: Option<Pid>,
 }
 
-/// A process as rebuilt from a journal, for [`Kernel::restore`].
-#[derive(Debug, Clone)]
+/// A process as rebuilt from a journal, for [`Kernel::restore`]
+/// (serializable: the daemon's journal stores it as is).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RestoreRequest {
     /// Identity, lineage, rights (`capabilities`), budgets, workspace,
-    /// `pipe_to` and counters as they were last journalled.
+    /// `pipe_to`, provider base URL, status and counters as they were last journalled.
     pub info: ProcessInfo,
-    pub base_url: Option<String>,
     /// The full history, in order.
     pub log: Vec<LogEntry>,
     /// Log index where the model's context starts (after compaction).
@@ -107,6 +108,33 @@ pub struct RestoreRequest {
     pub next_call_id: u64,
     /// Set for a process that had ended: it is kept for `ps`/`logs` only.
     pub exit: Option<ExitStatus>,
+    /// Messages, stdin lines and events queued but not received, and
+    /// `SYS_SCHEDULE` wake-ups not yet fired.
+    #[serde(default)]
+    pub pending: ipc::PendingInput,
+}
+
+impl RestoreRequest {
+    /// A request with an empty history.
+    pub fn new(info: ProcessInfo) -> Self {
+        RestoreRequest {
+            info,
+            log: Vec::new(),
+            context_start: 0,
+            compacted: 0,
+            next_call_id: 1,
+            exit: None,
+            pending: ipc::PendingInput::default(),
+        }
+    }
+}
+
+/// An item for a process's input queues.
+pub(crate) enum Delivery {
+    Msg { from: Pid, content: String },
+    Stdin(String),
+    /// `durable: false` = not journalled (webhook requests).
+    Event { text: String, durable: bool },
 }
 
 /// Errors of the kernel API; messages say what to do.
@@ -148,6 +176,14 @@ pub enum KernelEvent {
     /// the context now starts at log index `context_start`.
     Compacted { pid: Pid, entries: usize, context_start: usize },
     Exited { pid: Pid, status: ExitStatus },
+    /// An item was put in a queue of `pid` (`from`: the sender of a mailbox message).
+    Delivered { pid: Pid, queue: ipc::Queue, from: Option<Pid>, content: String, at_ms: u64 },
+    /// `pid` took the oldest item of that queue.
+    Consumed { pid: Pid, queue: ipc::Queue },
+    /// A `SYS_SCHEDULE` wake-up was armed.
+    Scheduled { pid: Pid, id: u64, due_ms: u64, prompt: String },
+    /// It fired (its event was `Delivered` just before).
+    Fired { pid: Pid, id: u64 },
 }
 
 /// Receives every kernel event, synchronously and in order per process
@@ -168,6 +204,7 @@ pub(crate) struct KernelInner {
     pub table: ProcessTable,
     events: broadcast::Sender<KernelEvent>,
     sinks: RwLock<Vec<Arc<dyn EventSink>>>,
+    pub(crate) webhooks: WebhookRegistry,
 }
 
 /// The AgentOS kernel. Cheap to clone.
@@ -177,7 +214,7 @@ pub struct Kernel {
 }
 
 impl KernelInner {
-    fn wants_events(&self) -> bool {
+    pub(crate) fn wants_events(&self) -> bool {
         self.events.receiver_count() > 0 || !self.sinks.read().is_empty()
     }
 
@@ -202,6 +239,41 @@ impl KernelInner {
         if self.wants_events() {
             self.emit(KernelEvent::Entry { entry: le });
         }
+    }
+
+    /// Puts an item in `target`'s queue, announcing it first
+    /// ([`KernelEvent::Delivered`]) so a journal can restore it. False when
+    /// the process has ended.
+    pub(crate) fn deliver(&self, target: &Process, item: Delivery) -> bool {
+        let _order = target.ipc.order.lock();
+        let (queue, from, content, durable) = match &item {
+            Delivery::Msg { from, content } => (ipc::Queue::Mailbox, Some(*from), content, true),
+            Delivery::Stdin(t) => (ipc::Queue::Stdin, None, t, true),
+            Delivery::Event { text, durable } => (ipc::Queue::Events, None, text, *durable),
+        };
+        if durable && target.state.lock().exit.is_none() && self.wants_events() {
+            self.emit(KernelEvent::Delivered { pid: target.pid, queue, from, content: content.clone(), at_ms: now_ms() });
+        }
+        match item {
+            Delivery::Msg { from, content } => target.ipc.send_msg(from, content),
+            Delivery::Stdin(t) => target.ipc.send_stdin(t),
+            Delivery::Event { text, durable } => target.ipc.send_event(text, durable),
+        }
+    }
+
+    /// `p` took the oldest item of `queue` (not announced for non-durable events).
+    pub(crate) fn consumed(&self, p: &Process, queue: ipc::Queue) {
+        if self.wants_events() {
+            self.emit(KernelEvent::Consumed { pid: p.pid, queue });
+        }
+    }
+
+    /// Records a received event in the history (and its consumption).
+    pub(crate) fn take_event(&self, p: &Process, ev: ipc::IpcEvent) {
+        if ev.durable {
+            self.consumed(p, ipc::Queue::Events);
+        }
+        self.record(p, Entry::Event { text: ev.text });
     }
 
     pub(crate) fn set_status(&self, p: &Process, status: ProcessStatus) {
@@ -329,8 +401,9 @@ impl KernelInner {
         p.cancel.cancel();
         p.provider.release(p.pid);
         self.runtime.release_agent(p.pid);
+        self.webhooks.forget(p.pid);
         if let Some(parent) = p.parent.and_then(|pp| self.table.get(pp)) {
-            parent.ipc.send_event(format!("child {} {status}", p.pid));
+            self.deliver(&parent, Delivery::Event { text: format!("child {} {status}", p.pid), durable: true });
         }
         if self.wants_events() {
             self.emit(KernelEvent::Status { pid: p.pid, status: status.as_status() });
@@ -349,17 +422,29 @@ impl KernelInner {
             return Err(bad("a process with this pid already exists".into()));
         }
         let caps = CapabilitySet::parse(&info.capabilities).map_err(|e| bad(e.to_string()))?;
-        let provider = self.provider(&info.provider, r.base_url.as_deref())?;
+        let provider = self.provider(&info.provider, info.base_url.as_deref())?;
         std::fs::create_dir_all(&info.workspace)
             .map_err(|source| KernelError::Workspace { path: info.workspace.clone(), source })?;
         let (ends, inbox) = ipc::channels();
+        // Input that was queued when the kernel stopped (already journalled in the snapshot).
+        if r.exit.is_none() {
+            for m in &r.pending.mailbox {
+                ends.mailbox.send(m.clone()).expect("receiver held here");
+            }
+            for l in &r.pending.stdin {
+                ends.send_stdin(l.clone());
+            }
+            for e in &r.pending.events {
+                ends.send_event(e.clone(), true);
+            }
+        }
         let mut p = Process::new(NewProcess {
             pid,
             parent: info.parent,
             role: info.role,
             task: info.task,
             provider_name: info.provider,
-            base_url: r.base_url,
+            base_url: info.base_url,
             model: info.model,
             caps,
             budgets: info.budgets,
@@ -379,6 +464,12 @@ impl KernelInner {
             st.context_start = r.context_start.min(st.log.len());
             st.compacted = r.compacted;
             st.next_call_id = r.next_call_id.max(1);
+            // Every model call left exactly one reply in the log.
+            let replies = st.log.iter().filter(|e| matches!(e.entry, Entry::Reply { .. })).count() as u64;
+            st.counters.steps = st.counters.steps.max(replies);
+            if let ProcessStatus::Sleeping { until_ms } = info.status {
+                st.sleep_until_ms = Some(until_ms);
+            }
             if let Some(exit) = &r.exit {
                 st.exit = Some(exit.clone());
                 st.status = exit.as_status();
@@ -396,6 +487,30 @@ impl KernelInner {
         if let Some(exit) = r.exit {
             p.exit_tx.send_replace(Some(exit));
             return Ok(pid);
+        }
+        // Per-process provider state (e.g. the script's position) continues.
+        p.provider.resume(pid, p.state.lock().counters.steps);
+        for t in r.pending.timers {
+            crate::scheduler::arm_timer(self.clone(), &p, t.id, t.due_ms, t.prompt);
+        }
+        // Webhook routes the process registered keep their paths and secrets.
+        let routes: Vec<(String, Option<String>)> = p
+            .state
+            .lock()
+            .log
+            .iter()
+            .filter_map(|e| match &e.entry {
+                Entry::Result { name, output, .. } if name == "SYS_REGISTER_WEBHOOK" => Some((
+                    output["path"].as_str()?.to_string(),
+                    output["secret"].as_str().map(str::to_string),
+                )),
+                _ => None,
+            })
+            .collect();
+        for (path, secret) in routes {
+            if let Err(e) = self.webhooks.register(pid, &path, secret) {
+                self.record(&p, Entry::Notice { text: format!("webhook {path} could not be registered again: {e}") });
+            }
         }
         for e in entries {
             if let Entry::Result { id, .. } | Entry::Error { id, .. } = &e {
@@ -416,9 +531,13 @@ impl Kernel {
     /// call was interrupted by the restart"), then its loop resumes with its
     /// next step; nothing in the history is executed again. A process that
     /// had exited is kept for `ps` and `logs` only. Restore parents before
-    /// children; later spawns get pids above every restored one. Messages
-    /// that were queued but not yet received when the kernel stopped are not
-    /// part of the history and are not restored.
+    /// children; later spawns get pids above every restored one. Input that
+    /// was queued but not yet received (`req.pending`: mailbox, stdin,
+    /// events) is queued again and unfired `SYS_SCHEDULE` wake-ups are
+    /// re-armed for their original time; a process that was sleeping sleeps
+    /// until its original wake-up time; the provider is told how many model
+    /// calls were made (`Provider::resume`), so a script continues where it
+    /// was; webhook paths it registered are registered again with their secrets.
     pub async fn restore(&self, req: RestoreRequest, entries: Vec<Entry>) -> Result<Pid, KernelError> {
         self.inner.restore(req, entries)
     }
@@ -437,6 +556,7 @@ impl Kernel {
                 table: ProcessTable::new(),
                 events,
                 sinks: RwLock::new(Vec::new()),
+                webhooks: WebhookRegistry::default(),
             }),
         }
     }
@@ -485,14 +605,14 @@ impl Kernel {
     /// Queues a line on `pid`'s stdin (read by `SYS_READ_STDIN`).
     pub fn send_stdin(&self, pid: Pid, text: impl Into<String>) -> Result<(), KernelError> {
         let p = self.running(pid)?;
-        p.ipc.send_stdin(text.into());
+        self.inner.deliver(&p, Delivery::Stdin(text.into()));
         Ok(())
     }
 
     /// Puts a message from the user (pid 0) in `pid`'s mailbox (read by `RECV_MSG`).
     pub fn send_message(&self, pid: Pid, content: impl Into<String>) -> Result<(), KernelError> {
         let p = self.running(pid)?;
-        p.ipc.send_msg(0, content.into());
+        self.inner.deliver(&p, Delivery::Msg { from: 0, content: content.into() });
         Ok(())
     }
 
@@ -560,5 +680,49 @@ impl Kernel {
     /// Every syscall (kernel and driver) a process holding `caps` may use.
     pub fn syscalls_for(&self, caps: &CapabilitySet) -> Vec<SyscallSpec> {
         self.inner.syscalls_for(caps)
+    }
+
+    /// Sets the `http://HOST:PORT` under which a front end serves webhook
+    /// paths (shown to processes as the `url` of `SYS_REGISTER_WEBHOOK`).
+    pub fn set_webhook_base_url(&self, url: Option<String>) {
+        self.inner.webhooks.set_base_url(url);
+    }
+
+    pub fn webhook_base_url(&self) -> Option<String> {
+        self.inner.webhooks.base_url()
+    }
+
+    /// Webhook paths registered by `pid`.
+    pub fn webhooks_of(&self, pid: Pid) -> Vec<String> {
+        self.inner.webhooks.paths_of(pid)
+    }
+
+    /// Delivers an HTTP request for a registered path: checks its secret
+    /// (see [`crate::webhook`]), puts it in the owning process's events
+    /// (waking it from `RECV_MSG`, `SYS_READ_STDIN` or a sleep) and waits up
+    /// to `timeout` for the process's `SYS_WEBHOOK_REPLY`.
+    pub async fn webhook_deliver(&self, req: WebhookRequest, timeout: std::time::Duration) -> Result<WebhookResponse, WebhookError> {
+        let reg = &self.inner.webhooks;
+        let (pid, id, rx, text) = reg.accept(&req)?;
+        /// Forgets the request however this future ends (answered, timed out, dropped).
+        struct Expire<'a>(&'a WebhookRegistry, u64);
+        impl Drop for Expire<'_> {
+            fn drop(&mut self) {
+                self.0.expire(self.1);
+            }
+        }
+        let _guard = Expire(reg, id);
+        let alive = self.inner.table.get(pid).filter(|p| p.state.lock().exit.is_none());
+        let Some(p) = alive else {
+            return Err(WebhookError::ProcessEnded(pid));
+        };
+        if !self.inner.deliver(&p, Delivery::Event { text, durable: false }) {
+            return Err(WebhookError::ProcessEnded(pid));
+        }
+        match tokio::time::timeout(timeout, rx).await {
+            Ok(Ok(resp)) => Ok(resp),
+            Ok(Err(_)) => Err(WebhookError::ProcessEnded(pid)),
+            Err(_) => Err(WebhookError::Timeout(timeout)),
+        }
     }
 }

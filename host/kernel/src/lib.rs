@@ -6,7 +6,8 @@
 //! ([`syscalls`]: kernel syscalls natively, others to the Wasm driver runtime),
 //! and appends every result or error to the history. [`scheduler`] runs one
 //! tokio task per process; [`ipc`] carries messages, stdin and events;
-//! [`process`] and [`table`] hold process state; [`kernel`] is the facade.
+//! [`process`] and [`table`] hold process state; [`webhook`] routes HTTP
+//! requests to processes; [`kernel`] is the facade.
 
 pub mod context;
 pub mod ipc;
@@ -17,10 +18,12 @@ pub mod scheduler;
 pub mod schema;
 pub mod syscalls;
 pub mod table;
+pub mod webhook;
 
-pub use ipc::IpcMessage;
+pub use ipc::{IpcMessage, PendingInput, PendingTimer, Queue};
 pub use kernel::{
     EventSink, Kernel, KernelConfig, KernelError, KernelEvent, ProviderFactory, RestoreRequest, SpawnRequest,
 };
 pub use parser::{parse_reply, ParseError, ParsedCall};
+pub use webhook::{WebhookError, WebhookRequest, WebhookResponse};
 pub use process::{Budgets, Counters, Entry, ExitStatus, LogEntry, Pid, ProcessInfo, ProcessStatus};

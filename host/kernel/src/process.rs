@@ -195,6 +195,9 @@ pub struct ProcessInfo {
     pub counters: Counters,
     pub workspace: PathBuf,
     pub pipe_to: Option<Pid>,
+    /// Base URL of its provider, when not the provider's default.
+    #[serde(default)]
+    pub base_url: Option<String>,
 }
 
 /// Mutable part of a process, behind one lock.
@@ -211,6 +214,8 @@ pub(crate) struct ProcState {
     pub compacted_summary: Vec<String>,
     pub next_call_id: u64,
     pub exit: Option<ExitStatus>,
+    /// Set by a restore of a process that was sleeping: sleep until then (Unix ms) first.
+    pub sleep_until_ms: Option<u64>,
 }
 
 /// The process control block.
@@ -281,6 +286,7 @@ impl Process {
                 compacted_summary: Vec::new(),
                 next_call_id: 1,
                 exit: None,
+                sleep_until_ms: None,
             }),
             ipc: n.ipc,
             cancel: CancellationToken::new(),
@@ -324,6 +330,7 @@ impl Process {
             counters: st.counters.clone(),
             workspace: self.workspace.clone(),
             pipe_to: self.pipe_to,
+            base_url: self.base_url.clone(),
         }
     }
 

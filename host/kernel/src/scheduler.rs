@@ -105,9 +105,26 @@ async fn run_loop(inner: &Arc<KernelInner>, p: &Arc<Process>, mut inbox: IpcInbo
     let window = inner.context_window(&p.model);
     let mut breaker = LoopBreaker { limit: inner.config.loop_breaker, last: None, count: 0 };
 
+    // A process restored while sleeping sleeps out the rest of its time first.
+    let resumed_sleep = p.state.lock().sleep_until_ms.take();
+    if let Some(until_ms) = resumed_sleep {
+        let left = Duration::from_millis(until_ms.saturating_sub(now_ms()));
+        if !left.is_zero() {
+            inner.set_status(p, ProcessStatus::Sleeping { until_ms });
+            tokio::select! {
+                _ = tokio::time::sleep(left) => {}
+                ev = inbox.events.recv() => {
+                    if let Some(ev) = ev {
+                        inner.take_event(p, ev);
+                    }
+                }
+            }
+        }
+    }
+
     loop {
         for ev in inbox.drain_events() {
-            inner.record(p, Entry::Event { text: ev });
+            inner.take_event(p, ev);
         }
         // Budgets.
         {
@@ -227,7 +244,11 @@ async fn run_loop(inner: &Arc<KernelInner>, p: &Arc<Process>, mut inbox: IpcInbo
                                 sleep_for = Some(sleep_for.unwrap_or(0.0).max(seconds));
                             }
                             Effect::Schedule { id: tid, seconds, prompt } => {
-                                schedule(p, tid, seconds, prompt);
+                                let due_ms = now_ms() + (seconds.clamp(0.0, 1e9) * 1000.0) as u64;
+                                if inner.wants_events() {
+                                    inner.emit(KernelEvent::Scheduled { pid: p.pid, id: tid, due_ms, prompt: prompt.clone() });
+                                }
+                                arm_timer(inner.clone(), p, tid, due_ms, prompt);
                             }
                         }
                     }
@@ -272,7 +293,7 @@ async fn run_loop(inner: &Arc<KernelInner>, p: &Arc<Process>, mut inbox: IpcInbo
                 _ = tokio::time::sleep(d) => {}
                 ev = inbox.events.recv() => {
                     if let Some(ev) = ev {
-                        inner.record(p, Entry::Event { text: ev });
+                        inner.take_event(p, ev);
                     }
                 }
             }
@@ -286,16 +307,21 @@ fn loop_broken(what: &str, error: &str, n: u32) -> ExitStatus {
     }
 }
 
-/// Delivers `prompt` as an event after `seconds`, unless the process ends first.
-fn schedule(p: &Arc<Process>, id: u64, seconds: f64, prompt: String) {
-    let events = p.ipc.events.clone();
+/// Delivers `prompt` as an event at `due_ms` (Unix ms; at once if past),
+/// unless the process ends first; then announces `Fired`.
+pub(crate) fn arm_timer(inner: Arc<KernelInner>, p: &Arc<Process>, id: u64, due_ms: u64, prompt: String) {
+    let target = Arc::downgrade(p);
     let cancel = p.cancel.clone();
-    let d = Duration::from_secs_f64(seconds.clamp(0.0, 1e9));
+    let d = Duration::from_millis(due_ms.saturating_sub(now_ms()));
     tokio::spawn(async move {
         tokio::select! {
             _ = cancel.cancelled() => {}
             _ = tokio::time::sleep(d) => {
-                let _ = events.send(format!("scheduled wake-up #{id}: {prompt}"));
+                let Some(p) = target.upgrade() else { return };
+                let text = format!("scheduled wake-up #{id}: {prompt}");
+                if inner.deliver(&p, crate::kernel::Delivery::Event { text, durable: true }) && inner.wants_events() {
+                    inner.emit(KernelEvent::Fired { pid: p.pid, id });
+                }
             }
         }
     });

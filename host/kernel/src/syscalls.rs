@@ -11,6 +11,8 @@
 //! | `SYS_READ_STDIN`   | —          | —                                                     |
 //! | `SYS_EXIT`         | —          | `code?`, `result?`                                    |
 //! | `SPAWN_AGENT`      | `spawn`    | `task`, `permissions`, `role?`, `model?`, `provider?`, `pipe_to?` |
+//! | `SYS_REGISTER_WEBHOOK` | `webhook` | `path`                                           |
+//! | `SYS_WEBHOOK_REPLY`    | `webhook` | `request_id`, `status?`, `body?`                 |
 
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
@@ -94,7 +96,7 @@ pub fn kernel_syscalls() -> &'static [KernelSyscall] {
             KernelSyscall {
                 spec: spec(
                     "SPAWN_AGENT",
-                    "Start a child agent process working on `task`. `permissions` lists the rights it gets (capability names such as fs:ro, fs:rw, net, ipc, spawn, timers; you can only grant rights you hold; [] = none). It shares your workspace and at most your remaining budget. `pipe_to` sends its stdout to that process's stdin. You get an [EVENT] when it exits. Result: {\"pid\": n}.",
+                    "Start a child agent process working on `task`. `permissions` lists the rights it gets (capability names such as fs:ro, fs:rw, net, ipc, spawn, timers, webhook; you can only grant rights you hold; [] = none). It shares your workspace and at most your remaining budget. `pipe_to` sends its stdout to that process's stdin. You get an [EVENT] when it exits. Result: {\"pid\": n}.",
                     json!({"type": "object", "properties": {
                         "task": {"type": "string", "minLength": 1},
                         "role": {"type": "string"},
@@ -105,6 +107,28 @@ pub fn kernel_syscalls() -> &'static [KernelSyscall] {
                     }, "required": ["task", "permissions"], "additionalProperties": false}),
                 ),
                 requires: Some(Capability::Spawn),
+            },
+            KernelSyscall {
+                spec: spec(
+                    "SYS_REGISTER_WEBHOOK",
+                    "Receive HTTP requests sent to `path` (e.g. \"/github/push\"; letters, digits, '/', '-', '_', '.'). Callers must send the returned secret in the header X-AOS-Secret (or X-AOS-Signature: sha256=HMAC-SHA256(body, secret)). Each request arrives as an [EVENT] `webhook request #ID` (it also wakes RECV_MSG, SYS_READ_STDIN and SLEEP); answer it with SYS_WEBHOOK_REPLY. Result: {\"url\", \"path\", \"secret\"}.",
+                    json!({"type": "object", "properties": {
+                        "path": {"type": "string", "minLength": 2, "maxLength": 200}
+                    }, "required": ["path"], "additionalProperties": false}),
+                ),
+                requires: Some(Capability::Webhook),
+            },
+            KernelSyscall {
+                spec: spec(
+                    "SYS_WEBHOOK_REPLY",
+                    "Answer webhook request `request_id` (from its [EVENT]) with an HTTP `status` (default 200) and a text `body`. Each request is answered once; unanswered ones time out. Result: {\"replied\": id}.",
+                    json!({"type": "object", "properties": {
+                        "request_id": {"type": "integer", "minimum": 1},
+                        "status": {"type": "integer", "minimum": 100, "maximum": 599},
+                        "body": {"type": "string"}
+                    }, "required": ["request_id"], "additionalProperties": false}),
+                ),
+                requires: Some(Capability::Webhook),
             },
         ]
     })
@@ -195,7 +219,7 @@ async fn run_kernel(
             if let Some(exit) = target.state.lock().exit.clone() {
                 return Outcome::Err(SyscallError::NotFound(format!("process {to} has ended (it {exit})")));
             }
-            target.ipc.send_msg(p.pid, content);
+            inner.deliver(&target, crate::kernel::Delivery::Msg { from: p.pid, content });
             ok(json!({"delivered": true}))
         }
         "RECV_MSG" => {
@@ -204,10 +228,13 @@ async fn run_kernel(
             let r = inbox.recv_msg(timeout).await;
             inner.set_status(p, ProcessStatus::Running);
             match r {
-                Woke::Got(m) => ok(json!({"from": m.from, "content": m.content})),
+                Woke::Got(m) => {
+                    inner.consumed(p, crate::ipc::Queue::Mailbox);
+                    ok(json!({"from": m.from, "content": m.content}))
+                }
                 Woke::TimedOut => ok(json!({"timed_out": true})),
                 Woke::Event(e) => {
-                    inner.record(p, Entry::Event { text: e });
+                    inner.take_event(p, e);
                     ok(json!({"interrupted": "an event arrived (see [EVENT]); call RECV_MSG again to keep waiting"}))
                 }
             }
@@ -219,7 +246,7 @@ async fn run_kernel(
             if let Some(t) = p.pipe_to {
                 match inner.table.get(t) {
                     Some(target) if target.state.lock().exit.is_none() => {
-                        target.ipc.send_stdin(text);
+                        inner.deliver(&target, crate::kernel::Delivery::Stdin(text));
                         out["piped_to"] = json!(t);
                     }
                     _ => out["pipe_closed"] = json!(t),
@@ -232,10 +259,13 @@ async fn run_kernel(
             let r = inbox.read_stdin().await;
             inner.set_status(p, ProcessStatus::Running);
             match r {
-                Woke::Got(text) => ok(json!({"text": text})),
+                Woke::Got(text) => {
+                    inner.consumed(p, crate::ipc::Queue::Stdin);
+                    ok(json!({"text": text}))
+                }
                 Woke::TimedOut => ok(json!({"timed_out": true})),
                 Woke::Event(e) => {
-                    inner.record(p, Entry::Event { text: e });
+                    inner.take_event(p, e);
                     ok(json!({"interrupted": "an event arrived (see [EVENT]); call SYS_READ_STDIN again to keep waiting"}))
                 }
             }
@@ -250,6 +280,22 @@ async fn run_kernel(
             Outcome::Exit { code, result }
         }
         "SPAWN_AGENT" => spawn_agent(inner, p, args),
+        "SYS_REGISTER_WEBHOOK" => {
+            let path = args["path"].as_str().unwrap_or_default();
+            match inner.webhooks.register(p.pid, path, None) {
+                Ok(out) => ok(out),
+                Err(e) => Outcome::Err(SyscallError::InvalidArguments(format!("SYS_REGISTER_WEBHOOK: {e}"))),
+            }
+        }
+        "SYS_WEBHOOK_REPLY" => {
+            let id = args["request_id"].as_u64().unwrap_or(0);
+            let status = args.get("status").and_then(Value::as_u64).unwrap_or(200) as u16;
+            let body = args.get("body").and_then(Value::as_str).unwrap_or_default().to_string();
+            match inner.webhooks.reply(p.pid, id, crate::webhook::WebhookResponse { status, body }) {
+                Ok(()) => ok(json!({"replied": id})),
+                Err(e) => Outcome::Err(SyscallError::NotFound(e)),
+            }
+        }
         _ => Outcome::Err(SyscallError::Internal(format!("kernel syscall `{name}` has no implementation"))),
     }
 }

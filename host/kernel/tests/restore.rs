@@ -21,17 +21,23 @@ fn next_call_id(log: &[aos_kernel::LogEntry]) -> u64 {
 #[tokio::test]
 async fn restored_process_continues_without_repeating_calls() {
     let a = harness().await;
+    // One script for the whole life of the process: after the restore, the
+    // script provider continues at reply 2 (it has made 1 model call).
     let pid = a
         .spawn(
             "log twice",
-            &[r#"[SYS_CALL::FS_WRITE] {"path": "log.txt", "content": "one\n", "append": true}
-[SYS_CALL::RECV_MSG] {}"#],
+            &[
+                r#"[SYS_CALL::FS_WRITE] {"path": "log.txt", "content": "one\n", "append": true}
+[SYS_CALL::RECV_MSG] {}"#,
+                r#"[SYS_CALL::FS_WRITE] {"path": "log.txt", "content": "two\n", "append": true}
+[SYS_CALL::SYS_EXIT] {"code": 0, "result": "done"}"#,
+            ],
             &["fs:rw", "ipc"],
         )
         .await;
     a.wait_status(pid, "BlockedRecv").await;
     // What a journal holds at the moment of the crash.
-    let mut info = a.kernel.info(pid).unwrap();
+    let info = a.kernel.info(pid).unwrap();
     let log = a.kernel.logs(pid).unwrap();
     let next = next_call_id(&log);
     assert_eq!(next, 2, "FS_WRITE#1 done, RECV_MSG#2 in flight: {log:#?}");
@@ -39,25 +45,11 @@ async fn restored_process_continues_without_repeating_calls() {
     a.wait(pid).await;
 
     let b = harness().await;
-    // The model's next answer (its script continues where it left off).
-    info.model = b.script(
-        "cont",
-        &[r#"[SYS_CALL::FS_WRITE] {"path": "log.txt", "content": "two\n", "append": true}
-[SYS_CALL::SYS_EXIT] {"code": 0, "result": "done"}"#],
-    );
     let workspace = info.workspace.clone();
     let restored = b
         .kernel
         .restore(
-            RestoreRequest {
-                info,
-                base_url: None,
-                log: log.clone(),
-                context_start: 0,
-                compacted: 0,
-                next_call_id: next,
-                exit: None,
-            },
+            RestoreRequest { log: log.clone(), next_call_id: next, ..RestoreRequest::new(info) },
             vec![Entry::Error {
                 id: next,
                 name: Some("RECV_MSG".into()),
@@ -89,7 +81,7 @@ async fn restored_process_continues_without_repeating_calls() {
     let err = b
         .kernel
         .restore(
-            RestoreRequest { info: again, base_url: None, log: vec![], context_start: 0, compacted: 0, next_call_id: 1, exit: None },
+            RestoreRequest::new(again),
             vec![],
         )
         .await
@@ -108,13 +100,10 @@ async fn exited_processes_are_restored_for_ps_and_logs_only() {
     b.kernel
         .restore(
             RestoreRequest {
-                info,
-                base_url: None,
                 log: log.clone(),
-                context_start: 0,
-                compacted: 0,
                 next_call_id: next_call_id(&log),
                 exit: Some(status.clone()),
+                ..RestoreRequest::new(info)
             },
             vec![],
         )
@@ -123,4 +112,114 @@ async fn exited_processes_are_restored_for_ps_and_logs_only() {
     assert_eq!(b.wait(pid).await, status);
     assert_eq!(b.kernel.logs(pid).unwrap(), log);
     assert!(b.requests(pid).is_empty(), "an exited process must not call its model");
+}
+
+#[tokio::test]
+async fn restore_keeps_the_base_url_and_sleeps_out_a_sleep() {
+    let a = harness().await;
+    let mut req = a.req("nap", &a.script("nap", &[r#"[SYS_CALL::SYS_EXIT] {"code": 0}"#]), &[]);
+    req.base_url = Some("http://127.0.0.1:1/v1".into());
+    // `info` as journalled for a process sleeping for 1.5 s more.
+    let pid = a.kernel.spawn(req).await.unwrap();
+    a.wait(pid).await;
+    let mut info = a.kernel.info(pid).unwrap();
+    assert_eq!(info.base_url.as_deref(), Some("http://127.0.0.1:1/v1"));
+    let json = serde_json::to_value(&info).unwrap();
+    let mut old = json.clone();
+    old.as_object_mut().unwrap().remove("base_url");
+    assert_eq!(serde_json::from_value::<aos_kernel::ProcessInfo>(old).unwrap().base_url, None, "old journals load");
+    let until = aos_kernel::process::now_ms() + 1500;
+    info.status = aos_kernel::ProcessStatus::Sleeping { until_ms: until };
+    info.counters.steps = 0;
+
+    let b = harness().await;
+    let t0 = std::time::Instant::now();
+    b.kernel.restore(RestoreRequest::new(info), vec![]).await.unwrap();
+    assert_eq!(b.kernel.info(pid).unwrap().base_url.as_deref(), Some("http://127.0.0.1:1/v1"));
+    b.wait_status(pid, "Sleeping").await;
+    assert!(matches!(b.wait(pid).await, ExitStatus::Exited { code: 0, .. }));
+    assert!(t0.elapsed() >= std::time::Duration::from_millis(1300), "woke after {:?}", t0.elapsed());
+    assert!(aos_kernel::process::now_ms() >= until - 50);
+}
+
+/// Collects every kernel event.
+#[derive(Default)]
+struct Sink(parking_lot::Mutex<Vec<aos_kernel::KernelEvent>>);
+
+impl aos_kernel::EventSink for Sink {
+    fn record(&self, e: &aos_kernel::KernelEvent) {
+        self.0.lock().push(e.clone());
+    }
+}
+
+#[tokio::test]
+async fn queued_input_and_timers_are_announced_for_the_journal() {
+    use aos_kernel::{KernelEvent, Queue};
+    let a = harness().await;
+    let sink = std::sync::Arc::new(Sink::default());
+    a.kernel.add_sink(sink.clone());
+    let pid = a
+        .spawn(
+            "wait",
+            &[r#"[SYS_CALL::SYS_SCHEDULE] {"seconds": 3600, "prompt": "later"}
+[SYS_CALL::SYS_READ_STDIN] {}"#],
+            &["timers", "ipc"],
+        )
+        .await;
+    a.wait_status(pid, "BlockedStdin").await;
+    a.kernel.send_message(pid, "not read yet").unwrap();
+    let evs = sink.0.lock().clone();
+    let scheduled: Vec<_> = evs.iter().filter(|e| matches!(e, KernelEvent::Scheduled { .. })).collect();
+    assert!(
+        matches!(scheduled[..], [KernelEvent::Scheduled { pid: p, id: 1, prompt, .. }] if *p == pid && prompt == "later"),
+        "{evs:#?}"
+    );
+    assert!(evs.iter().any(|e| matches!(e, KernelEvent::Delivered { queue: Queue::Mailbox, from: Some(0), content, .. } if content == "not read yet")));
+    assert!(!evs.iter().any(|e| matches!(e, KernelEvent::Consumed { .. } | KernelEvent::Fired { .. })));
+    // Reading stdin consumes it.
+    a.kernel.send_stdin(pid, "line").unwrap();
+    for _ in 0..200 {
+        if sink.0.lock().iter().any(|e| matches!(e, KernelEvent::Consumed { queue: Queue::Stdin, .. })) {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    assert!(sink.0.lock().iter().any(|e| matches!(e, KernelEvent::Consumed { queue: Queue::Stdin, .. })));
+    a.kernel.kill(pid).unwrap();
+}
+
+#[tokio::test]
+async fn restore_puts_back_queued_input_and_rearms_timers() {
+    let a = harness().await;
+    let model = a.script(
+        "queued",
+        &[
+            "[SYS_CALL::RECV_MSG] {}\n[SYS_CALL::SYS_READ_STDIN] {}",
+            r#"[SYS_CALL::RECV_MSG] {"timeout": 10}"#,
+            r#"[SYS_CALL::SYS_EXIT] {"code": 0}"#,
+        ],
+    );
+    let pid = a.kernel.spawn(a.req("t", &model, &["ipc", "timers"])).await.unwrap();
+    a.kernel.kill(pid).unwrap();
+    a.wait(pid).await;
+    let mut info = a.kernel.info(pid).unwrap();
+    info.counters.steps = 0;
+    let b = harness().await;
+    let mut req = RestoreRequest::new(info);
+    req.pending.mailbox.push(aos_kernel::IpcMessage { from: 0, content: "queued hello".into(), sent_at_ms: 1 });
+    req.pending.stdin.push("queued line".into());
+    req.pending.events.push("child 9 exited with code 0".into());
+    req.pending.timers.push(aos_kernel::PendingTimer {
+        id: 4,
+        due_ms: aos_kernel::process::now_ms() + 300,
+        prompt: "wake".into(),
+    });
+    b.kernel.restore(req, vec![]).await.unwrap();
+    assert!(matches!(b.wait(pid).await, ExitStatus::Exited { code: 0, .. }), "{:#?}", b.kernel.logs(pid));
+    let log: Vec<String> = b.kernel.logs(pid).unwrap().iter().map(|e| serde_json::to_string(&e.entry).unwrap()).collect();
+    let text = log.join("\n");
+    assert!(text.contains("child 9 exited with code 0"), "{text}");
+    assert!(text.contains(r#""content":"queued hello""#), "{text}");
+    assert!(text.contains(r#""text":"queued line""#), "{text}");
+    assert!(text.contains("scheduled wake-up #4: wake") && !text.contains("timed_out"), "{text}");
 }

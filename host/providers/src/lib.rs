@@ -135,6 +135,10 @@ pub trait Provider: Send + Sync {
     async fn complete(&self, req: CompletionRequest) -> Result<Completion, ProviderError>;
     /// Called when a process exits, so per-process state (caches) can be dropped.
     fn release(&self, _pid: u64) {}
+    /// Called when process `pid` is restored after a restart, having already
+    /// made `steps_done` model calls, so per-process state (the `script`
+    /// provider's position) continues where it was. Default: nothing.
+    fn resume(&self, _pid: u64, _steps_done: u64) {}
 }
 
 /// Rough token estimate (≈4 characters per token) for providers that report none.

@@ -28,6 +28,8 @@ struct State {
     cache: HashMap<PathBuf, Script>,
     /// Next reply index per (pid, script path).
     cursors: HashMap<(u64, PathBuf), usize>,
+    /// Where a restored process's cursor starts (its model calls so far).
+    resumed: HashMap<u64, usize>,
 }
 
 /// Replays scripted replies; see the module docs for the file formats.
@@ -137,7 +139,8 @@ impl Provider for ScriptProvider {
         let replies = self.load(&path).await?;
         let index = {
             let mut state = self.lock();
-            let cursor = state.cursors.entry((req.pid, path.clone())).or_insert(0);
+            let start = state.resumed.get(&req.pid).copied().unwrap_or(0);
+            let cursor = state.cursors.entry((req.pid, path.clone())).or_insert(start);
             let index = *cursor;
             if index < replies.len() {
                 *cursor += 1;
@@ -163,7 +166,16 @@ impl Provider for ScriptProvider {
     }
 
     fn release(&self, pid: u64) {
-        self.lock().cursors.retain(|(p, _), _| *p != pid);
+        let mut state = self.lock();
+        state.cursors.retain(|(p, _), _| *p != pid);
+        state.resumed.remove(&pid);
+    }
+
+    /// A restored process continues at reply `steps_done + 1`.
+    fn resume(&self, pid: u64, steps_done: u64) {
+        let mut state = self.lock();
+        state.cursors.retain(|(p, _), _| *p != pid);
+        state.resumed.insert(pid, steps_done as usize);
     }
 }
 
@@ -185,6 +197,27 @@ mod tests {
             vec!["a", "b"]
         );
         assert!(parse_script(p, "  \n").unwrap().is_empty());
+    }
+
+    #[tokio::test]
+    async fn resume_continues_after_the_steps_done() {
+        let d = tempfile::tempdir().unwrap();
+        let path = d.path().join("s.txt");
+        std::fs::write(&path, "one\n---\ntwo\n---\nthree\n").unwrap();
+        let p = ScriptProvider::new();
+        let req = |pid| CompletionRequest {
+            model: path.display().to_string(),
+            messages: vec![],
+            max_tokens: None,
+            temperature: None,
+            syscalls: vec![],
+            pid,
+        };
+        p.resume(7, 2);
+        assert_eq!(p.complete(req(7)).await.unwrap().text, "three");
+        assert_eq!(p.complete(req(8)).await.unwrap().text, "one");
+        p.release(7);
+        assert_eq!(p.complete(req(7)).await.unwrap().text, "one");
     }
 
     #[test]

@@ -89,6 +89,9 @@ pub async fn run(cmd: KernelCmd) -> Result<i32> {
                 if let Some(addr) = &st.control_tcp {
                     println!("control API also on http://{addr} (token in {})", paths.control_token().display());
                 }
+                if let Some(w) = &st.webhooks {
+                    println!("webhooks: {w}");
+                }
                 for line in &st.recovery {
                     println!("recovery: {line}");
                 }

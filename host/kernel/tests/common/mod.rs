@@ -44,6 +44,9 @@ impl Provider for Recorder {
     fn release(&self, pid: u64) {
         self.inner.release(pid)
     }
+    fn resume(&self, pid: u64, steps_done: u64) {
+        self.inner.resume(pid, steps_done)
+    }
 }
 
 pub struct Harness {

@@ -1,0 +1,194 @@
+//! Webhooks without a daemon: `SYS_REGISTER_WEBHOOK`, authentication of
+//! requests by `Kernel::webhook_deliver`, delivery as an event that wakes a
+//! blocked process, `SYS_WEBHOOK_REPLY`, timeouts, and cleanup at exit.
+
+mod common;
+
+use std::time::Duration;
+
+use aos_kernel::webhook::hmac_sha256_hex;
+use aos_kernel::{Entry, WebhookError, WebhookRequest, WebhookResponse};
+use common::*;
+
+fn request(path: &str, headers: &[(&str, &str)], body: &str) -> WebhookRequest {
+    WebhookRequest {
+        method: "POST".into(),
+        path: path.into(),
+        headers: headers.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+        body: body.as_bytes().to_vec(),
+    }
+}
+
+fn registration(h: &Harness, pid: u64) -> serde_json::Value {
+    h.kernel
+        .logs(pid)
+        .unwrap()
+        .into_iter()
+        .find_map(|e| match e.entry {
+            Entry::Result { name, output, .. } if name == "SYS_REGISTER_WEBHOOK" => Some(output),
+            _ => None,
+        })
+        .expect("registered")
+}
+
+const T: Duration = Duration::from_secs(10);
+
+#[tokio::test]
+async fn requests_are_authenticated_delivered_answered_and_expire() {
+    let h = harness().await;
+    h.kernel.set_webhook_base_url(Some("http://127.0.0.1:9999".into()));
+    let pid = h
+        .spawn(
+            "serve hooks",
+            &[
+                r#"[SYS_CALL::SYS_REGISTER_WEBHOOK] {"path": "/gh/push"}"#,
+                "[SYS_CALL::RECV_MSG] {}",
+                r#"[SYS_CALL::SYS_WEBHOOK_REPLY] {"request_id": 1, "status": 201, "body": "thanks"}"#,
+                "[SYS_CALL::RECV_MSG] {}",
+                r#"[SYS_CALL::SYS_WEBHOOK_REPLY] {"request_id": 2, "body": "signed ok"}
+[SYS_CALL::SYS_WEBHOOK_REPLY] {"request_id": 2, "body": "twice"}"#,
+                r#"[SYS_CALL::RECV_MSG] {}"#,
+                r#"[SYS_CALL::RECV_MSG] {"timeout": 0.3}"#,
+                r#"[SYS_CALL::SYS_WEBHOOK_REPLY] {"request_id": 3, "body": "too late"}"#,
+                r#"[SYS_CALL::SYS_EXIT] {"code": 0}"#,
+            ],
+            &["webhook", "ipc"],
+        )
+        .await;
+    h.wait_status(pid, "BlockedRecv").await;
+    let reg = registration(&h, pid);
+    assert_eq!(reg["url"], "http://127.0.0.1:9999/gh/push");
+    assert_eq!(reg["path"], "/gh/push");
+    let secret = reg["secret"].as_str().unwrap().to_string();
+    assert!(secret.len() >= 32, "{secret}");
+    assert_eq!(h.kernel.webhooks_of(pid), vec!["/gh/push".to_string()]);
+
+    // Refused: unknown path, no secret, wrong secret, wrong signature. None reaches the process.
+    let k = &h.kernel;
+    assert!(matches!(k.webhook_deliver(request("/nope", &[("X-AOS-Secret", &secret)], "x"), T).await, Err(WebhookError::NotFound(_))));
+    let e = k.webhook_deliver(request("/gh/push", &[], "x"), T).await.unwrap_err();
+    assert_eq!((e.clone(), e.http_status()), (WebhookError::MissingSecret, 401));
+    let e = k.webhook_deliver(request("/gh/push", &[("x-aos-secret", "guess")], "x"), T).await.unwrap_err();
+    assert_eq!((e.clone(), e.http_status()), (WebhookError::WrongSecret, 403));
+    let bad_sig = format!("sha256={}", hmac_sha256_hex(b"other", b"x"));
+    let e = k.webhook_deliver(request("/gh/push", &[("X-AOS-Signature", &bad_sig)], "x"), T).await.unwrap_err();
+    assert_eq!(e, WebhookError::WrongSecret);
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    assert_eq!(k.info(pid).unwrap().counters.steps, 2, "refused requests must not wake the process");
+    assert!(!k.logs(pid).unwrap().iter().any(|e| matches!(e.entry, Entry::Event { .. })));
+
+    // The right secret: delivered as an event that wakes RECV_MSG, answered by the reply.
+    let resp = k
+        .webhook_deliver(
+            request("/gh/push", &[("X-AOS-Secret", &secret), ("Content-Type", "application/json"), ("X-GitHub-Event", "push")], r#"{"ref":"main"}"#),
+            T,
+        )
+        .await
+        .unwrap();
+    assert_eq!(resp, WebhookResponse { status: 201, body: "thanks".into() });
+    let seen = h.seen(pid, 2);
+    assert!(seen.contains("webhook request #1"), "{seen}");
+    assert!(seen.contains(r#"\"method\":\"POST\""#) || seen.contains(r#""method":"POST""#), "{seen}");
+    let event = seen.lines().find(|l| l.contains("[EVENT] webhook request #1")).unwrap();
+    assert!(event.contains("x-github-event") && event.contains(r#"\"ref\""#), "{event}");
+    assert!(!event.contains(&secret) && !event.to_ascii_lowercase().contains("x-aos-secret"), "{event}");
+
+    // A valid HMAC signature instead of the secret. The second reply to the same id is an error.
+    h.wait_status(pid, "BlockedRecv").await;
+    let body = "signed body";
+    let sig = format!("sha256={}", hmac_sha256_hex(secret.as_bytes(), body.as_bytes()));
+    let resp = k.webhook_deliver(request("/gh/push", &[("X-AOS-Signature", &sig)], body), T).await.unwrap();
+    assert_eq!(resp, WebhookResponse { status: 200, body: "signed ok".into() });
+
+    // Nobody answers in time: a timeout, and the late reply is refused precisely.
+    h.wait_status(pid, "BlockedRecv").await;
+    let e = k.webhook_deliver(request("/gh/push", &[("X-AOS-Secret", &secret)], "slow"), Duration::from_millis(100)).await.unwrap_err();
+    assert_eq!((e.clone(), e.http_status()), (WebhookError::Timeout(Duration::from_millis(100)), 504));
+
+    h.wait(pid).await;
+    let errors: Vec<String> = k
+        .logs(pid)
+        .unwrap()
+        .into_iter()
+        .filter_map(|e| match e.entry {
+            Entry::Error { name: Some(n), error, .. } if n == "SYS_WEBHOOK_REPLY" => Some(error),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(errors.len(), 2, "{errors:?}");
+    assert!(errors.iter().all(|e| e.contains("unknown webhook request #") && e.contains("timed out")), "{errors:?}");
+    // Routes end with the process.
+    assert!(k.webhooks_of(pid).is_empty());
+    assert!(matches!(k.webhook_deliver(request("/gh/push", &[("X-AOS-Secret", &secret)], "x"), T).await, Err(WebhookError::NotFound(_))));
+}
+
+#[tokio::test]
+async fn paths_are_validated_unique_and_need_the_capability() {
+    let h = harness().await;
+    let a = h
+        .spawn("a", &[r#"[SYS_CALL::SYS_REGISTER_WEBHOOK] {"path": "/shared"}"#, "[SYS_CALL::RECV_MSG] {}"], &["webhook", "ipc"])
+        .await;
+    h.wait_status(a, "BlockedRecv").await;
+    assert!(registration(&h, a)["url"].is_null(), "no front end, no url");
+    let b = h
+        .spawn(
+            "b",
+            &[
+                r#"[SYS_CALL::SYS_REGISTER_WEBHOOK] {"path": "/shared"}
+[SYS_CALL::SYS_REGISTER_WEBHOOK] {"path": "/a/../etc"}
+[SYS_CALL::SYS_REGISTER_WEBHOOK] {"path": "no-slash"}"#,
+                r#"[SYS_CALL::SYS_EXIT] {}"#,
+            ],
+            &["webhook"],
+        )
+        .await;
+    h.wait(b).await;
+    let c = h.spawn("c", &[r#"[SYS_CALL::SYS_REGISTER_WEBHOOK] {"path": "/c"}"#, r#"[SYS_CALL::SYS_EXIT] {}"#], &["ipc"]).await;
+    h.wait(c).await;
+    let errors = |pid| -> Vec<String> {
+        h.kernel
+            .logs(pid)
+            .unwrap()
+            .into_iter()
+            .filter_map(|e| match e.entry {
+                Entry::Error { error, .. } => Some(error),
+                _ => None,
+            })
+            .collect()
+    };
+    let eb = errors(b);
+    assert_eq!(eb.len(), 3, "{eb:?}");
+    assert!(eb[0].contains(&format!("already registered by process {a}")), "{eb:?}");
+    assert!(eb[1].contains("`..`"), "{eb:?}");
+    assert!(eb[2].contains("must start with '/'"), "{eb:?}");
+    let ec = errors(c);
+    assert!(ec.len() == 1 && ec[0].contains("capability `webhook` not granted"), "{ec:?}");
+    assert_eq!(h.kernel.webhooks_of(a), vec!["/shared".to_string()]);
+    h.kernel.kill(a).unwrap();
+}
+
+#[tokio::test]
+async fn a_restored_process_keeps_its_paths_and_secrets() {
+    let a = harness().await;
+    let pid = a
+        .spawn("hook", &[r#"[SYS_CALL::SYS_REGISTER_WEBHOOK] {"path": "/kept"}"#, "[SYS_CALL::RECV_MSG] {}", "[SYS_CALL::RECV_MSG] {}", "[SYS_CALL::SYS_WEBHOOK_REPLY] {\"request_id\": 1, \"body\": \"after restart\"}\n[SYS_CALL::RECV_MSG] {}"], &["webhook", "ipc"])
+        .await;
+    a.wait_status(pid, "BlockedRecv").await;
+    let secret = registration(&a, pid)["secret"].as_str().unwrap().to_string();
+    let info = a.kernel.info(pid).unwrap();
+    let log = a.kernel.logs(pid).unwrap();
+    a.kernel.kill(pid).unwrap();
+    a.wait(pid).await;
+
+    let b = harness().await;
+    b.kernel
+        .restore(aos_kernel::RestoreRequest { log, next_call_id: 3, ..aos_kernel::RestoreRequest::new(info) }, vec![])
+        .await
+        .unwrap();
+    assert_eq!(b.kernel.webhooks_of(pid), vec!["/kept".to_string()]);
+    // Its next step is reply 3 (RECV_MSG), which the request interrupts; reply 4 answers it.
+    b.wait_status(pid, "BlockedRecv").await;
+    let resp = b.kernel.webhook_deliver(request("/kept", &[("X-AOS-Secret", &secret)], "x"), T).await.unwrap();
+    assert_eq!(resp.body, "after restart");
+    b.kernel.kill(pid).unwrap();
+}
