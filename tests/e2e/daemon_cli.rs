@@ -89,6 +89,12 @@ fn spawn(aos: &Aos, model: &str, extra: &[&str]) -> u64 {
     out.trim().parse().unwrap_or_else(|_| panic!("spawn prints the pid: {out:?}"))
 }
 
+fn status_json(aos: &Aos) -> Value {
+    let (code, out, err) = aos.run(&["kernel", "status", "--json"]);
+    assert_eq!(code, 0, "{out}\n{err}");
+    serde_json::from_str(&out).unwrap()
+}
+
 fn ps_json(aos: &Aos, all: bool) -> Vec<Value> {
     let mut args = vec!["ps", "--json"];
     if all {
@@ -310,6 +316,8 @@ fn a_killed_daemon_is_recovered_from_its_journal() {
     wait_state(&aos, pid2, "blocked_stdin");
     let (code, _, err) = aos.run(&["send", "--msg", &pid2.to_string(), "queued before the crash"]);
     assert_eq!(code, 0, "{err}");
+    let webhooks_before = status_json(&aos)["webhooks"].clone();
+    assert!(webhooks_before.as_str().is_some_and(|u| u.starts_with("http://127.0.0.1:")), "{webhooks_before}");
     let dpid = d.pid().unwrap();
     std::process::Command::new("kill").args(["-9", &dpid.to_string()]).status().unwrap();
     let t0 = Instant::now();
@@ -330,6 +338,8 @@ fn a_killed_daemon_is_recovered_from_its_journal() {
     let (code, out, _) = aos.run(&["kernel", "status"]);
     assert_eq!(code, 0);
     assert!(out.contains("recovery: pid 1 resumed from the journal (it was in RECV_MSG"), "{out}");
+    // Webhook URLs stay valid: the listener takes its previous port again.
+    assert_eq!(status_json(&aos)["webhooks"], webhooks_before);
     assert_eq!(aos.home().join("journal/archive").read_dir().unwrap().count(), 1);
     // The script provider continues at the reply after the two it gave.
     wait_blocked_after(&aos, 1, 3);

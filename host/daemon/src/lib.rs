@@ -41,6 +41,10 @@ impl Paths {
     pub fn journal(&self) -> PathBuf {
         self.home.join("journal")
     }
+    /// Port the webhook listener had last time (reused when `listen` has port 0).
+    pub fn webhook_port(&self) -> PathBuf {
+        self.home.join("webhooks.port")
+    }
     /// Bearer token of the optional TCP control listener (0600, new at each start).
     pub fn control_token(&self) -> PathBuf {
         self.home.join("control.token")

@@ -152,9 +152,23 @@ pub async fn run_foreground(paths: Paths) -> Result<()> {
     // The webhook listener, bound before recovery so restored routes get its URL.
     let webhook_listener = match cfg.webhooks.listen_addr()? {
         Some(addr) => {
-            let l = tokio::net::TcpListener::bind(addr)
-                .await
-                .with_context(|| format!("cannot listen for webhooks on {addr}; change `webhooks.listen` in aos.toml or AOS_WEBHOOK_LISTEN"))?;
+            // With port 0, take the port of the previous run again if it is
+            // free, so registered webhook URLs survive a restart.
+            let remembered = (addr.port() == 0)
+                .then(|| std::fs::read_to_string(paths.webhook_port()).ok()?.trim().parse::<u16>().ok())
+                .flatten()
+                .filter(|p| *p != 0);
+            let previous = match remembered {
+                Some(port) => tokio::net::TcpListener::bind((addr.ip(), port)).await.ok(),
+                None => None,
+            };
+            let l = match previous {
+                Some(l) => l,
+                None => tokio::net::TcpListener::bind(addr).await.with_context(|| {
+                    format!("cannot listen for webhooks on {addr}; change `webhooks.listen` in aos.toml or AOS_WEBHOOK_LISTEN")
+                })?,
+            };
+            let _ = std::fs::write(paths.webhook_port(), format!("{}\n", l.local_addr()?.port()));
             let url = format!("http://{}", l.local_addr()?);
             kernel.set_webhook_base_url(Some(url.clone()));
             Some((l, url))
