@@ -83,6 +83,10 @@ pub enum Decoding {
     Pmi,
 }
 
+/// Scores of (context, continuation) pairs, the continuations' token
+/// counts, and the tokens evaluated.
+type PairScores = (Vec<f64>, Vec<usize>, u32);
+
 /// Pseudo-pid of the scratch sequence used by [`Decoding::FewShot`].
 const SCRATCH_PID: u64 = u64::MAX;
 
@@ -655,7 +659,7 @@ impl Engine {
     /// evaluated in the scratch sequence (a shared leading prefix of
     /// consecutive pairs is reused). Returns the scores, the continuations'
     /// token counts and the tokens evaluated; None when a pair does not fit.
-    fn score_pairs(&mut self, pairs: &[(String, String)]) -> Result<Option<(Vec<f64>, Vec<usize>, u32)>, String> {
+    fn score_pairs(&mut self, pairs: &[(String, String)]) -> Result<Option<PairScores>, String> {
         let n_batch = self.cfg.n_batch as usize;
         let (j, _, _) = self.acquire(SCRATCH_PID)?;
         let mut scores = Vec::with_capacity(pairs.len());
@@ -681,8 +685,8 @@ impl Engine {
             self.slots[j].tokens.extend_from_slice(&full[cp..]);
             evaluated += (full.len() - cp) as u32;
             let mut score = 0.0;
-            for t in from..full.len() {
-                score += log_softmax_at(self.slots[j].ctx.get_logits_ith((t - 1 - cp) as i32), full[t]);
+            for (t, &tok) in full.iter().enumerate().skip(from) {
+                score += log_softmax_at(self.slots[j].ctx.get_logits_ith((t - 1 - cp) as i32), tok);
             }
             scores.push(score);
             lens.push(full.len() - from);
