@@ -17,7 +17,7 @@ pub(crate) const EXAMPLES: &[(&str, &str, &str)] = &[
     ("SYS_WRITE_STDOUT", "print hello world", r#"{"text": "hello world"}"#),
     ("SYS_READ_STDIN", "ask the user for a line of input", r#"{}"#),
     ("SPAWN_AGENT", "start a helper agent that summarises a.txt", r#"{"task": "summarise a.txt", "permissions": ["fs:ro"]}"#),
-    ("SYS_EXIT", "(the task is finished)", r#"{"code": 0}"#),
+    ("SYS_EXIT", "(a result shows the task is done, e.g. after [RESULT FS_WRITE#1])", r#"{"code": 0}"#),
 ];
 
 /// The examples block for `specs` (only syscalls among them are shown).
