@@ -66,3 +66,42 @@ fn missing_provider_key_is_reported_with_the_variable_name() {
     assert_eq!(code, 1);
     assert!(err.contains("GEMINI_API_KEY"), "{err}");
 }
+
+/// Where the `local` provider looks for its model (`$AOS_MODEL_DIR` or
+/// `~/.cache/aos/models`, as `aos_llm_local::default_model_dir`).
+fn local_model() -> Option<std::path::PathBuf> {
+    let dir = std::env::var_os("AOS_MODEL_DIR")
+        .filter(|d| !d.is_empty())
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| std::path::PathBuf::from(std::env::var_os("HOME").unwrap_or_default()).join(".cache/aos/models"));
+    let p = dir.join("SmolLM2-135M-Instruct.Q4_1.gguf");
+    if p.is_file() {
+        return Some(p);
+    }
+    let msg = format!("SKIPPED the local-model demo: no model at {}; run scripts/fetch-model.sh", p.display());
+    if std::env::var_os("CI").is_some() {
+        panic!("{msg} (CI is set, so this is a failure)");
+    }
+    eprintln!("\n!!!!!!!! {msg} !!!!!!!!\n");
+    None
+}
+
+/// The demo task on the embedded offline model (greedy decoding, so the run
+/// is deterministic): the agent writes the haiku to haiku.txt, then exits.
+#[test]
+fn local_model_writes_the_haiku_and_exits() {
+    if local_model().is_none() {
+        return;
+    }
+    let aos = Aos::new();
+    let ws = aos.ws().display().to_string();
+    let (code, out, err) = aos.run(&[
+        "run", "--workspace", &ws, "--grant", "fs:rw", "--max-steps", "4", "--max-seconds", "600",
+        "write a haiku about the sea to haiku.txt, then exit",
+    ]);
+    assert_eq!(code, 0, "stdout:\n{out}\nstderr:\n{err}");
+    let haiku = std::fs::read_to_string(aos.ws().join("haiku.txt")).unwrap_or_else(|e| panic!("no haiku.txt ({e}):\n{out}\n{err}"));
+    assert!(!haiku.trim().is_empty(), "empty haiku:\n{out}");
+    assert!(out.contains("FS_WRITE#1"), "the first call is FS_WRITE:\n{out}");
+    assert!(out.contains("SYS_EXIT"), "the agent exits by itself:\n{out}\n{err}");
+}

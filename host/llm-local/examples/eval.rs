@@ -1,9 +1,10 @@
 //! Right-first-call eval of the `local` provider.
 //!
-//! `cargo run -p aos-llm-local --example eval --release -- [--decoding grammar|two-stage|calibrated|few-shot]
-//!     [--thought] [--no-examples] [--model PATH] [--limit N] [-v]`
+//! `cargo run -p aos-llm-local --example eval --release -- [--decoding grammar|two-stage|calibrated|few-shot|channel|pmi]
+//!     [--thought] [--no-examples] [--model PATH] [--set tasks|heldout|both] [--names-only] [--threads N] [--limit N] [-v]`
 //!
-//! For every task in `evals/tasks.jsonl` it builds the kernel's system prompt
+//! For every task in `evals/tasks.jsonl` (and/or the held-out
+//! `evals/heldout.jsonl`; default: both, reported separately) it builds the kernel's system prompt
 //! for the task's capabilities, asks the model for one reply, parses it with
 //! the kernel's parser and validator, and counts replies whose first call is
 //! one of the task's `expect` names.
@@ -20,6 +21,8 @@ fn main() {
     let mut model = "default".to_string();
     let mut limit = usize::MAX;
     let mut verbose = false;
+    let mut set = "both".to_string();
+    let mut names_only = false;
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
         match a.as_str() {
@@ -29,12 +32,17 @@ fn main() {
                     Some("two-stage") => Decoding::TwoStage,
                     Some("calibrated") => Decoding::TwoStageCalibrated,
                     Some("few-shot") => Decoding::FewShot,
-                    other => panic!("--decoding grammar|two-stage|calibrated|few-shot, not {other:?}"),
+                    Some("channel") => Decoding::Channel,
+                    Some("pmi") => Decoding::Pmi,
+                    other => panic!("--decoding grammar|two-stage|calibrated|few-shot|channel|pmi, not {other:?}"),
                 }
             }
             "--thought" => cfg.thought = true,
             "--no-examples" => cfg.prompt_examples = false,
             "--model" => model = args.next().expect("--model PATH"),
+            "--set" => set = args.next().expect("--set tasks|heldout|both"),
+            "--names-only" => names_only = true,
+            "--threads" => cfg.n_threads = args.next().expect("--threads N").parse().unwrap(),
             "--limit" => limit = args.next().expect("--limit N").parse().unwrap(),
             "-v" | "--verbose" => verbose = true,
             other => panic!("unknown argument {other}"),
@@ -44,20 +52,53 @@ fn main() {
         std::process::exit(2);
     }
     let provider = LocalProvider::new(cfg.clone());
-    let tasks = common::load_tasks();
-    let t0 = Instant::now();
-    let (mut n, mut wf, mut valid, mut right, mut trunc) = (0, 0, 0, 0, 0);
-    let mut gen_tokens = 0u64;
+    let files: Vec<&str> = match set.as_str() {
+        "tasks" => vec!["tasks.jsonl"],
+        "heldout" => vec!["heldout.jsonl"],
+        "both" => vec!["tasks.jsonl", "heldout.jsonl"],
+        other => panic!("--set tasks|heldout|both, not {other}"),
+    };
+    println!(
+        "config: decoding={:?} thought={} examples={} model={model}",
+        cfg.decoding, cfg.thought, cfg.prompt_examples
+    );
     // One pid per capability set: tasks with the same system prompt reuse its
     // KV cache (exact: only the differing tail is evaluated).
     let mut pids: std::collections::HashMap<Vec<String>, u64> = Default::default();
+    for file in files {
+        println!("\n== evals/{file}");
+        run_set(&provider, &model, &common::load_task_file(file), limit, verbose, names_only, &mut pids);
+    }
+}
+
+fn run_set(
+    provider: &LocalProvider,
+    model: &str,
+    tasks: &[common::Task],
+    limit: usize,
+    verbose: bool,
+    names_only: bool,
+    pids: &mut std::collections::HashMap<Vec<String>, u64>,
+) {
+    let t0 = Instant::now();
+    let (mut n, mut wf, mut valid, mut right, mut trunc) = (0, 0, 0, 0, 0);
+    let mut gen_tokens = 0u64;
     for task in tasks.iter().take(limit) {
         let next = 1000 + pids.len() as u64;
         let pid = *pids.entry(task.caps.clone()).or_insert(next);
         let mut req = common::request(pid, task);
-        req.model = model.clone();
+        req.model = model.to_string();
+        if names_only {
+            req.max_tokens = Some(1);
+        }
         let out = provider.complete_blocking(req.clone()).expect("completion");
-        let c = common::check(&out.text, &req.syscalls);
+        let mut c = common::check(&out.text, &req.syscalls);
+        if names_only {
+            // Only the chosen name: the tag `[SYS_CALL::NAME]` the reply starts with.
+            c.name = out.text.strip_prefix("[SYS_CALL::").and_then(|r| r.split(']').next()).map(str::to_string);
+            c.valid = c.name.is_some();
+            c.problem = None;
+        }
         let ok = c.valid && c.name.as_ref().is_some_and(|nm| task.expect.contains(nm));
         n += 1;
         wf += c.well_formed as u32;
@@ -81,10 +122,6 @@ fn main() {
         }
     }
     let secs = t0.elapsed().as_secs_f64();
-    println!(
-        "\nconfig: decoding={:?} thought={} examples={} model={model}",
-        cfg.decoding, cfg.thought, cfg.prompt_examples
-    );
     println!(
         "tasks {n}: well-formed {wf}/{n}, valid (allowed name + schema) {valid}/{n}, truncated {trunc}, RIGHT FIRST CALL {right}/{n} = {:.1}%",
         100.0 * right as f64 / n as f64

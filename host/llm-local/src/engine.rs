@@ -17,7 +17,10 @@
 //!   the process's syscalls ([`crate::grammar`]). In [`Decoding::TwoStage`]
 //!   the syscall name is chosen first by scoring the log-probability of
 //!   `[SYS_CALL::NAME]` for every allowed NAME, then the arguments are
-//!   generated under that syscall's grammar.
+//!   generated under that syscall's grammar. [`Decoding::Pmi`] (the
+//!   default) chooses the first step's name differently: by how well the
+//!   task fits a one-line plain-words description of each syscall (scored
+//!   in a scratch sequence, calibrated against a content-free request).
 //!
 //! Not thread-safe by itself: the provider serialises use behind a mutex.
 
@@ -48,7 +51,6 @@ pub enum Decoding {
     Grammar,
     /// Choose the syscall name by log-probability, then generate its arguments
     /// under that syscall's grammar. No thought line.
-    #[default]
     TwoStage,
     /// [`Decoding::TwoStage`] with contextual calibration: each name's score
     /// minus its score when the last message is content-free (`[TASK] N/A`),
@@ -62,7 +64,28 @@ pub enum Decoding {
     /// for the allowed syscalls, then `Task: <task>\nCall:`) evaluated in a
     /// separate scratch sequence; later steps score in the conversation.
     FewShot,
+    /// Like [`Decoding::TwoStage`], but on a process's first step (last
+    /// message `[TASK] ...`) the name is chosen "noisy-channel" style: for
+    /// each allowed syscall, the log-probability of the *task text* after a
+    /// one-line description of that syscall ([`crate::examples::hint_for`]),
+    /// scored in a scratch sequence. Later steps score the names in the
+    /// conversation. (Measured below [`Decoding::Pmi`] on `evals/`.)
+    Channel,
+    /// Like [`Decoding::TwoStage`], but on a process's first step the name is
+    /// chosen by the pointwise mutual information of the task and each
+    /// syscall's one-line description (hint): log P(hint | "Request:
+    /// <task>\nThis request asks to") minus log P(hint | the same with the
+    /// content-free request "N/A"), scored in a scratch sequence. Plain
+    /// words are easier for a small model than syscall names, and the
+    /// subtraction removes its preference for some hints. Later steps
+    /// (after results) score the names in the conversation.
+    #[default]
+    Pmi,
 }
+
+/// Scores of (context, continuation) pairs, the continuations' token
+/// counts, and the tokens evaluated.
+type PairScores = (Vec<f64>, Vec<usize>, u32);
 
 /// Pseudo-pid of the scratch sequence used by [`Decoding::FewShot`].
 const SCRATCH_PID: u64 = u64::MAX;
@@ -102,7 +125,7 @@ static BACKEND: OnceLock<Result<LlamaBackend, String>> = OnceLock::new();
 
 /// The process-wide llama.cpp backend (`llama_backend_init` runs once).
 /// llama.cpp's own logging is silenced unless `AOS_LLAMA_LOG` is set.
-pub(crate) fn backend() -> Result<&'static LlamaBackend, String> {
+pub fn backend() -> Result<&'static LlamaBackend, String> {
     BACKEND
         .get_or_init(|| {
             let mut b = LlamaBackend::init().map_err(|e| format!("cannot initialise llama.cpp: {e}"))?;
@@ -156,6 +179,11 @@ fn log_softmax_at(logits: &[f32], tok: LlamaToken) -> f64 {
     logits[tok.0 as usize] as f64 - max - sum.ln()
 }
 
+/// The text before a hint in [`Decoding::Pmi`] scoring.
+fn pmi_context(task: &str) -> String {
+    format!("Request: {task}\nThis request asks to")
+}
+
 fn ms(t: Instant) -> f64 {
     t.elapsed().as_secs_f64() * 1000.0
 }
@@ -171,8 +199,12 @@ impl Engine {
         let template = match model.chat_template(None) {
             Ok(t) => t,
             Err(e) => {
-                tracing::warn!("model {} has no usable chat template ({e}); using ChatML", path.display());
-                LlamaChatTemplate::new("chatml").map_err(|e| e.to_string())?
+                // Base models ship without a template; use llama.cpp's
+                // built-in one for the architecture when it has one.
+                let arch = model.meta_val_str("general.architecture").unwrap_or_default();
+                let name = if arch.starts_with("gemma") { "gemma" } else { "chatml" };
+                tracing::warn!("model {} has no usable chat template ({e}); using llama.cpp's `{name}`", path.display());
+                LlamaChatTemplate::new(name).map_err(|e| e.to_string())?
             }
         };
         let n_batch = cfg.n_batch.max(16);
@@ -235,7 +267,8 @@ impl Engine {
     fn park(&mut self, i: usize) {
         let slot = &mut self.slots[i];
         let Some(pid) = slot.pid.take() else { return };
-        if self.cfg.max_parked_bytes > 0 && !slot.tokens.is_empty() {
+        // The scratch sequence is disposable: never saved.
+        if pid != SCRATCH_PID && self.cfg.max_parked_bytes > 0 && !slot.tokens.is_empty() {
             match slot.ctx.state_seq_get(0, LlamaStateSeqFlags::empty()) {
                 Ok(state) if state.byte_len() <= self.cfg.max_parked_bytes => {
                     self.parked_bytes += state.byte_len();
@@ -401,7 +434,11 @@ impl Engine {
         let grammar_text;
         if two_stage {
             let t = Instant::now();
-            let fewshot = if req.decoding == Decoding::FewShot { self.fewshot_choice(req)? } else { None };
+            let fewshot = match req.decoding {
+                Decoding::FewShot => self.fewshot_choice(req)?,
+                Decoding::Channel | Decoding::Pmi => self.task_choice(req)?,
+                _ => None,
+            };
             // The scratch sequence may have taken this process's context.
             i = match fewshot {
                 Some(_) => {
@@ -567,6 +604,94 @@ impl Engine {
         let (scores, scored) = self.score_names(j, &cands, last_idx)?;
         let best = (0..scores.len()).max_by(|&a, &b| scores[a].total_cmp(&scores[b])).unwrap_or(0);
         Ok(Some((best, scored + (toks.len() - cp) as u32)))
+    }
+
+    /// [`Decoding::Channel`] and [`Decoding::Pmi`]: the chosen spec index and
+    /// the tokens evaluated for it, or None when the step is not a first step.
+    fn task_choice(&mut self, req: &GenRequest) -> Result<Option<(usize, u32)>, String> {
+        let Some((role, last)) = req.messages.last() else { return Ok(None) };
+        if role != "user" || req.specs.len() < 2 {
+            return Ok(None);
+        }
+        let Some(task) = last.strip_prefix("[TASK]").map(str::trim) else { return Ok(None) };
+        let task = task.replace('\n', " ");
+        if task.is_empty() {
+            return Ok(None);
+        }
+        let hints: Vec<String> = req.specs.iter().map(crate::examples::hint_for).collect();
+        let (scores, evaluated) = if req.decoding == Decoding::Channel {
+            let pairs: Vec<(String, String)> = hints.iter().map(|h| (format!("A request to {h}:\n"), format!(" {task}"))).collect();
+            let Some((sc, _, n)) = self.score_pairs(&pairs)? else { return Ok(None) };
+            (sc, n)
+        } else {
+            let pairs: Vec<(String, String)> = hints.iter().map(|h| (pmi_context(&task), format!(" {h}."))).collect();
+            let Some((sc, _, n)) = self.score_pairs(&pairs)? else { return Ok(None) };
+            // The hints' scores after a content-free request, once per hint set.
+            let key = {
+                use std::hash::{Hash, Hasher};
+                let mut h = std::collections::hash_map::DefaultHasher::new();
+                hints.hash(&mut h);
+                h.finish()
+            };
+            let (prior, n2) = match self.priors.get(&key) {
+                Some(p) => (p.clone(), 0),
+                None => {
+                    let neutral: Vec<(String, String)> = hints.iter().map(|h| (pmi_context("N/A"), format!(" {h}."))).collect();
+                    let Some((p, _, n2)) = self.score_pairs(&neutral)? else { return Ok(None) };
+                    if self.priors.len() > 256 {
+                        self.priors.clear();
+                    }
+                    self.priors.insert(key, p.clone());
+                    (p, n2)
+                }
+            };
+            (sc.iter().zip(&prior).map(|(s, p)| s - p).collect::<Vec<f64>>(), n + n2)
+        };
+        let best = (0..scores.len()).max_by(|&a, &b| scores[a].total_cmp(&scores[b])).unwrap_or(0);
+        if tracing::enabled!(tracing::Level::DEBUG) {
+            let v: Vec<_> = req.specs.iter().zip(&scores).map(|(s, x)| format!("{}={x:.1}", s.name)).collect();
+            tracing::debug!("{:?} for {task:?}: {} [{}]", req.decoding, req.specs[best].name, v.join(" "));
+        }
+        Ok(Some((best, evaluated)))
+    }
+
+    /// log P(continuation | context) for each (context, continuation) pair,
+    /// evaluated in the scratch sequence (a shared leading prefix of
+    /// consecutive pairs is reused). Returns the scores, the continuations'
+    /// token counts and the tokens evaluated; None when a pair does not fit.
+    fn score_pairs(&mut self, pairs: &[(String, String)]) -> Result<Option<PairScores>, String> {
+        let n_batch = self.cfg.n_batch as usize;
+        let (j, _, _) = self.acquire(SCRATCH_PID)?;
+        let mut scores = Vec::with_capacity(pairs.len());
+        let mut lens = Vec::with_capacity(pairs.len());
+        let mut evaluated = 0u32;
+        for (context, cont) in pairs {
+            let mut full = self.tokenize(context, true);
+            let from = full.len();
+            full.extend_from_slice(&self.tokenize(cont, false));
+            if from == 0 || full.len() + 8 > self.cfg.n_ctx as usize {
+                return Ok(None);
+            }
+            // Re-evaluate from the last context token on, with all logits.
+            let cp = lcp(&self.slots[j].tokens, &full).min(from - 1);
+            if full.len() - cp > n_batch {
+                return Ok(None);
+            }
+            if cp < self.slots[j].tokens.len() && self.slots[j].ctx.kv_cache_seq_rm(0, Some(cp as u32), None).is_err() {
+                return Ok(None);
+            }
+            self.slots[j].tokens.truncate(cp);
+            self.eval(j, &full[cp..], cp, true)?;
+            self.slots[j].tokens.extend_from_slice(&full[cp..]);
+            evaluated += (full.len() - cp) as u32;
+            let mut score = 0.0;
+            for (t, &tok) in full.iter().enumerate().skip(from) {
+                score += log_softmax_at(self.slots[j].ctx.get_logits_ith((t - 1 - cp) as i32), tok);
+            }
+            scores.push(score);
+            lens.push(full.len() - from);
+        }
+        Ok(Some((scores, lens, evaluated)))
     }
 
     /// Evaluates `prompt` in slot `i`, reusing the common prefix with what

@@ -17,7 +17,7 @@ pub(crate) const EXAMPLES: &[(&str, &str, &str)] = &[
     ("SYS_WRITE_STDOUT", "print hello world", r#"{"text": "hello world"}"#),
     ("SYS_READ_STDIN", "ask the user for a line of input", r#"{}"#),
     ("SPAWN_AGENT", "start a helper agent that summarises a.txt", r#"{"task": "summarise a.txt", "permissions": ["fs:ro"]}"#),
-    ("SYS_EXIT", "(the task is finished)", r#"{"code": 0}"#),
+    ("SYS_EXIT", "(a result shows the task is done, e.g. after [RESULT FS_WRITE#1])", r#"{"code": 0}"#),
 ];
 
 /// The examples block for `specs` (only syscalls among them are shown).
@@ -31,4 +31,39 @@ pub fn examples_for(specs: &[SyscallSpec]) -> String {
         }
     }
     s
+}
+
+/// One short line per syscall, saying with everyday verbs what a request that
+/// starts with it asks for. Used by [`crate::Decoding::Channel`] to score how
+/// well the task text fits each syscall. Written from the syscalls'
+/// meaning, not from the eval tasks (`evals/heldout.jsonl` checks that).
+pub(crate) const HINTS: &[(&str, &str)] = &[
+    ("FS_WRITE", "write, save or put some text into a file"),
+    ("FS_READ", "read a file and look at what it contains"),
+    ("FS_LIST", "list the files in a directory"),
+    ("FS_DELETE", "delete or remove a file or a directory"),
+    ("FS_MKDIR", "make a new directory (a folder)"),
+    ("SLEEP", "wait or pause for a number of seconds"),
+    ("SYS_SCHEDULE", "schedule a reminder that wakes you up later"),
+    ("SEND_MSG", "send a message to another process"),
+    ("RECV_MSG", "wait for and receive a message from another process"),
+    ("SYS_WRITE_STDOUT", "print or say something to the user"),
+    ("SYS_READ_STDIN", "read a line of input that the user types"),
+    ("SPAWN_AGENT", "start a new child agent to do a sub-task"),
+    ("SYS_EXIT", "stop and exit the process because the work is finished"),
+];
+
+/// The hint line of `spec`: from [`HINTS`], else the first sentence of its
+/// description (syscalls of other drivers).
+pub fn hint_for(spec: &SyscallSpec) -> String {
+    if let Some((_, h)) = HINTS.iter().find(|(n, _)| *n == spec.name) {
+        return (*h).to_string();
+    }
+    let d = spec.description.trim();
+    let first = d.split(". ").next().unwrap_or(d).trim_end_matches('.');
+    let mut h = first.to_string();
+    if let Some(c) = h.get(..1) {
+        h = c.to_lowercase() + &h[1..];
+    }
+    h
 }

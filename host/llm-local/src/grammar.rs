@@ -178,10 +178,22 @@ impl Builder {
         let mut first: Vec<Option<String>> = vec![None; n + 1];
         for i in (0..n).rev() {
             let (key, sub) = keys[i];
+            let req = required.contains(key.as_str());
+            // A required string is never left empty (an empty haiku is not
+            // what a task asks for; greedy decoding of a small model often
+            // closes the string at once).
+            let nonempty;
+            let sub = if req && sub.get("type").and_then(Value::as_str) == Some("string") && sub.get("minLength").is_none() {
+                let mut s2 = sub.clone();
+                s2["minLength"] = Value::from(1);
+                nonempty = s2;
+                &nonempty
+            } else {
+                sub
+            };
             let v = self.value_expr(&format!("{name}-{}", rule_name(key).trim_start_matches("call-")), sub);
             let kv = self.add(format!("{name}-kv{i}"), format!("{} {v}", lit(&format!("{}: ", json_str(key)))));
             let next_after = after[i + 1].clone().unwrap_or_default();
-            let req = required.contains(key.as_str());
             let a = if req {
                 format!("\", \" {kv} {next_after}")
             } else {
@@ -307,6 +319,17 @@ mod tests {
         assert!(g.contains("\"FS_READ] \" call-fs-read"), "{g}");
         assert!(g.contains("( uint | null )"), "{g}");
         assert!(g.contains("call-fs-read-a1 ::= ( \", \" call-fs-read-kv1 )?"), "{g}");
+    }
+
+    #[test]
+    fn required_strings_are_non_empty_optional_ones_may_be_empty() {
+        let g = args_grammar(&spec(
+            "FS_WRITE",
+            json!({"type":"object","properties":{"path":{"type":"string"},"content":{"type":"string"},"note":{"type":"string"}},"required":["path","content"]}),
+        ));
+        assert!(g.contains("call-fs-write-kv0 ::= \"\\\"path\\\": \" string1"), "{g}");
+        assert!(g.contains("call-fs-write-kv1 ::= \"\\\"content\\\": \" string1"), "{g}");
+        assert!(g.contains("call-fs-write-kv2 ::= \"\\\"note\\\": \" string\n"), "{g}");
     }
 
     #[test]

@@ -58,7 +58,7 @@ impl Default for LocalConfig {
             max_live_contexts: 4,
             max_parked_bytes: 512 << 20,
             default_max_tokens: 512,
-            decoding: Decoding::TwoStage,
+            decoding: Decoding::Pmi,
             thought: false,
             prompt_examples: true,
             repeat_penalty: 1.2,

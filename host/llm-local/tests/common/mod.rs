@@ -37,7 +37,12 @@ pub struct Task {
 }
 
 pub fn load_tasks() -> Vec<Task> {
-    let p = repo_root().join("evals/tasks.jsonl");
+    load_task_file("tasks.jsonl")
+}
+
+/// The tasks of `evals/<name>` (`tasks.jsonl`, `heldout.jsonl`).
+pub fn load_task_file(name: &str) -> Vec<Task> {
+    let p = repo_root().join("evals").join(name);
     std::fs::read_to_string(&p)
         .unwrap_or_else(|e| panic!("{}: {e}", p.display()))
         .lines()
