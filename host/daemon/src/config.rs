@@ -53,6 +53,8 @@ pub struct Config {
     pub journal: JournalConfig,
     pub providers: BTreeMap<String, ProviderSettings>,
     pub drivers: BTreeMap<String, toml::Table>,
+    /// Long-term memory: embedder and vector store (see `aos_memory::config`).
+    pub memory: aos_runtime::aos_memory::MemoryConfig,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -102,6 +104,7 @@ impl Default for Config {
             journal: JournalConfig::default(),
             providers: BTreeMap::new(),
             drivers: BTreeMap::new(),
+            memory: Default::default(),
         }
     }
 }
@@ -180,6 +183,7 @@ impl Config {
         if let Some(v) = get("AOS_DRIVER_MEMORY_MB") {
             self.limits.memory_mb = num("AOS_DRIVER_MEMORY_MB", &v)?;
         }
+        self.memory.apply_env(&get);
         if let Some(v) = get("AOS_JOURNAL_FSYNC") {
             self.journal.fsync = !matches!(v.as_str(), "0" | "false" | "no" | "off");
         }

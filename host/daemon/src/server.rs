@@ -66,6 +66,8 @@ pub async fn build_kernel(paths: &Paths, cfg: &Config) -> Result<Kernel> {
     rc.container = Some(Arc::new(
         aos_runtime::DockerBackend::for_home(paths.home()).await.context("invalid Docker endpoint")?,
     ));
+    // MEM_*: the embedder and the vector store (embedded under $AOS_HOME/memory by default).
+    rc.memory = Some(cfg.memory.build(paths.home()).context("invalid [memory] settings")?);
     let runtime = DriverRuntime::open(rc).await.context("cannot start the driver runtime")?;
     let mut kc = KernelConfig::new(paths.home());
     kc.model_concurrency = cfg.model_concurrency.max(1);
@@ -75,7 +77,9 @@ pub async fn build_kernel(paths: &Paths, cfg: &Config) -> Result<Kernel> {
         max_tokens: cfg.budgets.max_tokens,
         max_wall_time: cfg.budgets.max_seconds.map(Duration::from_secs),
     };
-    Ok(Kernel::new(kc, runtime, provider_factory(cfg)))
+    let kernel = Kernel::new(kc, runtime, provider_factory(cfg));
+    kernel.reserve_memory_pids().await;
+    Ok(kernel)
 }
 
 #[derive(Clone)]

@@ -191,6 +191,29 @@ impl ChromaStore {
         Ok(())
     }
 
+    /// Writes many records in batches of 1000 (bulk import, benchmarks).
+    pub async fn upsert_many(&self, space: &Space, items: Vec<(MemoryRecord, Vec<f32>)>) -> Result<(), MemoryError> {
+        let c = self.collection(space, true).await?.expect("created");
+        let mut items = items;
+        while !items.is_empty() {
+            let rest = items.split_off(items.len().min(1000));
+            let batch = std::mem::replace(&mut items, rest);
+            let metas = batch.iter().map(|(r, _)| {
+                let mut m = Map::new();
+                m.insert("aos_metadata".into(), Value::from(r.metadata.clone()));
+                m
+            });
+            let entries = CollectionEntries {
+                ids: batch.iter().map(|(r, _)| r.key.as_str()).collect(),
+                metadatas: Some(metas.collect()),
+                documents: Some(batch.iter().map(|(r, _)| r.text.as_str()).collect()),
+                embeddings: Some(batch.iter().map(|(_, v)| v.clone()).collect()),
+            };
+            self.timed("write", c.upsert(entries, None)).await?;
+        }
+        Ok(())
+    }
+
     async fn query_inner(&self, space: &Space, embedding: Vec<f32>, k: usize) -> Result<Vec<MemoryHit>, MemoryError> {
         let Some(c) = self.collection(space, false).await? else { return Ok(Vec::new()) };
         let q = QueryOptions {

@@ -10,6 +10,7 @@
 //! Memory spaces are named by the host, never by the guest: see [`Space`].
 
 pub mod chroma;
+pub mod config;
 pub mod embedded;
 pub mod minilm;
 pub mod openai;
@@ -19,6 +20,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 
 pub use chroma::{ChromaConfig, ChromaStore};
+pub use config::MemoryConfig;
 pub use embedded::EmbeddedStore;
 pub use minilm::MiniLmEmbedder;
 pub use openai::{OpenAiEmbedder, OpenAiEmbedderConfig};
