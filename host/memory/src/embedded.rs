@@ -365,6 +365,15 @@ impl EmbeddedStore {
         Ok(s)
     }
 
+    /// The space if it exists (in memory or on disk); reads never create one.
+    fn existing(&self, space: &Space) -> Result<Option<Arc<RwLock<SpaceData>>>, MemoryError> {
+        let known = self.spaces.lock().unwrap().contains_key(&space.id());
+        if known || self.root.join(space.id()).join("log.bin").exists() {
+            return self.space(space).map(Some);
+        }
+        Ok(None)
+    }
+
     /// Loads many records at once with a single `fsync` (bulk import, benchmarks).
     pub fn upsert_many(&self, space: &Space, items: Vec<(MemoryRecord, Vec<f32>)>) -> Result<(), MemoryError> {
         let s = self.space(space)?;
@@ -425,7 +434,7 @@ impl VectorStore for EmbeddedStore {
     }
 
     async fn query(&self, space: &Space, mut embedding: Vec<f32>, k: usize) -> Result<Vec<MemoryHit>, MemoryError> {
-        let s = self.space(space)?;
+        let Some(s) = self.existing(space)? else { return Ok(Vec::new()) };
         let space = space.clone();
         tokio::task::spawn_blocking(move || {
             let s = s.read().unwrap();
@@ -441,7 +450,7 @@ impl VectorStore for EmbeddedStore {
     }
 
     async fn delete(&self, space: &Space, key: &str) -> Result<bool, MemoryError> {
-        let s = self.space(space)?;
+        let Some(s) = self.existing(space)? else { return Ok(false) };
         let path = self.root.join(space.id()).join("log.bin");
         let key = key.to_string();
         tokio::task::spawn_blocking(move || {
@@ -459,7 +468,10 @@ impl VectorStore for EmbeddedStore {
     }
 
     async fn count(&self, space: &Space) -> Result<usize, MemoryError> {
-        Ok(self.space(space)?.read().unwrap().entries.len())
+        Ok(match self.existing(space)? {
+            Some(s) => s.read().unwrap().entries.len(),
+            None => 0,
+        })
     }
 
     async fn max_private_pid(&self) -> Result<u64, MemoryError> {
