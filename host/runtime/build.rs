@@ -18,6 +18,7 @@ const DRIVER_PACKAGES: &[&str] = &[
     "aos-driver-timers",
     "aos-driver-exec",
     "aos-driver-net",
+    "aos-driver-memory",
     "aos-driver-wordcount",
     "aos-driver-misbehave",
     "aos-driver-rawhttp",

@@ -86,6 +86,8 @@ pub struct Config {
     pub webhooks: WebhookConfig,
     pub providers: BTreeMap<String, ProviderSettings>,
     pub drivers: BTreeMap<String, toml::Table>,
+    /// Long-term memory: embedder and vector store (see `aos_memory::config`).
+    pub memory: aos_runtime::aos_memory::MemoryConfig,
 }
 
 /// `[net]`: the NET_FETCH policy (see `aos_runtime::NetConfig`).
@@ -283,6 +285,7 @@ impl Default for Config {
             webhooks: WebhookConfig::default(),
             providers: BTreeMap::new(),
             drivers: BTreeMap::new(),
+            memory: Default::default(),
         }
     }
 }
@@ -370,6 +373,7 @@ impl Config {
         if let Some(v) = get("AOS_SANDBOX_IMAGE") {
             self.sandbox.image = v;
         }
+        self.memory.apply_env(&get);
         if let Some(v) = get("AOS_JOURNAL_FSYNC") {
             self.journal.fsync = !matches!(v.as_str(), "0" | "false" | "no" | "off");
         }

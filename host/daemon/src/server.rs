@@ -72,6 +72,8 @@ pub async fn build_kernel(paths: &Paths, cfg: &Config) -> Result<Kernel> {
             .await
             .context("invalid Docker endpoint (`[sandbox] docker_host` or $DOCKER_HOST)")?,
     ));
+    // MEM_*: the embedder and the vector store (embedded under $AOS_HOME/memory by default).
+    rc.memory = Some(cfg.memory.build(paths.home()).context("invalid [memory] settings")?);
     let runtime = DriverRuntime::open(rc).await.context("cannot start the driver runtime")?;
     let mut kc = KernelConfig::new(paths.home());
     kc.model_concurrency = cfg.model_concurrency.max(1);
@@ -81,7 +83,9 @@ pub async fn build_kernel(paths: &Paths, cfg: &Config) -> Result<Kernel> {
         max_tokens: cfg.budgets.max_tokens,
         max_wall_time: cfg.budgets.max_seconds.map(Duration::from_secs),
     };
-    Ok(Kernel::new(kc, runtime, provider_factory(cfg)))
+    let kernel = Kernel::new(kc, runtime, provider_factory(cfg));
+    kernel.reserve_memory_pids().await;
+    Ok(kernel)
 }
 
 #[derive(Clone)]

@@ -561,6 +561,23 @@ impl Kernel {
         }
     }
 
+    /// Makes later pids start above `pid`. Called at start with the highest
+    /// pid that owns long-term memory, so a new process never inherits the
+    /// private memory of an old one.
+    pub fn reserve_pids_up_to(&self, pid: Pid) {
+        self.inner.table.reserve_up_to(pid);
+    }
+
+    /// Reserves pids above every private memory space of the memory store
+    /// (a warning, not an error, when the store cannot be asked).
+    pub async fn reserve_memory_pids(&self) {
+        let Some(m) = self.inner.runtime.memory() else { return };
+        match m.store.max_private_pid().await {
+            Ok(max) => self.reserve_pids_up_to(max),
+            Err(e) => tracing::warn!(target: "aos::memory", "cannot list memory spaces to reserve their pids: {e}"),
+        }
+    }
+
     /// The driver runtime this kernel dispatches to.
     pub fn runtime(&self) -> &Arc<DriverRuntime> {
         &self.inner.runtime

@@ -83,7 +83,10 @@ pub(crate) fn load_component(
     }
     let compiled = engine.precompile_component(bytes)?;
     std::fs::create_dir_all(cache_dir)?;
-    let tmp = path.with_extension(format!("tmp{}", std::process::id()));
+    // Unique per writer: several runtimes of one process (tests) may fill a cold cache at once.
+    static WRITER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = WRITER.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let tmp = path.with_extension(format!("tmp{}-{n}", std::process::id()));
     std::fs::write(&tmp, &compiled)?;
     std::fs::rename(&tmp, &path)?;
     // SAFETY: produced just above by this engine.

@@ -18,6 +18,7 @@ mod bindings;
 pub mod container;
 pub mod docker;
 pub mod driver;
+mod memory;
 mod engine;
 mod linker;
 pub mod net;
@@ -29,6 +30,7 @@ pub use container::{ContainerAgent, ContainerBackend, ExecOutput};
 pub use docker::{DockerBackend, DockerConfig, DockerStatus};
 pub use engine::CacheOutcome;
 pub use net::{NetConfig, NetConfigError};
+pub use aos_memory;
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
@@ -55,6 +57,7 @@ const BUILTIN_DRIVERS: &[(&str, &[u8])] = &[
     ("timers", include_bytes!(concat!(env!("AOS_BUILT_DRIVERS_DIR"), "/aos_driver_timers.wasm"))),
     ("exec", include_bytes!(concat!(env!("AOS_BUILT_DRIVERS_DIR"), "/aos_driver_exec.wasm"))),
     ("net", include_bytes!(concat!(env!("AOS_BUILT_DRIVERS_DIR"), "/aos_driver_net.wasm"))),
+    ("memory", include_bytes!(concat!(env!("AOS_BUILT_DRIVERS_DIR"), "/aos_driver_memory.wasm"))),
 ];
 
 /// Names third-party drivers may not take.
@@ -88,6 +91,8 @@ pub struct RuntimeConfig {
     pub container: Option<Arc<dyn ContainerBackend>>,
     /// Where compiled drivers are cached (default `$AOS_HOME/cache/drivers`).
     pub cache_dir: Option<PathBuf>,
+    /// Long-term memory for `memory` agents (none: MEM_* explain how to set it up).
+    pub memory: Option<aos_memory::MemoryService>,
 }
 
 impl std::fmt::Debug for RuntimeConfig {
@@ -99,6 +104,7 @@ impl std::fmt::Debug for RuntimeConfig {
             .field("reuse_instances", &self.reuse_instances)
             .field("net", &self.net)
             .field("container", &self.container.is_some())
+            .field("memory", &self.memory)
             .finish_non_exhaustive()
     }
 }
@@ -117,6 +123,7 @@ impl RuntimeConfig {
             net: NetConfig::default(),
             container: None,
             cache_dir: None,
+            memory: None,
         }
     }
 
@@ -401,6 +408,8 @@ impl DriverRuntime {
                 workspace_writable: a.caps.contains(&Capability::FsWrite),
                 network: a.caps.contains(&Capability::ExecNet),
             }),
+            memory: self.config.memory.clone().filter(|_| profile.memory),
+            memory_caps: agent.filter(|_| profile.memory).map(|a| a.caps.clone()).unwrap_or_default(),
             http: wasmtime_wasi_http::WasiHttpCtx::new(),
             net: net::NetHooks {
                 caps: agent.map(|a| a.caps.clone()).unwrap_or_default(),
@@ -585,6 +594,11 @@ impl DriverRuntime {
         if let Some(backend) = &self.config.container {
             backend.shutdown().await;
         }
+    }
+
+    /// The long-term memory service, if configured.
+    pub fn memory(&self) -> Option<&aos_memory::MemoryService> {
+        self.config.memory.as_ref()
     }
 
     /// Number of live pooled instances (for benchmarks and `aos top`).

@@ -7,7 +7,8 @@
 //! gated: `wasi:filesystem` is only linked with an `fs:*` grant, and the only
 //! preopen is the agent's workspace, read-only or read-write (see `store.rs`).
 //! `wasi:http` is linked only with `net`/`net:HOST` (its requests then pass
-//! the policy in `net.rs`), `aos:kernel/container` only with `exec`. Raw
+//! the policy in `net.rs`), `aos:kernel/container` only with `exec`, `aos:kernel/embedder` and
+//! `aos:kernel/vector-store` only with `memory` or `memory:shared/NAME`. Raw
 //! sockets are never linked.
 
 use wasmtime::component::{HasData, HasSelf, Linker, ResourceTable};
@@ -31,6 +32,7 @@ pub(crate) struct LinkProfile {
     pub timers: bool,
     pub net: bool,
     pub exec: bool,
+    pub memory: bool,
 }
 
 impl LinkProfile {
@@ -41,13 +43,15 @@ impl LinkProfile {
             timers: caps.contains(&Capability::Timers),
             net: caps.has_any_net(),
             exec: caps.contains(&Capability::Exec),
+            memory: caps.contains(&Capability::Memory)
+                || caps.iter().any(|c| matches!(c, Capability::MemoryShared(_))),
         }
     }
 
     /// Everything this build can link (used to describe drivers at load time,
     /// with no preopens and no agent behind the calls).
     pub fn everything() -> Self {
-        LinkProfile { fs: true, timers: true, net: true, exec: true }
+        LinkProfile { fs: true, timers: true, net: true, exec: true, memory: true }
     }
 }
 
@@ -98,6 +102,10 @@ pub(crate) fn build(engine: &Engine, profile: LinkProfile) -> wasmtime::Result<L
     }
     if profile.exec {
         aos::container::add_to_linker::<S, HasSelf<S>>(&mut l, |s| s)?;
+    }
+    if profile.memory {
+        aos::embedder::add_to_linker::<S, HasSelf<S>>(&mut l, |s| s)?;
+        aos::vector_store::add_to_linker::<S, HasSelf<S>>(&mut l, |s| s)?;
     }
     if profile.net {
         // Only `wasi:http` (types + outgoing-handler); every request passes

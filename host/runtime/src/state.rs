@@ -1,7 +1,8 @@
 //! The per-instance store state of a driver (`DriverState`): its WASI
 //! context (workspace preopen, no env, no stdio but a captured stderr), its
 //! resource limits, and the host-interface implementations (`log`, `config`,
-//! `timers`) that record effects for the kernel.
+//! `timers`, `container`; `embedder` and `vector-store` live in `memory.rs`)
+//! that record effects for the kernel.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -86,6 +87,10 @@ pub(crate) struct DriverState {
     /// `wasi:http` state and policy for `net` agents.
     pub http: wasmtime_wasi_http::WasiHttpCtx,
     pub net: NetHooks,
+    /// Long-term memory for `memory` agents, and the grants that decide
+    /// which spaces this instance may touch (see `memory.rs`).
+    pub memory: Option<aos_memory::MemoryService>,
+    pub memory_caps: aos_abi::CapabilitySet,
 }
 
 impl WasiView for DriverState {

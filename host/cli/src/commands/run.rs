@@ -77,10 +77,14 @@ pub async fn run(a: RunArgs) -> Result<i32> {
     let docker = aos_runtime::DockerConfig { image: a.sandbox_image.clone(), ..aos_runtime::DockerConfig::for_home(&home) };
     rt_config.container =
         Some(Arc::new(aos_runtime::DockerBackend::open(docker).await.context("invalid Docker endpoint")?));
+    // MEM_*: the same [memory] settings as the daemon (aos.toml + AOS_* overrides).
+    let cfg = aos_daemon::config::Config::load(&home)?;
+    rt_config.memory = Some(cfg.memory.build(&home).context("invalid [memory] settings")?);
     let runtime = DriverRuntime::open(rt_config).await.context("cannot start the driver runtime")?;
     let factory = aos_daemon::server::provider_factory(&aos_daemon::config::Config::default());
     let kernel_runtime = runtime.clone();
     let kernel = Kernel::new(KernelConfig::new(&home), runtime, factory);
+    kernel.reserve_memory_pids().await;
     let caps = if a.no_grants {
         CapabilitySet::empty()
     } else if a.grants.is_empty() {

@@ -56,8 +56,12 @@ pub struct Harness {
 }
 
 pub async fn harness_with(f: impl FnOnce(&mut KernelConfig)) -> Harness {
+    harness_on(runtime().await, f).await
+}
+
+/// A harness over a given driver runtime (e.g. one with long-term memory).
+pub async fn harness_on(rt: Arc<DriverRuntime>, f: impl FnOnce(&mut KernelConfig)) -> Harness {
     let dir = tempfile::tempdir().unwrap();
-    let rt = runtime().await;
     let rec = Arc::new(Recorder { inner: ScriptProvider::new(), requests: Mutex::new(Vec::new()) });
     let r2 = rec.clone();
     let mut cfg = KernelConfig::new(dir.path());
