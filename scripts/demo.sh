@@ -25,8 +25,10 @@ step "$AOS" run --provider script --model "$HERE/examples/scripts/haiku.txt" --w
 step cat "$RUNWS/haiku.txt"
 
 echo; echo "# the same task on the embedded offline model (SmolLM2-135M, llama.cpp, grammar-constrained):"
-echo "# every reply is a well-formed syscall; the right first call for ~80% of the eval tasks (evals/README.md)"
+echo "# every reply is a well-formed syscall; the right first call for ~80% of the eval tasks (evals/README.md)."
+echo "# This exact command is the one tests/e2e/run_cli.rs checks; the budget is part of the prompt, and with"
+echo "# another budget the small model may fail to stop after writing (see evals/README.md)."
 LOCALWS=$(mktemp -d)
-step "$AOS" run --workspace "$LOCALWS" --grant fs:rw --max-steps 4 \
+step "$AOS" run --workspace "$LOCALWS" --grant fs:rw --max-steps 4 --max-seconds 600 \
     "write a haiku about the sea to haiku.txt, then exit"
 step ls -la "$LOCALWS"
