@@ -80,7 +80,8 @@ impl Client {
                 .map(|t| t.trim().to_string())
                 .with_context(|| {
                     format!(
-                        "AOS_CONTROL_URL is set but there is no token: set AOS_CONTROL_TOKEN or make {} readable",
+                        "AOS_CONTROL_URL is set but there is no token: start the kernel with `[control] tcp` \
+                         set (`aos kernel start`), or set AOS_CONTROL_TOKEN, or make {} readable",
                         paths.control_token().display()
                     )
                 })?,

@@ -373,7 +373,7 @@ impl Config {
         if let Some(v) = get("AOS_SANDBOX_IMAGE") {
             self.sandbox.image = v;
         }
-        self.memory.apply_env(&get);
+        self.memory.apply_env(get);
         if let Some(v) = get("AOS_JOURNAL_FSYNC") {
             self.journal.fsync = !matches!(v.as_str(), "0" | "false" | "no" | "off");
         }

@@ -61,7 +61,7 @@ pub async fn run(cmd: KernelCmd) -> Result<i32> {
                 println!("kernel already running (pid {}) for {}", st.pid, paths.home().display());
                 return Ok(0);
             }
-            let pid = start_background(&paths, &client).await?;
+            let pid = start_background(&paths).await?;
             println!("kernel started (pid {pid}); socket {}", paths.socket().display());
             Ok(0)
         }
@@ -101,8 +101,10 @@ pub async fn run(cmd: KernelCmd) -> Result<i32> {
     }
 }
 
-/// Starts the daemon detached and waits until it answers; returns its pid.
-pub async fn start_background(paths: &Paths, client: &Client) -> Result<u32> {
+/// Starts the daemon detached and waits until it answers on its socket
+/// (not over TCP: the TCP token is only made by this start); returns its pid.
+pub async fn start_background(paths: &Paths) -> Result<u32> {
+    let client = Client::new(paths.socket());
     std::fs::create_dir_all(paths.logs()).context("cannot create the logs directory")?;
     let log_path = paths.daemon_log();
     let log = std::fs::OpenOptions::new()

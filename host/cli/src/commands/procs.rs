@@ -140,8 +140,10 @@ pub async fn spawn(a: SpawnArgs) -> Result<i32> {
     };
     let reply: SpawnReply = match client.post("/v1/spawn", &body).await {
         Err(e) if is_not_running(&e) => {
-            let pid = start_background(&paths, &client).await?;
+            let pid = start_background(&paths).await?;
             eprintln!("started the kernel (pid {pid})");
+            // Connect again: over TCP the new daemon has a new token.
+            let client = Client::from_env(&paths)?;
             client.post("/v1/spawn", &body).await?
         }
         r => r?,
