@@ -16,10 +16,10 @@
 //! line of each compacted entry (the most recent ones, bounded). The newest
 //! entry is always kept, so a process never fails because history is long.
 
-use aos_abi::SyscallSpec;
+use aos_abi::{Capability, CapabilitySet, SyscallSpec};
 use aos_providers::{Message, Role};
 
-use crate::process::{Entry, ProcState, Process};
+use crate::process::{Budgets, Entry, Pid, ProcState, Process};
 
 /// Most summary lines kept in the compaction marker.
 const MAX_SUMMARY_LINES: usize = 24;
@@ -30,8 +30,26 @@ pub fn estimate(text: &str) -> usize {
     text.chars().count().div_ceil(4)
 }
 
+/// What the system prompt says about a process.
+pub struct PromptFacts<'a> {
+    pub pid: Pid,
+    pub parent: Option<Pid>,
+    pub caps: &'a CapabilitySet,
+    pub budgets: &'a Budgets,
+    pub role: &'a str,
+}
+
 /// The system prompt of `p`, listing `specs` (already filtered by its rights).
 pub fn system_prompt(p: &Process, specs: &[SyscallSpec]) -> String {
+    render_system_prompt(
+        &PromptFacts { pid: p.pid, parent: p.parent, caps: &p.caps, budgets: &p.budgets, role: &p.role },
+        specs,
+    )
+}
+
+/// The system prompt for `f`, listing `specs` (also used by the local
+/// model's evaluation, so it scores exactly what the kernel sends).
+pub fn render_system_prompt(p: &PromptFacts, specs: &[SyscallSpec]) -> String {
     let mut s = String::new();
     s.push_str("You are an agent process running inside AgentOS, an operating system whose processes are language-model agents. ");
     match p.parent {
@@ -52,10 +70,10 @@ pub fn system_prompt(p: &Process, specs: &[SyscallSpec]) -> String {
         s.push_str(&format!("- {}: {}\n  arguments: {}\n", spec.name, spec.description, spec.args_schema));
     }
     s.push_str(&format!("\nYour capabilities: {}.\n", p.caps));
-    if p.caps.contains(&aos_abi::Capability::FsRead) {
+    if p.caps.contains(&Capability::FsRead) {
         s.push_str("Your workspace directory is /workspace; file paths are relative to it.\n");
     }
-    let b = &p.budgets;
+    let b = p.budgets;
     let mut limits = Vec::new();
     if let Some(n) = b.max_steps {
         limits.push(format!("{n} turns"));

@@ -76,31 +76,13 @@ pub fn specs_for(caps: &[String]) -> (CapabilitySet, Vec<SyscallSpec>) {
     (set, v)
 }
 
-/// The kernel's system prompt (host/kernel/src/context.rs `system_prompt`),
-/// for a root process with the default 50-step budget.
+/// The kernel's system prompt for a root process with the default 50-step budget.
 pub fn system_prompt(pid: u64, caps: &CapabilitySet, specs: &[SyscallSpec]) -> String {
-    let mut s = String::new();
-    s.push_str("You are an agent process running inside AgentOS, an operating system whose processes are language-model agents. ");
-    s.push_str(&format!("You are process {pid}.\n\n"));
-    s.push_str(
-        "You act on the world only through system calls. To make one, write the tag followed by a single JSON object with the arguments, for example:\n\
-         [SYS_CALL::NAME] {\"arg\": \"value\"}\n\
-         You may make several calls in one reply; they run in order and each gets its own result. \
-         The kernel answers in the next message: `[RESULT NAME#id] {...}` for a success, `[ERROR NAME#id] kind: message` for a failure \
-         (fix the call and try again), `[EVENT] ...` for things that happened to you, `[KERNEL] ...` for notices. \
-         A reply without a call is a thought: it is kept and you get another turn, but every turn counts against your budget. \
-         When the task is done, call SYS_EXIT.\n\n",
-    );
-    s.push_str("System calls available to you (exactly these; others will be refused):\n");
-    for spec in specs {
-        s.push_str(&format!("- {}: {}\n  arguments: {}\n", spec.name, spec.description, spec.args_schema));
-    }
-    s.push_str(&format!("\nYour capabilities: {caps}.\n"));
-    if caps.contains(&Capability::FsRead) {
-        s.push_str("Your workspace directory is /workspace; file paths are relative to it.\n");
-    }
-    s.push_str("Your budget: 50 turns.\n");
-    s
+    let budgets = aos_kernel::Budgets { max_steps: Some(50), max_tokens: None, max_wall_time: None };
+    aos_kernel::context::render_system_prompt(
+        &aos_kernel::context::PromptFacts { pid, parent: None, caps, budgets: &budgets, role: "" },
+        specs,
+    )
 }
 
 pub fn request(pid: u64, task: &Task) -> CompletionRequest {
