@@ -87,8 +87,13 @@ pub enum Decoding {
 /// counts, and the tokens evaluated.
 type PairScores = (Vec<f64>, Vec<usize>, u32);
 
-/// Pseudo-pid of the scratch sequence used by [`Decoding::FewShot`].
+/// Pseudo-pid of the scratch sequence used to score the first step's
+/// candidates ([`Decoding::Pmi`], [`Decoding::Channel`], [`Decoding::FewShot`]).
 const SCRATCH_PID: u64 = u64::MAX;
+
+/// Most candidate branches scored in one `llama_decode` (each branch is a
+/// sequence of its own, after the context's sequence 0).
+const MAX_BRANCHES: usize = 63;
 
 /// The content-free message used for calibration.
 const NEUTRAL_TASK: &str = "[TASK] N/A";
@@ -179,9 +184,20 @@ fn log_softmax_at(logits: &[f32], tok: LlamaToken) -> f64 {
     logits[tok.0 as usize] as f64 - max - sum.ln()
 }
 
-/// The text before a hint in [`Decoding::Pmi`] scoring.
+/// The text before a hint in [`Decoding::Pmi`] scoring (plain-text form;
+/// the chat form is [`Engine::pmi_chat_context`]).
 fn pmi_context(task: &str) -> String {
     format!("Request: {task}\nThis request asks to")
+}
+
+/// `v` shifted and scaled to mean 0 and standard deviation 1 (PMI vectors of
+/// different prompt forms have different spreads; this weighs them alike).
+fn standardise(v: &[f64]) -> Vec<f64> {
+    let n = v.len().max(1) as f64;
+    let mean = v.iter().sum::<f64>() / n;
+    let sd = (v.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / n).sqrt();
+    let sd = if sd > 1e-9 { sd } else { 1.0 };
+    v.iter().map(|x| (x - mean) / sd).collect()
 }
 
 fn ms(t: Instant) -> f64 {
@@ -255,6 +271,11 @@ impl Engine {
             .with_n_ubatch(self.cfg.n_batch)
             .with_n_threads(self.cfg.n_threads)
             .with_n_threads_batch(self.cfg.n_threads)
+            // Candidate scoring runs branches as extra sequences over the
+            // same cells: one unified KV cache (else each sequence would get
+            // only n_ctx / n_seq_max cells).
+            .with_n_seq_max(MAX_BRANCHES as u32 + 1)
+            .with_kv_unified(true)
             .with_no_perf(false);
         let ctx = self.model.new_context(backend()?, params).map_err(|e| format!("cannot create a llama.cpp context: {e}"))?;
         // SAFETY: see `Slot::ctx`: the model is kept alive (and not moved:
@@ -492,44 +513,74 @@ impl Engine {
     }
 
     /// Log-probability of each candidate after the slot's current tokens
-    /// (`last_idx`: batch index of the last token's logits). Leaves the
-    /// candidates' shared prefix evaluated in the slot; returns the scores
-    /// and the number of tokens evaluated only for scoring.
+    /// (`last_idx`: batch index of the last token's logits), all scored in
+    /// parallel sequences ([`Engine::score_branches`]). Returns the scores and
+    /// the number of tokens evaluated only for scoring. The slot's own
+    /// sequence is left as it was.
     fn score_names(&mut self, i: usize, cands: &[Vec<LlamaToken>], last_idx: i32) -> Result<(Vec<f64>, u32), String> {
+        let last = self.slots[i].ctx.get_logits_ith(last_idx).to_vec();
+        self.score_branches(i, &last, cands)
+    }
+
+    /// log P(branch | the slot's tokens) for each branch. `last` are the
+    /// logits after the slot's last token. Every branch longer than one
+    /// token is evaluated in its own sequence (a copy of sequence 0, which
+    /// costs no computation in the unified KV cache), as many branches per
+    /// `llama_decode` as fit in a batch, so scoring N candidates costs about
+    /// one forward pass over all their tokens instead of N passes that each
+    /// attend over the whole context. The branch sequences are removed
+    /// afterwards. Returns the scores and the tokens evaluated.
+    fn score_branches(&mut self, i: usize, last: &[f32], branches: &[Vec<LlamaToken>]) -> Result<(Vec<f64>, u32), String> {
+        let n_batch = self.cfg.n_batch as usize;
         let base = self.slots[i].tokens.len();
-        let p = cands.iter().skip(1).fold(cands[0].len(), |p, c| p.min(lcp(&cands[0][..p], c)));
-        let mut scored = 0u32;
-        // Logits predicting the first token after the shared prefix.
-        let after_prefix: Vec<f32> = if p == 0 {
-            self.slots[i].ctx.get_logits_ith(last_idx).to_vec()
-        } else {
-            self.eval(i, &cands[0][..p], base, false)?;
-            self.slots[i].tokens.extend_from_slice(&cands[0][..p]);
-            self.slots[i].ctx.get_logits_ith(self.batch.n_tokens() - 1).to_vec()
-        };
-        let start = base + p;
-        let mut scores = Vec::with_capacity(cands.len());
-        for c in cands {
-            let s = &c[p..];
-            if s.is_empty() {
-                scores.push(0.0);
-                continue;
-            }
-            let mut score = log_softmax_at(&after_prefix, s[0]);
-            if s.len() > 1 {
-                self.eval(i, &s[..s.len() - 1], start, true)?;
-                scored += (s.len() - 1) as u32;
-                for j in 1..s.len() {
-                    score += log_softmax_at(self.slots[i].ctx.get_logits_ith((j - 1) as i32), s[j]);
-                }
-                self.slots[i]
-                    .ctx
-                    .kv_cache_seq_rm(0, Some(start as u32), None)
-                    .map_err(|e| format!("cannot trim the KV cache: {e}"))?;
-            }
-            scores.push(score);
+        if base + branches.iter().map(Vec::len).max().unwrap_or(0) + 1 >= self.cfg.n_ctx as usize {
+            return Err("no room in the context to score the candidates".into());
         }
-        Ok((scores, scored))
+        let mut scores: Vec<f64> = branches.iter().map(|b| b.first().map_or(0.0, |&t| log_softmax_at(last, t))).collect();
+        let mut evaluated = 0u32;
+        // Branches that need evaluation (all but their last token are fed).
+        let todo: Vec<usize> = (0..branches.len()).filter(|&k| branches[k].len() > 1).collect();
+        let mut k0 = 0;
+        while k0 < todo.len() {
+            // One chunk: as many branches as fit in a batch and in the sequence ids.
+            let mut k1 = k0;
+            let mut n = 0;
+            while k1 < todo.len() && k1 - k0 < MAX_BRANCHES && n + branches[todo[k1]].len() - 1 <= n_batch {
+                n += branches[todo[k1]].len() - 1;
+                k1 += 1;
+            }
+            if k1 == k0 {
+                return Err("a scoring candidate does not fit in one batch".into());
+            }
+            let ctx = &mut self.slots[i].ctx;
+            self.batch.clear();
+            let mut at = Vec::with_capacity(k1 - k0);
+            for (s, &k) in todo[k0..k1].iter().enumerate() {
+                let seq = (s + 1) as i32;
+                ctx.kv_cache_seq_cp(0, seq, None, None).map_err(|e| format!("cannot copy a KV sequence: {e}"))?;
+                at.push(self.batch.n_tokens());
+                let b = &branches[k];
+                for (j, &t) in b[..b.len() - 1].iter().enumerate() {
+                    self.batch.add(t, (base + j) as i32, &[seq], true).map_err(|e| e.to_string())?;
+                }
+            }
+            let r = ctx.decode(&mut self.batch).map_err(|e| format!("llama.cpp decode failed: {e}"));
+            if r.is_ok() {
+                for (s, &k) in todo[k0..k1].iter().enumerate() {
+                    let b = &branches[k];
+                    for j in 1..b.len() {
+                        scores[k] += log_softmax_at(ctx.get_logits_ith(at[s] + (j - 1) as i32), b[j]);
+                    }
+                }
+            }
+            for s in 0..(k1 - k0) {
+                let _ = ctx.kv_cache_seq_rm((s + 1) as i32, None, None);
+            }
+            r?;
+            evaluated += n as u32;
+            k0 = k1;
+        }
+        Ok((scores, evaluated))
     }
 
     /// Scores `[SYS_CALL::NAME]` for each spec after the prompt (minus the
@@ -618,34 +669,31 @@ impl Engine {
         if task.is_empty() {
             return Ok(None);
         }
-        let hints: Vec<String> = req.specs.iter().map(crate::examples::hint_for).collect();
         let (scores, evaluated) = if req.decoding == Decoding::Channel {
+            let hints: Vec<String> = req.specs.iter().map(|s| crate::examples::hint_for(s, 0)).collect();
             let pairs: Vec<(String, String)> = hints.iter().map(|h| (format!("A request to {h}:\n"), format!(" {task}"))).collect();
             let Some((sc, _, n)) = self.score_pairs(&pairs)? else { return Ok(None) };
             (sc, n)
         } else {
-            let pairs: Vec<(String, String)> = hints.iter().map(|h| (pmi_context(&task), format!(" {h}."))).collect();
-            let Some((sc, _, n)) = self.score_pairs(&pairs)? else { return Ok(None) };
-            // The hints' scores after a content-free request, once per hint set.
-            let key = {
-                use std::hash::{Hash, Hasher};
-                let mut h = std::collections::hash_map::DefaultHasher::new();
-                hints.hash(&mut h);
-                h.finish()
-            };
-            let (prior, n2) = match self.priors.get(&key) {
-                Some(p) => (p.clone(), 0),
-                None => {
-                    let neutral: Vec<(String, String)> = hints.iter().map(|h| (pmi_context("N/A"), format!(" {h}."))).collect();
-                    let Some((p, _, n2)) = self.score_pairs(&neutral)? else { return Ok(None) };
-                    if self.priors.len() > 256 {
-                        self.priors.clear();
+            // Two prompt forms × two phrasings of every hint; each PMI
+            // vector is standardised over the candidates, then summed.
+            let mut total = vec![0.0; req.specs.len()];
+            let mut evaluated = 0;
+            let forms = [
+                (pmi_context(&task), pmi_context("N/A")),
+                (self.pmi_chat_context(&task)?, self.pmi_chat_context("N/A")?),
+            ];
+            for k in 0..2 {
+                let hints: Vec<String> = req.specs.iter().map(|s| crate::examples::hint_for(s, k)).collect();
+                for (context, neutral) in &forms {
+                    let Some((sc, n)) = self.pmi(context, neutral, &hints)? else { return Ok(None) };
+                    evaluated += n;
+                    for (t, z) in total.iter_mut().zip(standardise(&sc)) {
+                        *t += z;
                     }
-                    self.priors.insert(key, p.clone());
-                    (p, n2)
                 }
-            };
-            (sc.iter().zip(&prior).map(|(s, p)| s - p).collect::<Vec<f64>>(), n + n2)
+            }
+            (total, evaluated)
         };
         let best = (0..scores.len()).max_by(|&a, &b| scores[a].total_cmp(&scores[b])).unwrap_or(0);
         if tracing::enabled!(tracing::Level::DEBUG) {
@@ -655,41 +703,69 @@ impl Engine {
         Ok(Some((best, evaluated)))
     }
 
+    /// The chat form of the text before a hint: the task as the user's
+    /// message in the model's own chat template, and the assistant's answer
+    /// starting "I will".
+    fn pmi_chat_context(&self, task: &str) -> Result<String, String> {
+        Ok(format!("{}I will", self.render(&[("user".to_string(), task.to_string())])?))
+    }
+
+    /// PMI of each hint: log P(" hint." | context) − log P(" hint." |
+    /// neutral), the neutral scores cached per (neutral, hints).
+    fn pmi(&mut self, context: &str, neutral: &str, hints: &[String]) -> Result<Option<(Vec<f64>, u32)>, String> {
+        let pairs: Vec<(String, String)> = hints.iter().map(|h| (context.to_string(), format!(" {h}."))).collect();
+        let Some((sc, _, n)) = self.score_pairs(&pairs)? else { return Ok(None) };
+        let key = {
+            use std::hash::{Hash, Hasher};
+            let mut h = std::collections::hash_map::DefaultHasher::new();
+            hints.hash(&mut h);
+            neutral.hash(&mut h);
+            h.finish()
+        };
+        let (prior, n2) = match self.priors.get(&key) {
+            Some(p) => (p.clone(), 0),
+            None => {
+                let npairs: Vec<(String, String)> = hints.iter().map(|h| (neutral.to_string(), format!(" {h}."))).collect();
+                let Some((p, _, n2)) = self.score_pairs(&npairs)? else { return Ok(None) };
+                if self.priors.len() > 256 {
+                    self.priors.clear();
+                }
+                self.priors.insert(key, p.clone());
+                (p, n2)
+            }
+        };
+        Ok(Some((sc.iter().zip(&prior).map(|(s, p)| s - p).collect(), n + n2)))
+    }
+
     /// log P(continuation | context) for each (context, continuation) pair,
-    /// evaluated in the scratch sequence (a shared leading prefix of
-    /// consecutive pairs is reused). Returns the scores, the continuations'
+    /// evaluated in the scratch sequence: each run of pairs with the same
+    /// context evaluates that context once (reusing what the scratch slot
+    /// already holds) and scores its continuations in parallel
+    /// ([`Engine::score_branches`]). Returns the scores, the continuations'
     /// token counts and the tokens evaluated; None when a pair does not fit.
     fn score_pairs(&mut self, pairs: &[(String, String)]) -> Result<Option<PairScores>, String> {
-        let n_batch = self.cfg.n_batch as usize;
         let (j, _, _) = self.acquire(SCRATCH_PID)?;
         let mut scores = Vec::with_capacity(pairs.len());
         let mut lens = Vec::with_capacity(pairs.len());
         let mut evaluated = 0u32;
-        for (context, cont) in pairs {
-            let mut full = self.tokenize(context, true);
-            let from = full.len();
-            full.extend_from_slice(&self.tokenize(cont, false));
-            if from == 0 || full.len() + 8 > self.cfg.n_ctx as usize {
+        let mut a = 0;
+        while a < pairs.len() {
+            let context = &pairs[a].0;
+            let b = a + pairs[a..].iter().take_while(|(c, _)| c == context).count();
+            let ctx_toks = self.tokenize(context, true);
+            let conts: Vec<Vec<LlamaToken>> = pairs[a..b].iter().map(|(_, c)| self.tokenize(c, false)).collect();
+            let longest = conts.iter().map(Vec::len).max().unwrap_or(0);
+            if ctx_toks.is_empty() || ctx_toks.len() + longest + 8 > self.cfg.n_ctx as usize || longest > self.cfg.n_batch as usize {
                 return Ok(None);
             }
-            // Re-evaluate from the last context token on, with all logits.
-            let cp = lcp(&self.slots[j].tokens, &full).min(from - 1);
-            if full.len() - cp > n_batch {
-                return Ok(None);
-            }
-            if cp < self.slots[j].tokens.len() && self.slots[j].ctx.kv_cache_seq_rm(0, Some(cp as u32), None).is_err() {
-                return Ok(None);
-            }
-            self.slots[j].tokens.truncate(cp);
-            self.eval(j, &full[cp..], cp, true)?;
-            self.slots[j].tokens.extend_from_slice(&full[cp..]);
-            evaluated += (full.len() - cp) as u32;
-            let mut score = 0.0;
-            for (t, &tok) in full.iter().enumerate().skip(from) {
-                score += log_softmax_at(self.slots[j].ctx.get_logits_ith((t - 1 - cp) as i32), tok);
-            }
-            scores.push(score);
-            lens.push(full.len() - from);
+            let (cp, last_idx) = self.feed(j, &ctx_toks)?;
+            evaluated += (ctx_toks.len() - cp) as u32;
+            let last = self.slots[j].ctx.get_logits_ith(last_idx).to_vec();
+            let (sc, n) = self.score_branches(j, &last, &conts)?;
+            evaluated += n;
+            scores.extend(sc);
+            lens.extend(conts.iter().map(Vec::len));
+            a = b;
         }
         Ok(Some((scores, lens, evaluated)))
     }
