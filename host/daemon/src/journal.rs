@@ -4,7 +4,7 @@
 //! reader that replays a journal into one [`ProcessSnapshot`] per process.
 //!
 //! Lines are [`KernelEvent`]s (`{"event": "spawned" | "entry" | "status" |
-//! "compacted" | "exited" | "delivered" | "consumed" | "scheduled" | "fired", ...}`:
+//! "compacted" | "context_shrunk" | "exited" | "delivered" | "consumed" | "scheduled" | "fired", ...}`:
 //! queue items and timers not yet received are restored too) plus two records of the daemon's own:
 //! `{"event": "counters", "pid", "counters"}` after every model reply (token
 //! and step counters are not part of the events) and `{"event": "restored",
@@ -282,6 +282,11 @@ pub fn replay(lines: impl Iterator<Item = String>) -> (BTreeMap<Pid, ProcessSnap
                 if let Some(s) = procs.get_mut(&pid) {
                     s.context_start = context_start;
                     s.compacted += entries;
+                }
+            }
+            Record::Kernel(KernelEvent::ContextShrunk { pid, window, .. }) => {
+                if let Some(s) = procs.get_mut(&pid) {
+                    s.context_window = Some(window);
                 }
             }
             Record::Kernel(KernelEvent::Exited { pid, status }) => {
