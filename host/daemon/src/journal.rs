@@ -534,6 +534,22 @@ mod tests {
     }
 
     #[test]
+    fn replay_keeps_the_compaction_point_and_the_shrunk_window() {
+        let ev = |e: KernelEvent| serde_json::to_string(&e).unwrap();
+        let lines = vec![
+            ev(KernelEvent::Spawned { info: Box::new(info(1)) }),
+            ev(KernelEvent::Compacted { pid: 1, entries: 4, context_start: 6 }),
+            ev(KernelEvent::ContextShrunk { pid: 1, prompt_tokens: 4200, limit: 4080, window: 2900 }),
+            ev(KernelEvent::Compacted { pid: 1, entries: 3, context_start: 11 }),
+            ev(KernelEvent::ContextShrunk { pid: 1, prompt_tokens: 4100, limit: 4080, window: 2600 }),
+        ];
+        let (procs, bad) = replay(lines.into_iter());
+        assert_eq!(bad, 0);
+        let s = &procs[&1];
+        assert_eq!((s.compacted, s.context_start, s.context_window), (7, 11, Some(2600)));
+    }
+
+    #[test]
     fn replay_keeps_undelivered_input_and_unfired_timers() {
         let ev = |e: KernelEvent| serde_json::to_string(&e).unwrap();
         let lines = vec![
