@@ -8,7 +8,7 @@
 //! model = "llama3.2"             # AOS_MODEL      default model
 //! base_url = "http://127.0.0.1:11434/v1"  # AOS_BASE_URL
 //! model_concurrency = 4          # AOS_MODEL_CONCURRENCY  concurrent model calls per provider
-//! context_window = 8192          # AOS_CONTEXT_WINDOW     tokens, for compaction
+//! context_window = 8192          # AOS_CONTEXT_WINDOW     tokens, for compaction (at most the model's real context)
 //! default_grants = ["all"]       # AOS_GRANTS (comma-separated)  rights of a spawn without --grant
 //!
 //! [budgets]
@@ -75,6 +75,8 @@ pub struct Config {
     pub model: Option<String>,
     pub base_url: Option<String>,
     pub model_concurrency: usize,
+    /// Compaction window (estimated tokens); a provider that knows its
+    /// model's real capacity (the local model: `n_ctx` minus reply room) lowers it.
     pub context_window: usize,
     pub default_grants: Vec<String>,
     pub budgets: BudgetConfig,

@@ -4,7 +4,7 @@
 //! reader that replays a journal into one [`ProcessSnapshot`] per process.
 //!
 //! Lines are [`KernelEvent`]s (`{"event": "spawned" | "entry" | "status" |
-//! "compacted" | "exited" | "delivered" | "consumed" | "scheduled" | "fired", ...}`:
+//! "compacted" | "context_shrunk" | "exited" | "delivered" | "consumed" | "scheduled" | "fired", ...}`:
 //! queue items and timers not yet received are restored too) plus two records of the daemon's own:
 //! `{"event": "counters", "pid", "counters"}` after every model reply (token
 //! and step counters are not part of the events) and `{"event": "restored",
@@ -284,6 +284,11 @@ pub fn replay(lines: impl Iterator<Item = String>) -> (BTreeMap<Pid, ProcessSnap
                     s.compacted += entries;
                 }
             }
+            Record::Kernel(KernelEvent::ContextShrunk { pid, window, .. }) => {
+                if let Some(s) = procs.get_mut(&pid) {
+                    s.context_window = Some(window);
+                }
+            }
             Record::Kernel(KernelEvent::Exited { pid, status }) => {
                 if let Some(s) = procs.get_mut(&pid) {
                     s.info.status = status.as_status();
@@ -526,6 +531,22 @@ mod tests {
         assert_eq!(procs[&1].exit, Some(ExitStatus::Exited { code: 4, result: None }));
         assert_eq!(procs[&2].exit, Some(ExitStatus::Killed));
         assert!(procs[&1].pending_calls().is_empty());
+    }
+
+    #[test]
+    fn replay_keeps_the_compaction_point_and_the_shrunk_window() {
+        let ev = |e: KernelEvent| serde_json::to_string(&e).unwrap();
+        let lines = vec![
+            ev(KernelEvent::Spawned { info: Box::new(info(1)) }),
+            ev(KernelEvent::Compacted { pid: 1, entries: 4, context_start: 6 }),
+            ev(KernelEvent::ContextShrunk { pid: 1, prompt_tokens: 4200, limit: 4080, window: 2900 }),
+            ev(KernelEvent::Compacted { pid: 1, entries: 3, context_start: 11 }),
+            ev(KernelEvent::ContextShrunk { pid: 1, prompt_tokens: 4100, limit: 4080, window: 2600 }),
+        ];
+        let (procs, bad) = replay(lines.into_iter());
+        assert_eq!(bad, 0);
+        let s = &procs[&1];
+        assert_eq!((s.compacted, s.context_start, s.context_window), (7, 11, Some(2600)));
     }
 
     #[test]

@@ -590,7 +590,9 @@ async fn logs(
                     }
                     (keep, false)
                 }
-                KernelEvent::Status { pid: p, .. } | KernelEvent::Compacted { pid: p, .. } => (*p == pid, false),
+                KernelEvent::Status { pid: p, .. }
+                | KernelEvent::Compacted { pid: p, .. }
+                | KernelEvent::ContextShrunk { pid: p, .. } => (*p == pid, false),
                 KernelEvent::Exited { pid: p, .. } => (*p == pid, *p == pid),
                 KernelEvent::Spawned { info } => (info.parent == Some(pid), false),
                 // Queue bookkeeping is for the journal, not for logs.

@@ -15,6 +15,12 @@
 //! by one marker `[... N earlier entries compacted ...]` followed by the first
 //! line of each compacted entry (the most recent ones, bounded). The newest
 //! entry is always kept, so a process never fails because history is long.
+//! The window is the configured `context_window`, lowered to the provider's
+//! real capacity ([`aos_providers::Provider::context_window`]) and, after the
+//! model rejected a prompt as too long, to the process's shrunk window
+//! (`ProcState::context_window`, set by the scheduler). Compaction only moves
+//! `context_start` forward and is journalled as `KernelEvent::Compacted`, so a
+//! restored process continues from the same point.
 
 use aos_abi::{Capability, CapabilitySet, SyscallSpec};
 use aos_providers::{Message, Role};

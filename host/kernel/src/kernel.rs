@@ -34,7 +34,9 @@ pub type ProviderFactory =
 pub struct KernelConfig {
     /// `$AOS_HOME`; root workspaces default to `{home}/workspaces/{pid}`.
     pub home: PathBuf,
-    /// Context window (tokens, estimated as characters / 4) used for compaction.
+    /// Context window (tokens, estimated as characters / 4) used for
+    /// compaction; a provider that knows its model's real capacity
+    /// ([`Provider::context_window`]) lowers it.
     pub context_window: usize,
     /// Per-model overrides of `context_window`.
     pub model_context_windows: BTreeMap<String, usize>,
@@ -104,6 +106,9 @@ pub struct RestoreRequest {
     pub context_start: usize,
     /// How many in-context entries were compacted.
     pub compacted: usize,
+    /// The process's shrunk compaction window ([`KernelEvent::ContextShrunk`]), if any.
+    #[serde(default)]
+    pub context_window: Option<usize>,
     /// The id the next call gets.
     pub next_call_id: u64,
     /// Set for a process that had ended: it is kept for `ps`/`logs` only.
@@ -122,6 +127,7 @@ impl RestoreRequest {
             log: Vec::new(),
             context_start: 0,
             compacted: 0,
+            context_window: None,
             next_call_id: 1,
             exit: None,
             pending: ipc::PendingInput::default(),
@@ -175,6 +181,11 @@ pub enum KernelEvent {
     /// The oldest `entries` history entries were compacted out of the context;
     /// the context now starts at log index `context_start`.
     Compacted { pid: Pid, entries: usize, context_start: usize },
+    /// The model rejected a prompt of `prompt_tokens` tokens (it accepts at
+    /// most `limit`; 0 = not said), so the process's compaction window is now
+    /// `window` estimated tokens (for its later steps too) and the call is
+    /// retried after compacting more.
+    ContextShrunk { pid: Pid, prompt_tokens: u64, limit: u64, window: usize },
     Exited { pid: Pid, status: ExitStatus },
     /// An item was put in a queue of `pid` (`from`: the sender of a mailbox message).
     Delivered { pid: Pid, queue: ipc::Queue, from: Option<Pid>, content: String, at_ms: u64 },
@@ -299,8 +310,19 @@ impl KernelInner {
             .clone()
     }
 
+    /// The configured compaction window of `model`.
     pub(crate) fn context_window(&self, model: &str) -> usize {
         self.config.model_context_windows.get(model).copied().unwrap_or(self.config.context_window)
+    }
+
+    /// The compaction window of `p` before any shrinking: the configured one,
+    /// or the provider's real capacity if smaller.
+    pub(crate) fn base_window(&self, p: &Process) -> usize {
+        let configured = self.context_window(&p.model);
+        match p.provider.context_window(&p.model) {
+            Some(w) => configured.min(w),
+            None => configured,
+        }
     }
 
     fn provider(&self, name: &str, base_url: Option<&str>) -> Result<Arc<dyn Provider>, KernelError> {
@@ -463,6 +485,7 @@ impl KernelInner {
             st.log = r.log;
             st.context_start = r.context_start.min(st.log.len());
             st.compacted = r.compacted;
+            st.context_window = r.context_window;
             st.next_call_id = r.next_call_id.max(1);
             // Every model call left exactly one reply in the log.
             let replies = st.log.iter().filter(|e| matches!(e.entry, Entry::Reply { .. })).count() as u64;

@@ -212,6 +212,9 @@ pub(crate) struct ProcState {
     /// How many in-context entries were compacted, and their one-line summaries.
     pub compacted: usize,
     pub compacted_summary: Vec<String>,
+    /// The compaction window (estimated tokens) after the model rejected a
+    /// prompt as too long; `None`: the configured one. Kept for later steps.
+    pub context_window: Option<usize>,
     pub next_call_id: u64,
     pub exit: Option<ExitStatus>,
     /// Set by a restore of a process that was sleeping: sleep until then (Unix ms) first.
@@ -284,6 +287,7 @@ impl Process {
                 context_start: 0,
                 compacted: 0,
                 compacted_summary: Vec::new(),
+                context_window: None,
                 next_call_id: 1,
                 exit: None,
                 sleep_until_ms: None,

@@ -12,14 +12,24 @@
 //!   `KernelConfig::loop_breaker` times in a row ends the process.
 //! * Kill: the process's cancellation token races the loop; dropping the loop
 //!   future cancels an in-flight model call or blocking syscall.
-//! * Provider errors (after the provider's own retries) fail the process with
-//!   the error text; a truncated reply is fed back to the model as an error.
+//! * Context overflow: a provider that rejects the prompt as longer than its
+//!   model's context ([`ProviderError::ContextOverflow`]) does not fail the
+//!   process. Its compaction window shrinks to the estimated size of the
+//!   rejected prompt × limit / prompt tokens × 0.9 (never below
+//!   [`MIN_WINDOW`]), the messages are rebuilt (compacting more) and the call
+//!   is retried, at most [`OVERFLOW_RETRIES`] times per step. The shrunk
+//!   window is kept for later steps and announced as
+//!   [`KernelEvent::ContextShrunk`] (journalled, so a restored process keeps
+//!   it). When compaction can shrink the prompt no further (system prompt,
+//!   task and newest entry alone overflow) the process fails, saying what to do.
+//! * Other provider errors (after the provider's own retries) fail the process
+//!   with the error text; a truncated reply is fed back to the model as an error.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use aos_abi::Effect;
-use aos_providers::CompletionRequest;
+use aos_providers::{estimate_prompt_tokens, CompletionRequest, Message, ProviderError};
 
 use crate::context;
 use crate::ipc::IpcInbox;
@@ -27,6 +37,11 @@ use crate::kernel::{KernelEvent, KernelInner};
 use crate::parser::{self, ParsedCall};
 use crate::process::{now_ms, Entry, ExitStatus, Process, ProcessStatus};
 use crate::syscalls::{self, Outcome};
+
+/// Retries of one step's model call after [`ProviderError::ContextOverflow`].
+pub const OVERFLOW_RETRIES: u32 = 3;
+/// The compaction window is never shrunk below this many estimated tokens.
+pub const MIN_WINDOW: usize = 256;
 
 /// Starts the task running `p`.
 pub(crate) fn start(inner: Arc<KernelInner>, p: Arc<Process>, inbox: IpcInbox) {
@@ -102,7 +117,7 @@ async fn run_loop(inner: &Arc<KernelInner>, p: &Arc<Process>, mut inbox: IpcInbo
     let sem = inner.semaphore(&p.provider_name);
     let specs = inner.syscalls_for(&p.caps);
     let system = context::system_prompt(p, &specs);
-    let window = inner.context_window(&p.model);
+    let base_window = inner.base_window(p);
     let mut breaker = LoopBreaker { limit: inner.config.loop_breaker, last: None, count: 0 };
 
     // A process restored while sleeping sleeps out the rest of its time first.
@@ -161,28 +176,58 @@ async fn run_loop(inner: &Arc<KernelInner>, p: &Arc<Process>, mut inbox: IpcInbo
         inner.set_status(p, ProcessStatus::Ready);
         let permit = sem.acquire().await.expect("semaphores are never closed");
         inner.set_status(p, ProcessStatus::WaitingModel);
-        let (messages, newly, start) = {
-            let mut st = p.state.lock();
-            let (m, n) = context::build_messages(p, &mut st, &system, window);
-            (m, n, st.context_start)
+        let mut overflows = 0;
+        // (provider, prompt tokens, limit) of the last overflow of this step.
+        let mut overflowed: Option<(String, u64, u64)> = None;
+        let completion = loop {
+            let (messages, newly, start, window) = {
+                let mut st = p.state.lock();
+                let window = st.context_window.map_or(base_window, |w| w.min(base_window));
+                let (m, n) = context::build_messages(p, &mut st, &system, window);
+                (m, n, st.context_start, window)
+            };
+            if newly > 0 {
+                inner.emit(KernelEvent::Compacted { pid: p.pid, entries: newly, context_start: start });
+            }
+            if let Some((provider, prompt_tokens, limit)) = &overflowed {
+                // Compaction could not shrink the rejected prompt any further
+                // (the system prompt, task and newest entry alone overflow),
+                // or the retries are used up.
+                if newly == 0 || overflows > OVERFLOW_RETRIES {
+                    return context_overflow(provider, *prompt_tokens, *limit, &messages, specs.len());
+                }
+            }
+            let sent = estimate_prompt_tokens(&messages) as usize;
+            let req = CompletionRequest {
+                model: p.model.clone(),
+                messages,
+                max_tokens: inner.config.max_reply_tokens,
+                temperature: inner.config.temperature,
+                syscalls: specs.clone(),
+                pid: p.pid,
+            };
+            match p.provider.complete(req).await {
+                Ok(c) => break c,
+                Err(ProviderError::ContextOverflow { provider, prompt_tokens, limit }) => {
+                    overflows += 1;
+                    let shrunk = shrink_window(sent.min(window), prompt_tokens, limit).min(window);
+                    tracing::warn!(
+                        pid = p.pid,
+                        provider = %provider,
+                        prompt_tokens,
+                        limit,
+                        window,
+                        shrunk,
+                        "the prompt does not fit the model's context; compacting more and retrying"
+                    );
+                    p.state.lock().context_window = Some(shrunk);
+                    inner.emit(KernelEvent::ContextShrunk { pid: p.pid, prompt_tokens, limit, window: shrunk });
+                    overflowed = Some((provider, prompt_tokens, limit));
+                }
+                Err(e) => return ExitStatus::Failed { reason: format!("model call failed: {e}") },
+            }
         };
-        if newly > 0 {
-            inner.emit(KernelEvent::Compacted { pid: p.pid, entries: newly, context_start: start });
-        }
-        let req = CompletionRequest {
-            model: p.model.clone(),
-            messages,
-            max_tokens: inner.config.max_reply_tokens,
-            temperature: inner.config.temperature,
-            syscalls: specs.clone(),
-            pid: p.pid,
-        };
-        let res = p.provider.complete(req).await;
         drop(permit);
-        let completion = match res {
-            Ok(c) => c,
-            Err(e) => return ExitStatus::Failed { reason: format!("model call failed: {e}") },
-        };
         {
             let mut st = p.state.lock();
             st.counters.steps += 1;
@@ -298,6 +343,43 @@ async fn run_loop(inner: &Arc<KernelInner>, p: &Arc<Process>, mut inbox: IpcInbo
                 }
             }
         }
+    }
+}
+
+/// The next compaction window after a prompt estimated at `sent` tokens was
+/// `prompt_tokens` real tokens against a `limit`: scaled to fit with 10 %
+/// to spare (by a quarter when the provider gave no counts), at least
+/// [`MIN_WINDOW`].
+pub(crate) fn shrink_window(sent: usize, prompt_tokens: u64, limit: u64) -> usize {
+    let ratio = if prompt_tokens > 0 && limit > 0 && limit < prompt_tokens {
+        limit as f64 / prompt_tokens as f64 * 0.9
+    } else {
+        0.75
+    };
+    ((sent as f64 * ratio) as usize).max(MIN_WINDOW)
+}
+
+/// The failure of a process whose prompt overflows the model's context even
+/// with its history compacted as far as it goes (`messages`: the prompt).
+fn context_overflow(provider: &str, prompt_tokens: u64, limit: u64, messages: &[Message], syscalls: usize) -> ExitStatus {
+    let est = |m: Option<&Message>| m.map_or(0, |m| context::estimate(&m.content));
+    let rest: usize = messages.iter().skip(2).map(|m| context::estimate(&m.content)).sum();
+    let sizes = format!(
+        " (by estimate: system prompt {} tokens for {syscalls} syscalls, task {}, compacted history and newest entry {rest})",
+        est(messages.first()),
+        est(messages.get(1)),
+    );
+    let counts = if prompt_tokens > 0 && limit > 0 {
+        format!("the prompt is {prompt_tokens} tokens but {provider}'s model accepts at most {limit}")
+    } else {
+        format!("{provider} rejected the prompt as longer than its model's context")
+    };
+    ExitStatus::Failed {
+        reason: format!(
+            "context overflow: {counts} even with the history compacted as far as it goes{sizes}; \
+             give the process fewer capabilities (a shorter system prompt) or a shorter task, \
+             or use a model with a larger context (local: a larger n_ctx in the daemon config)"
+        ),
     }
 }
 

@@ -442,6 +442,93 @@ async fn compaction_keeps_long_runs_alive() {
     assert!(compacted);
 }
 
+/// 40 steps that each add about 120 estimated tokens of history.
+fn long_run_replies() -> Vec<String> {
+    let mut replies: Vec<String> = (0..40)
+        .map(|i| format!("step {i}: [SYS_CALL::SYS_WRITE_STDOUT] {{\"text\": \"{}\"}}", "x".repeat(200)))
+        .collect();
+    replies.push(r#"[SYS_CALL::SYS_EXIT] {}"#.into());
+    replies
+}
+
+#[tokio::test]
+async fn context_overflow_shrinks_the_window_and_the_process_lives_on() {
+    // The configured window (8192 estimated tokens) is far above what the
+    // model holds: 1500 real tokens, at 1.5 real tokens per estimated one.
+    let h = harness().await;
+    *h.rec.limit.lock() = Some(ContextLimit { limit: 1500, tokens_per_estimated: 1.5, window: None });
+    let replies = long_run_replies();
+    let refs: Vec<&str> = replies.iter().map(String::as_str).collect();
+    let mut events = h.kernel.subscribe();
+    let pid = h.spawn("long", &refs, &[]).await;
+    assert_eq!(h.wait(pid).await, exited(0, None), "{:#?}", h.kernel.logs(pid));
+    let rejected = h.rec.rejected.lock().clone();
+    assert!(!rejected.is_empty(), "the run never reached the model's limit");
+    // The shrunk window is kept: later steps do not overflow again.
+    assert_eq!(rejected.len(), 1, "{rejected:?}");
+    // Every step was answered once; its history was compacted to fit.
+    assert_eq!(h.requests(pid).len(), 41);
+    let last = h.seen(pid, 40);
+    assert!(last.contains("earlier entries compacted ...]"), "{last}");
+    assert!(last.contains("[RESULT SYS_WRITE_STDOUT#40]"), "{last}");
+    assert_eq!(h.kernel.stdout(pid).unwrap().len(), 40);
+    let (mut shrunk, mut compacted) = (Vec::new(), 0);
+    while let Ok(ev) = events.try_recv() {
+        match ev {
+            KernelEvent::ContextShrunk { pid: p, prompt_tokens, limit, window } if p == pid => {
+                shrunk.push((prompt_tokens, limit, window))
+            }
+            KernelEvent::Compacted { pid: p, .. } if p == pid => compacted += 1,
+            _ => {}
+        }
+    }
+    assert_eq!(shrunk.len(), 1, "{shrunk:?}");
+    let (prompt_tokens, limit, window) = shrunk[0];
+    assert_eq!(limit, 1500);
+    assert!(prompt_tokens > 1500);
+    // 90 % of what fits: 1500 / 1.5 * 0.9 estimated tokens, give or take rounding.
+    assert!((880..=905).contains(&window), "window {window}");
+    assert!(compacted > 10, "compacted {compacted} times");
+}
+
+#[tokio::test]
+async fn prompt_that_overflows_without_history_fails_with_what_to_do() {
+    let h = harness().await;
+    // Less than the system prompt alone.
+    *h.rec.limit.lock() = Some(ContextLimit { limit: 50, tokens_per_estimated: 1.0, window: None });
+    let pid = h.spawn("anything", &[r#"[SYS_CALL::SYS_EXIT] {}"#], &["fs:rw"]).await;
+    let reason = match h.wait(pid).await {
+        ExitStatus::Failed { reason } => reason,
+        other => panic!("expected a failure, got {other:?}"),
+    };
+    assert!(reason.starts_with("context overflow:"), "{reason}");
+    assert!(reason.contains("at most 50"), "{reason}");
+    assert!(reason.contains("fewer capabilities"), "{reason}");
+    assert!(reason.contains("larger n_ctx"), "{reason}");
+    assert!(reason.contains("system prompt"), "{reason}");
+    // Nothing left to compact: the same prompt is not sent again.
+    assert_eq!(h.rec.rejected.lock().len(), 1);
+    assert!(h.requests(pid).is_empty());
+}
+
+#[tokio::test]
+async fn the_providers_context_window_caps_compaction() {
+    // The provider says its model holds 700 tokens; the configured window is 8192.
+    let h = harness().await;
+    *h.rec.limit.lock() = Some(ContextLimit { limit: 800, tokens_per_estimated: 1.0, window: Some(700) });
+    let replies = long_run_replies();
+    let refs: Vec<&str> = replies.iter().map(String::as_str).collect();
+    let pid = h.spawn("long", &refs, &[]).await;
+    assert_eq!(h.wait(pid).await, exited(0, None), "{:#?}", h.kernel.logs(pid));
+    // No prompt ever reached the model's limit: compaction used the provider's window.
+    assert!(h.rec.rejected.lock().is_empty(), "{:?}", h.rec.rejected.lock());
+    for r in h.requests(pid) {
+        let est = aos_providers::estimate_prompt_tokens(&r.messages);
+        assert!(est <= 700, "prompt of {est} estimated tokens");
+    }
+    assert!(h.seen(pid, 40).contains("earlier entries compacted ...]"));
+}
+
 #[tokio::test]
 async fn events_stream_and_ps() {
     let h = harness().await;

@@ -223,3 +223,54 @@ async fn restore_puts_back_queued_input_and_rearms_timers() {
     assert!(text.contains(r#""text":"queued line""#), "{text}");
     assert!(text.contains("scheduled wake-up #4: wake") && !text.contains("timed_out"), "{text}");
 }
+
+#[tokio::test]
+async fn restored_process_keeps_its_shrunk_context_window() {
+    // A model that holds 1500 real tokens at 1.5 per estimated one; the
+    // configured window (8192) is far above it.
+    let limit = ContextLimit { limit: 1500, tokens_per_estimated: 1.5, window: None };
+    let a = harness().await;
+    *a.rec.limit.lock() = Some(limit);
+    let write = |i: usize| format!("step {i}: [SYS_CALL::SYS_WRITE_STDOUT] {{\"text\": \"{}\"}}", "x".repeat(200));
+    let mut replies: Vec<String> = (0..20).map(write).collect();
+    replies.push("[SYS_CALL::RECV_MSG] {}".into());
+    replies.extend((20..30).map(write));
+    replies.push("[SYS_CALL::SYS_EXIT] {}".into());
+    let refs: Vec<&str> = replies.iter().map(String::as_str).collect();
+    let mut events = a.kernel.subscribe();
+    let pid = a.spawn("long", &refs, &["ipc"]).await;
+    a.wait_status(pid, "BlockedRecv").await;
+    assert_eq!(a.rec.rejected.lock().len(), 1, "the first kernel shrank the window once");
+    // What a journal holds: the compaction point and the shrunk window.
+    let mut req = RestoreRequest::new(a.kernel.info(pid).unwrap());
+    req.log = a.kernel.logs(pid).unwrap();
+    req.next_call_id = next_call_id(&req.log) + 1;
+    while let Ok(ev) = events.try_recv() {
+        match ev {
+            aos_kernel::KernelEvent::Compacted { entries, context_start, .. } => {
+                req.compacted += entries;
+                req.context_start = context_start;
+            }
+            aos_kernel::KernelEvent::ContextShrunk { window, .. } => req.context_window = Some(window),
+            _ => {}
+        }
+    }
+    assert!(req.context_window.is_some() && req.context_start > 0);
+    // The journal's JSON form carries it; older journals without it load.
+    let json = serde_json::to_value(&req).unwrap();
+    assert_eq!(serde_json::from_value::<RestoreRequest>(json.clone()).unwrap(), req);
+    let mut old = json;
+    old.as_object_mut().unwrap().remove("context_window");
+    assert_eq!(serde_json::from_value::<RestoreRequest>(old).unwrap().context_window, None);
+    a.kernel.kill(pid).unwrap();
+    a.wait(pid).await;
+
+    let b = harness().await;
+    *b.rec.limit.lock() = Some(limit);
+    b.kernel.restore(req.clone(), vec![]).await.unwrap();
+    assert!(matches!(b.wait(pid).await, ExitStatus::Exited { code: 0, .. }), "{:#?}", b.kernel.logs(pid));
+    // The restored process went on with the shrunk window: no prompt was rejected.
+    assert!(b.rec.rejected.lock().is_empty(), "{:?}", b.rec.rejected.lock());
+    assert_eq!(b.requests(pid).len(), 11);
+    assert!(b.seen(pid, 0).contains("earlier entries compacted ...]"));
+}

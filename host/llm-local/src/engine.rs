@@ -121,6 +121,25 @@ pub(crate) struct GenRequest {
     pub grammar: GrammarOptions,
 }
 
+/// Why a step failed: the prompt does not fit the context (the caller can
+/// shorten it and retry), or anything else.
+#[derive(Debug)]
+pub(crate) enum GenError {
+    /// The rendered prompt is `prompt_tokens` tokens; at most `limit` fit
+    /// (`n_ctx` minus [`MIN_REPLY_ROOM`]).
+    ContextOverflow { prompt_tokens: usize, limit: usize },
+    Other(String),
+}
+
+impl From<String> for GenError {
+    fn from(e: String) -> Self {
+        GenError::Other(e)
+    }
+}
+
+/// Context tokens a prompt must leave free for the reply.
+pub(crate) const MIN_REPLY_ROOM: usize = 16;
+
 pub(crate) struct GenOutput {
     pub text: String,
     pub stats: StepStats,
@@ -393,7 +412,7 @@ impl Engine {
     }
 
     /// Runs one step for `req.pid`. On error the process's cache is reset.
-    pub fn generate(&mut self, req: &GenRequest) -> Result<GenOutput, String> {
+    pub(crate) fn generate(&mut self, req: &GenRequest) -> Result<GenOutput, GenError> {
         let pid = req.pid;
         let r = self.generate_inner(req);
         if r.is_err() {
@@ -405,16 +424,16 @@ impl Engine {
         r
     }
 
-    fn generate_inner(&mut self, req: &GenRequest) -> Result<GenOutput, String> {
+    fn generate_inner(&mut self, req: &GenRequest) -> Result<GenOutput, GenError> {
         let t_all = Instant::now();
         let prompt_text = self.render(&req.messages)?;
         let prompt = self.tokenize(&prompt_text, true);
         let n_ctx = self.cfg.n_ctx as usize;
-        if prompt.len() + 16 > n_ctx {
-            return Err(format!(
-                "the prompt is {} tokens but the local model's context holds {n_ctx} (shorten the history or raise n_ctx)",
-                prompt.len()
-            ));
+        if prompt.len() + MIN_REPLY_ROOM > n_ctx {
+            return Err(GenError::ContextOverflow {
+                prompt_tokens: prompt.len(),
+                limit: n_ctx.saturating_sub(MIN_REPLY_ROOM),
+            });
         }
         let (mut i, cache, restore_ms) = self.acquire(req.pid)?;
         self.seen.insert(req.pid, ());

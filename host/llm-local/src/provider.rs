@@ -6,6 +6,12 @@
 //! and loaded on first use, once per provider and path, and shared by every
 //! process. Inference runs on `tokio::task::spawn_blocking`; one mutex per
 //! model serialises use of its contexts.
+//!
+//! Context size: [`Provider::context_window`] reports `n_ctx` minus room for
+//! the reply, so the kernel compacts histories to fit; a prompt that still
+//! does not fit (the kernel estimates tokens, this counts them) fails with
+//! [`ProviderError::ContextOverflow`], on which the kernel compacts harder
+//! and retries.
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -14,7 +20,7 @@ use std::sync::{Arc, Mutex};
 use aos_providers::{Completion, CompletionRequest, Provider, ProviderError, Usage};
 use async_trait::async_trait;
 
-use crate::engine::{Decoding, Engine, EngineConfig, GenRequest};
+use crate::engine::{Decoding, Engine, EngineConfig, GenError, GenRequest};
 use crate::grammar::GrammarOptions;
 use crate::model_file::{self, default_model_dir};
 use crate::stats::StepStats;
@@ -46,6 +52,15 @@ pub struct LocalConfig {
     pub prompt_examples: bool,
     /// Repetition penalty over the last 64 generated tokens (1.0: none).
     pub repeat_penalty: f32,
+}
+
+impl LocalConfig {
+    /// Prompt tokens a process may use: `n_ctx` minus room for the reply
+    /// (`default_max_tokens`, at most a quarter of `n_ctx`).
+    pub fn context_window(&self) -> usize {
+        let n_ctx = self.n_ctx as usize;
+        n_ctx - (self.default_max_tokens as usize).min(n_ctx / 4)
+    }
 }
 
 impl Default for LocalConfig {
@@ -199,7 +214,14 @@ impl Inner {
             for pid in std::mem::take(&mut *self.pending_release.lock().unwrap()) {
                 e.release(pid);
             }
-            e.generate(&gen).map_err(|m| err(format!("local model: {m}")))?
+            e.generate(&gen).map_err(|e| match e {
+                GenError::ContextOverflow { prompt_tokens, limit } => ProviderError::ContextOverflow {
+                    provider: "local".into(),
+                    prompt_tokens: prompt_tokens as u64,
+                    limit: limit as u64,
+                },
+                GenError::Other(m) => err(format!("local model: {m}")),
+            })?
         };
         self.stats.lock().unwrap().insert(req.pid, out.stats);
         Ok(Completion {
@@ -240,5 +262,12 @@ impl Provider for LocalProvider {
 
     fn release(&self, pid: u64) {
         self.inner.release(pid);
+    }
+
+    /// `n_ctx` minus room for a reply (`default_max_tokens`, at most a
+    /// quarter of `n_ctx`), whatever the model. A prompt beyond the whole
+    /// `n_ctx` (less a few tokens) fails with [`ProviderError::ContextOverflow`].
+    fn context_window(&self, _model: &str) -> Option<usize> {
+        Some(self.inner.cfg.context_window())
     }
 }

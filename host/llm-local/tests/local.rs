@@ -128,6 +128,34 @@ async fn async_provider_reports_real_usage() {
     p.release(9);
 }
 
+#[test]
+fn prompt_beyond_n_ctx_is_a_context_overflow() {
+    let Some(dir) = model_dir() else { return };
+    let p = LocalProvider::new(LocalConfig { model_dir: dir, n_ctx: 1024, ..LocalConfig::default() });
+    // n_ctx minus room for a reply (default_max_tokens 512, at most n_ctx / 4).
+    assert_eq!(p.context_window("default"), Some(1024 - 256));
+    assert_eq!(LocalConfig::default().context_window(), 4096 - 512);
+    let task = common::Task { task: "Print hello to the user".into(), caps: vec![], expect: vec![] };
+    let mut req = common::request(11, &task);
+    req.messages.push(Message {
+        role: Role::User,
+        content: format!("[RESULT SYS_WRITE_STDOUT#1] {{\"text\": \"{}\"}}", "the sea is wide and deep. ".repeat(150)),
+    });
+    let err = p.complete_blocking(req).unwrap_err();
+    match &err {
+        aos_providers::ProviderError::ContextOverflow { provider, prompt_tokens, limit } => {
+            assert_eq!(provider, "local");
+            assert_eq!(*limit, 1024 - 16);
+            assert!(*prompt_tokens > 1024, "{err:?}");
+        }
+        other => panic!("expected ContextOverflow, got {other:?}"),
+    }
+    assert!(err.to_string().contains("larger n_ctx"), "{err}");
+    // The same process goes on once its prompt fits.
+    let out = p.complete_blocking(common::request(11, &task)).expect("a prompt that fits");
+    assert!(out.usage.prompt_tokens < 1008, "{out:?}");
+}
+
 fn err_of(p: &LocalProvider) -> String {
     let task = common::Task { task: "x".into(), caps: vec![], expect: vec![] };
     p.complete_blocking(common::request(1, &task)).unwrap_err().to_string()

@@ -199,7 +199,16 @@ impl WireErrors for AnthropicErrors {
 
     fn classify(&self, status: u16, body: &str, model: &str) -> ProviderError {
         let detail = self.detail(status, body);
-        let ty = error_fields(body).and_then(|(_, t)| t);
+        let fields = error_fields(body);
+        let ty = fields.as_ref().and_then(|(_, t)| t.clone());
+        if let Some((msg, _)) = fields.as_ref().filter(|(m, _)| m.contains("prompt is too long")) {
+            // 400 invalid_request_error "prompt is too long: 208310 tokens > 200000 maximum"
+            return ProviderError::ContextOverflow {
+                provider: NAME.to_string(),
+                prompt_tokens: crate::number_after(msg, "prompt is too long: "),
+                limit: crate::number_after(msg, "> "),
+            };
+        }
         match ty.as_deref() {
             Some("authentication_error") | Some("permission_error") => {
                 return ProviderError::Unauthorized {

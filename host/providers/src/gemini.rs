@@ -241,6 +241,15 @@ impl WireErrors for GeminiErrors {
     fn classify(&self, status: u16, body: &str, model: &str) -> ProviderError {
         let detail = self.detail(status, body);
         let fields = error_fields(body);
+        if let Some((msg, _, _)) = fields.as_ref().filter(|(m, _, _)| m.contains("exceeds the maximum number of tokens")) {
+            // 400 INVALID_ARGUMENT "The input token count (1200000) exceeds the
+            // maximum number of tokens allowed (1048576)."
+            return ProviderError::ContextOverflow {
+                provider: NAME.to_string(),
+                prompt_tokens: crate::number_after(msg, "token count ("),
+                limit: crate::number_after(msg, "tokens allowed ("),
+            };
+        }
         let key_invalid = fields
             .as_ref()
             .is_some_and(|(msg, _, invalid)| *invalid || msg.contains("API key not valid"));

@@ -120,6 +120,20 @@ mod error {
             status: u16,
             detail: String,
         },
+        /// The prompt does not fit the model's context. The kernel reacts by
+        /// compacting the process's history harder and retrying.
+        #[error(
+            "the prompt is {prompt_tokens} tokens but {provider}'s model accepts at most {limit}: \
+             shorten the history (a smaller context_window compacts it sooner), give the process fewer \
+             capabilities (a shorter system prompt), or use a model with a larger context (local: a larger n_ctx)"
+        )]
+        ContextOverflow {
+            provider: String,
+            /// The prompt's size in the model's tokens (0 when the provider did not say).
+            prompt_tokens: u64,
+            /// The most prompt tokens the model accepts (0 when the provider did not say).
+            limit: u64,
+        },
         #[error("{provider} returned a response that could not be understood: {detail}")]
         BadResponse { provider: String, detail: String },
         #[error("{0}")]
@@ -139,6 +153,13 @@ pub trait Provider: Send + Sync {
     /// made `steps_done` model calls, so per-process state (the `script`
     /// provider's position) continues where it was. Default: nothing.
     fn resume(&self, _pid: u64, _steps_done: u64) {}
+    /// The most prompt tokens `model` really holds (its context minus room
+    /// for the reply), when the provider knows it. The kernel compacts
+    /// histories to the smaller of this and its configured window.
+    /// Default: unknown (`None`).
+    fn context_window(&self, _model: &str) -> Option<usize> {
+        None
+    }
 }
 
 /// Rough token estimate (≈4 characters per token) for providers that report none.
@@ -158,6 +179,21 @@ pub(crate) fn estimated_usage(messages: &[Message], text: &str) -> Usage {
         completion_tokens: estimate_tokens(text),
         estimated: true,
     }
+}
+
+/// The integer right after the first `prefix` in `text` (0 when absent):
+/// reads token counts out of providers' "context length exceeded" messages.
+pub(crate) fn number_after(text: &str, prefix: &str) -> u64 {
+    text.find(prefix)
+        .map(|i| {
+            text[i + prefix.len()..]
+                .chars()
+                .take_while(|c| c.is_ascii_digit() || *c == ',')
+                .filter(char::is_ascii_digit)
+                .collect::<String>()
+        })
+        .and_then(|d| d.parse().ok())
+        .unwrap_or(0)
 }
 
 /// Splits messages into the leading system prompt (leading `System` messages

@@ -225,7 +225,18 @@ impl WireErrors for OpenAiErrors {
                 ),
             };
         }
-        let code = error_fields(body).and_then(|(_, _, c)| c);
+        let fields = error_fields(body);
+        let code = fields.as_ref().and_then(|(_, _, c)| c.clone());
+        if code.as_deref() == Some("context_length_exceeded") {
+            // "This model's maximum context length is 8192 tokens. However, your
+            // messages resulted in 9000 tokens. ..."
+            let msg = fields.map(|(m, _, _)| m).unwrap_or_default();
+            return ProviderError::ContextOverflow {
+                provider: NAME.to_string(),
+                prompt_tokens: crate::number_after(&msg, "resulted in "),
+                limit: crate::number_after(&msg, "maximum context length is "),
+            };
+        }
         if status == 404 || code.as_deref() == Some("model_not_found") {
             return ProviderError::UnknownModel {
                 provider: NAME.to_string(),

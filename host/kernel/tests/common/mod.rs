@@ -3,6 +3,9 @@
 //! recorder that keeps every request and understands a few markers at the
 //! start of a scripted reply: `!HANG!` (never answers), `!TRUNCATE!` (reply
 //! marked as cut off at max_tokens), `!FAIL!msg` (provider error).
+//! It can also play a model with a small context ([`ContextLimit`]): a
+//! request whose prompt is over the limit gets `ContextOverflow`, as the
+//! local model's engine would answer.
 #![allow(dead_code)]
 
 use std::path::PathBuf;
@@ -18,7 +21,23 @@ use parking_lot::Mutex;
 
 pub struct Recorder {
     inner: ScriptProvider,
+    /// Requests that were answered.
     pub requests: Mutex<Vec<CompletionRequest>>,
+    /// The simulated context, if any.
+    pub limit: Mutex<Option<ContextLimit>>,
+    /// (pid, prompt tokens) of each request rejected as too long.
+    pub rejected: Mutex<Vec<(u64, u64)>>,
+}
+
+/// A simulated model context: a prompt counts `tokens_per_estimated` real
+/// tokens per estimated one (a tokenizer less efficient than characters / 4),
+/// and more than `limit` of them is a `ContextOverflow`. `window` is what
+/// the provider reports as its context window.
+#[derive(Clone, Copy)]
+pub struct ContextLimit {
+    pub limit: u64,
+    pub tokens_per_estimated: f64,
+    pub window: Option<usize>,
 }
 
 #[async_trait]
@@ -27,6 +46,14 @@ impl Provider for Recorder {
         "script"
     }
     async fn complete(&self, req: CompletionRequest) -> Result<Completion, ProviderError> {
+        let limit = *self.limit.lock();
+        if let Some(l) = limit {
+            let tokens = (aos_providers::estimate_prompt_tokens(&req.messages) as f64 * l.tokens_per_estimated) as u64;
+            if tokens > l.limit {
+                self.rejected.lock().push((req.pid, tokens));
+                return Err(ProviderError::ContextOverflow { provider: "script".into(), prompt_tokens: tokens, limit: l.limit });
+            }
+        }
         self.requests.lock().push(req.clone());
         let mut c = self.inner.complete(req).await?;
         if c.text.starts_with("!HANG!") {
@@ -47,6 +74,9 @@ impl Provider for Recorder {
     fn resume(&self, pid: u64, steps_done: u64) {
         self.inner.resume(pid, steps_done)
     }
+    fn context_window(&self, _model: &str) -> Option<usize> {
+        self.limit.lock().and_then(|l| l.window)
+    }
 }
 
 pub struct Harness {
@@ -62,7 +92,12 @@ pub async fn harness_with(f: impl FnOnce(&mut KernelConfig)) -> Harness {
 /// A harness over a given driver runtime (e.g. one with long-term memory).
 pub async fn harness_on(rt: Arc<DriverRuntime>, f: impl FnOnce(&mut KernelConfig)) -> Harness {
     let dir = tempfile::tempdir().unwrap();
-    let rec = Arc::new(Recorder { inner: ScriptProvider::new(), requests: Mutex::new(Vec::new()) });
+    let rec = Arc::new(Recorder {
+        inner: ScriptProvider::new(),
+        requests: Mutex::new(Vec::new()),
+        limit: Mutex::new(None),
+        rejected: Mutex::new(Vec::new()),
+    });
     let r2 = rec.clone();
     let mut cfg = KernelConfig::new(dir.path());
     f(&mut cfg);

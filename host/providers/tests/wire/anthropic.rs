@@ -159,3 +159,23 @@ async fn overloaded_529_then_success() {
     assert_eq!(c.text, "back");
     assert_eq!(server.hits(), 2);
 }
+
+#[tokio::test]
+async fn prompt_too_long_is_context_overflow() {
+    let body = Anthropic::error(400, ErrKind::BadRequest, "prompt is too long: 208310 tokens > 200000 maximum");
+    let server = TestServer::start(vec![Reply::json(400, body)]).await;
+    let (var, _) = fresh_key();
+    let err = provider("anthropic", &server.url, &var)
+        .complete(simple("claude-test"))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        err,
+        aos_providers::ProviderError::ContextOverflow {
+            provider: "anthropic".into(),
+            prompt_tokens: 208310,
+            limit: 200000
+        }
+    );
+    assert_eq!(server.hits(), 1);
+}

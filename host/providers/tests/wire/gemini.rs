@@ -187,3 +187,23 @@ async fn blocked_prompt_is_reported() {
         other => panic!("{other:?}"),
     }
 }
+
+#[tokio::test]
+async fn too_many_input_tokens_is_context_overflow() {
+    let body = json!({"error": {
+        "code": 400,
+        "message": "The input token count (1200000) exceeds the maximum number of tokens allowed (1048576).",
+        "status": "INVALID_ARGUMENT"
+    }});
+    let server = TestServer::start(vec![Reply::json(400, body)]).await;
+    let (var, _) = fresh_key();
+    let err = provider("gemini", &server.url, &var)
+        .complete(simple("m"))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        err,
+        ProviderError::ContextOverflow { provider: "gemini".into(), prompt_tokens: 1_200_000, limit: 1_048_576 }
+    );
+    assert_eq!(server.hits(), 1);
+}

@@ -200,3 +200,22 @@ async fn insufficient_quota_is_not_retried() {
         other => panic!("{other:?}"),
     }
 }
+
+#[tokio::test]
+async fn context_length_exceeded_is_context_overflow() {
+    let body = json!({"error": {
+        "message": "This model's maximum context length is 8192 tokens. However, your messages resulted in 9021 tokens. Please reduce the length of the messages.",
+        "type": "invalid_request_error", "param": "messages", "code": "context_length_exceeded"
+    }});
+    let server = TestServer::start(vec![Reply::json(400, body)]).await;
+    let (var, _) = fresh_key();
+    let err = provider("openai", &v1(&server.url), &var)
+        .complete(simple("gpt-4"))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        err,
+        ProviderError::ContextOverflow { provider: "openai".into(), prompt_tokens: 9021, limit: 8192 }
+    );
+    assert_eq!(server.hits(), 1, "an overflow is not retried");
+}
