@@ -88,7 +88,7 @@ fn main() {
     println!("model load: {load_ms:.0} ms (verify+load {:.0} ms), RSS +{} MiB", t.elapsed().as_secs_f64() * 1e3, (rss_kib() - rss0) / 1024);
 
     // 1. Throughput on a fresh process with every syscall (longest prompt).
-    let task = common::Task { task: "Write a haiku about the sea to sea.txt, then exit".into(), caps: vec!["all".into()], expect: vec![] };
+    let task = common::Task { task: "Write a haiku about the sea to sea.txt, then exit".into(), caps: vec!["all".into()], expect: vec![], history: vec![] };
     let mut rows = Vec::new();
     for rep in 0..3 {
         let pid = 500 + rep;

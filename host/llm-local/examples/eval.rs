@@ -1,7 +1,7 @@
 //! Right-first-call eval of the `local` provider.
 //!
 //! `cargo run -p aos-llm-local --example eval --release -- [--decoding grammar|two-stage|calibrated|few-shot|channel|pmi]
-//!     [--thought] [--no-examples] [--model PATH] [--set tasks|heldout|both] [--names-only] [--threads N] [--limit N] [-v]`
+//!     [--thought] [--no-examples] [--model PATH] [--set tasks|heldout|both|next|all] [--names-only] [--threads N] [--limit N] [-v]`
 //!
 //! For every task in `evals/tasks.jsonl` (and/or the held-out
 //! `evals/heldout.jsonl`; default: both, reported separately) it builds the kernel's system prompt
@@ -40,7 +40,7 @@ fn main() {
             "--thought" => cfg.thought = true,
             "--no-examples" => cfg.prompt_examples = false,
             "--model" => model = args.next().expect("--model PATH"),
-            "--set" => set = args.next().expect("--set tasks|heldout|both"),
+            "--set" => set = args.next().expect("--set tasks|heldout|both|next|all"),
             "--names-only" => names_only = true,
             "--threads" => cfg.n_threads = args.next().expect("--threads N").parse().unwrap(),
             "--limit" => limit = args.next().expect("--limit N").parse().unwrap(),
@@ -56,7 +56,9 @@ fn main() {
         "tasks" => vec!["tasks.jsonl"],
         "heldout" => vec!["heldout.jsonl"],
         "both" => vec!["tasks.jsonl", "heldout.jsonl"],
-        other => panic!("--set tasks|heldout|both, not {other}"),
+        "next" => vec!["next.jsonl"],
+        "all" => vec!["tasks.jsonl", "heldout.jsonl", "next.jsonl"],
+        other => panic!("--set tasks|heldout|both|next|all, not {other}"),
     };
     println!(
         "config: decoding={:?} thought={} examples={} model={model}",

@@ -185,6 +185,8 @@ pub(crate) struct Engine {
     parked_bytes: usize,
     seen: HashMap<u64, ()>,
     priors: HashMap<u64, Vec<f64>>,
+    /// Per (task, syscall names): the syscall of each clause ([`crate::plan`]).
+    plans: HashMap<u64, Vec<String>>,
     clock: u64,
     batch: LlamaBatch<'static>,
     template: LlamaChatTemplate,
@@ -249,6 +251,7 @@ impl Engine {
             parked_bytes: 0,
             seen: HashMap::new(),
             priors: HashMap::new(),
+            plans: HashMap::new(),
             clock: 0,
             batch: LlamaBatch::new(n_batch as usize, 1),
             template,
@@ -476,7 +479,8 @@ impl Engine {
             let t = Instant::now();
             let fewshot = match req.decoding {
                 Decoding::FewShot => self.fewshot_choice(req)?,
-                Decoding::Channel | Decoding::Pmi => self.task_choice(req)?,
+                Decoding::Channel => self.task_choice(req)?,
+                Decoding::Pmi => self.plan_choice(req)?,
                 _ => None,
             };
             // The scratch sequence may have taken this process's context.
@@ -676,8 +680,8 @@ impl Engine {
         Ok(Some((best, scored + (toks.len() - cp) as u32)))
     }
 
-    /// [`Decoding::Channel`] and [`Decoding::Pmi`]: the chosen spec index and
-    /// the tokens evaluated for it, or None when the step is not a first step.
+    /// [`Decoding::Channel`]: the chosen spec index and the tokens evaluated
+    /// for it, or None when the step is not a first step.
     fn task_choice(&mut self, req: &GenRequest) -> Result<Option<(usize, u32)>, String> {
         let Some((role, last)) = req.messages.last() else { return Ok(None) };
         if role != "user" || req.specs.len() < 2 {
@@ -688,36 +692,95 @@ impl Engine {
         if task.is_empty() {
             return Ok(None);
         }
-        let (scores, evaluated) = if req.decoding == Decoding::Channel {
-            let hints: Vec<String> = req.specs.iter().map(|s| crate::examples::hint_for(s, 0)).collect();
-            let pairs: Vec<(String, String)> = hints.iter().map(|h| (format!("A request to {h}:\n"), format!(" {task}"))).collect();
-            let Some((sc, _, n)) = self.score_pairs(&pairs)? else { return Ok(None) };
-            (sc, n)
-        } else {
-            // Two prompt forms × two phrasings of every hint; each PMI
-            // vector is standardised over the candidates, then summed.
-            let mut total = vec![0.0; req.specs.len()];
-            let mut evaluated = 0;
-            let forms = [
-                (pmi_context(&task), pmi_context("N/A")),
-                (self.pmi_chat_context(&task)?, self.pmi_chat_context("N/A")?),
-            ];
-            for k in 0..2 {
-                let hints: Vec<String> = req.specs.iter().map(|s| crate::examples::hint_for(s, k)).collect();
-                for (context, neutral) in &forms {
-                    let Some((sc, n)) = self.pmi(context, neutral, &hints)? else { return Ok(None) };
+        let hints: Vec<String> = req.specs.iter().map(|s| crate::examples::hint_for(s, 0)).collect();
+        let pairs: Vec<(String, String)> = hints.iter().map(|h| (format!("A request to {h}:\n"), format!(" {task}"))).collect();
+        let Some((scores, _, evaluated)) = self.score_pairs(&pairs)? else { return Ok(None) };
+        let best = (0..scores.len()).max_by(|&a, &b| scores[a].total_cmp(&scores[b])).unwrap_or(0);
+        Ok(Some((best, evaluated)))
+    }
+
+    /// [`Decoding::Pmi`]: the syscall of the next clause of the task's plan
+    /// ([`crate::plan`]), or `SYS_EXIT` when every clause is done. None (the
+    /// names are then scored in the conversation) when the last message is
+    /// neither the task nor the kernel's answer to a call (an event, a
+    /// message, a line on stdin), or the plan cannot be made.
+    fn plan_choice(&mut self, req: &GenRequest) -> Result<Option<(usize, u32)>, String> {
+        if req.specs.len() < 2 {
+            return Ok(None);
+        }
+        let Some((role, last)) = req.messages.last() else { return Ok(None) };
+        if role != "user" || !["[TASK]", "[RESULT ", "[ERROR "].iter().any(|p| last.starts_with(p)) {
+            return Ok(None);
+        }
+        let Some(at) = req.messages.iter().position(|(r, c)| r == "user" && c.starts_with("[TASK]")) else { return Ok(None) };
+        let task = req.messages[at].1["[TASK]".len()..].trim().replace('\n', " ");
+        let names: Vec<&str> = req.specs.iter().map(|s| s.name.as_str()).collect();
+        let key = {
+            use std::hash::{Hash, Hasher};
+            let mut h = std::collections::hash_map::DefaultHasher::new();
+            task.hash(&mut h);
+            names.hash(&mut h);
+            h.finish()
+        };
+        let mut evaluated = 0;
+        let plan = match self.plans.get(&key) {
+            Some(p) => p.clone(),
+            None => {
+                // The first call is chosen from the whole task (measured
+                // better than from its first clause alone: "compute 17 * 3
+                // and show the result" starts with printing), the later
+                // ones from their clauses.
+                let mut plan = Vec::new();
+                let clauses = crate::plan::clauses(&task);
+                for (c, clause) in clauses.iter().enumerate() {
+                    let text = if c == 0 { task.as_str() } else { clause.as_str() };
+                    let Some((k, n)) = self.pmi_choice(text, &req.specs)? else { return Ok(None) };
                     evaluated += n;
-                    for (t, z) in total.iter_mut().zip(standardise(&sc)) {
-                        *t += z;
-                    }
+                    plan.push(req.specs[k].name.clone());
+                }
+                if plan.is_empty() {
+                    return Ok(None);
+                }
+                tracing::debug!("plan for {task:?}: {plan:?}");
+                if self.plans.len() > 256 {
+                    self.plans.clear();
+                }
+                self.plans.insert(key, plan.clone());
+                plan
+            }
+        };
+        let done = crate::plan::succeeded_calls(req.messages[at + 1..].iter().filter(|(r, _)| r == "user").map(|(_, c)| c.as_str()));
+        let next = match crate::plan::progress(&plan, &done) {
+            crate::plan::Progress::Next(p) => plan[p].as_str(),
+            crate::plan::Progress::Done => "SYS_EXIT",
+        };
+        Ok(names.iter().position(|n| *n == next).map(|k| (k, evaluated)))
+    }
+
+    /// The spec whose hints fit `text` best: two prompt forms × two
+    /// phrasings of every hint, each PMI vector standardised over the
+    /// candidates, then summed. Returns (index, tokens evaluated).
+    fn pmi_choice(&mut self, text: &str, specs: &[SyscallSpec]) -> Result<Option<(usize, u32)>, String> {
+        let mut total = vec![0.0; specs.len()];
+        let mut evaluated = 0;
+        let forms = [
+            (pmi_context(text), pmi_context("N/A")),
+            (self.pmi_chat_context(text)?, self.pmi_chat_context("N/A")?),
+        ];
+        for k in 0..2 {
+            let hints: Vec<String> = specs.iter().map(|s| crate::examples::hint_for(s, k)).collect();
+            for (context, neutral) in &forms {
+                let Some((sc, n)) = self.pmi(context, neutral, &hints)? else { return Ok(None) };
+                evaluated += n;
+                for (t, z) in total.iter_mut().zip(standardise(&sc)) {
+                    *t += z;
                 }
             }
-            (total, evaluated)
-        };
-        let best = (0..scores.len()).max_by(|&a, &b| scores[a].total_cmp(&scores[b])).unwrap_or(0);
+        }
+        let best = (0..total.len()).max_by(|&a, &b| total[a].total_cmp(&total[b])).unwrap_or(0);
         if tracing::enabled!(tracing::Level::DEBUG) {
-            let v: Vec<_> = req.specs.iter().zip(&scores).map(|(s, x)| format!("{}={x:.1}", s.name)).collect();
-            tracing::debug!("{:?} for {task:?}: {} [{}]", req.decoding, req.specs[best].name, v.join(" "));
+            let v: Vec<_> = specs.iter().zip(&total).map(|(s, x)| format!("{}={x:.1}", s.name)).collect();
+            tracing::debug!("PMI for {text:?}: {} [{}]", specs[best].name, v.join(" "));
         }
         Ok(Some((best, evaluated)))
     }

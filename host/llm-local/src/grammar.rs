@@ -101,6 +101,7 @@ const PRIMITIVES: &[(&str, &str)] = &[
     ("char", r#"[^"\\\x7F\x00-\x1F] | "\\" ( ["\\/bfnrt] | "u" [0-9a-fA-F] [0-9a-fA-F] [0-9a-fA-F] [0-9a-fA-F] )"#),
     ("string", r#""\"" char* "\"""#),
     ("string1", r#""\"" char+ "\"""#),
+    ("text", r#""\"" char{1,160} "\"""#),
     ("uint", r#"[0-9] | [1-9] [0-9]{1,15}"#),
     ("integer", r#""-"? uint"#),
     ("number", r#""-"? uint ( "." [0-9]{1,15} )? ( [eE] [-+]? [0-9]{1,3} )?"#),
@@ -114,7 +115,7 @@ const PRIMITIVES: &[(&str, &str)] = &[
 /// Which primitive rules each primitive needs.
 fn deps(name: &str) -> &'static [&'static str] {
     match name {
-        "string" | "string1" => &["char"],
+        "string" | "string1" | "text" => &["char"],
         "integer" => &["uint"],
         "number" => &["uint"],
         "value" => &["object", "array", "string", "number", "boolean", "null"],
@@ -247,7 +248,11 @@ impl Builder {
             _ => vec![],
         };
         if types.is_empty() {
-            return self.use_prim("value");
+            // Any JSON value is allowed (e.g. SYS_EXIT's `result`). A small
+            // model given the full JSON grammar here opens objects with junk
+            // keys; a short non-empty string is just as valid and stays
+            // readable (and cannot run on to the token limit).
+            return self.use_prim("text");
         }
         let mut alts = Vec::new();
         for t in types {
@@ -338,6 +343,10 @@ mod tests {
         assert!(g.contains("call-sys-read-stdin ::= \"{}\""), "{g}");
         let g = args_grammar(&spec("SYS_EXIT", json!({"type":"object","properties":{"code":{"type":"integer"},"result":{}}})));
         assert!(g.contains("call-sys-exit-f0 ::= ( call-sys-exit-kv0 call-sys-exit-a1 | call-sys-exit-f1 )"), "{g}");
-        assert!(g.contains("value ::="), "{g}");
+        // An untyped value (`result`) is written as a short string, not as
+        // arbitrary JSON.
+        assert!(g.contains("call-sys-exit-kv1 ::= \"\\\"result\\\": \" text"), "{g}");
+        assert!(g.contains("text ::= \"\\\"\" char{1,160} \"\\\"\""), "{g}");
+        assert!(!g.contains("value ::="), "{g}");
     }
 }

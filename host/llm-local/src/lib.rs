@@ -10,7 +10,10 @@
 //!   LRU eviction with state snapshots, two-stage decoding.
 //! * [`provider`] — [`LocalProvider`], the [`aos_providers::Provider`].
 //! * [`stats`] — per-call statistics ([`LocalProvider::last_stats`]).
-//! * [`examples`] — worked examples added to the system prompt.
+//! * [`examples`] — worked examples added to the system prompt, and the
+//!   plain-words hints the first call is chosen by.
+//! * [`plan`] — a task's clauses and the process's progress through them
+//!   (which syscall comes next, and when to exit).
 //!
 //! ```no_run
 //! use std::sync::Arc;
@@ -22,6 +25,7 @@ pub mod engine;
 pub mod examples;
 pub mod grammar;
 pub mod model_file;
+pub mod plan;
 pub mod provider;
 pub mod stats;
 

@@ -52,7 +52,7 @@ fn step_request(pid: u64, messages: Vec<Message>, task: &common::Task) -> Comple
 fn second_step_evaluates_only_the_new_tokens() {
     let Some(dir) = model_dir() else { return };
     let p = provider(&dir);
-    let task = common::Task { task: "Write a haiku about the sea to sea.txt".into(), caps: vec!["fs:rw".into()], expect: vec![] };
+    let task = common::Task { task: "Write a haiku about the sea to sea.txt".into(), caps: vec!["fs:rw".into()], expect: vec![], history: vec![] };
     let r1 = common::request(7, &task);
     let out1 = p.complete_blocking(r1.clone()).unwrap();
     let s1 = p.last_stats(7).unwrap();
@@ -80,8 +80,8 @@ fn second_step_evaluates_only_the_new_tokens() {
 fn evicted_process_state_is_restored_not_recomputed() {
     let Some(dir) = model_dir() else { return };
     let p = LocalProvider::new(LocalConfig { model_dir: dir, max_live_contexts: 1, ..LocalConfig::default() });
-    let a = common::Task { task: "List the files in the workspace".into(), caps: vec!["fs:ro".into()], expect: vec![] };
-    let b = common::Task { task: "Sleep for 3 seconds".into(), caps: vec!["timers".into()], expect: vec![] };
+    let a = common::Task { task: "List the files in the workspace".into(), caps: vec!["fs:ro".into()], expect: vec![], history: vec![] };
+    let b = common::Task { task: "Sleep for 3 seconds".into(), caps: vec!["timers".into()], expect: vec![], history: vec![] };
     let ra = common::request(1, &a);
     let outa = p.complete_blocking(ra.clone()).unwrap();
     p.complete_blocking(common::request(2, &b)).unwrap();
@@ -104,7 +104,7 @@ fn evicted_process_state_is_restored_not_recomputed() {
 fn hitting_max_tokens_is_reported_as_truncated() {
     let Some(dir) = model_dir() else { return };
     let p = provider(&dir);
-    let task = common::Task { task: "Write a long essay about rivers to rivers.txt".into(), caps: vec!["fs:rw".into()], expect: vec![] };
+    let task = common::Task { task: "Write a long essay about rivers to rivers.txt".into(), caps: vec!["fs:rw".into()], expect: vec![], history: vec![] };
     let mut r = common::request(3, &task);
     r.max_tokens = Some(12);
     let out = p.complete_blocking(r).unwrap();
@@ -117,7 +117,7 @@ async fn async_provider_reports_real_usage() {
     let Some(dir) = model_dir() else { return };
     let p: Arc<dyn Provider> = Arc::new(provider(&dir));
     assert_eq!(p.name(), "local");
-    let task = common::Task { task: "Print hello to the user".into(), caps: vec![], expect: vec![] };
+    let task = common::Task { task: "Print hello to the user".into(), caps: vec![], expect: vec![], history: vec![] };
     let req = common::request(9, &task);
     let specs = req.syscalls.clone();
     let out = p.complete(req).await.unwrap();
@@ -135,7 +135,7 @@ fn prompt_beyond_n_ctx_is_a_context_overflow() {
     // n_ctx minus room for a reply (default_max_tokens 512, at most n_ctx / 4).
     assert_eq!(p.context_window("default"), Some(1024 - 256));
     assert_eq!(LocalConfig::default().context_window(), 4096 - 512);
-    let task = common::Task { task: "Print hello to the user".into(), caps: vec![], expect: vec![] };
+    let task = common::Task { task: "Print hello to the user".into(), caps: vec![], expect: vec![], history: vec![] };
     let mut req = common::request(11, &task);
     req.messages.push(Message {
         role: Role::User,
@@ -157,7 +157,7 @@ fn prompt_beyond_n_ctx_is_a_context_overflow() {
 }
 
 fn err_of(p: &LocalProvider) -> String {
-    let task = common::Task { task: "x".into(), caps: vec![], expect: vec![] };
+    let task = common::Task { task: "x".into(), caps: vec![], expect: vec![], history: vec![] };
     p.complete_blocking(common::request(1, &task)).unwrap_err().to_string()
 }
 
@@ -195,4 +195,37 @@ fn corrupt_model_file_fails_clearly() {
     // Truncated: caught by the size.
     std::fs::OpenOptions::new().write(true).open(&path).unwrap().set_len(MODEL_SIZE - 1000).unwrap();
     assert_eq!(err_of(&provider(dir.path())), want);
+}
+
+/// Later steps follow the task's plan (`aos_llm_local::plan`): after the
+/// call that does the last clause succeeds, the next call is SYS_EXIT; after
+/// the first clause of two, the second clause's syscall. Every reply of
+/// `evals/next.jsonl` is a valid call.
+#[test]
+fn later_steps_follow_the_task_plan_and_exit_when_it_is_done() {
+    let Some(dir) = model_dir() else { return };
+    let p = provider(&dir);
+    let must = [
+        ("write a haiku about the sea to haiku.txt, then exit", "SYS_EXIT"),
+        ("Save the number 42 in answer.txt", "SYS_EXIT"),
+        ("Create the folder out, then write 'x' to out/a.txt", "FS_WRITE"),
+        ("Ask the user for their name and greet them", "SYS_WRITE_STDOUT"),
+    ];
+    let tasks = common::load_task_file("next.jsonl");
+    let mut bad = Vec::new();
+    for (n, task) in tasks.iter().enumerate() {
+        let mut req = common::request(300 + n as u64, task);
+        req.max_tokens = Some(200);
+        let out = p.complete_blocking(req.clone()).expect("completion");
+        let c = common::check(&out.text, &req.syscalls);
+        if !c.valid || out.truncated {
+            bad.push(format!("{}: not a valid call: {:?} ({:?})", task.task, out.text, c.problem));
+        }
+        if let Some((_, want)) = must.iter().find(|(t, _)| *t == task.task) {
+            if c.name.as_deref() != Some(*want) {
+                bad.push(format!("{}: expected {want}, got {:?}", task.task, out.text));
+            }
+        }
+    }
+    assert!(bad.is_empty(), "{}", bad.join("\n"));
 }

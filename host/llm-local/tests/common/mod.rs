@@ -34,6 +34,10 @@ pub struct Task {
     pub task: String,
     pub caps: Vec<String>,
     pub expect: Vec<String>,
+    /// Earlier turns (`evals/next.jsonl`): the model's reply, the kernel's
+    /// answer, alternately; `expect` is then the call that should come next.
+    #[serde(default)]
+    pub history: Vec<String>,
 }
 
 pub fn load_tasks() -> Vec<Task> {
@@ -92,7 +96,13 @@ pub fn request(pid: u64, task: &Task) -> CompletionRequest {
         messages: vec![
             Message { role: Role::System, content: system_prompt(pid, &caps, &specs) },
             Message { role: Role::User, content: format!("[TASK] {}", task.task) },
-        ],
+        ]
+        .into_iter()
+        .chain(task.history.iter().enumerate().map(|(k, text)| Message {
+            role: if k % 2 == 0 { Role::Assistant } else { Role::User },
+            content: text.clone(),
+        }))
+        .collect(),
         max_tokens: Some(96),
         temperature: None,
         syscalls: specs,
