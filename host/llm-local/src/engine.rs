@@ -18,9 +18,13 @@
 //!   the syscall name is chosen first by scoring the log-probability of
 //!   `[SYS_CALL::NAME]` for every allowed NAME, then the arguments are
 //!   generated under that syscall's grammar. [`Decoding::Pmi`] (the
-//!   default) chooses the first step's name differently: by how well the
-//!   task fits a one-line plain-words description of each syscall (scored
-//!   in a scratch sequence, calibrated against a content-free request).
+//!   default) takes the name from the task's plan ([`crate::plan`]): each
+//!   clause's syscall is the one whose plain-words hints fit it best,
+//!   scored in a scratch sequence and calibrated against a content-free
+//!   request; after the last clause, `SYS_EXIT`.
+//! * **Parallel scoring.** Candidates (hints or `[SYS_CALL::NAME]` tags)
+//!   are scored as sequences of their own in a unified KV cache, all in one
+//!   `llama_decode`, instead of one decode per candidate.
 //!
 //! Not thread-safe by itself: the provider serialises use behind a mutex.
 
@@ -71,14 +75,19 @@ pub enum Decoding {
     /// scored in a scratch sequence. Later steps score the names in the
     /// conversation. (Measured below [`Decoding::Pmi`] on `evals/`.)
     Channel,
-    /// Like [`Decoding::TwoStage`], but on a process's first step the name is
-    /// chosen by the pointwise mutual information of the task and each
-    /// syscall's one-line description (hint): log P(hint | "Request:
-    /// <task>\nThis request asks to") minus log P(hint | the same with the
-    /// content-free request "N/A"), scored in a scratch sequence. Plain
-    /// words are easier for a small model than syscall names, and the
-    /// subtraction removes its preference for some hints. Later steps
-    /// (after results) score the names in the conversation.
+    /// Like [`Decoding::TwoStage`], but the name comes from the task's plan
+    /// ([`crate::plan`]): the task is split into clauses, and each clause's
+    /// syscall is chosen by the pointwise mutual information of the clause
+    /// (the whole task for the first) and each syscall's plain-words hints:
+    /// log P(" hint." | "Request: <text>\nThis request asks to") minus the
+    /// same after the content-free request "N/A", and likewise with the text
+    /// as the user's message in the model's chat template followed by "I
+    /// will"; two phrasings of every hint; the four vectors standardised and
+    /// summed. Plain words are easier for a small model than syscall names,
+    /// and the subtraction removes its preference for some hints. A clause
+    /// is done once a call of its syscall succeeded; after the last one the
+    /// name is `SYS_EXIT`. Steps after an event, a message or a stdin line
+    /// score the names in the conversation.
     #[default]
     Pmi,
 }

@@ -30,7 +30,10 @@ use crate::stats::StepStats;
 pub struct LocalConfig {
     /// Where `"default"` is looked up: `$AOS_MODEL_DIR` or `~/.cache/aos/models`.
     pub model_dir: PathBuf,
-    /// Context size of each process's llama.cpp context, in tokens.
+    /// Context size of each process's llama.cpp context, in tokens. Default
+    /// 8192 (SmolLM2's trained context): the system prompt of a process
+    /// holding every capability (20 syscalls with schemas and examples) is
+    /// ~3.5k tokens by itself. About 200 MiB of KV cache and buffers each.
     pub n_ctx: u32,
     /// Prompt evaluation batch size.
     pub n_batch: u32,
@@ -67,7 +70,7 @@ impl Default for LocalConfig {
     fn default() -> Self {
         Self {
             model_dir: default_model_dir(),
-            n_ctx: 4096,
+            n_ctx: 8192,
             n_batch: 512,
             n_threads: 2,
             max_live_contexts: 4,

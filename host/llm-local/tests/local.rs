@@ -134,7 +134,7 @@ fn prompt_beyond_n_ctx_is_a_context_overflow() {
     let p = LocalProvider::new(LocalConfig { model_dir: dir, n_ctx: 1024, ..LocalConfig::default() });
     // n_ctx minus room for a reply (default_max_tokens 512, at most n_ctx / 4).
     assert_eq!(p.context_window("default"), Some(1024 - 256));
-    assert_eq!(LocalConfig::default().context_window(), 4096 - 512);
+    assert_eq!(LocalConfig::default().context_window(), 8192 - 512);
     let task = common::Task { task: "Print hello to the user".into(), caps: vec![], expect: vec![], history: vec![] };
     let mut req = common::request(11, &task);
     req.messages.push(Message {
