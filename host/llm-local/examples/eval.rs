@@ -1,7 +1,7 @@
 //! Right-first-call eval of the `local` provider.
 //!
 //! `cargo run -p aos-llm-local --example eval --release -- [--decoding grammar|two-stage|calibrated|few-shot|channel|pmi]
-//!     [--thought] [--no-examples] [--model PATH] [--set tasks|heldout|both|next|all] [--names-only] [--threads N] [--limit N] [-v]`
+//!     [--thought] [--no-examples] [--model PATH] [--set tasks|heldout|both|next|plans|all] [--names-only] [--threads N] [--limit N] [-v]`
 //!
 //! For every task in `evals/tasks.jsonl` (and/or the held-out
 //! `evals/heldout.jsonl`; default: both, reported separately) it builds the kernel's system prompt
@@ -40,7 +40,7 @@ fn main() {
             "--thought" => cfg.thought = true,
             "--no-examples" => cfg.prompt_examples = false,
             "--model" => model = args.next().expect("--model PATH"),
-            "--set" => set = args.next().expect("--set tasks|heldout|both|next|all"),
+            "--set" => set = args.next().expect("--set tasks|heldout|both|next|plans|all"),
             "--names-only" => names_only = true,
             "--threads" => cfg.n_threads = args.next().expect("--threads N").parse().unwrap(),
             "--limit" => limit = args.next().expect("--limit N").parse().unwrap(),
@@ -57,8 +57,9 @@ fn main() {
         "heldout" => vec!["heldout.jsonl"],
         "both" => vec!["tasks.jsonl", "heldout.jsonl"],
         "next" => vec!["next.jsonl"],
+        "plans" => vec![],
         "all" => vec!["tasks.jsonl", "heldout.jsonl", "next.jsonl"],
-        other => panic!("--set tasks|heldout|both|next|all, not {other}"),
+        other => panic!("--set tasks|heldout|both|next|plans|all, not {other}"),
     };
     println!(
         "config: decoding={:?} thought={} examples={} model={model}",
@@ -67,6 +68,10 @@ fn main() {
     // One pid per capability set: tasks with the same system prompt reuse its
     // KV cache (exact: only the differing tail is evaluated).
     let mut pids: std::collections::HashMap<Vec<String>, u64> = Default::default();
+    if set == "plans" {
+        run_plans(&provider, &model);
+        return;
+    }
     for file in files {
         println!("\n== evals/{file}");
         run_set(&provider, &model, &common::load_task_file(file), limit, verbose, names_only, &mut pids);
@@ -129,4 +134,51 @@ fn run_set(
         100.0 * right as f64 / n as f64
     );
     println!("time {secs:.1} s ({:.2} s/task), {gen_tokens} tokens generated", secs / n as f64);
+}
+
+/// `--set plans`: the plan (one syscall per clause) for each task of
+/// `evals/plans.jsonl`, compared with the expected one.
+fn run_plans(provider: &LocalProvider, model: &str) {
+    #[derive(serde::Deserialize)]
+    struct Line {
+        task: String,
+        caps: Vec<String>,
+        plan: Vec<String>,
+    }
+    let p = common::repo_root().join("evals/plans.jsonl");
+    let lines: Vec<Line> = std::fs::read_to_string(&p)
+        .unwrap()
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let t0 = Instant::now();
+    let (mut whole, mut later, mut later_n, mut first) = (0, 0, 0, 0);
+    for l in &lines {
+        let (_, specs) = common::specs_for(&l.caps);
+        let got = provider.plan(model, &l.task, &specs).expect("plan");
+        let clauses = aos_llm_local::plan::clauses(&l.task);
+        let ok = got == l.plan;
+        whole += ok as u32;
+        first += (got.first() == l.plan.first()) as u32;
+        for k in 1..l.plan.len() {
+            later_n += 1;
+            later += (got.get(k) == l.plan.get(k)) as u32;
+        }
+        println!(
+            "{} {:<70} clauses {:?}\n     expect {:?} got {:?}",
+            if ok { "ok  " } else { "MISS" },
+            l.task,
+            clauses,
+            l.plan,
+            got
+        );
+    }
+    let n = lines.len();
+    println!(
+        "plans {n}: whole plan right {whole}/{n} = {:.1}%, first call {first}/{n}, later clauses {later}/{later_n} = {:.1}%",
+        100.0 * whole as f64 / n as f64,
+        100.0 * later as f64 / later_n.max(1) as f64
+    );
+    println!("time {:.1} s", t0.elapsed().as_secs_f64());
 }

@@ -158,6 +158,17 @@ impl LocalProvider {
         self.inner.release(pid);
     }
 
+    /// The plan the engine follows for `task` with `specs` ([`crate::plan`]):
+    /// the syscall of each clause. For evaluations and tests.
+    pub fn plan(&self, model: &str, task: &str, specs: &[aos_abi::SyscallSpec]) -> Result<Vec<String>, ProviderError> {
+        let (engine, _) = self.inner.engine(model)?;
+        let mut e = engine.lock().unwrap();
+        match e.plan_for(task, specs).map_err(err)? {
+            Some((plan, _)) => Ok(plan),
+            None => Err(err("the plan's scoring prompts do not fit in the context")),
+        }
+    }
+
     /// [`Provider::complete`] without an async runtime (blocks the thread).
     pub fn complete_blocking(&self, req: CompletionRequest) -> Result<Completion, ProviderError> {
         self.inner.complete(req)
