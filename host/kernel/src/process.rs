@@ -217,6 +217,10 @@ pub(crate) struct ProcState {
     pub context_window: Option<usize>,
     pub next_call_id: u64,
     pub exit: Option<ExitStatus>,
+    /// When it ended (Unix ms), for the retention of ended processes.
+    pub ended_at_ms: Option<u64>,
+    /// Order of ending in this run (ties of `ended_at_ms`); 0 for a restored one.
+    pub end_seq: u64,
     /// Set by a restore of a process that was sleeping: sleep until then (Unix ms) first.
     pub sleep_until_ms: Option<u64>,
 }
@@ -290,6 +294,8 @@ impl Process {
                 context_window: None,
                 next_call_id: 1,
                 exit: None,
+                ended_at_ms: None,
+                end_seq: 0,
                 sleep_until_ms: None,
             }),
             ipc: n.ipc,
