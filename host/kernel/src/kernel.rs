@@ -709,9 +709,10 @@ impl Kernel {
     }
 
     /// Kills `pid` and its whole subtree (every descendant, found through the
-    /// children lists, which survive an intermediate process's exit): killing a
-    /// supervisor means its workers are no longer wanted, and no process is left
-    /// running without an accountable ancestor. (A parent that merely *exits*
+    /// children lists, which survive an intermediate process's exit, and its
+    /// reaping too: an ended ancestor of a running process is never reaped):
+    /// killing a supervisor means its workers are no longer wanted, and no
+    /// process is left running without an accountable ancestor. (A parent that merely *exits*
     /// leaves its children running, like Unix orphans.)
     ///
     /// Each process is marked killed and its cancellation token fired: its task
@@ -776,12 +777,12 @@ impl Kernel {
         Ok(self.inner.lookup(pid)?.info())
     }
 
-    /// Every process (running or ended), ordered by pid.
+    /// Every process (running, or ended and not reaped yet), ordered by pid.
     pub fn ps(&self) -> Vec<ProcessInfo> {
         self.inner.table.snapshot()
     }
 
-    /// The full history of `pid` (kept after exit, never compacted).
+    /// The full history of `pid` (kept after exit until the process is reaped, never compacted).
     pub fn logs(&self, pid: Pid) -> Result<Vec<LogEntry>, KernelError> {
         let p = self.inner.lookup(pid)?;
         let log = p.state.lock().log.clone();

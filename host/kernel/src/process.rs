@@ -4,8 +4,9 @@
 //! [`Budgets`], [`Counters`], [`Entry`], [`LogEntry`], [`ProcessInfo`]).
 //!
 //! A process's history *is* its log: every entry ever appended is kept (so
-//! `logs` works after exit); compaction only moves the start of the part
-//! that is rendered into the model's context (see [`crate::context`]).
+//! `logs` works after exit, until the process is reaped: [`crate::table`]);
+//! compaction only moves the start of the part that is rendered into the
+//! model's context (see [`crate::context`]).
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
