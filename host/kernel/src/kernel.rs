@@ -463,12 +463,14 @@ impl KernelInner {
     /// Final bookkeeping of a process that ended (called once, by its task).
     pub(crate) fn finish(&self, p: &Process, status: ExitStatus) {
         self.record(p, Entry::Notice { text: format!("process {} {status}", p.pid) });
+        let ended_at = now_ms();
+        let seq = self.table.mark_ended(p.pid, ended_at);
         {
             let mut st = p.state.lock();
             st.exit = Some(status.clone());
             st.status = status.as_status();
-            st.ended_at_ms = Some(now_ms());
-            st.end_seq = self.table.next_end_seq();
+            st.ended_at_ms = Some(ended_at);
+            st.end_seq = seq;
         }
         // Stops pending timers of this process.
         p.cancel.cancel();
@@ -552,7 +554,9 @@ impl KernelInner {
                 st.status = exit.as_status();
                 // Its last entry is the notice written when it ended.
                 let last = st.log.last().map_or(0, |e| e.at_ms);
-                st.ended_at_ms = Some(last.max(st.counters.last_activity_ms).max(st.counters.started_at_ms));
+                let at = last.max(st.counters.last_activity_ms).max(st.counters.started_at_ms);
+                st.ended_at_ms = Some(at);
+                st.end_seq = self.table.mark_ended(pid, at);
             }
         }
         let p = Arc::new(p);

@@ -11,12 +11,12 @@
 //! remembered (as ranges, a few bytes for thousands of pids) so that a later
 //! lookup can say "it ended and was reaped" instead of "no such process".
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use parking_lot::RwLock;
+use parking_lot::{Mutex, RwLock};
 
 use crate::process::{Pid, Process, ProcessInfo};
 
@@ -67,6 +67,9 @@ pub struct ProcessTable {
     reaped: RwLock<BTreeMap<Pid, Pid>>,
     /// Counts the processes that ended in this run (orders ends within a ms).
     ends: AtomicU64,
+    /// (ended at, order of ending, pid) of every ended process in the table:
+    /// tells in O(1) whether a reaping pass has anything to do.
+    ended: Mutex<BTreeSet<(u64, u64, Pid)>>,
 }
 
 impl ProcessTable {
@@ -122,9 +125,12 @@ impl ProcessTable {
         out
     }
 
-    /// The next number in the order of ending.
-    pub(crate) fn next_end_seq(&self) -> u64 {
-        self.ends.fetch_add(1, Ordering::Relaxed) + 1
+    /// Notes that `pid` ended at `at_ms` (before its state says so); returns
+    /// its number in the order of ending.
+    pub(crate) fn mark_ended(&self, pid: Pid, at_ms: u64) -> u64 {
+        let seq = self.ends.fetch_add(1, Ordering::Relaxed) + 1;
+        self.ended.lock().insert((at_ms, seq, pid));
+        seq
     }
 
     /// Whether `pid` was in the table and has been reaped (in this run).
@@ -154,9 +160,18 @@ impl ProcessTable {
 
     /// Removes the ended processes that `retention` no longer keeps (at
     /// `now_ms`) and returns their pids, oldest-ended first. Each reaped pid
-    /// is also removed from its parent's children list. Cost: one pass over
-    /// the table under its write lock.
+    /// is also removed from its parent's children list. Cost: O(1) when
+    /// nothing is due (within the count, oldest within the TTL), else one
+    /// pass over the table under its write lock.
     pub fn reap(&self, retention: &Retention, now_ms: u64) -> Vec<Pid> {
+        {
+            let ended = self.ended.lock();
+            let ttl = retention.ended_ttl.as_millis().min(u64::MAX as u128) as u64;
+            let expired = ended.first().is_some_and(|&(at, ..)| at.saturating_add(ttl) <= now_ms);
+            if ended.len() <= retention.max_ended && !expired {
+                return Vec::new();
+            }
+        }
         let mut procs = self.procs.write();
         // (pid, ended at) of the ended ones; parents of the running ones.
         let mut ended: Vec<(Pid, u64, u64)> = Vec::new();
@@ -183,7 +198,14 @@ impl ProcessTable {
         }
         let total = ended.len();
         let candidates: Vec<(Pid, u64, u64)> = ended.into_iter().filter(|(pid, ..)| !protected.contains(pid)).collect();
-        let reaped = retention.select(candidates, total, now_ms);
+        let reaped = retention.select(candidates.clone(), total, now_ms);
+        let gone: HashSet<Pid> = reaped.iter().copied().collect();
+        {
+            let mut index = self.ended.lock();
+            for &(pid, at, seq) in candidates.iter().filter(|c| gone.contains(&c.0)) {
+                index.remove(&(at, seq, pid));
+            }
+        }
         for &pid in &reaped {
             if let Some(p) = procs.remove(&pid) {
                 if let Some(parent) = p.parent.and_then(|pp| procs.get(&pp)) {

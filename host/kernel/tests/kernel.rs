@@ -602,7 +602,8 @@ async fn model_slots_are_shared_fairly() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ten_thousand_blocked_processes() {
     const N: usize = 10_000;
-    let h = harness().await;
+    // All of them are waited for after they end: keep them.
+    let h = harness_with(|c| c.retention.max_ended = N).await;
     let model = h.script("idle", &[r#"[SYS_CALL::RECV_MSG] {}"#, r#"[SYS_CALL::SYS_EXIT] {}"#]);
     let ws = h.dir.path().join("shared");
     let mut pids = Vec::with_capacity(N);
