@@ -4,7 +4,7 @@
 //! reader that replays a journal into one [`ProcessSnapshot`] per process.
 //!
 //! Lines are [`KernelEvent`]s (`{"event": "spawned" | "entry" | "status" |
-//! "compacted" | "context_shrunk" | "exited" | "delivered" | "consumed" | "scheduled" | "fired", ...}`:
+//! "compacted" | "context_shrunk" | "exited" | "delivered" | "consumed" | "scheduled" | "fired" | "reaped", ...}`:
 //! queue items and timers not yet received are restored too) plus two records of the daemon's own:
 //! `{"event": "counters", "pid", "counters"}` after every model reply (token
 //! and step counters are not part of the events) and `{"event": "restored",
