@@ -650,3 +650,48 @@ fn webhooks_refuse_bad_secrets_and_deliver_good_ones() {
     let (code, _) = send("/hooks/ci", &[("X-AOS-Secret", &secret)], "{}".into());
     assert_eq!(code, 404);
 }
+
+#[test]
+fn ended_processes_and_archived_journals_are_reaped() {
+    let aos = new_aos();
+    std::fs::write(aos.home().join("aos.toml"), "[retention]\nmax_ended = 1\nmax_archived_journals = 1\n").unwrap();
+    let d = Daemon::start(&aos);
+    // Blocks in RECV_MSG again after each restart (the interrupted call is reported, the next reply runs).
+    let blocker = script(&aos, "blocker.txt", &["[SYS_CALL::RECV_MSG] {}"; 4].join("\n---\n"));
+    let blocker = spawn(&aos, &blocker, &[]);
+    wait_state(&aos, blocker, "blocked_recv");
+    let quick = script(&aos, "quick.txt", "[SYS_CALL::SYS_EXIT] {\"code\": 4}\n");
+    let first = spawn(&aos, &quick, &[]);
+    assert_eq!(aos.run(&["wait", &first.to_string()]).0, 4);
+    let second = spawn(&aos, &quick, &[]);
+    assert_eq!(aos.run(&["wait", &second.to_string()]).0, 4);
+    let pids = |all| ps_json(&aos, all).iter().map(|p| p["pid"].as_u64().unwrap()).collect::<Vec<_>>();
+    // Only the newest ended one is kept; the running one is untouched.
+    assert_eq!(pids(true), [blocker, second]);
+    assert_eq!(pids(false), [blocker]);
+    let reaped = |aos: &Aos| {
+        let (code, out, err) = aos.run(&["logs", &first.to_string()]);
+        assert_eq!(code, 1, "{out}");
+        assert!(err.contains(&format!("no process with pid {first}: it ended and was reaped")), "{err}");
+    };
+    reaped(&aos);
+    // A restart resumes the running one, keeps the kept one, and still knows the reaped one.
+    let restart = || {
+        let (code, out, err) = aos.run(&["kernel", "stop"]);
+        assert_eq!(code, 0, "{out}\n{err}");
+        let (code, out, err) = aos.run(&["kernel", "start"]);
+        assert_eq!(code, 0, "{out}\n{err}");
+    };
+    restart();
+    wait_state(&aos, blocker, "blocked_recv");
+    assert_eq!(pids(true), [blocker, second]);
+    reaped(&aos);
+    let (_, out, _) = aos.run(&["logs", &second.to_string()]);
+    assert!(out.contains(&format!("process {second} exited with code 4")), "{out}");
+    // Two earlier runs' journals, but only one archive is kept.
+    restart();
+    assert_eq!(aos.home().join("journal/archive").read_dir().unwrap().count(), 1);
+    wait_state(&aos, blocker, "blocked_recv");
+    assert_eq!(pids(true), [blocker, second]);
+    drop(d);
+}

@@ -28,6 +28,14 @@
 //! [journal]
 //! fsync = true                   # AOS_JOURNAL_FSYNC  fsync every journal entry (else flush only)
 //!
+//! [retention]                    # ended (exited, failed, killed) processes and archived journals
+//! max_ended = 256                # AOS_RETENTION_MAX_ENDED  ended processes kept for ps/logs/wait;
+//!                                #   the oldest-ended beyond it are reaped
+//! ended_ttl_secs = 86400         # AOS_RETENTION_ENDED_TTL_SECS  reaped this long after ending;
+//!                                #   archived journals are deleted this long after their last write
+//! max_archived_journals = 64     # AOS_RETENTION_MAX_ARCHIVED_JOURNALS  files kept in journal/archive/
+//!                                #   (an ended process with a running descendant is never reaped)
+//!
 //! [net]                          # NET_FETCH policy
 //! allow = ["127.0.0.1", "10.1.0.0/16", "intranet.local"]  # AOS_NET_ALLOW (comma-separated)
 //!                                #   non-public hosts/ranges that may be fetched (default none)
@@ -82,6 +90,7 @@ pub struct Config {
     pub budgets: BudgetConfig,
     pub limits: LimitConfig,
     pub journal: JournalConfig,
+    pub retention: RetentionConfig,
     pub control: ControlConfig,
     pub net: NetSettings,
     pub sandbox: SandboxSettings,
@@ -220,6 +229,34 @@ pub struct JournalConfig {
     pub fsync: bool,
 }
 
+/// `[retention]`: how many ended processes the kernel keeps and for how
+/// long (see `aos_kernel::table`), and the same rules for the journals in
+/// `journal/archive/` (see `journal::prune_archive`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RetentionConfig {
+    pub max_ended: usize,
+    pub ended_ttl_secs: u64,
+    pub max_archived_journals: usize,
+}
+
+impl Default for RetentionConfig {
+    fn default() -> Self {
+        let k = aos_kernel::Retention::default();
+        RetentionConfig { max_ended: k.max_ended, ended_ttl_secs: k.ended_ttl.as_secs(), max_archived_journals: 64 }
+    }
+}
+
+impl RetentionConfig {
+    pub fn to_kernel(&self) -> aos_kernel::Retention {
+        aos_kernel::Retention { max_ended: self.max_ended, ended_ttl: self.ended_ttl() }
+    }
+
+    pub fn ended_ttl(&self) -> Duration {
+        Duration::from_secs(self.ended_ttl_secs)
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct WebhookConfig {
@@ -281,6 +318,7 @@ impl Default for Config {
             budgets: BudgetConfig::default(),
             limits: LimitConfig::default(),
             journal: JournalConfig::default(),
+            retention: RetentionConfig::default(),
             control: ControlConfig::default(),
             net: NetSettings::default(),
             sandbox: SandboxSettings::default(),
@@ -378,6 +416,15 @@ impl Config {
         self.memory.apply_env(get);
         if let Some(v) = get("AOS_JOURNAL_FSYNC") {
             self.journal.fsync = !matches!(v.as_str(), "0" | "false" | "no" | "off");
+        }
+        if let Some(v) = get("AOS_RETENTION_MAX_ENDED") {
+            self.retention.max_ended = num("AOS_RETENTION_MAX_ENDED", &v)?;
+        }
+        if let Some(v) = get("AOS_RETENTION_ENDED_TTL_SECS") {
+            self.retention.ended_ttl_secs = num("AOS_RETENTION_ENDED_TTL_SECS", &v)?;
+        }
+        if let Some(v) = get("AOS_RETENTION_MAX_ARCHIVED_JOURNALS") {
+            self.retention.max_archived_journals = num("AOS_RETENTION_MAX_ARCHIVED_JOURNALS", &v)?;
         }
         if let Some(v) = get("AOS_WEBHOOK_LISTEN") {
             self.webhooks.listen = v;
@@ -504,6 +551,33 @@ mod tests {
         let d = tempfile::tempdir().unwrap();
         let c = Config::load_with_env(d.path(), |k| (k == "AOS_WEBHOOK_TIMEOUT_SECS").then(|| "2.5".to_string())).unwrap();
         assert_eq!(c.webhooks.timeout_secs, 2.5);
+    }
+
+    #[test]
+    fn retention_section_and_env_overrides() {
+        let d = tempfile::tempdir().unwrap();
+        let c = Config::load_with_env(d.path(), |_| None).unwrap();
+        assert_eq!(c.retention.to_kernel(), aos_kernel::Retention::default());
+        assert_eq!((c.retention.max_ended, c.retention.ended_ttl_secs, c.retention.max_archived_journals), (256, 86400, 64));
+        std::fs::write(d.path().join("aos.toml"), "[retention]\nmax_ended = 10\nended_ttl_secs = 3600\nmax_archived_journals = 5\n")
+            .unwrap();
+        let c = Config::load_with_env(d.path(), |_| None).unwrap();
+        assert_eq!(c.retention.to_kernel(), aos_kernel::Retention { max_ended: 10, ended_ttl: Duration::from_secs(3600) });
+        assert_eq!(c.retention.max_archived_journals, 5);
+        let env = |k: &str| match k {
+            "AOS_RETENTION_MAX_ENDED" => Some("3".to_string()),
+            "AOS_RETENTION_ENDED_TTL_SECS" => Some("0".to_string()),
+            "AOS_RETENTION_MAX_ARCHIVED_JOURNALS" => Some("2".to_string()),
+            _ => None,
+        };
+        let c = Config::load_with_env(d.path(), env).unwrap();
+        assert_eq!(c.retention, RetentionConfig { max_ended: 3, ended_ttl_secs: 0, max_archived_journals: 2 });
+        assert!(c.show().contains("[retention]"), "{}", c.show());
+        let e = Config::load_with_env(d.path(), |k| (k == "AOS_RETENTION_MAX_ENDED").then(|| "many".to_string()))
+            .unwrap_err();
+        assert!(e.to_string().contains("AOS_RETENTION_MAX_ENDED"), "{e}");
+        std::fs::write(d.path().join("aos.toml"), "[retention]\nmax_processes = 1\n").unwrap();
+        assert!(Config::load_with_env(d.path(), |_| None).is_err());
     }
 
     #[test]

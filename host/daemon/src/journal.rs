@@ -4,7 +4,7 @@
 //! reader that replays a journal into one [`ProcessSnapshot`] per process.
 //!
 //! Lines are [`KernelEvent`]s (`{"event": "spawned" | "entry" | "status" |
-//! "compacted" | "context_shrunk" | "exited" | "delivered" | "consumed" | "scheduled" | "fired", ...}`:
+//! "compacted" | "context_shrunk" | "exited" | "delivered" | "consumed" | "scheduled" | "fired" | "reaped", ...}`:
 //! queue items and timers not yet received are restored too) plus two records of the daemon's own:
 //! `{"event": "counters", "pid", "counters"}` after every model reply (token
 //! and step counters are not part of the events) and `{"event": "restored",
@@ -17,8 +17,18 @@
 //! interrupted, never re-run; later calls of the same reply as not run) and
 //! resumes at its next step; an ended one is kept for `ps --all` and `logs`.
 //! Earlier journals then move to `journal/archive/`.
+//!
+//! Retention: a process reaped from the kernel's table (`[retention]` in
+//! aos.toml; `KernelEvent::Reaped`) is journalled as `reaped` and dropped by
+//! the replay, so it is not restored again; the kernel reaps after recovery
+//! by the same rules, so ended processes from earlier runs are kept only as
+//! long as those of this run. Archived journals are deleted by
+//! [`prune_archive`] (count and age) at every start. There are no
+//! per-process journal files: a process's state lives in the journal of the
+//! run that last saw it (a resumed or kept process is copied into the new
+//! run's journal as a `restored` snapshot at start).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fs::{File, OpenOptions};
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
@@ -240,10 +250,29 @@ impl ProcessSnapshot {
     }
 }
 
-/// Replays journal lines into one snapshot per pid. A torn last line (crash
-/// mid-write) is ignored; so are unreadable lines, which are counted.
+/// What a journal says.
+#[derive(Debug, Default)]
+pub struct Replayed {
+    /// The last known state of each process it knows (reaped ones excluded).
+    pub procs: BTreeMap<Pid, ProcessSnapshot>,
+    /// Pids reaped by the retention rules in that run.
+    pub reaped: BTreeSet<Pid>,
+    /// Unreadable lines skipped.
+    pub bad: usize,
+}
+
+/// Replays journal lines into one snapshot per pid (and the unreadable line count).
 pub fn replay(lines: impl Iterator<Item = String>) -> (BTreeMap<Pid, ProcessSnapshot>, usize) {
+    let r = replay_all(lines);
+    (r.procs, r.bad)
+}
+
+/// Replays journal lines into one snapshot per pid, leaving out reaped ones.
+/// A torn last line (crash mid-write) is ignored; so are unreadable lines,
+/// which are counted.
+pub fn replay_all(lines: impl Iterator<Item = String>) -> Replayed {
     let mut procs: BTreeMap<Pid, ProcessSnapshot> = BTreeMap::new();
+    let mut reaped = BTreeSet::new();
     let mut bad = 0;
     for line in lines {
         if line.trim().is_empty() {
@@ -332,6 +361,14 @@ pub fn replay(lines: impl Iterator<Item = String>) -> (BTreeMap<Pid, ProcessSnap
                     s.pending.timers.retain(|t| t.id != id);
                 }
             }
+            Record::Kernel(KernelEvent::Reaped { pid }) => {
+                if let Some(parent) = procs.remove(&pid).and_then(|s| s.info.parent) {
+                    if let Some(pp) = procs.get_mut(&parent) {
+                        pp.info.children.retain(|c| *c != pid);
+                    }
+                }
+                reaped.insert(pid);
+            }
             Record::Daemon(DaemonRecord::Counters { pid, counters }) => {
                 if let Some(s) = procs.get_mut(&pid) {
                     s.info.counters = counters;
@@ -357,14 +394,14 @@ pub fn replay(lines: impl Iterator<Item = String>) -> (BTreeMap<Pid, ProcessSnap
             }
         }
     }
-    (procs, bad)
+    Replayed { procs, reaped, bad }
 }
 
 /// Reads and replays one journal file.
-pub fn read(path: &Path) -> Result<(BTreeMap<Pid, ProcessSnapshot>, usize)> {
+pub fn read(path: &Path) -> Result<Replayed> {
     let f = File::open(path).with_context(|| format!("cannot open the journal {}", path.display()))?;
     let lines = BufReader::new(f).lines().map_while(|l| l.ok());
-    Ok(replay(lines))
+    Ok(replay_all(lines))
 }
 
 /// Journals of earlier runs (every `*.jsonl` in `dir` except `current`), oldest first.
@@ -401,8 +438,9 @@ pub async fn restore(kernel: &Kernel, journal: &Journal, snapshot: &ProcessSnaps
 }
 
 /// Recovery at daemon start: replays the journals of earlier runs, resumes
-/// (or reports) every process that had not exited, and moves those journals
-/// to `journal/archive/`. Returns one line per unfinished process.
+/// (or reports) every process that had not exited, keeps the ended ones
+/// (those not reaped yet), reaps by the kernel's retention rules, and moves
+/// those journals to `journal/archive/`. Returns one line per unfinished process.
 pub async fn recover(dir: &Path, journal: &Journal, kernel: &Kernel) -> Vec<String> {
     let runs = earlier_runs(dir, journal.path());
     if runs.is_empty() {
@@ -414,11 +452,16 @@ pub async fn recover(dir: &Path, journal: &Journal, kernel: &Kernel) -> Vec<Stri
     let mut latest: BTreeMap<Pid, ProcessSnapshot> = BTreeMap::new();
     for run in &runs {
         match read(run) {
-            Ok((procs, bad)) => {
-                if bad > 1 {
-                    report.push(format!("{}: {bad} unreadable lines skipped", run.display()));
+            Ok(r) => {
+                if r.bad > 1 {
+                    report.push(format!("{}: {} unreadable lines skipped", run.display(), r.bad));
                 }
-                latest.extend(procs);
+                latest.extend(r.procs);
+                // Reaped in that run: gone for good (an older run may still have it).
+                for pid in r.reaped {
+                    latest.remove(&pid);
+                    kernel.note_reaped(pid);
+                }
             }
             Err(e) => report.push(format!("{e:#}")),
         }
@@ -439,6 +482,9 @@ pub async fn recover(dir: &Path, journal: &Journal, kernel: &Kernel) -> Vec<Stri
             Err(e) => report.push(e),
         }
     }
+    // Ended processes of earlier runs count against the retention limits
+    // like those of this run (journalled as `reaped`).
+    kernel.reap();
     let archive = dir.join("archive");
     if std::fs::create_dir_all(&archive).is_ok() {
         use std::os::unix::fs::PermissionsExt;
@@ -450,6 +496,37 @@ pub async fn recover(dir: &Path, journal: &Journal, kernel: &Kernel) -> Vec<Stri
         }
     }
     report
+}
+
+/// Deletes archived journals (`*.jsonl` in `archive`) that the retention
+/// rules no longer keep: every one last written `ttl` or longer before
+/// `now`, then the least recently written until at most `max` are left.
+/// Returns the deleted paths (a missing directory is no error).
+pub fn prune_archive(archive: &Path, max: usize, ttl: std::time::Duration, now: std::time::SystemTime) -> Vec<PathBuf> {
+    let Ok(rd) = std::fs::read_dir(archive) else { return Vec::new() };
+    let mut files: Vec<(std::time::SystemTime, PathBuf)> = rd
+        .filter_map(|e| e.ok())
+        .filter(|e| e.path().extension().is_some_and(|x| x == "jsonl"))
+        .filter_map(|e| Some((e.metadata().ok()?.modified().ok()?, e.path())))
+        .collect();
+    files.sort();
+    let mut left = files.len();
+    let mut deleted = Vec::new();
+    for (modified, path) in files {
+        let expired = now.duration_since(modified).is_ok_and(|age| age >= ttl);
+        if left <= max && !expired {
+            // The rest are newer and within the count.
+            break;
+        }
+        match std::fs::remove_file(&path) {
+            Ok(()) => {
+                left -= 1;
+                deleted.push(path);
+            }
+            Err(e) => tracing::warn!("cannot delete the archived journal {}: {e}", path.display()),
+        }
+    }
+    deleted
 }
 
 #[cfg(test)]
@@ -573,14 +650,61 @@ mod tests {
     }
 
     #[test]
+    fn reaped_processes_are_not_replayed() {
+        let ev = |e: KernelEvent| serde_json::to_string(&e).unwrap();
+        let mut child = info(2);
+        child.parent = Some(1);
+        let lines = vec![
+            ev(KernelEvent::Spawned { info: Box::new(info(1)) }),
+            ev(KernelEvent::Spawned { info: Box::new(child) }),
+            ev(KernelEvent::Exited { pid: 2, status: ExitStatus::Killed }),
+            ev(KernelEvent::Reaped { pid: 2 }),
+        ];
+        let r = replay_all(lines.into_iter());
+        assert_eq!(r.procs.keys().copied().collect::<Vec<_>>(), [1]);
+        assert!(r.procs[&1].info.children.is_empty());
+        assert_eq!(r.reaped, BTreeSet::from([2]));
+    }
+
+    #[test]
+    fn archive_is_pruned_by_count_and_age() {
+        use std::time::{Duration, SystemTime};
+        let d = tempfile::tempdir().unwrap();
+        let now = SystemTime::now();
+        let hour = Duration::from_secs(3600);
+        // run-1 is 5 h old ... run-5 is 1 h old.
+        for i in 1..=5u32 {
+            let p = d.path().join(format!("run-{i}-9.jsonl"));
+            std::fs::write(&p, "{}\n").unwrap();
+            std::fs::File::options().write(true).open(&p).unwrap().set_modified(now - hour * (6 - i)).unwrap();
+        }
+        std::fs::write(d.path().join("notes.txt"), "not a journal").unwrap();
+        let names = |v: Vec<PathBuf>| -> Vec<String> {
+            v.iter().map(|p| p.file_name().unwrap().to_string_lossy().into_owned()).collect()
+        };
+        // Count: at most 4 kept, the least recently written goes.
+        let gone = prune_archive(d.path(), 4, hour * 100, now);
+        assert_eq!(names(gone), ["run-1-9.jsonl"]);
+        // Age: older than 2.5 h goes (run-2 and run-3), within the count.
+        let gone = prune_archive(d.path(), 4, hour * 5 / 2, now);
+        assert_eq!(names(gone), ["run-2-9.jsonl", "run-3-9.jsonl"]);
+        let mut left: Vec<String> = std::fs::read_dir(d.path()).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+        left.sort();
+        assert_eq!(left, ["notes.txt", "run-4-9.jsonl", "run-5-9.jsonl"]);
+        // Nothing to do, and no directory at all, are fine.
+        assert!(prune_archive(d.path(), 4, hour * 5 / 2, now).is_empty());
+        assert!(prune_archive(&d.path().join("none"), 0, Duration::ZERO, now).is_empty());
+    }
+
+    #[test]
     fn journal_writes_lines_that_replay() {
         let d = tempfile::tempdir().unwrap();
         let j = Journal::create(d.path(), 5, false).unwrap();
         j.record(&KernelEvent::Spawned { info: Box::new(info(3)) });
         j.record(&KernelEvent::Entry { entry: LogEntry { pid: 3, seq: 0, at_ms: 1, entry: Entry::Stdout { text: "hi".into() } } });
-        let (procs, bad) = read(j.path()).unwrap();
-        assert_eq!(bad, 0);
-        assert_eq!(procs[&3].log.len(), 1);
+        let r = read(j.path()).unwrap();
+        assert_eq!(r.bad, 0);
+        assert_eq!(r.procs[&3].log.len(), 1);
         assert_eq!(earlier_runs(d.path(), Path::new("/nonexistent")), vec![j.path().to_path_buf()]);
     }
 }

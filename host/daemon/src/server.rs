@@ -1,6 +1,7 @@
 //! The daemon proper: builds the kernel (exactly like `aos run`: one
 //! `DriverRuntime`, providers from `aos_providers::build_provider`), attaches
-//! the journal, runs crash recovery, and serves the control API on
+//! the journal, runs crash recovery (then deletes archived journals beyond
+//! `[retention]`), and serves the control API on
 //! `$AOS_HOME/aos.sock` (mode 0600) until `POST /v1/shutdown`, SIGTERM or
 //! SIGINT. It also serves webhook paths (`SYS_REGISTER_WEBHOOK`) over HTTP on
 //! a loopback TCP address (`[webhooks]` in aos.toml): body size capped (413),
@@ -83,6 +84,7 @@ pub async fn build_kernel(paths: &Paths, cfg: &Config) -> Result<Kernel> {
         max_tokens: cfg.budgets.max_tokens,
         max_wall_time: cfg.budgets.max_seconds.map(Duration::from_secs),
     };
+    kc.retention = cfg.retention.to_kernel();
     let kernel = Kernel::new(kc, runtime, provider_factory(cfg));
     kernel.reserve_memory_pids().await;
     Ok(kernel)
@@ -112,7 +114,7 @@ impl IntoResponse for AppErr {
 impl From<KernelError> for AppErr {
     fn from(e: KernelError) -> Self {
         let code = match &e {
-            KernelError::NoSuchProcess(_) => StatusCode::NOT_FOUND,
+            KernelError::NoSuchProcess(_) | KernelError::Reaped(_) => StatusCode::NOT_FOUND,
             KernelError::NotRunning { .. } => StatusCode::CONFLICT,
             _ => StatusCode::BAD_REQUEST,
         };
@@ -186,6 +188,16 @@ pub async fn run_foreground(paths: Paths) -> Result<()> {
     let recovery = journal::recover(&paths.journal(), &journal, &kernel).await;
     for line in &recovery {
         eprintln!("recovery: {line}");
+    }
+    // Archived journals of earlier runs: kept by the same rules as ended processes.
+    let pruned = journal::prune_archive(
+        &paths.journal().join("archive"),
+        cfg.retention.max_archived_journals,
+        cfg.retention.ended_ttl(),
+        std::time::SystemTime::now(),
+    );
+    if !pruned.is_empty() {
+        tracing::info!("deleted {} archived journal(s) beyond the [retention] limits", pruned.len());
     }
 
     // The socket: created with mode 0600 (umask while binding, then chmod).
@@ -599,7 +611,8 @@ async fn logs(
                 KernelEvent::Delivered { .. }
                 | KernelEvent::Consumed { .. }
                 | KernelEvent::Scheduled { .. }
-                | KernelEvent::Fired { .. } => (false, false),
+                | KernelEvent::Fired { .. }
+                | KernelEvent::Reaped { .. } => (false, false),
             };
             if mine && tx.send(ev).await.is_err() {
                 return;

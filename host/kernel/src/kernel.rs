@@ -6,6 +6,12 @@
 //! [`KernelInner::record`], which appends the [`LogEntry`] and emits a
 //! [`KernelEvent`] to every [`EventSink`] and to the broadcast stream
 //! ([`Kernel::subscribe`]). A journal for crash recovery is an `EventSink`.
+//!
+//! Ended processes are reaped from the table by [`KernelConfig::retention`]
+//! (see [`crate::table`]) when a process ends and every
+//! [`REAP_INTERVAL`] or less; each reaped pid is announced as
+//! [`KernelEvent::Reaped`], and looking it up afterwards gives
+//! [`KernelError::Reaped`].
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
@@ -22,7 +28,7 @@ use crate::ipc;
 use crate::process::{
     now_ms, Budgets, Entry, ExitStatus, LogEntry, NewProcess, Pid, Process, ProcessInfo, ProcessStatus,
 };
-use crate::table::ProcessTable;
+use crate::table::{ProcessTable, Retention};
 use crate::webhook::{WebhookError, WebhookRegistry, WebhookRequest, WebhookResponse};
 
 /// Builds a provider from its name (`openai`, `script`, ...) and optional base URL.
@@ -53,7 +59,14 @@ pub struct KernelConfig {
     pub temperature: Option<f32>,
     /// Capacity of the broadcast event stream (slow subscribers lag, and are told so).
     pub event_capacity: usize,
+    /// How many ended processes are kept, and how long (see [`crate::table`]).
+    pub retention: Retention,
 }
+
+/// The longest time between two reaping passes over the table (shorter when
+/// `retention.ended_ttl` is: a quarter of it, at least a second). A pass also
+/// runs whenever a process ends.
+pub const REAP_INTERVAL: std::time::Duration = std::time::Duration::from_secs(60);
 
 impl KernelConfig {
     pub fn new(home: impl Into<PathBuf>) -> Self {
@@ -68,6 +81,7 @@ impl KernelConfig {
             max_reply_tokens: Some(2048),
             temperature: None,
             event_capacity: 4096,
+            retention: Retention::default(),
         }
     }
 }
@@ -148,6 +162,11 @@ pub(crate) enum Delivery {
 pub enum KernelError {
     #[error("no process with pid {0}; run `aos ps` to list processes")]
     NoSuchProcess(Pid),
+    #[error(
+        "no process with pid {0}: it ended and was reaped (ended processes are kept only up to the retention \
+         limits, `[retention]` in aos.toml); run `aos ps --all` to list the processes still kept"
+    )]
+    Reaped(Pid),
     #[error("process {pid} is not running (it {status}); start a new one with `aos spawn`")]
     NotRunning { pid: Pid, status: ExitStatus },
     #[error("cannot start provider `{provider}`: {source}")]
@@ -195,6 +214,9 @@ pub enum KernelEvent {
     Scheduled { pid: Pid, id: u64, due_ms: u64, prompt: String },
     /// It fired (its event was `Delivered` just before).
     Fired { pid: Pid, id: u64 },
+    /// The ended process `pid` was removed from the table by the retention
+    /// rules ([`KernelConfig::retention`]): `ps`, `logs` and `wait` no longer know it.
+    Reaped { pid: Pid },
 }
 
 /// Receives every kernel event, synchronously and in order per process
@@ -300,6 +322,35 @@ impl KernelInner {
         }
     }
 
+    /// The process `pid`, or the error saying it never existed or was reaped.
+    pub(crate) fn lookup(&self, pid: Pid) -> Result<Arc<Process>, KernelError> {
+        self.table.get(pid).ok_or_else(|| self.missing(pid))
+    }
+
+    /// The error for a pid that is not in the table.
+    pub(crate) fn missing(&self, pid: Pid) -> KernelError {
+        if self.table.was_reaped(pid) {
+            KernelError::Reaped(pid)
+        } else {
+            KernelError::NoSuchProcess(pid)
+        }
+    }
+
+    /// Reaps the ended processes the retention rules no longer keep and
+    /// announces each ([`KernelEvent::Reaped`]).
+    pub(crate) fn reap(&self) -> Vec<Pid> {
+        let reaped = self.table.reap(&self.config.retention, now_ms());
+        if !reaped.is_empty() {
+            tracing::debug!(target: "aos::kernel", ?reaped, "reaped ended processes");
+            if self.wants_events() {
+                for &pid in &reaped {
+                    self.emit(KernelEvent::Reaped { pid });
+                }
+            }
+        }
+        reaped
+    }
+
     pub(crate) fn semaphore(&self, provider: &str) -> Arc<Semaphore> {
         let mut m = self.semaphores.lock();
         m.entry(provider.to_string())
@@ -348,7 +399,7 @@ impl KernelInner {
         }
         let parent = match req.parent {
             Some(ppid) => {
-                let pp = self.table.get(ppid).ok_or(KernelError::NoSuchProcess(ppid))?;
+                let pp = self.lookup(ppid)?;
                 if let Some(exit) = pp.state.lock().exit.clone() {
                     return Err(KernelError::NotRunning { pid: ppid, status: exit });
                 }
@@ -357,9 +408,7 @@ impl KernelInner {
             None => None,
         };
         if let Some(t) = req.pipe_to {
-            self.table.get(t).ok_or_else(|| {
-                KernelError::Invalid(format!("pipe_to: no process with pid {t}"))
-            })?;
+            self.lookup(t).map_err(|e| KernelError::Invalid(format!("pipe_to: {e}")))?;
         }
         let (caps, mut budgets) = match &parent {
             Some(pp) => (pp.caps.delegate(&req.caps)?, req.budgets.capped_by(&pp.remaining())),
@@ -414,10 +463,14 @@ impl KernelInner {
     /// Final bookkeeping of a process that ended (called once, by its task).
     pub(crate) fn finish(&self, p: &Process, status: ExitStatus) {
         self.record(p, Entry::Notice { text: format!("process {} {status}", p.pid) });
+        let ended_at = now_ms();
+        let seq = self.table.mark_ended(p.pid, ended_at);
         {
             let mut st = p.state.lock();
             st.exit = Some(status.clone());
             st.status = status.as_status();
+            st.ended_at_ms = Some(ended_at);
+            st.end_seq = seq;
         }
         // Stops pending timers of this process.
         p.cancel.cancel();
@@ -431,6 +484,9 @@ impl KernelInner {
             self.emit(KernelEvent::Status { pid: p.pid, status: status.as_status() });
             self.emit(KernelEvent::Exited { pid: p.pid, status: status.clone() });
         }
+        // Whoever waits already holds the process, so it may go at once
+        // (with `max_ended = 0` or a zero TTL).
+        self.reap();
         p.exit_tx.send_replace(Some(status));
     }
 }
@@ -496,6 +552,11 @@ impl KernelInner {
             if let Some(exit) = &r.exit {
                 st.exit = Some(exit.clone());
                 st.status = exit.as_status();
+                // Its last entry is the notice written when it ended.
+                let last = st.log.last().map_or(0, |e| e.at_ms);
+                let at = last.max(st.counters.last_activity_ms).max(st.counters.started_at_ms);
+                st.ended_at_ms = Some(at);
+                st.end_seq = self.table.mark_ended(pid, at);
             }
         }
         let p = Arc::new(p);
@@ -569,7 +630,7 @@ impl Kernel {
     /// (results are cached per pair).
     pub fn new(config: KernelConfig, runtime: Arc<DriverRuntime>, providers: ProviderFactory) -> Kernel {
         let (events, _) = broadcast::channel(config.event_capacity.max(16));
-        Kernel {
+        let kernel = Kernel {
             inner: Arc::new(KernelInner {
                 config,
                 runtime,
@@ -581,6 +642,42 @@ impl Kernel {
                 sinks: RwLock::new(Vec::new()),
                 webhooks: WebhookRegistry::default(),
             }),
+        };
+        kernel.start_reaper();
+        kernel
+    }
+
+    /// Reaps ended processes periodically (TTL expiry of an idle kernel),
+    /// when created inside a tokio runtime; the task ends with the kernel.
+    fn start_reaper(&self) {
+        let Ok(rt) = tokio::runtime::Handle::try_current() else { return };
+        let period = (self.inner.config.retention.ended_ttl / 4)
+            .clamp(std::time::Duration::from_secs(1), REAP_INTERVAL);
+        let weak = Arc::downgrade(&self.inner);
+        rt.spawn(async move {
+            let mut tick = tokio::time::interval(period);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            tick.tick().await;
+            loop {
+                tick.tick().await;
+                let Some(inner) = weak.upgrade() else { return };
+                inner.reap();
+            }
+        });
+    }
+
+    /// Reaps now the ended processes that the retention rules
+    /// ([`KernelConfig::retention`]) no longer keep; returns their pids.
+    /// (This also happens whenever a process ends, and periodically.)
+    pub fn reap(&self) -> Vec<Pid> {
+        self.inner.reap()
+    }
+
+    /// Records that `pid` was reaped (by an earlier run of the kernel, as its
+    /// journal says), so looking it up says so rather than "no such process".
+    pub fn note_reaped(&self, pid: Pid) {
+        if self.inner.table.get(pid).is_none() {
+            self.inner.table.mark_reaped(pid);
         }
     }
 
@@ -616,9 +713,10 @@ impl Kernel {
     }
 
     /// Kills `pid` and its whole subtree (every descendant, found through the
-    /// children lists, which survive an intermediate process's exit): killing a
-    /// supervisor means its workers are no longer wanted, and no process is left
-    /// running without an accountable ancestor. (A parent that merely *exits*
+    /// children lists, which survive an intermediate process's exit, and its
+    /// reaping too: an ended ancestor of a running process is never reaped):
+    /// killing a supervisor means its workers are no longer wanted, and no
+    /// process is left running without an accountable ancestor. (A parent that merely *exits*
     /// leaves its children running, like Unix orphans.)
     ///
     /// Each process is marked killed and its cancellation token fired: its task
@@ -629,7 +727,7 @@ impl Kernel {
     /// Returns the pids that were signalled (those still running); processes
     /// that already ended are left as they were.
     pub fn kill(&self, pid: Pid) -> Result<Vec<Pid>, KernelError> {
-        self.inner.table.get(pid).ok_or(KernelError::NoSuchProcess(pid))?;
+        self.inner.lookup(pid)?;
         let mut killed = Vec::new();
         for p in self.inner.table.subtree(pid) {
             if let Some(proc_) = self.inner.table.get(p) {
@@ -657,7 +755,7 @@ impl Kernel {
     }
 
     fn running(&self, pid: Pid) -> Result<Arc<Process>, KernelError> {
-        let p = self.inner.table.get(pid).ok_or(KernelError::NoSuchProcess(pid))?;
+        let p = self.inner.lookup(pid)?;
         if let Some(status) = p.state.lock().exit.clone() {
             return Err(KernelError::NotRunning { pid, status });
         }
@@ -666,7 +764,7 @@ impl Kernel {
 
     /// Waits until `pid` ends and returns how it ended.
     pub async fn wait(&self, pid: Pid) -> Result<ExitStatus, KernelError> {
-        let p = self.inner.table.get(pid).ok_or(KernelError::NoSuchProcess(pid))?;
+        let p = self.inner.lookup(pid)?;
         let mut rx = p.exit_tx.subscribe();
         let status = rx.wait_for(|s| s.is_some()).await.expect("sender lives in the process").clone();
         Ok(status.expect("checked by wait_for"))
@@ -674,23 +772,23 @@ impl Kernel {
 
     /// How `pid` ended, or `None` while it runs.
     pub fn exit_status(&self, pid: Pid) -> Result<Option<ExitStatus>, KernelError> {
-        let p = self.inner.table.get(pid).ok_or(KernelError::NoSuchProcess(pid))?;
+        let p = self.inner.lookup(pid)?;
         let e = p.state.lock().exit.clone();
         Ok(e)
     }
 
     pub fn info(&self, pid: Pid) -> Result<ProcessInfo, KernelError> {
-        Ok(self.inner.table.get(pid).ok_or(KernelError::NoSuchProcess(pid))?.info())
+        Ok(self.inner.lookup(pid)?.info())
     }
 
-    /// Every process (running or ended), ordered by pid.
+    /// Every process (running, or ended and not reaped yet), ordered by pid.
     pub fn ps(&self) -> Vec<ProcessInfo> {
         self.inner.table.snapshot()
     }
 
-    /// The full history of `pid` (kept after exit, never compacted).
+    /// The full history of `pid` (kept after exit until the process is reaped, never compacted).
     pub fn logs(&self, pid: Pid) -> Result<Vec<LogEntry>, KernelError> {
-        let p = self.inner.table.get(pid).ok_or(KernelError::NoSuchProcess(pid))?;
+        let p = self.inner.lookup(pid)?;
         let log = p.state.lock().log.clone();
         Ok(log)
     }

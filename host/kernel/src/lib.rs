@@ -6,8 +6,9 @@
 //! ([`syscalls`]: kernel syscalls natively, others to the Wasm driver runtime),
 //! and appends every result or error to the history. [`scheduler`] runs one
 //! tokio task per process; [`ipc`] carries messages, stdin and events;
-//! [`process`] and [`table`] hold process state; [`webhook`] routes HTTP
-//! requests to processes; [`kernel`] is the facade.
+//! [`process`] and [`table`] hold process state ([`table`] also reaps ended
+//! processes by the [`Retention`] rules); [`webhook`] routes HTTP requests to
+//! processes; [`kernel`] is the facade.
 
 pub mod context;
 pub mod ipc;
@@ -25,5 +26,6 @@ pub use kernel::{
     EventSink, Kernel, KernelConfig, KernelError, KernelEvent, ProviderFactory, RestoreRequest, SpawnRequest,
 };
 pub use parser::{parse_reply, ParseError, ParsedCall};
+pub use table::Retention;
 pub use webhook::{WebhookError, WebhookRequest, WebhookResponse};
 pub use process::{Budgets, Counters, Entry, ExitStatus, LogEntry, Pid, ProcessInfo, ProcessStatus};

@@ -4,8 +4,9 @@
 //! [`Budgets`], [`Counters`], [`Entry`], [`LogEntry`], [`ProcessInfo`]).
 //!
 //! A process's history *is* its log: every entry ever appended is kept (so
-//! `logs` works after exit); compaction only moves the start of the part
-//! that is rendered into the model's context (see [`crate::context`]).
+//! `logs` works after exit, until the process is reaped: [`crate::table`]);
+//! compaction only moves the start of the part that is rendered into the
+//! model's context (see [`crate::context`]).
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -217,6 +218,10 @@ pub(crate) struct ProcState {
     pub context_window: Option<usize>,
     pub next_call_id: u64,
     pub exit: Option<ExitStatus>,
+    /// When it ended (Unix ms), for the retention of ended processes.
+    pub ended_at_ms: Option<u64>,
+    /// Order of ending in this run (ties of `ended_at_ms`); 0 for a restored one.
+    pub end_seq: u64,
     /// Set by a restore of a process that was sleeping: sleep until then (Unix ms) first.
     pub sleep_until_ms: Option<u64>,
 }
@@ -290,6 +295,8 @@ impl Process {
                 context_window: None,
                 next_call_id: 1,
                 exit: None,
+                ended_at_ms: None,
+                end_seq: 0,
                 sleep_until_ms: None,
             }),
             ipc: n.ipc,

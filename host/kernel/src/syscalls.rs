@@ -214,7 +214,8 @@ async fn run_kernel(
             let to = args["to_pid"].as_u64().unwrap_or(0);
             let content = args["content"].as_str().unwrap_or_default().to_string();
             let Some(target) = inner.table.get(to) else {
-                return Outcome::Err(SyscallError::NotFound(format!("no process with pid {to}")));
+                let why = if inner.table.was_reaped(to) { " (it ended and was reaped)" } else { "" };
+                return Outcome::Err(SyscallError::NotFound(format!("no process with pid {to}{why}")));
             };
             if let Some(exit) = target.state.lock().exit.clone() {
                 return Outcome::Err(SyscallError::NotFound(format!("process {to} has ended (it {exit})")));

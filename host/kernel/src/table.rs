@@ -1,19 +1,75 @@
-//! The process table: a concurrent map pid → [`Process`], and pid allocation
-//! (from 1, never reused). Exited processes stay in the table so their logs
-//! and exit status remain queryable.
+//! The process table: a concurrent map pid → [`Process`], pid allocation
+//! (from 1, never reused) and the retention of ended processes.
+//!
+//! Ended processes (exited, failed, killed) stay in the table so `ps`,
+//! `logs` and `wait` keep working after they end, until [`ProcessTable::reap`]
+//! removes them by the [`Retention`] rules: at most `max_ended` ended
+//! processes are kept and none longer than `ended_ttl` after it ended,
+//! oldest-ended first. An ended process that is an ancestor of a process
+//! still running is never reaped: `kill` finds a subtree through the
+//! children lists, so the lineage must stay. The pids reaped in this run are
+//! remembered (as ranges, a few bytes for thousands of pids) so that a later
+//! lookup can say "it ended and was reaped" instead of "no such process".
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
 
-use parking_lot::RwLock;
+use parking_lot::{Mutex, RwLock};
 
 use crate::process::{Pid, Process, ProcessInfo};
+
+/// How long ended processes are kept in the table.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Retention {
+    /// Most ended processes kept; the oldest-ended beyond it are reaped.
+    pub max_ended: usize,
+    /// An ended process is reaped this long after it ended.
+    pub ended_ttl: Duration,
+}
+
+impl Default for Retention {
+    fn default() -> Self {
+        Retention { max_ended: 256, ended_ttl: Duration::from_secs(24 * 3600) }
+    }
+}
+
+impl Retention {
+    /// Which of `ended` ((pid, ended at in Unix ms, order of ending within
+    /// the same ms); the unprotected ones) to reap at `now_ms`, when
+    /// `total_ended` processes have ended (protected ones included): every
+    /// one older than the TTL, then the oldest-ended until at most
+    /// `max_ended` are left (or no unprotected one is).
+    pub fn select(&self, mut ended: Vec<(Pid, u64, u64)>, total_ended: usize, now_ms: u64) -> Vec<Pid> {
+        ended.sort_by_key(|&(pid, at, seq)| (at, seq, pid));
+        let ttl = self.ended_ttl.as_millis().min(u64::MAX as u128) as u64;
+        let mut left = total_ended;
+        let mut out = Vec::new();
+        for (pid, at, _) in ended {
+            if left > self.max_ended || at.saturating_add(ttl) <= now_ms {
+                out.push(pid);
+                left -= 1;
+            } else {
+                // Sorted by end time: the rest are younger and within the count.
+                break;
+            }
+        }
+        out
+    }
+}
 
 #[derive(Default)]
 pub struct ProcessTable {
     procs: RwLock<HashMap<Pid, Arc<Process>>>,
     last_pid: AtomicU64,
+    /// Pids reaped in this run, as inclusive ranges start → end.
+    reaped: RwLock<BTreeMap<Pid, Pid>>,
+    /// Counts the processes that ended in this run (orders ends within a ms).
+    ends: AtomicU64,
+    /// (ended at, order of ending, pid) of every ended process in the table:
+    /// tells in O(1) whether a reaping pass has anything to do.
+    ended: Mutex<BTreeSet<(u64, u64, Pid)>>,
 }
 
 impl ProcessTable {
@@ -67,5 +123,141 @@ impl ProcessTable {
             }
         }
         out
+    }
+
+    /// Notes that `pid` ended at `at_ms` (before its state says so); returns
+    /// its number in the order of ending.
+    pub(crate) fn mark_ended(&self, pid: Pid, at_ms: u64) -> u64 {
+        let seq = self.ends.fetch_add(1, Ordering::Relaxed) + 1;
+        self.ended.lock().insert((at_ms, seq, pid));
+        seq
+    }
+
+    /// Whether `pid` was in the table and has been reaped (in this run).
+    pub fn was_reaped(&self, pid: Pid) -> bool {
+        covers(&self.reaped.read(), pid)
+    }
+
+    /// Remembers `pid` as reaped (also for pids reaped by an earlier run,
+    /// which a journal reports).
+    pub fn mark_reaped(&self, pid: Pid) {
+        let mut r = self.reaped.write();
+        if covers(&r, pid) {
+            return;
+        }
+        // Extend the range ending just below, or start one.
+        let start = match r.range(..pid).next_back() {
+            Some((&s, &e)) if e + 1 == pid => s,
+            _ => pid,
+        };
+        let mut end = pid;
+        // Merge with the range starting just above.
+        if let Some(next_end) = r.remove(&(pid + 1)) {
+            end = next_end;
+        }
+        r.insert(start, end);
+    }
+
+    /// Removes the ended processes that `retention` no longer keeps (at
+    /// `now_ms`) and returns their pids, oldest-ended first. Each reaped pid
+    /// is also removed from its parent's children list. Cost: O(1) when
+    /// nothing is due (within the count, oldest within the TTL), else one
+    /// pass over the table under its write lock.
+    pub fn reap(&self, retention: &Retention, now_ms: u64) -> Vec<Pid> {
+        {
+            let ended = self.ended.lock();
+            let ttl = retention.ended_ttl.as_millis().min(u64::MAX as u128) as u64;
+            let expired = ended.first().is_some_and(|&(at, ..)| at.saturating_add(ttl) <= now_ms);
+            if ended.len() <= retention.max_ended && !expired {
+                return Vec::new();
+            }
+        }
+        let mut procs = self.procs.write();
+        // (pid, ended at) of the ended ones; parents of the running ones.
+        let mut ended: Vec<(Pid, u64, u64)> = Vec::new();
+        let mut running_parents: Vec<Pid> = Vec::new();
+        for p in procs.values() {
+            let st = p.state.lock();
+            match &st.exit {
+                Some(_) => ended.push((p.pid, st.ended_at_ms.unwrap_or(now_ms), st.end_seq)),
+                None => running_parents.extend(p.parent),
+            }
+        }
+        if ended.is_empty() {
+            return Vec::new();
+        }
+        // Ended ancestors of running processes keep the lineage `kill` follows.
+        let mut protected: HashSet<Pid> = HashSet::new();
+        for mut pid in running_parents {
+            while protected.insert(pid) {
+                match procs.get(&pid).and_then(|p| p.parent) {
+                    Some(pp) => pid = pp,
+                    None => break,
+                }
+            }
+        }
+        let total = ended.len();
+        let candidates: Vec<(Pid, u64, u64)> = ended.into_iter().filter(|(pid, ..)| !protected.contains(pid)).collect();
+        let reaped = retention.select(candidates.clone(), total, now_ms);
+        let gone: HashSet<Pid> = reaped.iter().copied().collect();
+        {
+            let mut index = self.ended.lock();
+            for &(pid, at, seq) in candidates.iter().filter(|c| gone.contains(&c.0)) {
+                index.remove(&(at, seq, pid));
+            }
+        }
+        for &pid in &reaped {
+            if let Some(p) = procs.remove(&pid) {
+                if let Some(parent) = p.parent.and_then(|pp| procs.get(&pp)) {
+                    parent.state.lock().children.retain(|c| *c != pid);
+                }
+            }
+        }
+        drop(procs);
+        for &pid in &reaped {
+            self.mark_reaped(pid);
+        }
+        reaped
+    }
+}
+
+/// Whether a range of `r` holds `pid`.
+fn covers(r: &BTreeMap<Pid, Pid>, pid: Pid) -> bool {
+    r.range(..=pid).next_back().is_some_and(|(_, &end)| pid <= end)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn select_by_count_and_age() {
+        let r = Retention { max_ended: 2, ended_ttl: Duration::from_secs(100) };
+        // Five ended at 10..50 ms, all young: the three oldest go.
+        let ended = vec![(5, 50, 0), (1, 10, 0), (3, 30, 0), (2, 20, 0), (4, 40, 0)];
+        assert_eq!(r.select(ended.clone(), 5, 1000), vec![1, 2, 3]);
+        // Two of seven ended are protected (not candidates): still only down to the count.
+        assert_eq!(r.select(ended.clone(), 7, 1000), vec![1, 2, 3, 4, 5]);
+        // Old enough: 1 and 2 ended more than 100 s before now.
+        let r = Retention { max_ended: 10, ended_ttl: Duration::from_millis(100) };
+        assert_eq!(r.select(ended.clone(), 5, 125), vec![1, 2]);
+        let r = Retention { max_ended: 10, ended_ttl: Duration::ZERO };
+        assert_eq!(r.select(ended, 5, 50).len(), 5);
+        // Within one ms, the order of ending decides, not the pid.
+        let r = Retention { max_ended: 1, ended_ttl: Duration::from_secs(100) };
+        assert_eq!(r.select(vec![(1, 10, 2), (5, 10, 1)], 2, 20), vec![5]);
+    }
+
+    #[test]
+    fn reaped_pids_are_remembered_as_ranges() {
+        let t = ProcessTable::new();
+        for pid in [3, 1, 2, 7, 5, 6, 2] {
+            t.mark_reaped(pid);
+        }
+        assert_eq!(*t.reaped.read(), BTreeMap::from([(1, 3), (5, 7)]));
+        assert!(t.was_reaped(1) && t.was_reaped(3) && t.was_reaped(6));
+        assert!(!t.was_reaped(4) && !t.was_reaped(8) && !t.was_reaped(0));
+        t.mark_reaped(4);
+        assert_eq!(*t.reaped.read(), BTreeMap::from([(1, 7)]));
     }
 }

@@ -602,7 +602,8 @@ async fn model_slots_are_shared_fairly() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ten_thousand_blocked_processes() {
     const N: usize = 10_000;
-    let h = harness().await;
+    // All of them are waited for after they end: keep them.
+    let h = harness_with(|c| c.retention.max_ended = N).await;
     let model = h.script("idle", &[r#"[SYS_CALL::RECV_MSG] {}"#, r#"[SYS_CALL::SYS_EXIT] {}"#]);
     let ws = h.dir.path().join("shared");
     let mut pids = Vec::with_capacity(N);
@@ -655,4 +656,101 @@ async fn event_sinks_see_every_history_change_in_order() {
         .collect();
     assert_eq!(replayed, h.kernel.logs(pid).unwrap());
     assert!(lines.last().unwrap().contains("\"event\":\"exited\""));
+}
+
+#[tokio::test]
+async fn retention_keeps_only_the_newest_ended_processes() {
+    let h = harness_with(|c| c.retention.max_ended = 2).await;
+    let mut events = h.kernel.subscribe();
+    // A running process is not counted and never reaped.
+    let running = h.spawn("wait", &[r#"[SYS_CALL::SYS_READ_STDIN] {}"#], &[]).await;
+    let mut ended = Vec::new();
+    for i in 0..5 {
+        let pid = h.spawn(&format!("job {i}"), &[&format!(r#"[SYS_CALL::SYS_EXIT] {{"code": {i}}}"#)], &[]).await;
+        assert_eq!(h.wait(pid).await, exited(i, None));
+        ended.push(pid);
+    }
+    let pids: Vec<u64> = h.kernel.ps().iter().map(|p| p.pid).collect();
+    assert_eq!(pids, [running, ended[3], ended[4]]);
+    assert_eq!(h.kernel.info(ended[4]).unwrap().status, ProcessStatus::Exited { code: 4 });
+    assert_eq!(h.kernel.logs(ended[3]).unwrap().len(), 3, "reply, result, exit notice");
+    for &pid in &ended[..3] {
+        let e = h.kernel.logs(pid).unwrap_err().to_string();
+        assert!(e.contains(&format!("no process with pid {pid}: it ended and was reaped")), "{e}");
+        assert!(h.kernel.wait(pid).await.unwrap_err().to_string().contains("reaped"));
+        assert!(h.kernel.kill(pid).is_err());
+    }
+    assert!(!h.kernel.info(99).unwrap_err().to_string().contains("reaped"));
+    let mut reaped = Vec::new();
+    while let Ok(ev) = events.try_recv() {
+        if let KernelEvent::Reaped { pid } = ev {
+            reaped.push(pid);
+        }
+    }
+    assert_eq!(reaped, ended[..3]);
+    assert_eq!(h.kernel.info(running).unwrap().status, ProcessStatus::BlockedStdin);
+    h.kernel.kill(running).unwrap();
+    assert_eq!(h.wait(running).await, ExitStatus::Killed);
+    // The killed one is now the newest ended process: the oldest kept one goes.
+    let pids: Vec<u64> = h.kernel.ps().iter().map(|p| p.pid).collect();
+    assert_eq!(pids, [running, ended[4]]);
+}
+
+#[tokio::test]
+async fn zero_ttl_reaps_at_exit_but_never_a_running_process() {
+    let h = harness_with(|c| c.retention.ended_ttl = Duration::ZERO).await;
+    let sender = h
+        .spawn(
+            "send",
+            &[
+                r#"[SYS_CALL::SYS_READ_STDIN] {}"#,
+                r#"[SYS_CALL::SEND_MSG] {"to_pid": 2, "content": "late"}"#,
+                r#"[SYS_CALL::SYS_EXIT] {}"#,
+            ],
+            &["ipc"],
+        )
+        .await;
+    let quick = h.spawn("quick", &[r#"[SYS_CALL::SYS_EXIT] {"code": 7}"#], &[]).await;
+    assert_eq!(quick, 2);
+    // A waiter that asked before the end still learns how it ended.
+    assert_eq!(h.wait(quick).await, exited(7, None));
+    let e = h.kernel.info(quick).unwrap_err().to_string();
+    assert!(e.contains("it ended and was reaped"), "{e}");
+    let e = h.kernel.send_message(quick, "hi").unwrap_err().to_string();
+    assert!(e.contains("reaped"), "{e}");
+    // The periodic reaper (every second with a zero TTL) leaves running processes alone.
+    h.wait_status(sender, "BlockedStdin").await;
+    tokio::time::sleep(Duration::from_millis(1300)).await;
+    assert_eq!(h.kernel.info(sender).unwrap().status, ProcessStatus::BlockedStdin);
+    assert_eq!(h.kernel.ps().len(), 1);
+    h.kernel.send_stdin(sender, "go").unwrap();
+    assert_eq!(h.wait(sender).await, exited(0, None));
+    let seen = h.seen(sender, 2);
+    assert!(seen.contains("[ERROR SEND_MSG#2] not found: no process with pid 2 (it ended and was reaped)"), "{seen}");
+    assert!(h.kernel.ps().is_empty());
+}
+
+#[tokio::test]
+async fn an_ended_parent_is_kept_while_a_descendant_runs() {
+    let h = harness_with(|c| c.retention.ended_ttl = Duration::ZERO).await;
+    let child = h.script("child", &[r#"[SYS_CALL::SYS_READ_STDIN] {}"#]);
+    let parent = h.script(
+        "parent",
+        &[
+            &format!(r#"[SYS_CALL::SPAWN_AGENT] {{"task": "work", "model": "{child}", "permissions": []}}"#),
+            r#"[SYS_CALL::SYS_EXIT] {}"#,
+        ],
+    );
+    let parent = h.kernel.spawn(h.req("supervise", &parent, &["spawn"])).await.unwrap();
+    assert_eq!(h.wait(parent).await, exited(0, None));
+    let child = 2;
+    h.wait_status(child, "BlockedStdin").await;
+    // Still listed (and killable as a tree) although its TTL is over.
+    h.kernel.reap();
+    assert_eq!(h.kernel.info(parent).unwrap().children, [child]);
+    assert_eq!(h.kernel.kill(parent).unwrap(), [child]);
+    assert_eq!(h.wait(child).await, ExitStatus::Killed);
+    // With the subtree ended, both go.
+    assert!(h.kernel.ps().is_empty(), "{:?}", h.kernel.ps());
+    assert!(h.kernel.logs(parent).unwrap_err().to_string().contains("reaped"));
 }

@@ -62,7 +62,8 @@ pub struct SpawnArgs {
 #[derive(Debug, Args)]
 #[command(after_help = "Examples:\n  aos ps\n  aos ps --all --json | jq '.[] | .pid'")]
 pub struct PsArgs {
-    /// Also list processes that have ended.
+    /// Also list processes that have ended (kept up to the `[retention]`
+    /// limits of aos.toml: by default the newest 256, for 24 hours).
     #[arg(long, short = 'a')]
     pub all: bool,
     /// Print the full process records as a JSON array.
