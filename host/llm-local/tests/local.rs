@@ -229,3 +229,16 @@ fn later_steps_follow_the_task_plan_and_exit_when_it_is_done() {
     }
     assert!(bad.is_empty(), "{}", bad.join("\n"));
 }
+
+/// The demo task's plan is FS_WRITE then SYS_EXIT, and a two-clause task
+/// gets one syscall per clause in order.
+#[test]
+fn multi_clause_tasks_get_one_syscall_per_clause() {
+    let Some(dir) = model_dir() else { return };
+    let p = provider(&dir);
+    let (_, fs) = common::specs_for(&["fs:rw".to_string()]);
+    let plan = p.plan("default", "write a haiku about the sea to haiku.txt, then exit", &fs).unwrap();
+    assert_eq!(plan, ["FS_WRITE", "SYS_EXIT"]);
+    let plan = p.plan("default", "List the files in the workspace, then delete old.log", &fs).unwrap();
+    assert_eq!(plan, ["FS_LIST", "FS_DELETE"]);
+}
