@@ -227,6 +227,14 @@ fn pmi_context(task: &str) -> String {
 /// (chosen on that set: see `evals/README.md`).
 const LATER_CLAUSE_PRIOR_WEIGHT: f64 = 1.25;
 
+/// The key of a cache entry (plans, priors) computed from `parts`.
+fn cache_key(parts: &impl std::hash::Hash) -> u64 {
+    use std::hash::Hasher;
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    parts.hash(&mut h);
+    h.finish()
+}
+
 /// Index of the largest value (the first of equals; 0 when empty).
 fn argmax(v: &[f64]) -> usize {
     (0..v.len()).fold(0, |b, i| if v[i] > v[b] { i } else { b })
@@ -751,13 +759,7 @@ impl Engine {
     /// prompt does not fit.
     pub fn plan_for(&mut self, task: &str, specs: &[SyscallSpec]) -> Result<Option<(Vec<String>, u32)>, String> {
         let names: Vec<&str> = specs.iter().map(|s| s.name.as_str()).collect();
-        let key = {
-            use std::hash::{Hash, Hasher};
-            let mut h = std::collections::hash_map::DefaultHasher::new();
-            task.hash(&mut h);
-            names.hash(&mut h);
-            h.finish()
-        };
+        let key = cache_key(&(task, &names));
         if let Some(p) = self.plans.get(&key) {
             return Ok(Some((p.clone(), 0)));
         }
@@ -827,13 +829,7 @@ impl Engine {
     fn pmi(&mut self, context: &str, neutral: &str, hints: &[String], prior_weight: f64) -> Result<Option<(Vec<f64>, u32)>, String> {
         let pairs: Vec<(String, String)> = hints.iter().map(|h| (context.to_string(), format!(" {h}."))).collect();
         let Some((sc, _, n)) = self.score_pairs(&pairs)? else { return Ok(None) };
-        let key = {
-            use std::hash::{Hash, Hasher};
-            let mut h = std::collections::hash_map::DefaultHasher::new();
-            hints.hash(&mut h);
-            neutral.hash(&mut h);
-            h.finish()
-        };
+        let key = cache_key(&(hints, &neutral));
         let (prior, n2) = match self.priors.get(&key) {
             Some(p) => (p.clone(), 0),
             None => {
@@ -907,13 +903,7 @@ impl Engine {
         neutral.push(("user".into(), NEUTRAL_TASK.into()));
         let text = self.render(&neutral)?;
         let names: Vec<&str> = req.specs.iter().map(|s| s.name.as_str()).collect();
-        let key = {
-            use std::hash::{Hash, Hasher};
-            let mut h = std::collections::hash_map::DefaultHasher::new();
-            text.hash(&mut h);
-            names.hash(&mut h);
-            h.finish()
-        };
+        let key = cache_key(&(&text, &names));
         if let Some(p) = self.priors.get(&key) {
             return Ok(Some((p.clone(), 0)));
         }
