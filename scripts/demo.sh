@@ -28,6 +28,6 @@ echo; echo "# the same task on the embedded offline model (SmolLM2-135M, llama.c
 echo "# every reply is a well-formed syscall; the right first call for ~90% of the eval tasks, and a plan"
 echo "# from the task's clauses says when it is done (evals/README.md). tests/e2e/run_cli.rs runs this command."
 LOCALWS=$(mktemp -d)
-step "$AOS" run --workspace "$LOCALWS" --grant fs:rw --max-steps 8 \
+step "$AOS" run --workspace "$LOCALWS" --grant fs:rw \
     "write a haiku about the sea to haiku.txt, then exit"
 step ls -la "$LOCALWS"

@@ -96,7 +96,7 @@ fn local_model_writes_the_haiku_and_exits() {
     let aos = Aos::new();
     let ws = aos.ws().display().to_string();
     let (code, out, err) = aos.run(&[
-        "run", "--workspace", &ws, "--grant", "fs:rw", "--max-steps", "8",
+        "run", "--workspace", &ws, "--grant", "fs:rw",
         "write a haiku about the sea to haiku.txt, then exit",
     ]);
     assert_eq!(code, 0, "stdout:\n{out}\nstderr:\n{err}");
