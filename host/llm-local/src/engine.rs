@@ -620,8 +620,9 @@ impl Engine {
             if r.is_ok() {
                 for (s, &k) in todo[k0..k1].iter().enumerate() {
                     let b = &branches[k];
-                    for j in 1..b.len() {
-                        scores[k] += log_softmax_at(ctx.get_logits_ith(at[s] + (j - 1) as i32), b[j]);
+                    // Batch item `at[s] + j - 1` (token j - 1) predicts token j.
+                    for (j, &t) in b.iter().enumerate().skip(1) {
+                        scores[k] += log_softmax_at(ctx.get_logits_ith(at[s] + (j - 1) as i32), t);
                     }
                 }
             }
