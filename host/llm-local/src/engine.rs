@@ -512,12 +512,16 @@ impl Engine {
                 Decoding::Pmi => self.plan_choice(req)?,
                 _ => None,
             };
-            // The scratch sequence may have taken this process's context.
+            // The scratch sequence may have taken this process's context: get
+            // it back (restored from its snapshot when there is one) and
+            // evaluate the prompt again only if it is not all there. The
+            // name is forced next, so no logits of the prompt are needed.
             i = match fewshot {
                 Some(_) => {
                     let (j, _, _) = self.acquire(req.pid)?;
-                    let (_, li) = self.feed(j, &prompt)?;
-                    last_idx = li;
+                    if self.slots[j].tokens != prompt {
+                        self.feed(j, &prompt)?;
+                    }
                     j
                 }
                 None => i,
