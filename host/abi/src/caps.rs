@@ -2,8 +2,11 @@
 //! from its parent's.
 //!
 //! A [`CapabilitySet`] is the only input from which the driver runtime builds
-//! what a component may import (see `linker.rs`): a capability that is absent
-//! means the corresponding host interface or preopen is simply not linked.
+//! what a component may import (each host interface says which grant enables
+//! it: `host/runtime/src/interfaces/`): a capability that is absent means the
+//! corresponding host interface or preopen is simply not linked. Syscall
+//! names used as permissions (`FS_READ`) are mapped by the kernel's
+//! resolution (`host/kernel/src/resolve.rs`), not here.
 //!
 //! Capability names (documented in the README):
 //!
@@ -140,8 +143,9 @@ impl From<Capability> for String {
 }
 
 impl Capability {
-    /// The capabilities this one implies (including itself).
-    fn closure(&self) -> Vec<Capability> {
+    /// The capabilities this one implies, itself included (`fs:rw` ⇒
+    /// `fs:ro`, `exec:net` ⇒ `exec`). The only implication table.
+    pub fn implied(&self) -> Vec<Capability> {
         match self {
             Capability::FsWrite => vec![Capability::FsWrite, Capability::FsRead],
             Capability::ExecNet => vec![Capability::ExecNet, Capability::Exec],
@@ -149,35 +153,41 @@ impl Capability {
         }
     }
 
-    /// Maps a syscall name used as a permission by prompts written for the
-    /// original AgentOS (`permissions: ["FS_READ"]`) to the capability that
-    /// grants it.
-    pub fn for_syscall_name(name: &str) -> Option<Capability> {
-        Some(match name.trim().to_ascii_uppercase().as_str() {
-            "FS_READ" | "FS_LIST" => Capability::FsRead,
-            "FS_WRITE" | "FS_DELETE" | "FS_MKDIR" => Capability::FsWrite,
-            "NET_FETCH" => Capability::Net,
-            "EXEC_CMD" => Capability::Exec,
-            "MEM_READ" | "MEM_WRITE" | "MEM_DELETE" => Capability::Memory,
-            "SLEEP" | "SYS_SCHEDULE" => Capability::Timers,
-            "SPAWN_AGENT" => Capability::Spawn,
-            "SEND_MSG" | "RECV_MSG" => Capability::Ipc,
-            "SYS_REGISTER_WEBHOOK" | "SYS_WEBHOOK_REPLY" => Capability::Webhook,
-            _ => return None,
-        })
+    /// Whether holding `self` also grants `other` (`net` grants every
+    /// `net:HOST`; `fs:rw` grants `fs:ro`).
+    pub fn implies(&self, other: &Capability) -> bool {
+        match (self, other) {
+            (Capability::Net, Capability::NetHost(_)) => true,
+            _ => self.implied().contains(other),
+        }
     }
 
-    /// Parses a capability name, a legacy syscall-name permission, or `all`.
-    pub fn parse_grant(s: &str) -> Result<Vec<Capability>, UnknownCapability> {
-        if s.trim() == "all" {
+    /// Parses one grant: a capability name or `all`. A name made of
+    /// upper-case letters and `_` is first offered to `syscall_grant`, which
+    /// maps a syscall name used as a permission by prompts written for the
+    /// original AgentOS (`permissions: ["FS_READ"]`) to the capabilities that
+    /// grant that syscall (the kernel answers it from its syscall resolution,
+    /// see `aos_kernel::resolve`).
+    pub fn parse_grant_with(
+        s: &str,
+        syscall_grant: &dyn Fn(&str) -> Option<Vec<Capability>>,
+    ) -> Result<Vec<Capability>, UnknownCapability> {
+        let t = s.trim();
+        if t == "all" {
             return Ok(CapabilitySet::all_builtin().iter().cloned().collect());
         }
-        if let Some(c) = Capability::for_syscall_name(s) {
-            if s.trim().chars().all(|c| c.is_ascii_uppercase() || c == '_') {
-                return Ok(vec![c]);
+        if !t.is_empty() && t.chars().all(|c| c.is_ascii_uppercase() || c == '_') {
+            if let Some(caps) = syscall_grant(t) {
+                return Ok(caps);
             }
         }
         s.parse().map(|c| vec![c])
+    }
+
+    /// Parses a capability name or `all` (no syscall names: see
+    /// [`Capability::parse_grant_with`]).
+    pub fn parse_grant(s: &str) -> Result<Vec<Capability>, UnknownCapability> {
+        Self::parse_grant_with(s, &|_| None)
     }
 }
 
@@ -198,15 +208,28 @@ impl CapabilitySet {
         [FsWrite, Net, ExecNet, Memory, Timers, Spawn, Ipc, Webhook].into_iter().collect()
     }
 
-    /// Parses grants such as `["fs:ro", "net:example.com", "FS_WRITE", "all"]`.
+    /// Parses grants such as `["fs:ro", "net:example.com", "all"]`.
     pub fn parse<I, S>(grants: I) -> Result<Self, UnknownCapability>
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<str>,
+    {
+        Self::parse_with(grants, &|_| None)
+    }
+
+    /// Parses grants that may also name syscalls (`["FS_WRITE", "net"]`),
+    /// mapped to capabilities by `syscall_grant` (see [`Capability::parse_grant_with`]).
+    pub fn parse_with<I, S>(
+        grants: I,
+        syscall_grant: &dyn Fn(&str) -> Option<Vec<Capability>>,
+    ) -> Result<Self, UnknownCapability>
     where
         I: IntoIterator<Item = S>,
         S: AsRef<str>,
     {
         let mut set = Self::empty();
         for g in grants {
-            for c in Capability::parse_grant(g.as_ref())? {
+            for c in Capability::parse_grant_with(g.as_ref(), syscall_grant)? {
                 set.insert(c);
             }
         }
@@ -214,7 +237,7 @@ impl CapabilitySet {
     }
 
     pub fn insert(&mut self, c: Capability) {
-        for c in c.closure() {
+        for c in c.implied() {
             self.0.insert(c);
         }
     }
@@ -244,10 +267,12 @@ impl CapabilitySet {
 
     /// Whether `self` grants `c`, taking `net` ⊇ `net:HOST` into account.
     pub fn grants(&self, c: &Capability) -> bool {
-        match c {
-            Capability::NetHost(h) => self.allows_net_host(h),
-            other => self.contains(other),
-        }
+        self.0.iter().any(|held| held.implies(c))
+    }
+
+    /// Whether any held capability satisfies `pred` (e.g. any `memory:shared/NAME`).
+    pub fn any(&self, pred: impl Fn(&Capability) -> bool) -> bool {
+        self.0.iter().any(pred)
     }
 
     /// The rights of a child that asked for `requested`: each requested
@@ -334,20 +359,17 @@ mod tests {
     }
 
     #[test]
-    fn legacy_syscall_names_map_to_capabilities() {
-        let s = CapabilitySet::parse(["FS_READ", "NET_FETCH"]).unwrap();
-        assert!(s.contains(&Capability::FsRead));
-        assert!(!s.contains(&Capability::FsWrite));
-        assert!(s.contains(&Capability::Net));
-        let w = CapabilitySet::parse(["FS_WRITE"]).unwrap();
-        assert!(w.contains(&Capability::FsRead) && w.contains(&Capability::FsWrite));
+    fn syscall_names_are_mapped_by_the_caller_and_refused_without_it() {
+        let grant = |name: &str| (name == "FS_WRITE").then(|| vec![Capability::FsWrite]);
+        let w = CapabilitySet::parse_with(["FS_WRITE", "net"], &grant).unwrap();
+        assert!(w.contains(&Capability::FsRead) && w.contains(&Capability::FsWrite) && w.contains(&Capability::Net));
+        assert!(CapabilitySet::parse_with(["FS_READ"], &grant).is_err());
+        assert!(CapabilitySet::parse(["FS_WRITE"]).is_err());
     }
 
     #[test]
-    fn webhook_is_in_all_mapped_from_legacy_names_and_delegated_only_if_held() {
+    fn webhook_is_in_all_and_delegated_only_if_held() {
         assert!(CapabilitySet::parse(["all"]).unwrap().contains(&Capability::Webhook));
-        let legacy = CapabilitySet::parse(["SYS_REGISTER_WEBHOOK"]).unwrap();
-        assert!(legacy.contains(&Capability::Webhook) && legacy.iter().count() == 1);
         let parent = CapabilitySet::parse(["ipc"]).unwrap();
         let err = parent.delegate(&CapabilitySet::parse(["webhook"]).unwrap()).unwrap_err();
         assert_eq!(err.to_string(), "denied: the parent does not hold `webhook`");

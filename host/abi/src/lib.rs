@@ -1,10 +1,13 @@
 //! The host-side vocabulary of AgentOS, shared by every layer: capability
-//! names and sets ([`caps`]) and the Rust mirror of the WIT syscall types
-//! ([`syscall`]). Deliberately free of wasmtime so providers and tools can
-//! depend on it cheaply.
+//! names and sets ([`caps`]), the Rust mirror of the WIT syscall types
+//! ([`syscall`]), and the interface between the kernel and the sources of
+//! syscalls it does not implement itself ([`source`]). Deliberately free of
+//! wasmtime so the kernel, providers and tools can depend on it cheaply.
 
 pub mod caps;
+pub mod source;
 pub mod syscall;
 
 pub use caps::{Capability, CapabilitySet, MissingCapabilities, UnknownCapability};
+pub use source::{AgentContext, Missing, Refusal, SyscallHandle, SyscallSource};
 pub use syscall::{CallOutcome, Effect, SyscallError, SyscallSpec};

@@ -23,7 +23,6 @@ use bytes::Bytes;
 use serde::Deserialize;
 use tokio::sync::{broadcast, mpsc, Notify};
 
-use aos_abi::CapabilitySet;
 use aos_kernel::{Budgets, Kernel, KernelConfig, KernelError, KernelEvent, ProviderFactory, SpawnRequest};
 use aos_providers::{build_provider, ProviderConfig};
 use aos_runtime::{DriverRuntime, RuntimeConfig};
@@ -292,7 +291,7 @@ pub async fn run_foreground(paths: Paths) -> Result<()> {
     }
     let _ = std::fs::remove_file(paths.control_token());
     // Remove this kernel's sandbox containers.
-    let _ = tokio::time::timeout(Duration::from_secs(20), kernel.runtime().shutdown()).await;
+    let _ = tokio::time::timeout(Duration::from_secs(20), kernel.shutdown()).await;
     let _ = std::fs::remove_file(paths.socket());
     let _ = std::fs::remove_file(paths.pid_file());
     Ok(())
@@ -465,7 +464,7 @@ async fn spawn(State(s): State<AppState>, Json(b): Json<SpawnBody>) -> Result<Js
             .or_else(|| if cfg.provider.as_deref() == Some(provider.as_str()) { cfg.base_url.clone() } else { None })
     });
     let grants = b.grants.clone().unwrap_or_else(|| cfg.default_grants.clone());
-    let caps = CapabilitySet::parse(&grants).map_err(|e| bad(one_line(&e)))?;
+    let caps = s.kernel.parse_grants(&grants).map_err(|e| bad(one_line(&e)))?;
     if let Some(w) = &b.workspace {
         if !w.is_absolute() {
             return Err(bad(format!("the workspace must be an absolute path, not {}", w.display())));

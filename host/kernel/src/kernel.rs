@@ -17,14 +17,14 @@ use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use aos_abi::{CapabilitySet, MissingCapabilities, SyscallSpec};
+use aos_abi::{CapabilitySet, MissingCapabilities, SyscallSource, SyscallSpec, UnknownCapability};
 use aos_providers::{Provider, ProviderError};
-use aos_runtime::DriverRuntime;
 use parking_lot::{Mutex, RwLock};
 use serde::{Deserialize, Serialize};
 use tokio::sync::{broadcast, Semaphore};
 
 use crate::ipc;
+use crate::resolve::Syscalls;
 use crate::process::{
     now_ms, Budgets, Entry, ExitStatus, LogEntry, NewProcess, Pid, Process, ProcessInfo, ProcessStatus,
 };
@@ -230,7 +230,8 @@ type ProviderKey = (String, Option<String>);
 
 pub(crate) struct KernelInner {
     pub config: KernelConfig,
-    pub runtime: Arc<DriverRuntime>,
+    /// The kernel's syscalls and the other sources (the driver runtime).
+    pub syscalls: Syscalls,
     factory: ProviderFactory,
     providers: Mutex<HashMap<ProviderKey, Arc<dyn Provider>>>,
     semaphores: Mutex<HashMap<String, Arc<Semaphore>>>,
@@ -388,9 +389,7 @@ impl KernelInner {
 
     /// Every syscall (kernel and driver) a holder of `caps` may use.
     pub(crate) fn syscalls_for(&self, caps: &CapabilitySet) -> Vec<SyscallSpec> {
-        let mut v = crate::syscalls::kernel_specs_for(caps);
-        v.extend(self.runtime.syscalls_for(caps));
-        v
+        self.syscalls.available(caps)
     }
 
     pub(crate) fn spawn(self: &Arc<Self>, req: SpawnRequest) -> Result<Pid, KernelError> {
@@ -475,7 +474,9 @@ impl KernelInner {
         // Stops pending timers of this process.
         p.cancel.cancel();
         p.provider.release(p.pid);
-        self.runtime.release_agent(p.pid);
+        for source in self.syscalls.sources() {
+            source.release(p.pid);
+        }
         self.webhooks.forget(p.pid);
         if let Some(parent) = p.parent.and_then(|pp| self.table.get(pp)) {
             self.deliver(&parent, Delivery::Event { text: format!("child {} {status}", p.pid), durable: true });
@@ -626,14 +627,15 @@ impl Kernel {
         self.inner.restore(req, entries)
     }
 
-    /// Creates a kernel. `providers` builds a provider from its name and base URL
-    /// (results are cached per pair).
-    pub fn new(config: KernelConfig, runtime: Arc<DriverRuntime>, providers: ProviderFactory) -> Kernel {
+    /// Creates a kernel whose syscalls besides its own come from `source`
+    /// (the driver runtime). `providers` builds a provider from its name and
+    /// base URL (results are cached per pair).
+    pub fn new(config: KernelConfig, source: Arc<dyn SyscallSource>, providers: ProviderFactory) -> Kernel {
         let (events, _) = broadcast::channel(config.event_capacity.max(16));
         let kernel = Kernel {
             inner: Arc::new(KernelInner {
                 config,
-                runtime,
+                syscalls: Syscalls::new(vec![source]),
                 factory: providers,
                 providers: Mutex::new(HashMap::new()),
                 semaphores: Mutex::new(HashMap::new()),
@@ -688,19 +690,28 @@ impl Kernel {
         self.inner.table.reserve_up_to(pid);
     }
 
-    /// Reserves pids above every private memory space of the memory store
-    /// (a warning, not an error, when the store cannot be asked).
+    /// Reserves pids above every pid that owns state kept across runs
+    /// (private long-term memory spaces; see [`SyscallSource::max_owned_pid`]).
     pub async fn reserve_memory_pids(&self) {
-        let Some(m) = self.inner.runtime.memory() else { return };
-        match m.store.max_private_pid().await {
-            Ok(max) => self.reserve_pids_up_to(max),
-            Err(e) => tracing::warn!(target: "aos::memory", "cannot list memory spaces to reserve their pids: {e}"),
+        for source in self.inner.syscalls.sources() {
+            if let Some(max) = source.max_owned_pid().await {
+                self.reserve_pids_up_to(max);
+            }
         }
     }
 
-    /// The driver runtime this kernel dispatches to.
-    pub fn runtime(&self) -> &Arc<DriverRuntime> {
-        &self.inner.runtime
+    /// Releases what every syscall source holds (sandbox containers); call
+    /// when the kernel stops.
+    pub async fn shutdown(&self) {
+        for source in self.inner.syscalls.sources() {
+            source.shutdown().await;
+        }
+    }
+
+    /// Parses grants as `SPAWN_AGENT` does: capability names, `all`, and
+    /// syscall names used as permissions (`FS_WRITE` → `fs:rw`).
+    pub fn parse_grants<S: AsRef<str>>(&self, grants: &[S]) -> Result<CapabilitySet, UnknownCapability> {
+        self.inner.syscalls.parse_grants(grants)
     }
 
     pub fn config(&self) -> &KernelConfig {

@@ -15,6 +15,7 @@ pub mod ipc;
 pub mod kernel;
 pub mod parser;
 pub mod process;
+mod resolve;
 pub mod scheduler;
 pub mod schema;
 pub mod syscalls;

@@ -32,7 +32,7 @@ proptest! {
             for (idx, requested) in &nodes {
                 let parent = pids[idx.index(pids.len())];
                 let parent_caps = CapabilitySet::parse(h.kernel.info(parent).unwrap().capabilities).unwrap();
-                let req_set = CapabilitySet::parse(requested).unwrap();
+                let req_set = h.kernel.parse_grants(requested).unwrap();
                 let mut req = h.req("child", &model, requested);
                 req.parent = Some(parent);
                 match h.kernel.spawn(req).await {

@@ -49,10 +49,10 @@ async fn driver_calls_are_checked_before_running() {
     assert!(first.contains("- FS_READ:") && !first.contains("- FS_WRITE:"), "{first}");
     let s = h.seen(pid, 1);
     for needle in [
-        "[ERROR FS_WRITE#1] denied: capability `fs:rw` not granted to this process",
+        "[ERROR FS_WRITE#1] denied: capability `fs:rw` not granted (needed by FS_WRITE)",
         "[ERROR FS_READ#2] invalid arguments: FS_READ: missing required field `path` (string); expected arguments: {",
         "[ERROR FS_READ#3] invalid arguments: FS_READ: field `path` must be string, got integer `7`",
-        "[ERROR SLEEP#4] denied: capability `timers` not granted to this process",
+        "[ERROR SLEEP#4] denied: capability `timers` not granted (needed by SLEEP)",
     ] {
         assert!(s.contains(needle), "missing {needle:?} in\n{s}");
     }
@@ -82,7 +82,7 @@ async fn child_shares_the_parent_workspace_with_narrower_rights() {
     h.wait(2).await;
     let s = h.seen(2, 1);
     assert!(s.contains("[RESULT FS_READ#1]") && s.contains("the plan"), "{s}");
-    assert!(s.contains("[ERROR FS_WRITE#2] denied: capability `fs:rw` not granted to this process"), "{s}");
+    assert!(s.contains("[ERROR FS_WRITE#2] denied: capability `fs:rw` not granted (needed by FS_WRITE)"), "{s}");
 }
 
 #[tokio::test]
@@ -127,4 +127,47 @@ async fn scheduled_wake_up_reaches_a_waiting_process() {
     assert!(s.contains("[RESULT SYS_SCHEDULE#1]"), "{s}");
     assert!(s.contains("check the oven") && s.contains("[EVENT] scheduled wake-up"), "{s}");
     assert!(s.contains("[RESULT RECV_MSG#2] {\"interrupted\""), "{s}");
+}
+
+/// A process holding only `net:HOST` (no plain `net`) is offered NET_FETCH
+/// and may call it for that host: the dispatcher resolves the grant exactly
+/// as the prompt filter does (it used to require `net` and refuse with
+/// "capability `net` not granted").
+#[tokio::test]
+async fn a_net_host_grant_reaches_net_fetch_for_that_host() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    tokio::spawn(async move {
+        while let Ok((mut sock, _)) = listener.accept().await {
+            let mut buf = vec![0u8; 4096];
+            let _ = sock.read(&mut buf).await;
+            let _ = sock.write_all(b"HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\ncontent-length: 5\r\n\r\nhello").await;
+            let _ = sock.shutdown().await;
+        }
+    });
+    let home = std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("aos-kernel-runtime");
+    let mut rc = aos_runtime::RuntimeConfig::new(home);
+    rc.net.allow = vec!["127.0.0.1".into()];
+    let rt = aos_runtime::DriverRuntime::open(rc).await.unwrap();
+    let h = harness_on(rt, |_| {}).await;
+    let url = format!("http://127.0.0.1:{port}/");
+    let pid = h
+        .spawn(
+            "fetch",
+            &[
+                &format!(r#"[SYS_CALL::NET_FETCH] {{"url": "{url}"}}"#),
+                r#"[SYS_CALL::NET_FETCH] {"url": "http://example.com/"}"#,
+                r#"[SYS_CALL::SYS_EXIT] {}"#,
+            ],
+            &["net:127.0.0.1"],
+        )
+        .await;
+    assert!(matches!(h.wait(pid).await, ExitStatus::Exited { code: 0, .. }));
+    assert!(h.seen(pid, 0).contains("- NET_FETCH:"));
+    let s = h.seen(pid, 1);
+    assert!(s.contains("[RESULT NET_FETCH#1]") && s.contains("hello"), "{s}");
+    // Another host is refused by the policy, with the precise reason.
+    let s = h.seen(pid, 2);
+    assert!(s.contains("[ERROR NET_FETCH#2] denied: capability `net:example.com` not granted"), "{s}");
 }

@@ -111,7 +111,7 @@ async fn parse_errors_unknown_and_denied_reach_the_model() {
     for needle in [
         "[ERROR SYS_WRITE_STDOUT#1] invalid call: [SYS_CALL::SYS_WRITE_STDOUT] at line 1: expected a JSON object after the tag, found `text=hi`",
         "[ERROR FROB#2] not found: unknown syscall `FROB`; available: SYS_WRITE_STDOUT, SYS_READ_STDIN, SYS_EXIT",
-        "[ERROR SEND_MSG#3] denied: capability `ipc` not granted to this process",
+        "[ERROR SEND_MSG#3] denied: capability `ipc` not granted (needed by SEND_MSG)",
         "[ERROR SYS_EXIT#4] invalid arguments: SYS_EXIT: field `code` must be integer, got string `\"zero\"`",
         "[ERROR SYS_WRITE_STDOUT#5] invalid call: [SYS_CALL::SYS_WRITE_STDOUT] at line 5: invalid JSON at line 5 column 39: EOF while parsing a string",
     ] {

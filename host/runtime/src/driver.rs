@@ -1,73 +1,15 @@
-//! A loaded driver: its compiled component, the capabilities its imports
-//! require (read from the component type before it is ever instantiated), and
-//! the syscalls it described.
+//! A loaded driver: its compiled component, the host interfaces its imports
+//! use (read from the component type before it is ever instantiated), and
+//! the syscalls it described; what each syscall requires of a caller.
 
-use std::fmt;
 use std::sync::Arc;
 
 use wasmtime::component::Component;
 use wasmtime::Engine;
 
-use aos_abi::{Capability, CapabilitySet, SyscallSpec};
+use aos_abi::{Capability, CapabilitySet, Missing, SyscallSpec};
 
-/// A capability requirement derived from one import.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum Need {
-    /// `wasi:filesystem` — the workspace (`fs:ro` at least).
-    Fs,
-    /// `wasi:http` — `net` or `net:HOST`.
-    Net,
-    /// `aos:kernel/timers`.
-    Timers,
-    /// `aos:kernel/container`.
-    Exec,
-    /// `aos:kernel/embedder`, `aos:kernel/vector-store`.
-    Memory,
-    /// A third-party driver needs its own `driver:NAME` grant.
-    Driver(String),
-}
-
-impl Need {
-    pub fn satisfied_by(&self, caps: &CapabilitySet) -> bool {
-        match self {
-            Need::Fs => caps.contains(&Capability::FsRead),
-            Need::Net => caps.has_any_net(),
-            Need::Timers => caps.contains(&Capability::Timers),
-            Need::Exec => caps.contains(&Capability::Exec),
-            Need::Memory => {
-                caps.contains(&Capability::Memory)
-                    || caps.iter().any(|c| matches!(c, Capability::MemoryShared(_)))
-            }
-            Need::Driver(n) => caps.contains(&Capability::Driver(n.clone())),
-        }
-    }
-
-    /// The weakest capability that satisfies this need.
-    pub fn capability(&self) -> Capability {
-        match self {
-            Need::Fs => Capability::FsRead,
-            Need::Net => Capability::Net,
-            Need::Timers => Capability::Timers,
-            Need::Exec => Capability::Exec,
-            Need::Memory => Capability::Memory,
-            Need::Driver(n) => Capability::Driver(n.clone()),
-        }
-    }
-
-    /// Whether this build of the kernel can link what the need refers to.
-    pub fn linkable(&self) -> bool {
-        true
-    }
-}
-
-impl fmt::Display for Need {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Need::Net => f.write_str("net (or net:HOST)"),
-            other => write!(f, "{}", other.capability()),
-        }
-    }
-}
+use crate::interfaces::{self, Import, InterfaceSet};
 
 /// Why a component cannot be used as a driver.
 #[derive(Debug, thiserror::Error)]
@@ -80,55 +22,25 @@ pub enum DriverLoadError {
     BadSpec { driver: String, syscall: String, why: String },
 }
 
-/// Reads a component's imports and maps each to a [`Need`]; imports AgentOS
-/// never provides are refused with the reason.
-pub fn needs_of(engine: &Engine, component: &Component, driver: &str) -> Result<Vec<Need>, DriverLoadError> {
-    let mut needs = Vec::new();
+/// Reads a component's imports and maps each to a host interface (see
+/// [`crate::interfaces`]); imports AgentOS never provides are refused with
+/// the reason.
+pub(crate) fn imports_of(engine: &Engine, component: &Component, driver: &str) -> Result<InterfaceSet, DriverLoadError> {
+    let mut set = InterfaceSet::default();
     for (name, _) in component.component_type().imports(engine) {
-        let iface = name.split('@').next().unwrap_or(name);
-        let refuse = |why: &str| DriverLoadError::Import {
-            driver: driver.to_string(),
-            import: name.to_string(),
-            why: why.to_string(),
-        };
-        let need = match iface {
-            "wasi:filesystem/types" | "wasi:filesystem/preopens" => Some(Need::Fs),
-            "wasi:http/outgoing-handler" | "wasi:http/types" => Some(Need::Net),
-            "aos:kernel/timers" => Some(Need::Timers),
-            "aos:kernel/container" => Some(Need::Exec),
-            "aos:kernel/embedder" | "aos:kernel/vector-store" => Some(Need::Memory),
-            "aos:kernel/log" | "aos:kernel/config" | "aos:kernel/types" => None,
-            i if i.starts_with("wasi:io/")
-                || i.starts_with("wasi:clocks/")
-                || i.starts_with("wasi:random/")
-                || i.starts_with("wasi:cli/") =>
-            {
-                None
-            }
-            i if i.starts_with("wasi:sockets/") => {
-                return Err(refuse(
-                    "raw sockets are never granted to drivers; make HTTP requests through wasi:http (capability `net`)",
-                ))
-            }
-            _ => return Err(refuse("AgentOS provides no such interface (see wit/ for what drivers may import)")),
-        };
-        if let Some(n) = need {
-            if !needs.contains(&n) {
-                needs.push(n);
+        match interfaces::classify(name) {
+            Ok(Import::Base) => {}
+            Ok(Import::Optional(i)) => set.insert(i),
+            Err(why) => {
+                return Err(DriverLoadError::Import {
+                    driver: driver.to_string(),
+                    import: name.to_string(),
+                    why: why.to_string(),
+                })
             }
         }
     }
-    for n in &needs {
-        if !n.linkable() {
-            return Err(DriverLoadError::Import {
-                driver: driver.to_string(),
-                import: format!("{n}"),
-                why: "this kernel build cannot provide that capability to drivers yet".into(),
-            });
-        }
-    }
-    needs.sort();
-    Ok(needs)
+    Ok(set)
 }
 
 /// One syscall of a loaded driver.
@@ -152,38 +64,51 @@ pub struct LoadedDriver {
     pub source: DriverSource,
     pub sha256: String,
     pub component: Component,
-    pub needs: Vec<Need>,
+    /// The optional host interfaces its imports use.
+    pub(crate) imports: InterfaceSet,
     pub syscalls: Vec<LoadedSyscall>,
 }
 
 impl LoadedDriver {
-    /// Capabilities an agent needs for `syscall` of this driver.
+    /// The grant of its own an installed (third-party) driver needs: `driver:NAME`.
+    fn own_grant(&self) -> Option<Capability> {
+        matches!(self.source, DriverSource::Installed(_)).then(|| Capability::Driver(self.name.to_string()))
+    }
+
+    /// What any syscall of this driver needs, as `aos driver ls` shows it:
+    /// its interfaces' requirements, then its own `driver:NAME` grant.
+    pub fn needs_shown(&self) -> Vec<String> {
+        let mut v: Vec<String> = self.imports.iter().map(|i| i.shown()).collect();
+        v.extend(self.own_grant().map(|c| c.to_string()));
+        v
+    }
+
+    /// Capabilities an agent needs for `syscall` of this driver (the weakest
+    /// of each requirement, without those a stronger one implies).
     pub fn requirements(&self, syscall: &LoadedSyscall) -> Vec<Capability> {
-        let mut req: Vec<Capability> = self.needs.iter().map(Need::capability).collect();
+        let mut req: Vec<Capability> = self.imports.iter().map(|i| i.weakest()).collect();
+        req.extend(self.own_grant());
         for r in &syscall.requires {
             if !req.contains(r) {
                 req.push(r.clone());
             }
         }
-        // Drop what a stronger requirement implies (`fs:rw` ⇒ `fs:ro`).
-        let implied: Vec<Capability> = req
-            .iter()
-            .filter_map(|c| match c {
-                Capability::FsWrite => Some(Capability::FsRead),
-                Capability::ExecNet => Some(Capability::Exec),
-                _ => None,
-            })
-            .collect();
-        req.retain(|c| !implied.contains(c));
+        let all = req.clone();
+        req.retain(|c| !all.iter().any(|o| o != c && o.implies(c)));
         req
     }
 
-    /// The first requirement of `syscall` that `caps` does not satisfy.
-    pub fn missing(&self, syscall: &LoadedSyscall, caps: &CapabilitySet) -> Option<String> {
-        if let Some(n) = self.needs.iter().find(|n| !n.satisfied_by(caps)) {
-            return Some(n.to_string());
+    /// The first requirement of `syscall` that `caps` does not satisfy:
+    /// its interfaces (in the order of [`interfaces::ALL`]), its own
+    /// `driver:NAME` grant, then what the syscall declares (e.g. `fs:rw`).
+    pub fn missing(&self, syscall: &LoadedSyscall, caps: &CapabilitySet) -> Option<Missing> {
+        if let Some(m) = self.imports.first_missing(caps) {
+            return Some(m);
         }
-        syscall.requires.iter().find(|c| !caps.grants(c)).map(|c| c.to_string())
+        if let Some(c) = self.own_grant().filter(|c| !caps.grants(c)) {
+            return Some(Missing::capability(c));
+        }
+        syscall.requires.iter().find(|c| !caps.grants(c)).map(|c| Missing::capability(c.clone()))
     }
 }
 

@@ -1,31 +1,40 @@
 //! The AgentOS driver runtime: loads driver components (built-in and
-//! installed), and runs one syscall at a time inside a wasmtime store whose
-//! imports and preopens are derived from the calling agent's capabilities.
+//! installed), resolves a syscall name for a caller's grants, and runs one
+//! call at a time inside a wasmtime store whose imports and preopens are
+//! derived from the calling agent's capabilities. It is the kernel's
+//! [`SyscallSource`] for driver syscalls.
 //!
 //! ```ignore
 //! let rt = DriverRuntime::open(RuntimeConfig::new(home)).await?;
-//! let specs = rt.syscalls_for(&caps);                       // what this agent may call
-//! let out = rt.call(&AgentContext { pid, caps, workspace }, "FS_READ", &json!({"path": "a.txt"})).await;
-//! rt.release_agent(pid);                                    // drop pooled instances
+//! let specs = rt.syscalls_for(&caps);                        // what this agent may call
+//! let h = rt.resolve("FS_READ", &caps)?;                     // or a typed refusal
+//! let out = h.call(&AgentContext { pid, caps, workspace }, &json!({"path": "a.txt"})).await;
+//! rt.release_agent(pid);                                     // drop pooled instances
 //! ```
 //!
 //! Module map: `engine` (engine, epoch ticker, compiled-component cache),
-//! `driver` (import analysis → capability needs, loaded drivers), `linker`
-//! (capability-derived linkers), `state` (per-instance store state and host
-//! interfaces), `bindings` (WIT bindings).
+//! `driver` (loaded drivers: the interfaces their imports use, their
+//! syscalls and what each requires), `interfaces` (one module per host
+//! interface: WIT names, enabling grants, linking, per-instance set-up, host
+//! functions; the linker is built from them), `state` (per-instance store
+//! state, limits, what instances share), `container` and `docker` (the
+//! container engine behind `exec`), `net` (the outgoing HTTP policy behind
+//! `net`), `bindings` (WIT bindings).
 
 mod bindings;
 pub mod container;
 pub mod docker;
 pub mod driver;
-mod memory;
 mod engine;
-mod linker;
+mod interfaces;
 pub mod net;
 mod state;
 
-pub use aos_abi::{CallOutcome, Capability, CapabilitySet, Effect, SyscallError, SyscallSpec};
-pub use driver::{DriverLoadError, DriverSource, Need};
+pub use aos_abi::{
+    AgentContext, CallOutcome, Capability, CapabilitySet, Effect, Missing, Refusal, SyscallError, SyscallHandle,
+    SyscallSource, SyscallSpec,
+};
+pub use driver::{DriverLoadError, DriverSource};
 pub use container::{ContainerAgent, ContainerBackend, ExecOutput};
 pub use docker::{DockerBackend, DockerConfig, DockerStatus};
 pub use engine::CacheOutcome;
@@ -35,17 +44,18 @@ pub use aos_memory;
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicU64;
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, Mutex, RwLock, Weak};
 use std::time::{Duration, Instant};
 
+use async_trait::async_trait;
 use wasmtime::{Engine, Store, Trap, UpdateDeadline};
 use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
-use wasmtime_wasi::{FsPerms, WasiCtxBuilder};
+use wasmtime_wasi::WasiCtxBuilder;
 
 use bindings::{Full, FullPre};
 use driver::{check_spec, LoadedDriver, LoadedSyscall};
-use linker::LinkProfile;
-use state::{DriverState, Limits, STDERR_CAPTURE};
+use interfaces::{InterfaceSet, Prepare};
+use state::{DriverState, HostStates, Limits, Shared, STDERR_CAPTURE};
 
 /// Directory holding every driver component built with the host (built-in
 /// and examples), e.g. `aos_driver_wordcount.wasm`.
@@ -142,15 +152,6 @@ impl RuntimeConfig {
     }
 }
 
-/// Who is calling: the kernel passes this with every call.
-#[derive(Debug, Clone)]
-pub struct AgentContext {
-    pub pid: u64,
-    pub caps: CapabilitySet,
-    /// Host directory preopened at `/workspace` when the agent holds `fs:*`.
-    pub workspace: PathBuf,
-}
-
 /// A driver syscall and what it takes to call it.
 #[derive(Debug, Clone)]
 pub struct SyscallInfo {
@@ -221,20 +222,49 @@ struct Pooled {
     workspace: PathBuf,
 }
 
+/// Why a new instance could not be made (typed by the stage that failed,
+/// not by the text of wasmtime's message).
+enum InstantiateError {
+    /// An interface's per-instance set-up refused (e.g. the workspace is gone).
+    Prepare(SyscallError),
+    /// The linker of the agent's grants lacks an import of the component.
+    Link(wasmtime::Error),
+    /// The component's start failed.
+    Start(wasmtime::Error),
+}
+
+impl InstantiateError {
+    fn into_syscall_error(self, driver: &str) -> SyscallError {
+        match self {
+            InstantiateError::Prepare(e) => e,
+            InstantiateError::Link(e) => SyscallError::Denied(format!(
+                "driver `{driver}` imports an interface this agent was not granted: {e:#}"
+            )),
+            InstantiateError::Start(e) => SyscallError::Internal(format!("cannot start driver `{driver}`: {e:#}")),
+        }
+    }
+
+    fn describe(&self) -> String {
+        match self {
+            InstantiateError::Prepare(e) => e.to_string(),
+            InstantiateError::Link(e) | InstantiateError::Start(e) => format!("{e:#}"),
+        }
+    }
+}
+
 /// Loads drivers and runs syscalls. Share it as `Arc<DriverRuntime>`.
 pub struct DriverRuntime {
     config: RuntimeConfig,
     engine: Engine,
     drivers: RwLock<Vec<Arc<LoadedDriver>>>,
-    pres: Mutex<HashMap<(Arc<str>, LinkProfile), FullPre<DriverState>>>,
+    pres: Mutex<HashMap<(Arc<str>, InterfaceSet), FullPre<DriverState>>>,
     pool: Mutex<HashMap<(u64, Arc<str>), Pooled>>,
-    timer_ids: Arc<AtomicU64>,
-    /// Shared, read-only views of the configuration handed to every instance.
-    net_policy: Arc<net::NetPolicy>,
-    driver_settings: HashMap<String, Arc<serde_json::Map<String, serde_json::Value>>>,
-    no_settings: Arc<serde_json::Map<String, serde_json::Value>>,
+    /// What every instance shares (policy, engines, settings).
+    shared: Shared,
     /// How each driver was obtained at open (cache hit or compiled).
     load_report: Vec<(String, CacheOutcome)>,
+    /// This runtime, for the handles it gives out.
+    me: Weak<DriverRuntime>,
 }
 
 impl DriverRuntime {
@@ -242,20 +272,23 @@ impl DriverRuntime {
     /// only if the on-disk cache has no artifact for this engine.
     pub async fn open(config: RuntimeConfig) -> Result<Arc<DriverRuntime>, RuntimeError> {
         let engine = engine::new_engine().map_err(engine_err)?;
-        let net_policy = Arc::new(net::NetPolicy::new(config.net.clone())?);
-        let driver_settings =
-            config.driver_config.iter().map(|(k, v)| (k.clone(), Arc::new(v.clone()))).collect();
-        let mut rt = DriverRuntime {
-            net_policy,
-            driver_settings,
+        let shared = Shared {
+            net_policy: Arc::new(net::NetPolicy::new(config.net.clone())?),
+            container: config.container.clone(),
+            memory: config.memory.clone(),
+            timer_ids: Arc::new(AtomicU64::new(1)),
+            driver_settings: config.driver_config.iter().map(|(k, v)| (k.clone(), Arc::new(v.clone()))).collect(),
             no_settings: Arc::default(),
+        };
+        let mut rt = DriverRuntime {
+            shared,
             config,
             engine,
             drivers: RwLock::new(Vec::new()),
             pres: Mutex::new(HashMap::new()),
             pool: Mutex::new(HashMap::new()),
-            timer_ids: Arc::new(AtomicU64::new(1)),
             load_report: Vec::new(),
+            me: Weak::new(),
         };
         for (name, bytes) in BUILTIN_DRIVERS {
             let (d, outcome) = rt.load(name, bytes, DriverSource::BuiltIn).await?;
@@ -279,7 +312,7 @@ impl DriverRuntime {
                 rt.load_report.push((name, outcome));
             }
         }
-        Ok(Arc::new(rt))
+        Ok(Arc::new_cyclic(|me| DriverRuntime { me: me.clone(), ..rt }))
     }
 
     /// How each driver was obtained when the runtime opened.
@@ -309,22 +342,19 @@ impl DriverRuntime {
         let (component, outcome) =
             engine::load_component(&self.engine, &self.config.cache_dir(), bytes)
                 .map_err(|e| invalid(format!("{e:#}")))?;
-        let mut needs = driver::needs_of(&self.engine, &component, name)?;
-        if matches!(source, DriverSource::Installed(_)) {
-            needs.push(Need::Driver(name.to_string()));
-        }
+        let imports = driver::imports_of(&self.engine, &component, name)?;
         let mut d = LoadedDriver {
             name: Arc::from(name),
             source,
             sha256: engine::sha256_hex(bytes),
             component,
-            needs,
+            imports,
             syscalls: Vec::new(),
         };
         let (mut store, full) = self
-            .instantiate(&d, LinkProfile::everything(), None)
+            .instantiate(&d, InterfaceSet::everything(), None)
             .await
-            .map_err(|e| invalid(format!("cannot instantiate it: {e:#}")))?;
+            .map_err(|e| invalid(format!("cannot instantiate it: {}", e.describe())))?;
         store.data_mut().deadline = Instant::now() + self.config.timeout_for(name);
         let specs = full
             .aos_kernel_driver()
@@ -347,42 +377,35 @@ impl DriverRuntime {
         Ok((d, outcome))
     }
 
-    fn pre(&self, d: &LoadedDriver, profile: LinkProfile) -> wasmtime::Result<FullPre<DriverState>> {
+    fn pre(&self, d: &LoadedDriver, profile: InterfaceSet) -> wasmtime::Result<FullPre<DriverState>> {
         let key = (d.name.clone(), profile);
         if let Some(p) = self.pres.lock().unwrap().get(&key) {
             return Ok(p.clone());
         }
-        let linker = linker::build(&self.engine, profile)?;
+        let linker = interfaces::linker(&self.engine, profile)?;
         let pre = FullPre::new(linker.instantiate_pre(&d.component)?)?;
         self.pres.lock().unwrap().insert(key, pre.clone());
         Ok(pre)
     }
 
-    /// A new instance of `d` for `agent` (or, with `None`, for describing it).
+    /// A new instance of `d` for `agent` (or, with `None`, for describing
+    /// it): linked with the interfaces of `profile`, each enabled interface
+    /// preparing its part of the instance.
     async fn instantiate(
         &self,
         d: &LoadedDriver,
-        profile: LinkProfile,
+        profile: InterfaceSet,
         agent: Option<&AgentContext>,
-    ) -> wasmtime::Result<(Store<DriverState>, Full)> {
-        let pre = self.pre(d, profile)?;
+    ) -> Result<(Store<DriverState>, Full), InstantiateError> {
+        let pre = self.pre(d, profile).map_err(InstantiateError::Link)?;
         let stderr = MemoryOutputPipe::new(STDERR_CAPTURE);
         let mut wasi = WasiCtxBuilder::new();
         wasi.allow_blocking_current_thread(true).stderr(stderr.clone());
+        let mut hosts = HostStates::new(&self.shared);
         if let Some(agent) = agent {
-            if profile.fs {
-                let perms = if agent.caps.contains(&Capability::FsWrite) {
-                    FsPerms::ReadWrite
-                } else {
-                    FsPerms::ReadOnly
-                };
-                if !agent.workspace.is_dir() {
-                    return Err(wasmtime::Error::msg(format!(
-                        "the workspace {} does not exist",
-                        agent.workspace.display()
-                    )));
-                }
-                wasi.preopened_dir(&agent.workspace, "/workspace", perms)?;
+            for iface in profile.iter() {
+                let mut cx = Prepare { agent, wasi: &mut wasi, hosts: &mut hosts, shared: &self.shared };
+                iface.prepare(&mut cx).map_err(InstantiateError::Prepare)?;
             }
         }
         let state = DriverState {
@@ -395,27 +418,14 @@ impl DriverRuntime {
             },
             driver: d.name.clone(),
             pid: agent.map(|a| a.pid).unwrap_or(0),
-            config: self.driver_settings.get(&*d.name).unwrap_or(&self.no_settings).clone(),
+            config: self.shared.settings(&d.name),
             effects: Vec::new(),
-            timer_ids: self.timer_ids.clone(),
+            timer_ids: self.shared.timer_ids.clone(),
             stderr,
             timed_out: false,
             deadline: Instant::now() + self.config.timeout_for(&d.name),
-            container: self.config.container.clone(),
-            container_agent: agent.filter(|_| profile.exec).map(|a| ContainerAgent {
-                pid: a.pid,
-                workspace: a.workspace.clone(),
-                workspace_writable: a.caps.contains(&Capability::FsWrite),
-                network: a.caps.contains(&Capability::ExecNet),
-            }),
-            memory: self.config.memory.clone().filter(|_| profile.memory),
-            memory_caps: agent.filter(|_| profile.memory).map(|a| a.caps.clone()).unwrap_or_default(),
             http: wasmtime_wasi_http::WasiHttpCtx::new(),
-            net: net::NetHooks {
-                caps: agent.map(|a| a.caps.clone()).unwrap_or_default(),
-                policy: self.net_policy.clone(),
-                notes: Default::default(),
-            },
+            hosts,
         };
         let mut store = Store::new(&self.engine, state);
         store.limiter(|s| &mut s.limits);
@@ -430,7 +440,7 @@ impl DriverRuntime {
                 Ok(UpdateDeadline::Yield(1))
             }
         });
-        let full = pre.instantiate_async(&mut store).await?;
+        let full = pre.instantiate_async(&mut store).await.map_err(InstantiateError::Start)?;
         Ok((store, full))
     }
 
@@ -438,13 +448,28 @@ impl DriverRuntime {
         self.drivers.read().unwrap().clone()
     }
 
-    fn find(&self, name: &str) -> Option<(Arc<LoadedDriver>, LoadedSyscall)> {
+    fn find(&self, name: &str) -> Option<(Arc<LoadedDriver>, usize)> {
         for d in self.drivers.read().unwrap().iter() {
-            if let Some(s) = d.syscalls.iter().find(|s| s.spec.name == name) {
-                return Some((d.clone(), s.clone()));
+            if let Some(i) = d.syscalls.iter().position(|s| s.spec.name == name) {
+                return Some((d.clone(), i));
             }
         }
         None
+    }
+
+    /// Resolves `name` for a holder of `caps`: the handle that runs it, or
+    /// why not (unknown, or the first requirement `caps` lacks). The one
+    /// grant check of a driver call; the linker built from the same grants
+    /// enforces it structurally.
+    pub fn resolve(&self, name: &str, caps: &CapabilitySet) -> Result<DriverSyscall, Refusal> {
+        let Some((driver, index)) = self.find(name) else {
+            return Err(Refusal::Unknown { name: name.to_string(), available: None });
+        };
+        if let Some(missing) = driver.missing(&driver.syscalls[index], caps) {
+            return Err(Refusal::Denied { name: name.to_string(), missing });
+        }
+        let rt = self.me.upgrade().expect("a runtime is only used through its Arc");
+        Ok(DriverSyscall { rt, driver, index })
     }
 
     /// Driver syscalls an agent holding `caps` may call.
@@ -462,11 +487,17 @@ impl DriverRuntime {
 
     /// Looks up any driver syscall by name, granted or not.
     pub fn lookup(&self, name: &str) -> Option<SyscallInfo> {
-        self.find(name).map(|(d, s)| SyscallInfo {
+        self.find(name).map(|(d, i)| SyscallInfo {
             driver: d.name.to_string(),
-            requires: d.requirements(&s),
-            spec: s.spec,
+            requires: d.requirements(&d.syscalls[i]),
+            spec: d.syscalls[i].spec.clone(),
         })
+    }
+
+    /// The capabilities that grant driver syscall `name` (for a syscall name
+    /// used as a permission, `FS_WRITE` → `fs:rw`).
+    pub fn grant_for(&self, name: &str) -> Option<Vec<Capability>> {
+        self.lookup(name).map(|i| i.requires)
     }
 
     /// Every loaded driver.
@@ -474,21 +505,25 @@ impl DriverRuntime {
         self.drivers().iter().map(|d| info_of(d)).collect()
     }
 
-    /// Runs one driver syscall for `agent`.
+    /// Resolves and runs one driver syscall for `agent`.
     pub async fn call(
         &self,
         agent: &AgentContext,
         name: &str,
         args: &serde_json::Value,
     ) -> Result<CallOutcome, SyscallError> {
-        let Some((d, syscall)) = self.find(name) else {
-            return Err(SyscallError::NotFound(format!("unknown syscall `{name}`")));
-        };
-        if let Some(missing) = d.missing(&syscall, &agent.caps) {
-            return Err(SyscallError::Denied(format!(
-                "capability `{missing}` not granted (needed by {name})"
-            )));
-        }
+        self.resolve(name, &agent.caps)?.call(agent, args).await
+    }
+
+    /// Runs syscall `index` of `d` for `agent` (already resolved for its grants).
+    async fn run(
+        &self,
+        d: &Arc<LoadedDriver>,
+        index: usize,
+        agent: &AgentContext,
+        args: &serde_json::Value,
+    ) -> Result<CallOutcome, SyscallError> {
+        let name = d.syscalls[index].spec.name.as_str();
         if !args.is_object() {
             return Err(SyscallError::InvalidArguments(format!(
                 "{name} takes a JSON object, got {args}"
@@ -509,9 +544,9 @@ impl DriverRuntime {
             Some(p) => p,
             None => {
                 let (store, bindings) = self
-                    .instantiate(&d, LinkProfile::for_caps(&agent.caps), Some(agent))
+                    .instantiate(d, InterfaceSet::for_caps(&agent.caps), Some(agent))
                     .await
-                    .map_err(|e| instantiate_error(&d, &e))?;
+                    .map_err(|e| e.into_syscall_error(&d.name))?;
                 Pooled { store, bindings, caps: agent.caps.clone(), workspace: agent.workspace.clone() }
             }
         };
@@ -519,7 +554,7 @@ impl DriverRuntime {
         {
             let s = inst.store.data_mut();
             s.effects.clear();
-            s.net.notes.lock().unwrap().clear();
+            s.hosts.net.notes.lock().unwrap().clear();
             s.deadline = Instant::now() + deadline;
         }
         // Backstop for time spent in host functions, which the epoch deadline
@@ -559,7 +594,7 @@ impl DriverRuntime {
             Ok(Ok(reply)) => reply,
         };
         let effects = std::mem::take(&mut inst.store.data_mut().effects);
-        let notes = std::mem::take(&mut *inst.store.data().net.notes.lock().unwrap());
+        let notes = std::mem::take(&mut *inst.store.data().hosts.net.notes.lock().unwrap());
         if self.config.reuse_instances {
             self.pool.lock().unwrap().insert(key, inst);
         }
@@ -651,6 +686,81 @@ impl DriverRuntime {
     }
 }
 
+/// A driver syscall resolved for one caller's grants (see
+/// [`DriverRuntime::resolve`]); calling it runs the driver.
+pub struct DriverSyscall {
+    rt: Arc<DriverRuntime>,
+    driver: Arc<LoadedDriver>,
+    index: usize,
+}
+
+impl DriverSyscall {
+    /// The driver that offers it.
+    pub fn driver(&self) -> &str {
+        &self.driver.name
+    }
+
+    pub fn spec(&self) -> &SyscallSpec {
+        &self.driver.syscalls[self.index].spec
+    }
+
+    /// Runs it for `agent` (the caller it was resolved for).
+    pub async fn call(&self, agent: &AgentContext, args: &serde_json::Value) -> Result<CallOutcome, SyscallError> {
+        self.rt.run(&self.driver, self.index, agent, args).await
+    }
+}
+
+#[async_trait]
+impl SyscallHandle for DriverSyscall {
+    fn spec(&self) -> &SyscallSpec {
+        DriverSyscall::spec(self)
+    }
+    fn origin(&self) -> &str {
+        &self.driver.name
+    }
+    async fn call(&self, caller: &AgentContext, args: &serde_json::Value) -> Result<CallOutcome, SyscallError> {
+        DriverSyscall::call(self, caller, args).await
+    }
+}
+
+#[async_trait]
+impl SyscallSource for DriverRuntime {
+    fn offered(&self) -> Vec<SyscallSpec> {
+        self.drivers().iter().flat_map(|d| d.syscalls.iter().map(|s| s.spec.clone())).collect()
+    }
+
+    fn resolve(&self, name: &str, caps: &CapabilitySet) -> Option<Result<Arc<dyn SyscallHandle>, Refusal>> {
+        match DriverRuntime::resolve(self, name, caps) {
+            Ok(h) => Some(Ok(Arc::new(h))),
+            Err(Refusal::Unknown { .. }) => None,
+            Err(r) => Some(Err(r)),
+        }
+    }
+
+    fn grant_for(&self, name: &str) -> Option<Vec<Capability>> {
+        DriverRuntime::grant_for(self, name)
+    }
+
+    fn release(&self, pid: u64) {
+        self.release_agent(pid)
+    }
+
+    async fn shutdown(&self) {
+        DriverRuntime::shutdown(self).await
+    }
+
+    async fn max_owned_pid(&self) -> Option<u64> {
+        let m = self.memory()?;
+        match m.store.max_private_pid().await {
+            Ok(max) => Some(max),
+            Err(e) => {
+                tracing::warn!(target: "aos::memory", "cannot list memory spaces to reserve their pids: {e}");
+                None
+            }
+        }
+    }
+}
+
 fn info_of(d: &LoadedDriver) -> DriverInfo {
     DriverInfo {
         name: d.name.to_string(),
@@ -659,7 +769,7 @@ fn info_of(d: &LoadedDriver) -> DriverInfo {
             DriverSource::Installed(p) => p.display().to_string(),
         },
         sha256: d.sha256.clone(),
-        requires: d.needs.iter().map(|n| n.to_string()).collect(),
+        requires: d.needs_shown(),
         syscalls: d
             .syscalls
             .iter()
@@ -714,20 +824,6 @@ fn read_driver_file(path: &Path, name: Option<&str>) -> Result<(String, Vec<u8>)
     Ok((name, bytes))
 }
 
-fn instantiate_error(d: &LoadedDriver, e: &wasmtime::Error) -> SyscallError {
-    let msg = format!("{e:#}");
-    if msg.contains("workspace") && msg.contains("does not exist") {
-        return SyscallError::Io(msg);
-    }
-    if msg.contains("matching implementation was not found") {
-        return SyscallError::Denied(format!(
-            "driver `{}` imports an interface this agent was not granted: {msg}",
-            d.name
-        ));
-    }
-    SyscallError::Internal(format!("cannot start driver `{}`: {msg}", d.name))
-}
-
 /// A short explanation of a trap: its code, plus the guest's panic message if
 /// it printed one. Host backtraces are never included.
 fn describe_trap(e: &wasmtime::Error, st: &DriverState) -> String {
@@ -771,13 +867,13 @@ mod tests {
         let engine = engine::new_engine().unwrap();
         let fs = wasmtime::component::Component::new(&engine, BUILTIN_DRIVERS[0].1).unwrap();
         let timers = wasmtime::component::Component::new(&engine, BUILTIN_DRIVERS[1].1).unwrap();
-        let none = linker::build(&engine, LinkProfile::for_caps(&CapabilitySet::empty())).unwrap();
+        let none = interfaces::linker(&engine, InterfaceSet::for_caps(&CapabilitySet::empty())).unwrap();
         for c in [&fs, &timers] {
             let err = none.instantiate_pre(c).err().expect("must not link").to_string();
             assert!(err.contains("matching implementation was not found"), "{err}");
         }
         let caps = CapabilitySet::parse(["fs:ro"]).unwrap();
-        let with_fs = linker::build(&engine, LinkProfile::for_caps(&caps)).unwrap();
+        let with_fs = interfaces::linker(&engine, InterfaceSet::for_caps(&caps)).unwrap();
         assert!(with_fs.instantiate_pre(&fs).is_ok());
         assert!(with_fs.instantiate_pre(&timers).is_err());
     }

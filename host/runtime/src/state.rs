@@ -1,10 +1,12 @@
 //! The per-instance store state of a driver (`DriverState`): its WASI
-//! context (workspace preopen, no env, no stdio but a captured stderr), its
-//! resource limits, and the host-interface implementations (`log`, `config`,
-//! `timers`, `container`; `embedder` and `vector-store` live in `memory.rs`)
-//! that record effects for the kernel.
+//! context (no env, no stdio but a captured stderr; the workspace preopen
+//! when the `fs` interface is enabled), its resource limits and deadline,
+//! the effects recorded for the kernel, and the state each enabled host
+//! interface prepared (see [`crate::interfaces`], where their host
+//! functions live). [`Shared`] is what every instance of a runtime shares.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::collections::HashMap;
+use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 
 use wasmtime::component::ResourceTable;
@@ -12,16 +14,30 @@ use wasmtime::ResourceLimiter;
 use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
-use crate::bindings::aos::kernel::{config, container, log, timers, types};
-use crate::container::{no_backend, ContainerAgent, SharedBackend};
-use crate::net::NetHooks;
-use crate::bindings::WitSyscallError;
+use crate::container::{ContainerAgent, SharedBackend};
+use crate::net::{NetHooks, NetPolicy};
 use aos_abi::Effect;
 
 /// Bytes of guest stderr kept to explain a crash (panic message).
 pub(crate) const STDERR_CAPTURE: usize = 16 * 1024;
-/// Longest log line a driver may emit.
-const MAX_LOG_LINE: usize = 4096;
+
+/// Runtime-wide state handed to every instance: the outgoing HTTP policy,
+/// the container engine, long-term memory, timer ids and driver settings.
+pub(crate) struct Shared {
+    pub net_policy: Arc<NetPolicy>,
+    pub container: SharedBackend,
+    pub memory: Option<aos_memory::MemoryService>,
+    pub timer_ids: Arc<AtomicU64>,
+    pub driver_settings: HashMap<String, Arc<serde_json::Map<String, serde_json::Value>>>,
+    pub no_settings: Arc<serde_json::Map<String, serde_json::Value>>,
+}
+
+impl Shared {
+    /// The `[drivers.NAME]` settings of `driver`.
+    pub fn settings(&self, driver: &str) -> Arc<serde_json::Map<String, serde_json::Value>> {
+        self.driver_settings.get(driver).unwrap_or(&self.no_settings).clone()
+    }
+}
 
 /// Memory and table caps of one instance. Remembers whether a limit was hit,
 /// so a trap that follows can be reported as "limit exceeded".
@@ -81,16 +97,37 @@ pub(crate) struct DriverState {
     /// When the current call must end. Time spent waiting in a host call
     /// (a container command) is added back: the deadline bounds the guest.
     pub deadline: std::time::Instant,
-    /// The container engine for `exec` agents, and who they are.
+    /// `wasi:http` state (its policy hook is in `hosts.net`).
+    pub http: wasmtime_wasi_http::WasiHttpCtx,
+    /// What the enabled host interfaces prepared.
+    pub hosts: HostStates,
+}
+
+/// Per-instance state of the optional host interfaces, filled by their
+/// `prepare` (see [`crate::interfaces`]); empty for interfaces not enabled.
+pub(crate) struct HostStates {
+    /// `exec`: the container engine, and who the commands run for.
     pub container: SharedBackend,
     pub container_agent: Option<ContainerAgent>,
-    /// `wasi:http` state and policy for `net` agents.
-    pub http: wasmtime_wasi_http::WasiHttpCtx,
+    /// `net`: the policy hook every outgoing request passes.
     pub net: NetHooks,
-    /// Long-term memory for `memory` agents, and the grants that decide
-    /// which spaces this instance may touch (see `memory.rs`).
+    /// `memory`: the service, and the grants that decide which spaces this
+    /// instance may touch.
     pub memory: Option<aos_memory::MemoryService>,
     pub memory_caps: aos_abi::CapabilitySet,
+}
+
+impl HostStates {
+    /// Nothing enabled yet; the net hook has the runtime's policy and no grants.
+    pub fn new(shared: &Shared) -> HostStates {
+        HostStates {
+            container: None,
+            container_agent: None,
+            net: NetHooks { caps: Default::default(), policy: shared.net_policy.clone(), notes: Default::default() },
+            memory: None,
+            memory_caps: Default::default(),
+        }
+    }
 }
 
 impl WasiView for DriverState {
@@ -99,83 +136,8 @@ impl WasiView for DriverState {
     }
 }
 
-impl types::Host for DriverState {}
-
 impl wasmtime_wasi_http::WasiHttpView for DriverState {
     fn http(&mut self) -> wasmtime_wasi_http::WasiHttpCtxView<'_> {
-        wasmtime_wasi_http::WasiHttpCtxView { ctx: &mut self.http, table: &mut self.table, hooks: &mut self.net }
-    }
-}
-
-impl container::Host for DriverState {
-    async fn exec(&mut self, req: container::ExecRequest) -> Result<container::ExecOutput, WitSyscallError> {
-        let Some(backend) = self.container.clone() else {
-            return Err(no_backend().into());
-        };
-        let Some(agent) = self.container_agent.clone() else {
-            return Err(WitSyscallError::Denied("capability `exec` not granted".into()));
-        };
-        let started = std::time::Instant::now();
-        let timeout = std::time::Duration::from_millis(u64::from(req.timeout_ms.max(1)));
-        let out = backend.exec(&agent, &req.cmd, timeout).await;
-        self.deadline += started.elapsed();
-        let out = out.map_err(WitSyscallError::from)?;
-        Ok(container::ExecOutput {
-            exit_code: out.exit_code,
-            stdout: out.stdout,
-            stderr: out.stderr,
-            truncated: out.truncated,
-            timed_out: out.timed_out,
-        })
-    }
-}
-
-impl log::Host for DriverState {
-    async fn log(&mut self, level: log::Level, mut message: String) {
-        if message.len() > MAX_LOG_LINE {
-            let mut cut = MAX_LOG_LINE;
-            while !message.is_char_boundary(cut) {
-                cut -= 1;
-            }
-            message.truncate(cut);
-            message.push_str(" …[truncated]");
-        }
-        let (driver, pid) = (&*self.driver, self.pid);
-        match level {
-            log::Level::Trace => tracing::trace!(target: "aos::driver", driver, pid, "{message}"),
-            log::Level::Debug => tracing::debug!(target: "aos::driver", driver, pid, "{message}"),
-            log::Level::Info => tracing::info!(target: "aos::driver", driver, pid, "{message}"),
-            log::Level::Warn => tracing::warn!(target: "aos::driver", driver, pid, "{message}"),
-            log::Level::Error => tracing::error!(target: "aos::driver", driver, pid, "{message}"),
-        }
-    }
-}
-
-impl config::Host for DriverState {
-    async fn get(&mut self, key: String) -> Option<String> {
-        self.config.get(&key).map(|v| v.to_string())
-    }
-}
-
-impl timers::Host for DriverState {
-    async fn sleep(&mut self, seconds: f64) -> Result<(), WitSyscallError> {
-        if !(seconds.is_finite() && seconds > 0.0) {
-            return Err(WitSyscallError::InvalidArguments(format!(
-                "sleep needs a positive number of seconds, got {seconds}"
-            )));
-        }
-        self.effects.push(Effect::Sleep { seconds });
-        Ok(())
-    }
-
-    async fn schedule(&mut self, seconds: f64, prompt: String) -> Result<u64, WitSyscallError> {
-        if !(seconds.is_finite() && seconds > 0.0) {
-            return Err(WitSyscallError::InvalidArguments(format!(
-                "schedule needs a positive number of seconds, got {seconds}"
-            )));
-        }
-        let id = self.timer_ids.fetch_add(1, Ordering::Relaxed);
-        self.effects.push(Effect::Schedule { id, seconds, prompt });
-        Ok(id)
+        wasmtime_wasi_http::WasiHttpCtxView { ctx: &mut self.http, table: &mut self.table, hooks: &mut self.hosts.net }
     }
 }

@@ -8,7 +8,7 @@ use clap::{Args, Subcommand};
 use serde_json::Value;
 
 use aos_abi::CapabilitySet;
-use aos_runtime::{AgentContext, DriverInfo, DriverRuntime, RuntimeConfig};
+use aos_runtime::{AgentContext, DriverInfo, DriverRuntime, Refusal, RuntimeConfig};
 
 #[derive(Debug, Subcommand)]
 pub enum DriverCmd {
@@ -152,7 +152,6 @@ fn parse_setting(s: &str) -> Result<(String, String, Value)> {
 }
 
 async fn call(a: CallArgs) -> Result<i32> {
-    let caps = CapabilitySet::parse(&a.grants)?;
     let args: Value = serde_json::from_str(&a.args)
         .with_context(|| format!("the arguments are not valid JSON: {}", a.args))?;
     if !(a.timeout.is_finite() && a.timeout > 0.0) {
@@ -167,6 +166,8 @@ async fn call(a: CallArgs) -> Result<i32> {
         cfg.driver_config.entry(driver).or_default().insert(key, value);
     }
     let rt = open_runtime(cfg).await?;
+    // Syscall names are accepted as permissions too (`--grant FS_READ`).
+    let caps = CapabilitySet::parse_with(&a.grants, &|name| rt.grant_for(name))?;
     match rt.lookup(&a.syscall) {
         None => bail!("no driver offers `{}` (see `aos driver ls`)", a.syscall),
         Some(info) if info.driver != a.driver => bail!(
@@ -184,10 +185,21 @@ async fn call(a: CallArgs) -> Result<i32> {
     let workspace = workspace
         .canonicalize()
         .with_context(|| format!("the workspace {} does not exist", workspace.display()))?;
+    let handle = match rt.resolve(&a.syscall, &caps) {
+        Ok(h) => h,
+        Err(refusal) => {
+            eprintln!("error: {}", aos_abi::SyscallError::from(refusal.clone()));
+            if let Refusal::Denied { missing, .. } = refusal {
+                eprintln!("hint: grant it with --grant {}", missing.capability);
+            }
+            rt.shutdown().await;
+            return Ok(1);
+        }
+    };
     let agent = AgentContext { pid: 1, caps, workspace };
     let mut result = None;
     for _ in 0..a.repeat.max(1) {
-        result = Some(rt.call(&agent, &a.syscall, &args).await);
+        result = Some(handle.call(&agent, &args).await);
     }
     rt.shutdown().await;
     match result.expect("at least one call") {

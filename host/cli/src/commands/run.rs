@@ -90,7 +90,7 @@ pub async fn run(a: RunArgs) -> Result<i32> {
     } else if a.grants.is_empty() {
         CapabilitySet::all_builtin()
     } else {
-        CapabilitySet::parse(&a.grants)?
+        kernel.parse_grants(&a.grants)?
     };
     let mut events = kernel.subscribe();
     let workspace = match a.workspace {

@@ -12,7 +12,6 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use aos_abi::CapabilitySet;
 use aos_kernel::{Kernel, KernelConfig, Pid, SpawnRequest};
 use aos_providers::{Completion, CompletionRequest, Provider, ProviderError, ScriptProvider};
 use aos_runtime::{DriverRuntime, RuntimeConfig};
@@ -138,7 +137,7 @@ impl Harness {
             task: task.into(),
             provider: "script".into(),
             model: model.into(),
-            caps: CapabilitySet::parse(caps).unwrap(),
+            caps: self.kernel.parse_grants(caps).unwrap(),
             ..Default::default()
         }
     }

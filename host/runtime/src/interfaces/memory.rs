@@ -1,5 +1,5 @@
-//! The `aos:kernel/embedder` and `aos:kernel/vector-store` host interfaces
-//! (capability `memory` or `memory:shared/NAME`). The host, not the guest,
+//! `aos:kernel/embedder` and `aos:kernel/vector-store` (capability `memory`
+//! or any `memory:shared/NAME`): long-term memory. The host, not the guest,
 //! decides which memory space a call reaches, from the pid and capabilities
 //! the instance was created for:
 //!
@@ -11,12 +11,38 @@
 //! `RuntimeConfig::memory`; without one, every call says how to set it up.
 //! Time spent in these calls is added back to the guest's deadline.
 
-use aos_abi::{Capability, SyscallError};
+use wasmtime::component::{HasSelf, Linker};
+
+use aos_abi::{Capability, CapabilitySet, SyscallError};
 use aos_memory::{MemoryError, MemoryService, Space};
 
+use super::{HostInterface, Prepare};
 use crate::bindings::aos::kernel::{embedder, vector_store};
 use crate::bindings::WitSyscallError;
 use crate::state::DriverState;
+
+pub(crate) struct Memory;
+
+impl HostInterface for Memory {
+    fn wit_names(&self) -> &'static [&'static str] {
+        &["aos:kernel/embedder", "aos:kernel/vector-store"]
+    }
+    fn enabled_by(&self, caps: &CapabilitySet) -> bool {
+        caps.any(|c| matches!(c, Capability::Memory | Capability::MemoryShared(_)))
+    }
+    fn weakest(&self) -> Capability {
+        Capability::Memory
+    }
+    fn add_to_linker(&self, l: &mut Linker<DriverState>) -> wasmtime::Result<()> {
+        embedder::add_to_linker::<DriverState, HasSelf<DriverState>>(l, |s| s)?;
+        vector_store::add_to_linker::<DriverState, HasSelf<DriverState>>(l, |s| s)
+    }
+    fn prepare(&self, cx: &mut Prepare<'_>) -> Result<(), SyscallError> {
+        cx.hosts.memory = cx.shared.memory.clone();
+        cx.hosts.memory_caps = cx.agent.caps.clone();
+        Ok(())
+    }
+}
 
 fn no_memory() -> WitSyscallError {
     WitSyscallError::Internal(
@@ -38,7 +64,7 @@ pub(crate) fn to_wit(e: MemoryError) -> WitSyscallError {
 }
 
 /// Resolves the space a guest named, under the instance's grants.
-pub(crate) fn resolve_space(pid: u64, caps: &aos_abi::CapabilitySet, space: &str) -> Result<Space, WitSyscallError> {
+pub(crate) fn resolve_space(pid: u64, caps: &CapabilitySet, space: &str) -> Result<Space, WitSyscallError> {
     if space.is_empty() {
         if pid == 0 {
             return Err(WitSyscallError::Denied("no process is calling; there is no private memory".into()));
@@ -67,13 +93,13 @@ pub(crate) fn resolve_space(pid: u64, caps: &aos_abi::CapabilitySet, space: &str
 
 impl DriverState {
     fn memory_service(&self) -> Result<MemoryService, WitSyscallError> {
-        self.memory.clone().ok_or_else(no_memory)
+        self.hosts.memory.clone().ok_or_else(no_memory)
     }
 }
 
 impl embedder::Host for DriverState {
     async fn dimension(&mut self) -> u32 {
-        self.memory.as_ref().map(|m| m.dimension() as u32).unwrap_or(0)
+        self.hosts.memory.as_ref().map(|m| m.dimension() as u32).unwrap_or(0)
     }
 
     async fn embed(&mut self, texts: Vec<String>) -> Result<Vec<Vec<f32>>, WitSyscallError> {
@@ -93,7 +119,7 @@ impl vector_store::Host for DriverState {
         embedding: Vec<f32>,
     ) -> Result<(), WitSyscallError> {
         let m = self.memory_service()?;
-        let space = resolve_space(self.pid, &self.memory_caps, &space)?;
+        let space = resolve_space(self.pid, &self.hosts.memory_caps, &space)?;
         let rec = aos_memory::MemoryRecord { key: record.key, text: record.text, metadata: record.metadata };
         let started = std::time::Instant::now();
         let r = m.upsert(&space, rec, embedding).await;
@@ -108,7 +134,7 @@ impl vector_store::Host for DriverState {
         k: u32,
     ) -> Result<Vec<vector_store::MemoryHit>, WitSyscallError> {
         let m = self.memory_service()?;
-        let space = resolve_space(self.pid, &self.memory_caps, &space)?;
+        let space = resolve_space(self.pid, &self.hosts.memory_caps, &space)?;
         let started = std::time::Instant::now();
         let r = m.query(&space, embedding, k as usize).await;
         self.deadline += started.elapsed();
@@ -120,7 +146,7 @@ impl vector_store::Host for DriverState {
 
     async fn delete(&mut self, space: String, key: String) -> Result<bool, WitSyscallError> {
         let m = self.memory_service()?;
-        let space = resolve_space(self.pid, &self.memory_caps, &space)?;
+        let space = resolve_space(self.pid, &self.hosts.memory_caps, &space)?;
         let started = std::time::Instant::now();
         let r = m.delete(&space, &key).await;
         self.deadline += started.elapsed();
@@ -134,7 +160,7 @@ mod tests {
 
     #[test]
     fn spaces_follow_grants() {
-        let caps = |g: &[&str]| aos_abi::CapabilitySet::parse(g).unwrap();
+        let caps = |g: &[&str]| CapabilitySet::parse(g).unwrap();
         assert_eq!(resolve_space(3, &caps(&["memory"]), "").unwrap(), Space::Private(3));
         assert!(matches!(resolve_space(3, &caps(&["memory:shared/team"]), ""), Err(WitSyscallError::Denied(_))));
         assert_eq!(
