@@ -18,14 +18,15 @@
 //! The window is the configured `context_window`, lowered to the provider's
 //! real capacity ([`aos_providers::Provider::context_window`]) and, after the
 //! model rejected a prompt as too long, to the process's shrunk window
-//! (`ProcState::context_window`, set by the scheduler). Compaction only moves
-//! `context_start` forward and is journalled as `KernelEvent::Compacted`, so a
-//! restored process continues from the same point.
+//! (set by the scheduler). Compaction only moves `context_start` forward
+//! ([`Compaction`], kept in the process control block) and is journalled as
+//! `KernelEvent::Compacted`, so a restored process continues from the same
+//! point. This module depends only on the process vocabulary.
 
 use aos_abi::{Capability, CapabilitySet, SyscallSpec};
 use aos_providers::{Message, Role};
 
-use crate::process::{Budgets, Entry, Pid, ProcState, Process};
+use crate::process::{Budgets, Entry, LogEntry, Pid};
 
 /// Most summary lines kept in the compaction marker.
 const MAX_SUMMARY_LINES: usize = 24;
@@ -43,14 +44,6 @@ pub struct PromptFacts<'a> {
     pub caps: &'a CapabilitySet,
     pub budgets: &'a Budgets,
     pub role: &'a str,
-}
-
-/// The system prompt of `p`, listing `specs` (already filtered by its rights).
-pub fn system_prompt(p: &Process, specs: &[SyscallSpec]) -> String {
-    render_system_prompt(
-        &PromptFacts { pid: p.pid, parent: p.parent, caps: &p.caps, budgets: &p.budgets, role: &p.role },
-        specs,
-    )
 }
 
 /// The system prompt for `f`, listing `specs` (also used by the local
@@ -100,8 +93,8 @@ pub fn render_system_prompt(p: &PromptFacts, specs: &[SyscallSpec]) -> String {
 }
 
 /// The user message carrying the task.
-pub fn task_message(p: &Process) -> String {
-    format!("[TASK] {}", p.task)
+pub fn task_message(task: &str) -> String {
+    format!("[TASK] {task}")
 }
 
 /// Renders one history entry as a message (None for log-only entries).
@@ -119,16 +112,26 @@ pub fn render(entry: &Entry) -> Option<Message> {
     Some(Message { role, content })
 }
 
-fn marker(st: &ProcState) -> String {
+/// Where a process's context starts: what compaction has moved out of it.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Compaction {
+    /// Log entries before this index are compacted out of the context.
+    pub context_start: usize,
+    /// How many in-context entries were compacted, and their one-line summaries.
+    pub compacted: usize,
+    pub summary: Vec<String>,
+}
+
+fn marker(st: &Compaction) -> String {
     let mut s = format!("[... {} earlier entries compacted ...]", st.compacted);
-    if !st.compacted_summary.is_empty() {
-        let omitted = st.compacted - st.compacted_summary.len().min(st.compacted);
+    if !st.summary.is_empty() {
+        let omitted = st.compacted - st.summary.len().min(st.compacted);
         s.push_str("\nFirst line of each compacted entry");
         if omitted > 0 {
             s.push_str(&format!(" (the {omitted} oldest are omitted)"));
         }
         s.push(':');
-        for line in &st.compacted_summary {
+        for line in &st.summary {
             s.push_str("\n- ");
             s.push_str(line);
         }
@@ -146,23 +149,30 @@ fn summary_line(m: &Message) -> String {
     format!("{who}{line}")
 }
 
-/// Builds the messages of the next model call, compacting the oldest
-/// history if the estimate exceeds `window` tokens. Returns the messages and
-/// how many entries were newly compacted.
-pub(crate) fn build_messages(p: &Process, st: &mut ProcState, system: &str, window: usize) -> (Vec<Message>, usize) {
+/// Builds the messages of the next model call from `log`, compacting the
+/// oldest history into `st` if the estimate exceeds `window` tokens.
+/// Returns the messages and how many entries were newly compacted.
+pub(crate) fn build_messages(
+    task: &str,
+    log: &[LogEntry],
+    st: &mut Compaction,
+    system: &str,
+    window: usize,
+) -> (Vec<Message>, usize) {
     let head = vec![
         Message { role: Role::System, content: system.to_string() },
-        Message { role: Role::User, content: task_message(p) },
+        Message { role: Role::User, content: task_message(task) },
     ];
     let head_tokens: usize = head.iter().map(|m| estimate(&m.content)).sum();
     // (log index, rendered message) of every in-context entry after the compaction point.
-    let mut rendered: Vec<(usize, Message)> = st.log[st.context_start..]
+    let start = st.context_start.min(log.len());
+    let mut rendered: Vec<(usize, Message)> = log[start..]
         .iter()
         .enumerate()
-        .filter_map(|(i, e)| render(&e.entry).map(|m| (st.context_start + i, m)))
+        .filter_map(|(i, e)| render(&e.entry).map(|m| (start + i, m)))
         .collect();
     let mut body_tokens: usize = rendered.iter().map(|(_, m)| estimate(&m.content)).sum();
-    let marker_tokens = |st: &ProcState| if st.compacted > 0 { estimate(&marker(st)) } else { 0 };
+    let marker_tokens = |st: &Compaction| if st.compacted > 0 { estimate(&marker(st)) } else { 0 };
 
     let mut newly = 0;
     let mut drop = 0;
@@ -170,13 +180,11 @@ pub(crate) fn build_messages(p: &Process, st: &mut ProcState, system: &str, wind
         let (idx, m) = &rendered[drop];
         body_tokens -= estimate(&m.content);
         st.compacted += 1;
-        st.compacted_summary.push(summary_line(m));
+        st.summary.push(summary_line(m));
         // The summary is bounded: at most MAX_SUMMARY_LINES lines and about a
         // quarter of the window.
-        while st.compacted_summary.len() > MAX_SUMMARY_LINES
-            || st.compacted_summary.iter().map(|l| l.len() + 3).sum::<usize>() > window
-        {
-            st.compacted_summary.remove(0);
+        while st.summary.len() > MAX_SUMMARY_LINES || st.summary.iter().map(|l| l.len() + 3).sum::<usize>() > window {
+            st.summary.remove(0);
         }
         st.context_start = idx + 1;
         newly += 1;

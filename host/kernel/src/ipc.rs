@@ -15,7 +15,7 @@
 //!
 //! Durability: every item put in a queue is announced as a
 //! `KernelEvent::Delivered` and every item taken as a `KernelEvent::Consumed`
-//! (see `KernelInner::deliver`/`consumed`), so a journal knows what was queued
+//! (see `Process::deliver`/`consumed` in `pcb.rs`), so a journal knows what was queued
 //! but not yet received and a restore puts it back ([`PendingInput`]).
 //! Webhook events are not durable (their HTTP caller cannot be answered after
 //! a restart). Taking counts as consumed at once: a message taken by a call
@@ -111,6 +111,10 @@ pub(crate) fn channels() -> (IpcEnds, IpcInbox) {
 impl IpcEnds {
     pub fn send_msg(&self, from: Pid, content: String) -> bool {
         self.mailbox.send(IpcMessage { from, content, sent_at_ms: now_ms() }).is_ok()
+    }
+    /// Puts back a message as it was queued (restore).
+    pub fn requeue_msg(&self, m: IpcMessage) -> bool {
+        self.mailbox.send(m).is_ok()
     }
     pub fn send_stdin(&self, text: String) -> bool {
         self.stdin.send(text).is_ok()

@@ -1,612 +1,41 @@
 //! The [`Kernel`] facade used by the CLI and the daemon: spawning, killing,
-//! stdin, waiting, `ps`, `logs` and the live event stream; plus the kernel's
-//! configuration, errors and events.
+//! stdin, waiting, `ps`, `logs`, webhooks and the live event stream. It owns
+//! the kernel's [`Shared`] parts and delegates: process creation, end and
+//! reaping to [`crate::lifecycle`], state changes of a process to
+//! [`crate::pcb`], events to [`crate::events`].
 //!
 //! Every change to a process's history goes through one function,
-//! [`KernelInner::record`], which appends the [`LogEntry`] and emits a
+//! `Process::record` (`pcb.rs`), which appends the [`LogEntry`] and emits a
 //! [`KernelEvent`] to every [`EventSink`] and to the broadcast stream
 //! ([`Kernel::subscribe`]). A journal for crash recovery is an `EventSink`.
 //!
 //! Ended processes are reaped from the table by [`KernelConfig::retention`]
 //! (see [`crate::table`]) when a process ends and every
-//! [`REAP_INTERVAL`] or less; each reaped pid is announced as
+//! [`crate::REAP_INTERVAL`] or less; each reaped pid is announced as
 //! [`KernelEvent::Reaped`], and looking it up afterwards gives
 //! [`KernelError::Reaped`].
 
-use std::collections::{BTreeMap, HashMap};
-use std::path::PathBuf;
 use std::sync::Arc;
 
-use aos_abi::{CapabilitySet, MissingCapabilities, SyscallSource, SyscallSpec, UnknownCapability};
-use aos_providers::{Provider, ProviderError};
-use parking_lot::{Mutex, RwLock};
-use serde::{Deserialize, Serialize};
-use tokio::sync::{broadcast, Semaphore};
+use aos_abi::{CapabilitySet, SyscallSource, SyscallSpec, UnknownCapability};
+use tokio::sync::broadcast;
 
-use crate::ipc;
+use crate::config::KernelConfig;
+use crate::error::KernelError;
+use crate::events::{EventBus, EventSink, KernelEvent};
+use crate::lifecycle::{self, RestoreRequest};
+use crate::models::{Models, ProviderFactory};
+use crate::pcb::{Delivery, Process};
+use crate::process::{Entry, ExitStatus, LogEntry, Pid, ProcessInfo, SpawnRequest};
 use crate::resolve::Syscalls;
-use crate::process::{
-    now_ms, Budgets, Entry, ExitStatus, LogEntry, NewProcess, Pid, Process, ProcessInfo, ProcessStatus,
-};
-use crate::table::{ProcessTable, Retention};
+use crate::shared::Shared;
+use crate::table::ProcessTable;
 use crate::webhook::{WebhookError, WebhookRegistry, WebhookRequest, WebhookResponse};
-
-/// Builds a provider from its name (`openai`, `script`, ...) and optional base URL.
-pub type ProviderFactory =
-    Arc<dyn Fn(&str, Option<&str>) -> Result<Arc<dyn Provider>, ProviderError> + Send + Sync>;
-
-/// Kernel settings.
-#[derive(Debug, Clone)]
-pub struct KernelConfig {
-    /// `$AOS_HOME`; root workspaces default to `{home}/workspaces/{pid}`.
-    pub home: PathBuf,
-    /// Context window (tokens, estimated as characters / 4) used for
-    /// compaction; a provider that knows its model's real capacity
-    /// ([`Provider::context_window`]) lowers it.
-    pub context_window: usize,
-    /// Per-model overrides of `context_window`.
-    pub model_context_windows: BTreeMap<String, usize>,
-    /// Concurrent model calls per provider (FIFO-fair among ready processes).
-    pub model_concurrency: usize,
-    /// Per-provider overrides of `model_concurrency`.
-    pub provider_concurrency: BTreeMap<String, usize>,
-    /// Budgets used where a spawn request leaves a field `None`.
-    pub default_budgets: Budgets,
-    /// The same failing call (same name and arguments) this many times in a row halts the process.
-    pub loop_breaker: u32,
-    /// `max_tokens` of each model call.
-    pub max_reply_tokens: Option<u32>,
-    pub temperature: Option<f32>,
-    /// Capacity of the broadcast event stream (slow subscribers lag, and are told so).
-    pub event_capacity: usize,
-    /// How many ended processes are kept, and how long (see [`crate::table`]).
-    pub retention: Retention,
-}
-
-/// The longest time between two reaping passes over the table (shorter when
-/// `retention.ended_ttl` is: a quarter of it, at least a second). A pass also
-/// runs whenever a process ends.
-pub const REAP_INTERVAL: std::time::Duration = std::time::Duration::from_secs(60);
-
-impl KernelConfig {
-    pub fn new(home: impl Into<PathBuf>) -> Self {
-        KernelConfig {
-            home: home.into(),
-            context_window: 8192,
-            model_context_windows: BTreeMap::new(),
-            model_concurrency: 4,
-            provider_concurrency: BTreeMap::new(),
-            default_budgets: Budgets { max_steps: Some(100), max_tokens: None, max_wall_time: None },
-            loop_breaker: 3,
-            max_reply_tokens: Some(2048),
-            temperature: None,
-            event_capacity: 4096,
-            retention: Retention::default(),
-        }
-    }
-}
-
-/// What to start.
-#[derive(Debug, Clone, Default)]
-pub struct SpawnRequest {
-    pub task: String,
-    pub role: String,
-    /// Provider name given to the factory.
-    pub provider: String,
-    pub model: String,
-    pub base_url: Option<String>,
-    /// Rights of the process. For a child (`parent: Some`) they must be held by the parent.
-    pub caps: CapabilitySet,
-    /// `None` fields take `KernelConfig::default_budgets`; a child's are also capped by
-    /// what its parent has left.
-    pub budgets: Budgets,
-    /// Default: `{home}/workspaces/{pid}` for a root, the parent's for a child.
-    pub workspace: Option<PathBuf>,
-    /// Also deliver this process's stdout to that process's stdin.
-    pub pipe_to: Option<Pid>,
-    pub parent: Option<Pid>,
-}
-
-/// A process as rebuilt from a journal, for [`Kernel::restore`]
-/// (serializable: the daemon's journal stores it as is).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct RestoreRequest {
-    /// Identity, lineage, rights (`capabilities`), budgets, workspace,
-    /// `pipe_to`, provider base URL, status and counters as they were last journalled.
-    pub info: ProcessInfo,
-    /// The full history, in order.
-    pub log: Vec<LogEntry>,
-    /// Log index where the model's context starts (after compaction).
-    pub context_start: usize,
-    /// How many in-context entries were compacted.
-    pub compacted: usize,
-    /// The process's shrunk compaction window ([`KernelEvent::ContextShrunk`]), if any.
-    #[serde(default)]
-    pub context_window: Option<usize>,
-    /// The id the next call gets.
-    pub next_call_id: u64,
-    /// Set for a process that had ended: it is kept for `ps`/`logs` only.
-    pub exit: Option<ExitStatus>,
-    /// Messages, stdin lines and events queued but not received, and
-    /// `SYS_SCHEDULE` wake-ups not yet fired.
-    #[serde(default)]
-    pub pending: ipc::PendingInput,
-}
-
-impl RestoreRequest {
-    /// A request with an empty history.
-    pub fn new(info: ProcessInfo) -> Self {
-        RestoreRequest {
-            info,
-            log: Vec::new(),
-            context_start: 0,
-            compacted: 0,
-            context_window: None,
-            next_call_id: 1,
-            exit: None,
-            pending: ipc::PendingInput::default(),
-        }
-    }
-}
-
-/// An item for a process's input queues.
-pub(crate) enum Delivery {
-    Msg { from: Pid, content: String },
-    Stdin(String),
-    /// `durable: false` = not journalled (webhook requests).
-    Event { text: String, durable: bool },
-}
-
-/// Errors of the kernel API; messages say what to do.
-#[derive(Debug, thiserror::Error)]
-pub enum KernelError {
-    #[error("no process with pid {0}; run `aos ps` to list processes")]
-    NoSuchProcess(Pid),
-    #[error(
-        "no process with pid {0}: it ended and was reaped (ended processes are kept only up to the retention \
-         limits, `[retention]` in aos.toml); run `aos ps --all` to list the processes still kept"
-    )]
-    Reaped(Pid),
-    #[error("process {pid} is not running (it {status}); start a new one with `aos spawn`")]
-    NotRunning { pid: Pid, status: ExitStatus },
-    #[error("cannot start provider `{provider}`: {source}")]
-    Provider {
-        provider: String,
-        #[source]
-        source: ProviderError,
-    },
-    #[error("cannot create workspace {path}: {source}; check that the AgentOS home directory is writable")]
-    Workspace {
-        path: PathBuf,
-        #[source]
-        source: std::io::Error,
-    },
-    #[error("{0}; request only rights the parent holds")]
-    Denied(#[from] MissingCapabilities),
-    #[error("invalid spawn request: {0}")]
-    Invalid(String),
-    #[error("cannot restore process {pid}: {why}")]
-    Restore { pid: Pid, why: String },
-}
-
-/// Something that happened in the kernel (serializable for journals and `logs -f`).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "event", rename_all = "snake_case")]
-pub enum KernelEvent {
-    Spawned { info: Box<ProcessInfo> },
-    /// An entry appended to a process's history.
-    Entry { entry: LogEntry },
-    Status { pid: Pid, status: ProcessStatus },
-    /// The oldest `entries` history entries were compacted out of the context;
-    /// the context now starts at log index `context_start`.
-    Compacted { pid: Pid, entries: usize, context_start: usize },
-    /// The model rejected a prompt of `prompt_tokens` tokens (it accepts at
-    /// most `limit`; 0 = not said), so the process's compaction window is now
-    /// `window` estimated tokens (for its later steps too) and the call is
-    /// retried after compacting more.
-    ContextShrunk { pid: Pid, prompt_tokens: u64, limit: u64, window: usize },
-    Exited { pid: Pid, status: ExitStatus },
-    /// An item was put in a queue of `pid` (`from`: the sender of a mailbox message).
-    Delivered { pid: Pid, queue: ipc::Queue, from: Option<Pid>, content: String, at_ms: u64 },
-    /// `pid` took the oldest item of that queue.
-    Consumed { pid: Pid, queue: ipc::Queue },
-    /// A `SYS_SCHEDULE` wake-up was armed.
-    Scheduled { pid: Pid, id: u64, due_ms: u64, prompt: String },
-    /// It fired (its event was `Delivered` just before).
-    Fired { pid: Pid, id: u64 },
-    /// The ended process `pid` was removed from the table by the retention
-    /// rules ([`KernelConfig::retention`]): `ps`, `logs` and `wait` no longer know it.
-    Reaped { pid: Pid },
-}
-
-/// Receives every kernel event, synchronously and in order per process
-/// (e.g. a journal writing them to disk).
-pub trait EventSink: Send + Sync {
-    fn record(&self, event: &KernelEvent);
-}
-
-/// (provider name, base URL).
-type ProviderKey = (String, Option<String>);
-
-pub(crate) struct KernelInner {
-    pub config: KernelConfig,
-    /// The kernel's syscalls and the other sources (the driver runtime).
-    pub syscalls: Syscalls,
-    factory: ProviderFactory,
-    providers: Mutex<HashMap<ProviderKey, Arc<dyn Provider>>>,
-    semaphores: Mutex<HashMap<String, Arc<Semaphore>>>,
-    pub table: ProcessTable,
-    events: broadcast::Sender<KernelEvent>,
-    sinks: RwLock<Vec<Arc<dyn EventSink>>>,
-    pub(crate) webhooks: WebhookRegistry,
-}
 
 /// The AgentOS kernel. Cheap to clone.
 #[derive(Clone)]
 pub struct Kernel {
-    pub(crate) inner: Arc<KernelInner>,
-}
-
-impl KernelInner {
-    pub(crate) fn wants_events(&self) -> bool {
-        self.events.receiver_count() > 0 || !self.sinks.read().is_empty()
-    }
-
-    pub(crate) fn emit(&self, ev: KernelEvent) {
-        for s in self.sinks.read().iter() {
-            s.record(&ev);
-        }
-        let _ = self.events.send(ev);
-    }
-
-    /// THE function through which a process's history changes: appends the
-    /// entry to its log and emits [`KernelEvent::Entry`].
-    pub(crate) fn record(&self, p: &Process, entry: Entry) {
-        let now = now_ms();
-        let le = {
-            let mut st = p.state.lock();
-            let le = LogEntry { pid: p.pid, seq: st.log.len() as u64, at_ms: now, entry };
-            st.log.push(le.clone());
-            st.counters.last_activity_ms = now;
-            le
-        };
-        if self.wants_events() {
-            self.emit(KernelEvent::Entry { entry: le });
-        }
-    }
-
-    /// Puts an item in `target`'s queue, announcing it first
-    /// ([`KernelEvent::Delivered`]) so a journal can restore it. False when
-    /// the process has ended.
-    pub(crate) fn deliver(&self, target: &Process, item: Delivery) -> bool {
-        let _order = target.ipc.order.lock();
-        let (queue, from, content, durable) = match &item {
-            Delivery::Msg { from, content } => (ipc::Queue::Mailbox, Some(*from), content, true),
-            Delivery::Stdin(t) => (ipc::Queue::Stdin, None, t, true),
-            Delivery::Event { text, durable } => (ipc::Queue::Events, None, text, *durable),
-        };
-        if durable && target.state.lock().exit.is_none() && self.wants_events() {
-            self.emit(KernelEvent::Delivered { pid: target.pid, queue, from, content: content.clone(), at_ms: now_ms() });
-        }
-        match item {
-            Delivery::Msg { from, content } => target.ipc.send_msg(from, content),
-            Delivery::Stdin(t) => target.ipc.send_stdin(t),
-            Delivery::Event { text, durable } => target.ipc.send_event(text, durable),
-        }
-    }
-
-    /// `p` took the oldest item of `queue` (not announced for non-durable events).
-    pub(crate) fn consumed(&self, p: &Process, queue: ipc::Queue) {
-        if self.wants_events() {
-            self.emit(KernelEvent::Consumed { pid: p.pid, queue });
-        }
-    }
-
-    /// Records a received event in the history (and its consumption).
-    pub(crate) fn take_event(&self, p: &Process, ev: ipc::IpcEvent) {
-        if ev.durable {
-            self.consumed(p, ipc::Queue::Events);
-        }
-        self.record(p, Entry::Event { text: ev.text });
-    }
-
-    pub(crate) fn set_status(&self, p: &Process, status: ProcessStatus) {
-        {
-            let mut st = p.state.lock();
-            if st.status == status || st.status.is_terminal() {
-                return;
-            }
-            st.status = status.clone();
-        }
-        if self.wants_events() {
-            self.emit(KernelEvent::Status { pid: p.pid, status });
-        }
-    }
-
-    /// The process `pid`, or the error saying it never existed or was reaped.
-    pub(crate) fn lookup(&self, pid: Pid) -> Result<Arc<Process>, KernelError> {
-        self.table.get(pid).ok_or_else(|| self.missing(pid))
-    }
-
-    /// The error for a pid that is not in the table.
-    pub(crate) fn missing(&self, pid: Pid) -> KernelError {
-        if self.table.was_reaped(pid) {
-            KernelError::Reaped(pid)
-        } else {
-            KernelError::NoSuchProcess(pid)
-        }
-    }
-
-    /// Reaps the ended processes the retention rules no longer keep and
-    /// announces each ([`KernelEvent::Reaped`]).
-    pub(crate) fn reap(&self) -> Vec<Pid> {
-        let reaped = self.table.reap(&self.config.retention, now_ms());
-        if !reaped.is_empty() {
-            tracing::debug!(target: "aos::kernel", ?reaped, "reaped ended processes");
-            if self.wants_events() {
-                for &pid in &reaped {
-                    self.emit(KernelEvent::Reaped { pid });
-                }
-            }
-        }
-        reaped
-    }
-
-    pub(crate) fn semaphore(&self, provider: &str) -> Arc<Semaphore> {
-        let mut m = self.semaphores.lock();
-        m.entry(provider.to_string())
-            .or_insert_with(|| {
-                let n = self.config.provider_concurrency.get(provider).copied().unwrap_or(self.config.model_concurrency);
-                Arc::new(Semaphore::new(n.max(1)))
-            })
-            .clone()
-    }
-
-    /// The configured compaction window of `model`.
-    pub(crate) fn context_window(&self, model: &str) -> usize {
-        self.config.model_context_windows.get(model).copied().unwrap_or(self.config.context_window)
-    }
-
-    /// The compaction window of `p` before any shrinking: the configured one,
-    /// or the provider's real capacity if smaller.
-    pub(crate) fn base_window(&self, p: &Process) -> usize {
-        let configured = self.context_window(&p.model);
-        match p.provider.context_window(&p.model) {
-            Some(w) => configured.min(w),
-            None => configured,
-        }
-    }
-
-    fn provider(&self, name: &str, base_url: Option<&str>) -> Result<Arc<dyn Provider>, KernelError> {
-        let key = (name.to_string(), base_url.map(str::to_string));
-        if let Some(p) = self.providers.lock().get(&key) {
-            return Ok(p.clone());
-        }
-        let p = (self.factory)(name, base_url)
-            .map_err(|source| KernelError::Provider { provider: name.to_string(), source })?;
-        Ok(self.providers.lock().entry(key).or_insert(p).clone())
-    }
-
-    /// Every syscall (kernel and driver) a holder of `caps` may use.
-    pub(crate) fn syscalls_for(&self, caps: &CapabilitySet) -> Vec<SyscallSpec> {
-        self.syscalls.available(caps)
-    }
-
-    pub(crate) fn spawn(self: &Arc<Self>, req: SpawnRequest) -> Result<Pid, KernelError> {
-        if req.task.trim().is_empty() {
-            return Err(KernelError::Invalid("the task is empty; say what the agent should do".into()));
-        }
-        let parent = match req.parent {
-            Some(ppid) => {
-                let pp = self.lookup(ppid)?;
-                if let Some(exit) = pp.state.lock().exit.clone() {
-                    return Err(KernelError::NotRunning { pid: ppid, status: exit });
-                }
-                Some(pp)
-            }
-            None => None,
-        };
-        if let Some(t) = req.pipe_to {
-            self.lookup(t).map_err(|e| KernelError::Invalid(format!("pipe_to: {e}")))?;
-        }
-        let (caps, mut budgets) = match &parent {
-            Some(pp) => (pp.caps.delegate(&req.caps)?, req.budgets.capped_by(&pp.remaining())),
-            None => (req.caps.clone(), req.budgets.clone()),
-        };
-        let d = &self.config.default_budgets;
-        budgets.max_steps = budgets.max_steps.or(d.max_steps);
-        budgets.max_tokens = budgets.max_tokens.or(d.max_tokens);
-        budgets.max_wall_time = budgets.max_wall_time.or(d.max_wall_time);
-        let provider = self.provider(&req.provider, req.base_url.as_deref())?;
-
-        let pid = self.table.allocate_pid();
-        let workspace = match (&req.workspace, &parent) {
-            (Some(w), _) => w.clone(),
-            (None, Some(pp)) => pp.workspace.clone(),
-            (None, None) => self.config.home.join("workspaces").join(pid.to_string()),
-        };
-        std::fs::create_dir_all(&workspace)
-            .map_err(|source| KernelError::Workspace { path: workspace.clone(), source })?;
-
-        let (ends, inbox) = ipc::channels();
-        let p = Arc::new(Process::new(NewProcess {
-            pid,
-            parent: req.parent,
-            role: req.role,
-            task: req.task,
-            provider_name: req.provider,
-            base_url: req.base_url,
-            model: req.model,
-            caps,
-            budgets,
-            workspace,
-            pipe_to: req.pipe_to,
-            provider,
-            ipc: ends,
-        }));
-        self.table.insert(p.clone());
-        if let Some(pp) = &parent {
-            pp.state.lock().children.push(pid);
-            // A kill of the parent's subtree may have raced with this spawn.
-            if pp.is_killed() {
-                p.signal_kill();
-            }
-        }
-        if self.wants_events() {
-            self.emit(KernelEvent::Spawned { info: Box::new(p.info()) });
-        }
-        crate::scheduler::start(self.clone(), p, inbox);
-        Ok(pid)
-    }
-
-    /// Final bookkeeping of a process that ended (called once, by its task).
-    pub(crate) fn finish(&self, p: &Process, status: ExitStatus) {
-        self.record(p, Entry::Notice { text: format!("process {} {status}", p.pid) });
-        let ended_at = now_ms();
-        let seq = self.table.mark_ended(p.pid, ended_at);
-        {
-            let mut st = p.state.lock();
-            st.exit = Some(status.clone());
-            st.status = status.as_status();
-            st.ended_at_ms = Some(ended_at);
-            st.end_seq = seq;
-        }
-        // Stops pending timers of this process.
-        p.cancel.cancel();
-        p.provider.release(p.pid);
-        for source in self.syscalls.sources() {
-            source.release(p.pid);
-        }
-        self.webhooks.forget(p.pid);
-        if let Some(parent) = p.parent.and_then(|pp| self.table.get(pp)) {
-            self.deliver(&parent, Delivery::Event { text: format!("child {} {status}", p.pid), durable: true });
-        }
-        if self.wants_events() {
-            self.emit(KernelEvent::Status { pid: p.pid, status: status.as_status() });
-            self.emit(KernelEvent::Exited { pid: p.pid, status: status.clone() });
-        }
-        // Whoever waits already holds the process, so it may go at once
-        // (with `max_ended = 0` or a zero TTL).
-        self.reap();
-        p.exit_tx.send_replace(Some(status));
-    }
-}
-
-impl KernelInner {
-    fn restore(self: &Arc<Self>, r: RestoreRequest, entries: Vec<Entry>) -> Result<Pid, KernelError> {
-        let info = r.info;
-        let pid = info.pid;
-        let bad = |why: String| KernelError::Restore { pid, why };
-        if self.table.get(pid).is_some() {
-            return Err(bad("a process with this pid already exists".into()));
-        }
-        let caps = CapabilitySet::parse(&info.capabilities).map_err(|e| bad(e.to_string()))?;
-        let provider = self.provider(&info.provider, info.base_url.as_deref())?;
-        std::fs::create_dir_all(&info.workspace)
-            .map_err(|source| KernelError::Workspace { path: info.workspace.clone(), source })?;
-        let (ends, inbox) = ipc::channels();
-        // Input that was queued when the kernel stopped (already journalled in the snapshot).
-        if r.exit.is_none() {
-            for m in &r.pending.mailbox {
-                ends.mailbox.send(m.clone()).expect("receiver held here");
-            }
-            for l in &r.pending.stdin {
-                ends.send_stdin(l.clone());
-            }
-            for e in &r.pending.events {
-                ends.send_event(e.clone(), true);
-            }
-        }
-        let mut p = Process::new(NewProcess {
-            pid,
-            parent: info.parent,
-            role: info.role,
-            task: info.task,
-            provider_name: info.provider,
-            base_url: info.base_url,
-            model: info.model,
-            caps,
-            budgets: info.budgets,
-            workspace: info.workspace,
-            pipe_to: info.pipe_to,
-            provider,
-            ipc: ends,
-        });
-        // The wall-time budget counts from the original start.
-        let age = std::time::Duration::from_millis(now_ms().saturating_sub(info.counters.started_at_ms));
-        p.started = std::time::Instant::now().checked_sub(age).unwrap_or_else(std::time::Instant::now);
-        {
-            let st = p.state.get_mut();
-            st.children = info.children;
-            st.counters = info.counters;
-            st.log = r.log;
-            st.context_start = r.context_start.min(st.log.len());
-            st.compacted = r.compacted;
-            st.context_window = r.context_window;
-            st.next_call_id = r.next_call_id.max(1);
-            // Every model call left exactly one reply in the log.
-            let replies = st.log.iter().filter(|e| matches!(e.entry, Entry::Reply { .. })).count() as u64;
-            st.counters.steps = st.counters.steps.max(replies);
-            if let ProcessStatus::Sleeping { until_ms } = info.status {
-                st.sleep_until_ms = Some(until_ms);
-            }
-            if let Some(exit) = &r.exit {
-                st.exit = Some(exit.clone());
-                st.status = exit.as_status();
-                // Its last entry is the notice written when it ended.
-                let last = st.log.last().map_or(0, |e| e.at_ms);
-                let at = last.max(st.counters.last_activity_ms).max(st.counters.started_at_ms);
-                st.ended_at_ms = Some(at);
-                st.end_seq = self.table.mark_ended(pid, at);
-            }
-        }
-        let p = Arc::new(p);
-        self.table.reserve_up_to(pid);
-        self.table.insert(p.clone());
-        if let Some(pp) = p.parent.and_then(|pp| self.table.get(pp)) {
-            let mut st = pp.state.lock();
-            if !st.children.contains(&pid) {
-                st.children.push(pid);
-            }
-        }
-        if let Some(exit) = r.exit {
-            p.exit_tx.send_replace(Some(exit));
-            return Ok(pid);
-        }
-        // Per-process provider state (e.g. the script's position) continues.
-        p.provider.resume(pid, p.state.lock().counters.steps);
-        for t in r.pending.timers {
-            crate::scheduler::arm_timer(self.clone(), &p, t.id, t.due_ms, t.prompt);
-        }
-        // Webhook routes the process registered keep their paths and secrets.
-        let routes: Vec<(String, Option<String>)> = p
-            .state
-            .lock()
-            .log
-            .iter()
-            .filter_map(|e| match &e.entry {
-                Entry::Result { name, output, .. } if name == "SYS_REGISTER_WEBHOOK" => Some((
-                    output["path"].as_str()?.to_string(),
-                    output["secret"].as_str().map(str::to_string),
-                )),
-                _ => None,
-            })
-            .collect();
-        for (path, secret) in routes {
-            if let Err(e) = self.webhooks.register(pid, &path, secret) {
-                self.record(&p, Entry::Notice { text: format!("webhook {path} could not be registered again: {e}") });
-            }
-        }
-        for e in entries {
-            if let Entry::Result { id, .. } | Entry::Error { id, .. } = &e {
-                let mut st = p.state.lock();
-                st.next_call_id = st.next_call_id.max(id + 1);
-            }
-            self.record(&p, e);
-        }
-        crate::scheduler::start(self.clone(), p, inbox);
-        Ok(pid)
-    }
+    inner: Arc<Shared>,
 }
 
 impl Kernel {
@@ -624,55 +53,30 @@ impl Kernel {
     /// calls were made (`Provider::resume`), so a script continues where it
     /// was; webhook paths it registered are registered again with their secrets.
     pub async fn restore(&self, req: RestoreRequest, entries: Vec<Entry>) -> Result<Pid, KernelError> {
-        self.inner.restore(req, entries)
+        lifecycle::restore(&self.inner, req, entries)
     }
 
     /// Creates a kernel whose syscalls besides its own come from `source`
     /// (the driver runtime). `providers` builds a provider from its name and
     /// base URL (results are cached per pair).
     pub fn new(config: KernelConfig, source: Arc<dyn SyscallSource>, providers: ProviderFactory) -> Kernel {
-        let (events, _) = broadcast::channel(config.event_capacity.max(16));
-        let kernel = Kernel {
-            inner: Arc::new(KernelInner {
-                config,
-                syscalls: Syscalls::new(vec![source]),
-                factory: providers,
-                providers: Mutex::new(HashMap::new()),
-                semaphores: Mutex::new(HashMap::new()),
-                table: ProcessTable::new(),
-                events,
-                sinks: RwLock::new(Vec::new()),
-                webhooks: WebhookRegistry::default(),
-            }),
-        };
-        kernel.start_reaper();
-        kernel
-    }
-
-    /// Reaps ended processes periodically (TTL expiry of an idle kernel),
-    /// when created inside a tokio runtime; the task ends with the kernel.
-    fn start_reaper(&self) {
-        let Ok(rt) = tokio::runtime::Handle::try_current() else { return };
-        let period = (self.inner.config.retention.ended_ttl / 4)
-            .clamp(std::time::Duration::from_secs(1), REAP_INTERVAL);
-        let weak = Arc::downgrade(&self.inner);
-        rt.spawn(async move {
-            let mut tick = tokio::time::interval(period);
-            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-            tick.tick().await;
-            loop {
-                tick.tick().await;
-                let Some(inner) = weak.upgrade() else { return };
-                inner.reap();
-            }
+        let inner = Arc::new(Shared {
+            events: Arc::new(EventBus::new(config.event_capacity)),
+            table: ProcessTable::new(),
+            models: Models::new(providers, &config),
+            syscalls: Syscalls::new(vec![source]),
+            webhooks: WebhookRegistry::default(),
+            config,
         });
+        lifecycle::start_reaper(&inner);
+        Kernel { inner }
     }
 
     /// Reaps now the ended processes that the retention rules
     /// ([`KernelConfig::retention`]) no longer keep; returns their pids.
     /// (This also happens whenever a process ends, and periodically.)
     pub fn reap(&self) -> Vec<Pid> {
-        self.inner.reap()
+        lifecycle::reap(&self.inner)
     }
 
     /// Records that `pid` was reaped (by an earlier run of the kernel, as its
@@ -720,7 +124,7 @@ impl Kernel {
 
     /// Starts a process and returns its pid. Must be called inside a tokio runtime.
     pub async fn spawn(&self, req: SpawnRequest) -> Result<Pid, KernelError> {
-        self.inner.spawn(req)
+        lifecycle::spawn(&self.inner, req)
     }
 
     /// Kills `pid` and its whole subtree (every descendant, found through the
@@ -738,36 +142,26 @@ impl Kernel {
     /// Returns the pids that were signalled (those still running); processes
     /// that already ended are left as they were.
     pub fn kill(&self, pid: Pid) -> Result<Vec<Pid>, KernelError> {
-        self.inner.lookup(pid)?;
-        let mut killed = Vec::new();
-        for p in self.inner.table.subtree(pid) {
-            if let Some(proc_) = self.inner.table.get(p) {
-                if proc_.state.lock().exit.is_none() && !proc_.is_killed() {
-                    proc_.signal_kill();
-                    killed.push(p);
-                }
-            }
-        }
-        Ok(killed)
+        lifecycle::kill(&self.inner, pid)
     }
 
     /// Queues a line on `pid`'s stdin (read by `SYS_READ_STDIN`).
     pub fn send_stdin(&self, pid: Pid, text: impl Into<String>) -> Result<(), KernelError> {
         let p = self.running(pid)?;
-        self.inner.deliver(&p, Delivery::Stdin(text.into()));
+        p.deliver(&self.inner.events, Delivery::Stdin(text.into()));
         Ok(())
     }
 
     /// Puts a message from the user (pid 0) in `pid`'s mailbox (read by `RECV_MSG`).
     pub fn send_message(&self, pid: Pid, content: impl Into<String>) -> Result<(), KernelError> {
         let p = self.running(pid)?;
-        self.inner.deliver(&p, Delivery::Msg { from: 0, content: content.into() });
+        p.deliver(&self.inner.events, Delivery::Msg { from: 0, content: content.into() });
         Ok(())
     }
 
     fn running(&self, pid: Pid) -> Result<Arc<Process>, KernelError> {
         let p = self.inner.lookup(pid)?;
-        if let Some(status) = p.state.lock().exit.clone() {
+        if let Some(status) = p.exit_status() {
             return Err(KernelError::NotRunning { pid, status });
         }
         Ok(p)
@@ -776,16 +170,14 @@ impl Kernel {
     /// Waits until `pid` ends and returns how it ended.
     pub async fn wait(&self, pid: Pid) -> Result<ExitStatus, KernelError> {
         let p = self.inner.lookup(pid)?;
-        let mut rx = p.exit_tx.subscribe();
+        let mut rx = p.exit_watch();
         let status = rx.wait_for(|s| s.is_some()).await.expect("sender lives in the process").clone();
         Ok(status.expect("checked by wait_for"))
     }
 
     /// How `pid` ended, or `None` while it runs.
     pub fn exit_status(&self, pid: Pid) -> Result<Option<ExitStatus>, KernelError> {
-        let p = self.inner.lookup(pid)?;
-        let e = p.state.lock().exit.clone();
-        Ok(e)
+        Ok(self.inner.lookup(pid)?.exit_status())
     }
 
     pub fn info(&self, pid: Pid) -> Result<ProcessInfo, KernelError> {
@@ -799,9 +191,7 @@ impl Kernel {
 
     /// The full history of `pid` (kept after exit until the process is reaped, never compacted).
     pub fn logs(&self, pid: Pid) -> Result<Vec<LogEntry>, KernelError> {
-        let p = self.inner.lookup(pid)?;
-        let log = p.state.lock().log.clone();
-        Ok(log)
+        Ok(self.inner.lookup(pid)?.log())
     }
 
     /// What `pid` wrote with `SYS_WRITE_STDOUT`, in order.
@@ -823,12 +213,12 @@ impl Kernel {
 
     /// Adds a synchronous event sink (e.g. a journal).
     pub fn add_sink(&self, sink: Arc<dyn EventSink>) {
-        self.inner.sinks.write().push(sink);
+        self.inner.events.add_sink(sink);
     }
 
     /// Every syscall (kernel and driver) a process holding `caps` may use.
     pub fn syscalls_for(&self, caps: &CapabilitySet) -> Vec<SyscallSpec> {
-        self.inner.syscalls_for(caps)
+        self.inner.syscalls.available(caps)
     }
 
     /// Sets the `http://HOST:PORT` under which a front end serves webhook
@@ -861,11 +251,11 @@ impl Kernel {
             }
         }
         let _guard = Expire(reg, id);
-        let alive = self.inner.table.get(pid).filter(|p| p.state.lock().exit.is_none());
+        let alive = self.inner.table.get(pid).filter(|p| p.is_running());
         let Some(p) = alive else {
             return Err(WebhookError::ProcessEnded(pid));
         };
-        if !self.inner.deliver(&p, Delivery::Event { text, durable: false }) {
+        if !p.deliver(&self.inner.events, Delivery::Event { text, durable: false }) {
             return Err(WebhookError::ProcessEnded(pid));
         }
         match tokio::time::timeout(timeout, rx).await {

@@ -1,6 +1,23 @@
-//! Running processes: one tokio task per process executes the step loop
-//! (events → budget checks → wait for a provider slot → model call → parse →
-//! dispatch each call in order → record results → effects → next step).
+//! The step loop of one process ([`run`]), run by its tokio task (started
+//! in [`crate::lifecycle`]). Each step is a named function:
+//!
+//! 1. [`Loop::take_events`]: events that arrived (child exits, wake-ups)
+//!    go into the history;
+//! 2. [`Loop::check_limits`]: step and token budgets, kill, wall time;
+//! 3. [`Loop::think`]: wait for a provider slot, build the context
+//!    (compacting), call the model — shrinking the window and retrying on a
+//!    context overflow;
+//! 4. [`Loop::refuse_truncated`]: a reply cut at the token limit runs none
+//!    of its calls;
+//! 5. [`Loop::run_calls`]: parse the reply and dispatch each call in order
+//!    ([`crate::dispatch`]: resolve → validate → authorize → execute),
+//!    recording every result or error, counting failures for the loop
+//!    breaker, applying each call's effects as it returns
+//!    ([`Loop::apply_effects`]: wake-ups are armed at once, sleeps are
+//!    collected), stopping at `SYS_EXIT`;
+//! 6. [`Loop::sleep_if_asked`]: the longest sleep a call asked for.
+//!
+//! A step that ends the process returns `Err(status)`.
 //!
 //! * Model calls are bounded per provider by a FIFO-fair
 //!   `tokio::sync::Semaphore`, so ready processes take turns in arrival order.
@@ -8,7 +25,8 @@
 //!   futures: no polling, no CPU; 10,000 of them cost only memory.
 //! * Budgets: steps and tokens are checked before each model call; wall time
 //!   races the whole loop. Exhaustion ends the process as `Failed` with the reason.
-//! * Loop breaker: the same call (name + arguments) failing
+//! * Loop breaker: the same failure ([`Failure`]: a truncated reply, the
+//!   same malformed call, or the same call with the same arguments)
 //!   `KernelConfig::loop_breaker` times in a row ends the process.
 //! * Kill: the process's cancellation token races the loop; dropping the loop
 //!   future cancels an in-flight model call or blocking syscall.
@@ -28,56 +46,54 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use aos_abi::Effect;
-use aos_providers::{estimate_prompt_tokens, CompletionRequest, Message, ProviderError};
+use aos_abi::{Effect, SyscallSpec};
+use aos_providers::{estimate_prompt_tokens, Completion, CompletionRequest, Message, ProviderError};
 
-use crate::context;
+use crate::config::KernelConfig;
+use crate::context::{self, PromptFacts};
+use crate::dispatch::dispatch;
+use crate::events::{EventBus, KernelEvent};
 use crate::ipc::IpcInbox;
-use crate::kernel::{KernelEvent, KernelInner};
-use crate::parser::{self, ParsedCall};
-use crate::process::{now_ms, Entry, ExitStatus, Process, ProcessStatus};
-use crate::syscalls::{self, Outcome};
+use crate::models::Models;
+use crate::parser;
+use crate::pcb::{Delivery, Process};
+use crate::process::{now_ms, Entry, ExitStatus, ProcessStatus};
+use crate::syscalls::run::CallEnv;
+use crate::syscalls::Outcome;
 
 /// Retries of one step's model call after [`ProviderError::ContextOverflow`].
 pub const OVERFLOW_RETRIES: u32 = 3;
 /// The compaction window is never shrunk below this many estimated tokens.
 pub const MIN_WINDOW: usize = 256;
 
-/// Starts the task running `p`.
-pub(crate) fn start(inner: Arc<KernelInner>, p: Arc<Process>, inbox: IpcInbox) {
-    tokio::spawn(async move {
-        let deadline = p.deadline();
-        let wall = async {
-            match deadline {
-                Some(d) => tokio::time::sleep_until(d.into()).await,
-                None => std::future::pending().await,
-            }
-        };
-        let status = tokio::select! {
-            biased;
-            _ = p.cancel.cancelled() => ExitStatus::Killed,
-            _ = wall => wall_time_exhausted(&p),
-            s = run_loop(&inner, &p, inbox) => s,
-        };
-        // A kill that raced with the loop's last poll still wins.
-        let status = if p.is_killed() { ExitStatus::Killed } else { status };
-        inner.finish(&p, status);
-    });
+/// What the loop may use of the kernel.
+#[derive(Clone, Copy)]
+pub(crate) struct LoopEnv<'a> {
+    pub config: &'a KernelConfig,
+    pub events: &'a Arc<EventBus>,
+    pub models: &'a Models,
+    pub calls: CallEnv<'a>,
 }
 
-fn wall_time_exhausted(p: &Process) -> ExitStatus {
-    ExitStatus::Failed {
-        reason: format!(
-            "wall-time budget exhausted ({:.1} s)",
-            p.budgets.max_wall_time.unwrap_or_default().as_secs_f64()
-        ),
-    }
+/// The outcome of a step: go on, or the process ends with this status.
+type Step<T = ()> = Result<T, ExitStatus>;
+
+/// What failed, for the loop breaker: the same failure this many times in a
+/// row ends the process.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Failure {
+    /// A reply cut at the token limit.
+    Truncated,
+    /// A call that could not be parsed (by its message).
+    Malformed(String),
+    /// A call that failed (by name and arguments).
+    Call { name: String, args: String },
 }
 
 /// Counts consecutive identical failures.
 struct LoopBreaker {
     limit: u32,
-    last: Option<String>,
+    last: Option<Failure>,
     count: u32,
 }
 
@@ -87,123 +103,157 @@ impl LoopBreaker {
         self.count = 0;
     }
     /// Returns true when the limit is reached.
-    fn failure(&mut self, key: String) -> bool {
-        if self.last.as_deref() == Some(key.as_str()) {
+    fn failure(&mut self, f: Failure) -> bool {
+        if self.last.as_ref() == Some(&f) {
             self.count += 1;
         } else {
-            self.last = Some(key);
+            self.last = Some(f);
             self.count = 1;
         }
         self.limit > 0 && self.count >= self.limit
     }
 }
 
-fn next_id(p: &Process) -> u64 {
-    let mut st = p.state.lock();
-    let id = st.next_call_id;
-    st.next_call_id += 1;
-    id
+/// The state of one process's loop.
+struct Loop<'a> {
+    env: LoopEnv<'a>,
+    p: &'a Arc<Process>,
+    inbox: IpcInbox,
+    /// What it may call (the system prompt lists exactly these).
+    specs: Vec<SyscallSpec>,
+    system: String,
+    base_window: usize,
+    breaker: LoopBreaker,
 }
 
-fn count_call(p: &Process, name: &str, failed: bool) {
-    let mut st = p.state.lock();
-    *st.counters.syscalls.entry(name.to_string()).or_default() += 1;
-    if failed {
-        st.counters.errors += 1;
+/// Runs `p` until it ends; returns how.
+pub(crate) async fn run(env: LoopEnv<'_>, p: &Arc<Process>, inbox: IpcInbox) -> ExitStatus {
+    let specs = env.calls.syscalls.available(&p.caps);
+    let system = context::render_system_prompt(
+        &PromptFacts { pid: p.pid, parent: p.parent, caps: &p.caps, budgets: &p.budgets, role: &p.role },
+        &specs,
+    );
+    let mut l = Loop {
+        env,
+        p,
+        inbox,
+        base_window: env.models.base_window(p),
+        specs,
+        system,
+        breaker: LoopBreaker { limit: env.config.loop_breaker, last: None, count: 0 },
+    };
+    match l.steps().await {
+        Ok(never) => match never {},
+        Err(status) => status,
     }
 }
 
-async fn run_loop(inner: &Arc<KernelInner>, p: &Arc<Process>, mut inbox: IpcInbox) -> ExitStatus {
-    let sem = inner.semaphore(&p.provider_name);
-    let specs = inner.syscalls_for(&p.caps);
-    let system = context::system_prompt(p, &specs);
-    let base_window = inner.base_window(p);
-    let mut breaker = LoopBreaker { limit: inner.config.loop_breaker, last: None, count: 0 };
+impl Loop<'_> {
+    async fn steps(&mut self) -> Step<std::convert::Infallible> {
+        self.finish_interrupted_sleep().await;
+        loop {
+            self.take_events();
+            self.check_limits()?;
+            let reply = self.think().await?;
+            if reply.truncated {
+                self.refuse_truncated()?;
+                continue;
+            }
+            let sleep = self.run_calls(&reply.text).await?;
+            self.sleep_if_asked(sleep).await;
+        }
+    }
 
-    // A process restored while sleeping sleeps out the rest of its time first.
-    let resumed_sleep = p.state.lock().sleep_until_ms.take();
-    if let Some(until_ms) = resumed_sleep {
-        let left = Duration::from_millis(until_ms.saturating_sub(now_ms()));
-        if !left.is_zero() {
-            inner.set_status(p, ProcessStatus::Sleeping { until_ms });
-            tokio::select! {
-                _ = tokio::time::sleep(left) => {}
-                ev = inbox.events.recv() => {
-                    if let Some(ev) = ev {
-                        inner.take_event(p, ev);
-                    }
+    fn bus(&self) -> &EventBus {
+        self.env.events
+    }
+
+    /// A process restored while sleeping sleeps out the rest of its time first.
+    async fn finish_interrupted_sleep(&mut self) {
+        if let Some(until_ms) = self.p.take_sleep_until() {
+            let left = Duration::from_millis(until_ms.saturating_sub(now_ms()));
+            if !left.is_zero() {
+                self.p.set_status(self.bus(), ProcessStatus::Sleeping { until_ms });
+                self.sleep(left).await;
+            }
+        }
+    }
+
+    /// Sleeps for `d`, or until an event arrives (a wake-up, a child's exit).
+    async fn sleep(&mut self, d: Duration) {
+        tokio::select! {
+            _ = tokio::time::sleep(d) => {}
+            ev = self.inbox.events.recv() => {
+                if let Some(ev) = ev {
+                    self.p.take_event(self.env.events, ev);
                 }
             }
         }
     }
 
-    loop {
-        for ev in inbox.drain_events() {
-            inner.take_event(p, ev);
+    fn take_events(&mut self) {
+        for ev in self.inbox.drain_events() {
+            self.p.take_event(self.env.events, ev);
         }
-        // Budgets.
-        {
-            let (steps, tokens) = {
-                let st = p.state.lock();
-                (st.counters.steps, st.counters.total_tokens())
-            };
-            if let Some(max) = p.budgets.max_steps {
-                if steps >= max {
-                    return ExitStatus::Failed {
-                        reason: format!("step budget exhausted: {max} model calls used without SYS_EXIT"),
-                    };
-                }
-            }
-            if let Some(max) = p.budgets.max_tokens {
-                if tokens >= max {
-                    return ExitStatus::Failed {
-                        reason: format!("token budget exhausted: {tokens} of {max} tokens used"),
-                    };
-                }
-            }
-        }
+    }
 
-        // The select in `start` cannot interrupt a loop whose awaits complete
-        // without yielding, so kill and wall time are also checked here.
+    /// Budgets, kill and wall time, before every model call. (The select in
+    /// the process's task cannot interrupt a loop whose awaits complete
+    /// without yielding, so kill and wall time are also checked here.)
+    fn check_limits(&self) -> Step {
+        let p = self.p;
+        let (steps, tokens) = p.usage();
+        if let Some(max) = p.budgets.max_steps {
+            if steps >= max {
+                return Err(ExitStatus::Failed {
+                    reason: format!("step budget exhausted: {max} model calls used without SYS_EXIT"),
+                });
+            }
+        }
+        if let Some(max) = p.budgets.max_tokens {
+            if tokens >= max {
+                return Err(ExitStatus::Failed { reason: format!("token budget exhausted: {tokens} of {max} tokens used") });
+            }
+        }
         if p.is_killed() {
-            return ExitStatus::Killed;
+            return Err(ExitStatus::Killed);
         }
-        if let Some(d) = p.deadline() {
-            if std::time::Instant::now() >= d {
-                return wall_time_exhausted(p);
-            }
+        if p.deadline().is_some_and(|d| std::time::Instant::now() >= d) {
+            return Err(wall_time_exhausted(p));
         }
-        inner.set_status(p, ProcessStatus::Ready);
-        let permit = sem.acquire().await.expect("semaphores are never closed");
-        inner.set_status(p, ProcessStatus::WaitingModel);
+        Ok(())
+    }
+
+    /// One model call: waits for a slot of the provider, builds the context
+    /// and calls the model; on a context overflow shrinks the window,
+    /// compacts more and retries. Records the reply.
+    async fn think(&mut self) -> Step<Completion> {
+        let (p, bus) = (self.p, self.env.events);
+        p.set_status(bus, ProcessStatus::Ready);
+        let slots = self.env.models.slots(&p.provider_name);
+        let permit = slots.acquire().await.expect("semaphores are never closed");
+        p.set_status(bus, ProcessStatus::WaitingModel);
         let mut overflows = 0;
         // (provider, prompt tokens, limit) of the last overflow of this step.
         let mut overflowed: Option<(String, u64, u64)> = None;
         let completion = loop {
-            let (messages, newly, start, window) = {
-                let mut st = p.state.lock();
-                let window = st.context_window.map_or(base_window, |w| w.min(base_window));
-                let (m, n) = context::build_messages(p, &mut st, &system, window);
-                (m, n, st.context_start, window)
-            };
-            if newly > 0 {
-                inner.emit(KernelEvent::Compacted { pid: p.pid, entries: newly, context_start: start });
-            }
+            let window = p.window(self.base_window);
+            let (messages, compacted) = p.messages(bus, &self.system, window);
             if let Some((provider, prompt_tokens, limit)) = &overflowed {
                 // Compaction could not shrink the rejected prompt any further
                 // (the system prompt, task and newest entry alone overflow),
                 // or the retries are used up.
-                if newly == 0 || overflows > OVERFLOW_RETRIES {
-                    return context_overflow(provider, *prompt_tokens, *limit, &messages, specs.len());
+                if !compacted || overflows > OVERFLOW_RETRIES {
+                    return Err(context_overflow(provider, *prompt_tokens, *limit, &messages, self.specs.len()));
                 }
             }
             let sent = estimate_prompt_tokens(&messages) as usize;
             let req = CompletionRequest {
                 model: p.model.clone(),
                 messages,
-                max_tokens: inner.config.max_reply_tokens,
-                temperature: inner.config.temperature,
-                syscalls: specs.clone(),
+                max_tokens: self.env.config.max_reply_tokens,
+                temperature: self.env.config.temperature,
+                syscalls: self.specs.clone(),
                 pid: p.pid,
             };
             match p.provider.complete(req).await {
@@ -220,100 +270,90 @@ async fn run_loop(inner: &Arc<KernelInner>, p: &Arc<Process>, mut inbox: IpcInbo
                         shrunk,
                         "the prompt does not fit the model's context; compacting more and retrying"
                     );
-                    p.state.lock().context_window = Some(shrunk);
-                    inner.emit(KernelEvent::ContextShrunk { pid: p.pid, prompt_tokens, limit, window: shrunk });
+                    p.shrink_window(bus, prompt_tokens, limit, shrunk);
                     overflowed = Some((provider, prompt_tokens, limit));
                 }
-                Err(e) => return ExitStatus::Failed { reason: format!("model call failed: {e}") },
+                Err(e) => return Err(ExitStatus::Failed { reason: format!("model call failed: {e}") }),
             }
         };
         drop(permit);
-        {
-            let mut st = p.state.lock();
-            st.counters.steps += 1;
-            st.counters.prompt_tokens += completion.usage.prompt_tokens;
-            st.counters.completion_tokens += completion.usage.completion_tokens;
-            st.counters.tokens_estimated |= completion.usage.estimated;
-            st.counters.last_activity_ms = now_ms();
-        }
-        inner.set_status(p, ProcessStatus::Running);
-        inner.record(p, Entry::Reply { text: completion.text.clone(), truncated: completion.truncated });
+        p.count_step(&completion.usage);
+        p.set_status(bus, ProcessStatus::Running);
+        p.record(bus, Entry::Reply { text: completion.text.clone(), truncated: completion.truncated });
+        Ok(completion)
+    }
 
-        if completion.truncated {
-            let id = next_id(p);
-            p.state.lock().counters.errors += 1;
-            let error = format!(
-                "limit exceeded: your reply was cut off at the max_tokens limit ({}) and none of its calls were run; \
-                 reply more briefly (split large content over several calls) and repeat the calls",
-                inner.config.max_reply_tokens.map(|n| n.to_string()).unwrap_or_else(|| "provider default".into())
-            );
-            inner.record(p, Entry::Error { id, name: None, args: None, error: error.clone() });
-            if breaker.failure("\0truncated".into()) {
-                return loop_broken("a truncated reply", &error, breaker.count);
-            }
-            continue;
+    /// A reply cut at the token limit: none of its calls run; the model is
+    /// asked for a shorter one.
+    fn refuse_truncated(&mut self) -> Step {
+        let (p, bus) = (self.p, self.env.events);
+        let id = p.next_call_id();
+        p.count_error();
+        let error = format!(
+            "limit exceeded: your reply was cut off at the max_tokens limit ({}) and none of its calls were run; \
+             reply more briefly (split large content over several calls) and repeat the calls",
+            self.env.config.max_reply_tokens.map(|n| n.to_string()).unwrap_or_else(|| "provider default".into())
+        );
+        p.record(bus, Entry::Error { id, name: None, args: None, error: error.clone() });
+        if self.breaker.failure(Failure::Truncated) {
+            return Err(loop_broken("a truncated reply", &error, self.breaker.count));
         }
+        Ok(())
+    }
 
-        let calls = parser::parse_reply(&completion.text);
+    /// Parses `reply` and runs its calls in order; returns the longest
+    /// sleep they asked for. `SYS_EXIT` ends the process (later calls are not run).
+    async fn run_calls(&mut self, reply: &str) -> Step<Option<f64>> {
+        let (p, bus) = (self.p, self.env.events);
+        let calls = parser::parse_reply(reply);
         let total = calls.len();
-        let mut sleep_for: Option<f64> = None;
+        let mut sleep: Option<f64> = None;
         for (i, call) in calls.into_iter().enumerate() {
             if p.is_killed() {
-                return ExitStatus::Killed;
+                return Err(ExitStatus::Killed);
             }
-            let id = next_id(p);
-            let call: ParsedCall = match call {
+            let id = p.next_call_id();
+            let call = match call {
                 Ok(c) => c,
                 Err(e) => {
-                    if let Some(n) = &e.name {
-                        count_call(p, n, true);
-                    } else {
-                        p.state.lock().counters.errors += 1;
+                    match &e.name {
+                        Some(n) => p.count_call(n, true),
+                        None => p.count_error(),
                     }
                     let error = format!("invalid call: {}", e.message);
-                    inner.record(p, Entry::Error { id, name: e.name.clone(), args: None, error: error.clone() });
-                    if breaker.failure(format!("\0parse\0{}", e.message)) {
-                        return loop_broken(e.name.as_deref().unwrap_or("a malformed call"), &error, breaker.count);
+                    p.record(bus, Entry::Error { id, name: e.name.clone(), args: None, error: error.clone() });
+                    if self.breaker.failure(Failure::Malformed(e.message.clone())) {
+                        let what = e.name.as_deref().unwrap_or("a malformed call");
+                        return Err(loop_broken(what, &error, self.breaker.count));
                     }
                     continue;
                 }
             };
-            match syscalls::dispatch(inner, p, &mut inbox, &call).await {
-                Outcome::Ok { output, effects } => {
-                    count_call(p, &call.name, false);
-                    breaker.success();
-                    inner.record(p, Entry::Result { id, name: call.name.clone(), args: call.args.clone(), output });
-                    for eff in effects {
-                        match eff {
-                            Effect::Sleep { seconds } => {
-                                sleep_for = Some(sleep_for.unwrap_or(0.0).max(seconds));
-                            }
-                            Effect::Schedule { id: tid, seconds, prompt } => {
-                                let due_ms = now_ms() + (seconds.clamp(0.0, 1e9) * 1000.0) as u64;
-                                if inner.wants_events() {
-                                    inner.emit(KernelEvent::Scheduled { pid: p.pid, id: tid, due_ms, prompt: prompt.clone() });
-                                }
-                                arm_timer(inner.clone(), p, tid, due_ms, prompt);
-                            }
-                        }
-                    }
+            match dispatch(self.env.calls, p, &mut self.inbox, &call).await {
+                Outcome::Ok { output, effects: e } => {
+                    p.count_call(&call.name, false);
+                    self.breaker.success();
+                    p.record(bus, Entry::Result { id, name: call.name.clone(), args: call.args.clone(), output });
+                    sleep = self.apply_effects(e, sleep);
                 }
                 Outcome::Err(err) => {
-                    count_call(p, &call.name, true);
+                    p.count_call(&call.name, true);
                     let error = err.to_string();
-                    inner.record(p, Entry::Error {
+                    p.record(bus, Entry::Error {
                         id,
                         name: Some(call.name.clone()),
                         args: Some(call.args.clone()),
                         error: error.clone(),
                     });
-                    if breaker.failure(format!("{}\0{}", call.name, call.args)) {
-                        return loop_broken(&format!("`{}` with the same arguments", call.name), &error, breaker.count);
+                    let key = Failure::Call { name: call.name.clone(), args: call.args.to_string() };
+                    if self.breaker.failure(key) {
+                        let what = format!("`{}` with the same arguments", call.name);
+                        return Err(loop_broken(&what, &error, self.breaker.count));
                     }
                 }
                 Outcome::Exit { code, result } => {
-                    count_call(p, &call.name, false);
-                    inner.record(p, Entry::Result {
+                    p.count_call(&call.name, false);
+                    p.record(bus, Entry::Result {
                         id,
                         name: call.name.clone(),
                         args: call.args.clone(),
@@ -321,28 +361,53 @@ async fn run_loop(inner: &Arc<KernelInner>, p: &Arc<Process>, mut inbox: IpcInbo
                     });
                     let skipped = total - i - 1;
                     if skipped > 0 {
-                        inner.record(p, Entry::Notice {
-                            text: format!("{skipped} call(s) after SYS_EXIT were not run"),
-                        });
+                        p.record(bus, Entry::Notice { text: format!("{skipped} call(s) after SYS_EXIT were not run") });
                     }
-                    return ExitStatus::Exited { code, result };
+                    return Err(ExitStatus::Exited { code, result });
                 }
             }
         }
+        Ok(sleep)
+    }
 
-        if let Some(secs) = sleep_for {
-            let d = Duration::from_secs_f64(secs.clamp(0.0, 1e9));
-            inner.set_status(p, ProcessStatus::Sleeping { until_ms: now_ms() + d.as_millis() as u64 });
-            // A scheduled wake-up or child event ends the sleep early.
-            tokio::select! {
-                _ = tokio::time::sleep(d) => {}
-                ev = inbox.events.recv() => {
-                    if let Some(ev) = ev {
-                        inner.take_event(p, ev);
-                    }
+    /// Applies what a driver call asked for as soon as it returns: a
+    /// scheduled wake-up is armed at once (a later call of the same reply
+    /// may wait for it); a sleep is added to `sleep` (the longest one wins),
+    /// which is returned.
+    fn apply_effects(&self, effects: Vec<Effect>, mut sleep: Option<f64>) -> Option<f64> {
+        let (p, bus) = (self.p, self.env.events);
+        for eff in effects {
+            match eff {
+                Effect::Sleep { seconds } => sleep = Some(sleep.unwrap_or(0.0).max(seconds)),
+                Effect::Schedule { id, seconds, prompt } => {
+                    let due_ms = now_ms() + (seconds.clamp(0.0, 1e9) * 1000.0) as u64;
+                    bus.emit_with(|| KernelEvent::Scheduled { pid: p.pid, id, due_ms, prompt: prompt.clone() });
+                    arm_timer(bus.clone(), p, id, due_ms, prompt);
                 }
             }
         }
+        sleep
+    }
+
+    /// Sleeps for the longest sleep the reply's calls asked for (a wake-up
+    /// or a child's exit ends it early).
+    async fn sleep_if_asked(&mut self, sleep: Option<f64>) {
+        let (p, bus) = (self.p, self.env.events);
+        if let Some(secs) = sleep {
+            let d = Duration::from_secs_f64(secs.clamp(0.0, 1e9));
+            p.set_status(bus, ProcessStatus::Sleeping { until_ms: now_ms() + d.as_millis() as u64 });
+            self.sleep(d).await;
+        }
+    }
+}
+
+/// Why a process whose wall-time budget ran out ended.
+pub(crate) fn wall_time_exhausted(p: &Process) -> ExitStatus {
+    ExitStatus::Failed {
+        reason: format!(
+            "wall-time budget exhausted ({:.1} s)",
+            p.budgets.max_wall_time.unwrap_or_default().as_secs_f64()
+        ),
     }
 }
 
@@ -391,7 +456,7 @@ fn loop_broken(what: &str, error: &str, n: u32) -> ExitStatus {
 
 /// Delivers `prompt` as an event at `due_ms` (Unix ms; at once if past),
 /// unless the process ends first; then announces `Fired`.
-pub(crate) fn arm_timer(inner: Arc<KernelInner>, p: &Arc<Process>, id: u64, due_ms: u64, prompt: String) {
+pub(crate) fn arm_timer(bus: Arc<EventBus>, p: &Arc<Process>, id: u64, due_ms: u64, prompt: String) {
     let target = Arc::downgrade(p);
     let cancel = p.cancel.clone();
     let d = Duration::from_millis(due_ms.saturating_sub(now_ms()));
@@ -401,10 +466,33 @@ pub(crate) fn arm_timer(inner: Arc<KernelInner>, p: &Arc<Process>, id: u64, due_
             _ = tokio::time::sleep(d) => {
                 let Some(p) = target.upgrade() else { return };
                 let text = format!("scheduled wake-up #{id}: {prompt}");
-                if inner.deliver(&p, crate::kernel::Delivery::Event { text, durable: true }) && inner.wants_events() {
-                    inner.emit(KernelEvent::Fired { pid: p.pid, id });
+                if p.deliver(&bus, Delivery::Event { text, durable: true }) {
+                    bus.emit_with(|| KernelEvent::Fired { pid: p.pid, id });
                 }
             }
         }
     });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_breaker_counts_the_same_failure_in_a_row() {
+        let mut b = LoopBreaker { limit: 3, last: None, count: 0 };
+        let call = || Failure::Call { name: "FS_READ".into(), args: "{}".into() };
+        assert!(!b.failure(call()));
+        assert!(!b.failure(call()));
+        // A different failure starts the count again; a success clears it.
+        assert!(!b.failure(Failure::Truncated));
+        assert!(!b.failure(call()));
+        b.success();
+        assert!(!b.failure(call()) && !b.failure(call()));
+        assert!(b.failure(call()));
+        // A malformed call named like a syscall is not that syscall's failure.
+        let mut b = LoopBreaker { limit: 2, last: None, count: 0 };
+        assert!(!b.failure(Failure::Malformed("x".into())));
+        assert!(!b.failure(Failure::Call { name: "x".into(), args: String::new() }));
+    }
 }

@@ -18,7 +18,8 @@ use std::time::Duration;
 
 use parking_lot::{Mutex, RwLock};
 
-use crate::process::{Pid, Process, ProcessInfo};
+use crate::pcb::Process;
+use crate::process::{Pid, ProcessInfo};
 
 /// How long ended processes are kept in the table.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -118,8 +119,7 @@ impl ProcessTable {
         while let Some(p) = stack.pop() {
             if let Some(proc_) = self.get(p) {
                 out.push(p);
-                let children = proc_.state.lock().children.clone();
-                stack.extend(children.into_iter().rev());
+                stack.extend(proc_.children().into_iter().rev());
             }
         }
         out
@@ -177,9 +177,8 @@ impl ProcessTable {
         let mut ended: Vec<(Pid, u64, u64)> = Vec::new();
         let mut running_parents: Vec<Pid> = Vec::new();
         for p in procs.values() {
-            let st = p.state.lock();
-            match &st.exit {
-                Some(_) => ended.push((p.pid, st.ended_at_ms.unwrap_or(now_ms), st.end_seq)),
+            match p.ended() {
+                Some((at, seq)) => ended.push((p.pid, at.unwrap_or(now_ms), seq)),
                 None => running_parents.extend(p.parent),
             }
         }
@@ -209,7 +208,7 @@ impl ProcessTable {
         for &pid in &reaped {
             if let Some(p) = procs.remove(&pid) {
                 if let Some(parent) = p.parent.and_then(|pp| procs.get(&pp)) {
-                    parent.state.lock().children.retain(|c| *c != pid);
+                    parent.remove_child(pid);
                 }
             }
         }

@@ -80,7 +80,7 @@ pub async fn run(cmd: KernelCmd) -> Result<i32> {
                 println!(
                     "kernel running (pid {}), up {}, home {}\nprocesses: {} live, {} exited, {} total",
                     st.pid,
-                    super::procs::age(st.uptime_secs),
+                    super::output::age(st.uptime_secs),
                     st.home.display(),
                     st.processes.live,
                     st.processes.exited,

@@ -1,5 +1,6 @@
-//! Printing shared by the commands that show logs (`run`, `logs`, `spawn --wait`):
-//! one log entry per line (or JSON line), exit statuses and their exit codes.
+//! Printing shared by the commands: one log entry per line (or JSON line)
+//! for `run`, `logs` and `spawn --wait`, exit statuses and their exit
+//! codes, and ages (`ps`, `top`, `kernel status`).
 
 use aos_kernel::{Entry, ExitStatus, LogEntry};
 
@@ -39,5 +40,15 @@ pub fn exit_code(status: &ExitStatus) -> i32 {
         ExitStatus::Exited { code, .. } => (*code).clamp(0, 255) as i32,
         ExitStatus::Killed => 137,
         ExitStatus::Failed { .. } => 1,
+    }
+}
+
+/// "3s", "4m12s", "2h05m", "3d04h".
+pub fn age(secs: u64) -> String {
+    match secs {
+        s if s < 60 => format!("{s}s"),
+        s if s < 3600 => format!("{}m{:02}s", s / 60, s % 60),
+        s if s < 86400 => format!("{}h{:02}m", s / 3600, (s % 3600) / 60),
+        s => format!("{}d{:02}h", s / 86400, (s % 86400) / 3600),
     }
 }

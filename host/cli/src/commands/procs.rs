@@ -12,7 +12,7 @@ use aos_daemon::client::{is_not_running, Client};
 use aos_kernel::{ExitStatus, KernelEvent, ProcessInfo, ProcessStatus};
 
 use super::kernel::{connect, start_background};
-use super::output::{exit_code, print_entry};
+use super::output::{age, exit_code, print_entry};
 
 #[derive(Debug, Args)]
 #[command(after_help = "Examples:\n  \
@@ -260,15 +260,6 @@ pub fn status_word(s: &ProcessStatus) -> String {
     }
 }
 
-/// "3s", "4m12s", "2h05m", "3d04h".
-pub fn age(secs: u64) -> String {
-    match secs {
-        s if s < 60 => format!("{s}s"),
-        s if s < 3600 => format!("{}m{:02}s", s / 60, s % 60),
-        s if s < 86400 => format!("{}h{:02}m", s / 3600, (s % 3600) / 60),
-        s => format!("{}d{:02}h", s / 86400, (s % 86400) / 3600),
-    }
-}
 
 /// provider/model, with a long model path shortened to its file name.
 pub fn model_label(p: &ProcessInfo) -> String {

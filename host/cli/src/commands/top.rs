@@ -19,7 +19,8 @@ use aos_daemon::api::StatusInfo;
 use aos_daemon::client::Client;
 use aos_kernel::ProcessInfo;
 
-use super::procs::{age, model_label, ps_table, status_word};
+use super::output::age;
+use super::procs::{model_label, ps_table, status_word};
 
 #[derive(Debug, Args)]
 #[command(after_help = "Examples:\n  aos top\n  aos top --interval 0.5\n  aos top | cat     # one snapshot")]

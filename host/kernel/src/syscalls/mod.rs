@@ -1,7 +1,8 @@
-//! Kernel syscalls (IPC, stdio, exit, spawn) with their [`SyscallSpec`]s, and
-//! the dispatcher that validates every parsed call — kernel or driver — and
-//! runs it: name lookup, capability check, JSON-Schema validation, then
-//! either the kernel implementation here or `DriverRuntime::call`.
+//! The kernel's own syscalls (IPC, stdio, exit, spawn, webhooks): one table
+//! ([`KernelSyscall`]: name, capability, description, typed arguments in
+//! [`args`] whose JSON Schemas are generated), and their implementations in
+//! [`run`]. Resolution (with driver syscalls) is `crate::resolve`; the
+//! dispatch of a parsed call is `crate::dispatch`.
 //!
 //! | syscall            | capability | arguments                                             |
 //! |--------------------|------------|-------------------------------------------------------|
@@ -14,20 +15,13 @@
 //! | `SYS_REGISTER_WEBHOOK` | `webhook` | `path`                                           |
 //! | `SYS_WEBHOOK_REPLY`    | `webhook` | `request_id`, `status?`, `body?`                 |
 
-use std::sync::{Arc, OnceLock};
-use std::time::Duration;
+use std::sync::OnceLock;
 
 use aos_abi::{Capability, CapabilitySet, Effect, SyscallError, SyscallSpec};
 use serde_json::{json, Value};
 
-use crate::ipc::{IpcInbox, Woke};
-use crate::kernel::{KernelInner, SpawnRequest};
-use crate::parser::ParsedCall;
-use crate::process::{Entry, Process, ProcessStatus};
-use crate::resolve::Resolved;
-use crate::schema;
-
 pub mod args;
+pub(crate) mod run;
 
 /// The kernel's syscall table: for each syscall, its variant, name,
 /// argument type (whose JSON Schema is generated), capability and
@@ -202,168 +196,6 @@ pub(crate) enum Outcome {
     Ok { output: Value, effects: Vec<Effect> },
     Err(SyscallError),
     Exit { code: i64, result: Option<String> },
-}
-
-fn invalid(name: &str, msg: String, schema: &Value) -> SyscallError {
-    SyscallError::InvalidArguments(format!("{name}: {msg}; expected arguments: {schema}"))
-}
-
-/// Resolves, validates and runs one parsed call for `p`.
-pub(crate) async fn dispatch(
-    inner: &Arc<KernelInner>,
-    p: &Arc<Process>,
-    inbox: &mut IpcInbox,
-    call: &ParsedCall,
-) -> Outcome {
-    let name = call.name.as_str();
-    let resolved = match inner.syscalls.resolve(name, &p.caps) {
-        Ok(r) => r,
-        Err(refusal) => return Outcome::Err(refusal.into()),
-    };
-    let schema = &resolved.spec().args_schema;
-    if let Err(m) = schema::validate(schema, &call.args) {
-        return Outcome::Err(invalid(name, m, schema));
-    }
-    match resolved {
-        Resolved::Kernel(k) => match k.parse(&call.args) {
-            Ok(c) => run_kernel(inner, p, inbox, c).await,
-            Err(e) => Outcome::Err(invalid(name, e.to_string(), schema)),
-        },
-        Resolved::Source(handle) => {
-            let agent = aos_abi::AgentContext { pid: p.pid, caps: p.caps.clone(), workspace: p.workspace.clone() };
-            match handle.call(&agent, &call.args).await {
-                Ok(out) => Outcome::Ok { output: out.output, effects: out.effects },
-                Err(e) => Outcome::Err(e),
-            }
-        }
-    }
-}
-
-async fn run_kernel(inner: &Arc<KernelInner>, p: &Arc<Process>, inbox: &mut IpcInbox, call: KernelCall) -> Outcome {
-    let ok = |output: Value| Outcome::Ok { output, effects: Vec::new() };
-    match call {
-        KernelCall::SendMsg(a) => {
-            let to = a.to_pid;
-            let Some(target) = inner.table.get(to) else {
-                let why = if inner.table.was_reaped(to) { " (it ended and was reaped)" } else { "" };
-                return Outcome::Err(SyscallError::NotFound(format!("no process with pid {to}{why}")));
-            };
-            if let Some(exit) = target.state.lock().exit.clone() {
-                return Outcome::Err(SyscallError::NotFound(format!("process {to} has ended (it {exit})")));
-            }
-            inner.deliver(&target, crate::kernel::Delivery::Msg { from: p.pid, content: a.content });
-            ok(json!({"delivered": true}))
-        }
-        KernelCall::RecvMsg(a) => {
-            let timeout = a.timeout.map(|s| Duration::from_secs_f64(s.clamp(0.0, 1e9)));
-            inner.set_status(p, ProcessStatus::BlockedRecv);
-            let r = inbox.recv_msg(timeout).await;
-            inner.set_status(p, ProcessStatus::Running);
-            match r {
-                Woke::Got(m) => {
-                    inner.consumed(p, crate::ipc::Queue::Mailbox);
-                    ok(json!({"from": m.from, "content": m.content}))
-                }
-                Woke::TimedOut => ok(json!({"timed_out": true})),
-                Woke::Event(e) => {
-                    inner.take_event(p, e);
-                    ok(json!({"interrupted": "an event arrived (see [EVENT]); call RECV_MSG again to keep waiting"}))
-                }
-            }
-        }
-        KernelCall::WriteStdout(a) => {
-            let text = a.text;
-            inner.record(p, Entry::Stdout { text: text.clone() });
-            let mut out = json!({"written": text.chars().count()});
-            if let Some(t) = p.pipe_to {
-                match inner.table.get(t) {
-                    Some(target) if target.state.lock().exit.is_none() => {
-                        inner.deliver(&target, crate::kernel::Delivery::Stdin(text));
-                        out["piped_to"] = json!(t);
-                    }
-                    _ => out["pipe_closed"] = json!(t),
-                }
-            }
-            ok(out)
-        }
-        KernelCall::ReadStdin(_) => {
-            inner.set_status(p, ProcessStatus::BlockedStdin);
-            let r = inbox.read_stdin().await;
-            inner.set_status(p, ProcessStatus::Running);
-            match r {
-                Woke::Got(text) => {
-                    inner.consumed(p, crate::ipc::Queue::Stdin);
-                    ok(json!({"text": text}))
-                }
-                Woke::TimedOut => ok(json!({"timed_out": true})),
-                Woke::Event(e) => {
-                    inner.take_event(p, e);
-                    ok(json!({"interrupted": "an event arrived (see [EVENT]); call SYS_READ_STDIN again to keep waiting"}))
-                }
-            }
-        }
-        KernelCall::Exit(a) => {
-            let result = match a.result {
-                None | Some(Value::Null) => None,
-                Some(Value::String(s)) => Some(s),
-                Some(v) => Some(v.to_string()),
-            };
-            Outcome::Exit { code: a.code.unwrap_or(0), result }
-        }
-        KernelCall::SpawnAgent(a) => spawn_agent(inner, p, a),
-        KernelCall::RegisterWebhook(a) => match inner.webhooks.register(p.pid, &a.path, None) {
-            Ok(out) => ok(out),
-            Err(e) => Outcome::Err(SyscallError::InvalidArguments(format!("SYS_REGISTER_WEBHOOK: {e}"))),
-        },
-        KernelCall::WebhookReply(a) => {
-            let id = a.request_id;
-            let resp = crate::webhook::WebhookResponse { status: a.status.unwrap_or(200), body: a.body.unwrap_or_default() };
-            match inner.webhooks.reply(p.pid, id, resp) {
-                Ok(()) => ok(json!({"replied": id})),
-                Err(e) => Outcome::Err(SyscallError::NotFound(e)),
-            }
-        }
-    }
-}
-
-fn spawn_agent(inner: &Arc<KernelInner>, p: &Arc<Process>, a: args::SpawnAgent) -> Outcome {
-    let requested = match inner.syscalls.parse_grants(&a.permissions) {
-        Ok(s) => s,
-        Err(e) => return Outcome::Err(SyscallError::InvalidArguments(format!("SPAWN_AGENT: field `permissions`: {e}"))),
-    };
-    if let Err(m) = p.caps.delegate(&requested) {
-        let names: Vec<String> = m.0.iter().map(|c| format!("`{c}`")).collect();
-        return Outcome::Err(SyscallError::Denied(format!(
-            "cannot grant {} to a child: this process does not hold it (it holds: {})",
-            names.join(", "),
-            p.caps
-        )));
-    }
-    let base_url = match &a.provider {
-        Some(pr) if *pr != p.provider_name => None,
-        _ => p.base_url.clone(),
-    };
-    let req = SpawnRequest {
-        task: a.task,
-        role: a.role.unwrap_or_default(),
-        provider: a.provider.unwrap_or_else(|| p.provider_name.clone()),
-        model: a.model.unwrap_or_else(|| p.model.clone()),
-        base_url,
-        caps: requested,
-        budgets: p.remaining(),
-        workspace: Some(p.workspace.clone()),
-        pipe_to: a.pipe_to,
-        parent: Some(p.pid),
-    };
-    match inner.spawn(req) {
-        Ok(pid) => Outcome::Ok { output: json!({"pid": pid}), effects: Vec::new() },
-        Err(e) => Outcome::Err(match e {
-            crate::KernelError::Denied(m) => SyscallError::Denied(m.to_string()),
-            crate::KernelError::Invalid(m) => SyscallError::InvalidArguments(format!("SPAWN_AGENT: {m}")),
-            crate::KernelError::Provider { .. } => SyscallError::InvalidArguments(format!("SPAWN_AGENT: {e}")),
-            other => SyscallError::Internal(other.to_string()),
-        }),
-    }
 }
 
 #[cfg(test)]

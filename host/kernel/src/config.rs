@@ -1,0 +1,58 @@
+//! The kernel's settings ([`KernelConfig`]).
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use crate::process::Budgets;
+use crate::table::Retention;
+
+/// Kernel settings.
+#[derive(Debug, Clone)]
+pub struct KernelConfig {
+    /// `$AOS_HOME`; root workspaces default to `{home}/workspaces/{pid}`.
+    pub home: PathBuf,
+    /// Context window (tokens, estimated as characters / 4) used for
+    /// compaction; a provider that knows its model's real capacity
+    /// ([`aos_providers::Provider::context_window`]) lowers it.
+    pub context_window: usize,
+    /// Per-model overrides of `context_window`.
+    pub model_context_windows: BTreeMap<String, usize>,
+    /// Concurrent model calls per provider (FIFO-fair among ready processes).
+    pub model_concurrency: usize,
+    /// Per-provider overrides of `model_concurrency`.
+    pub provider_concurrency: BTreeMap<String, usize>,
+    /// Budgets used where a spawn request leaves a field `None`.
+    pub default_budgets: Budgets,
+    /// The same failing call (same name and arguments) this many times in a row halts the process.
+    pub loop_breaker: u32,
+    /// `max_tokens` of each model call.
+    pub max_reply_tokens: Option<u32>,
+    pub temperature: Option<f32>,
+    /// Capacity of the broadcast event stream (slow subscribers lag, and are told so).
+    pub event_capacity: usize,
+    /// How many ended processes are kept, and how long (see [`crate::table`]).
+    pub retention: Retention,
+}
+
+/// The longest time between two reaping passes over the table (shorter when
+/// `retention.ended_ttl` is: a quarter of it, at least a second). A pass also
+/// runs whenever a process ends.
+pub const REAP_INTERVAL: std::time::Duration = std::time::Duration::from_secs(60);
+
+impl KernelConfig {
+    pub fn new(home: impl Into<PathBuf>) -> Self {
+        KernelConfig {
+            home: home.into(),
+            context_window: 8192,
+            model_context_windows: BTreeMap::new(),
+            model_concurrency: 4,
+            provider_concurrency: BTreeMap::new(),
+            default_budgets: Budgets { max_steps: Some(100), max_tokens: None, max_wall_time: None },
+            loop_breaker: 3,
+            max_reply_tokens: Some(2048),
+            temperature: None,
+            event_capacity: 4096,
+            retention: Retention::default(),
+        }
+    }
+}

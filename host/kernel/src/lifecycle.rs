@@ -1,0 +1,317 @@
+//! Process lifecycle: creating a process ([`spawn`], [`restore`]), the task
+//! that runs it, its end ([`finish`]), [`kill`] of a subtree, and reaping
+//! ended processes by the retention rules ([`reap`]). Rules about who may
+//! start what — a child's rights within its parent's, its budgets within
+//! what the parent has left, and the hardening still to come (tree-wide
+//! budgets and process caps, providers chosen among the operator's) — are
+//! enforced here, in [`spawn`].
+
+use std::sync::Arc;
+
+use aos_abi::CapabilitySet;
+use serde::{Deserialize, Serialize};
+
+use crate::error::KernelError;
+use crate::events::KernelEvent;
+use crate::ipc::{self, IpcInbox, PendingInput};
+use crate::pcb::{Delivery, NewProcess, Process, Restored};
+use crate::process::{now_ms, Entry, ExitStatus, LogEntry, Pid, ProcessInfo, SpawnRequest};
+use crate::scheduler;
+use crate::shared::Shared;
+
+/// A process as rebuilt from a journal, for [`Kernel::restore`]
+/// (serializable: the daemon's journal stores it as is).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RestoreRequest {
+    /// Identity, lineage, rights (`capabilities`), budgets, workspace,
+    /// `pipe_to`, provider base URL, status and counters as they were last journalled.
+    pub info: ProcessInfo,
+    /// The full history, in order.
+    pub log: Vec<LogEntry>,
+    /// Log index where the model's context starts (after compaction).
+    pub context_start: usize,
+    /// How many in-context entries were compacted.
+    pub compacted: usize,
+    /// The process's shrunk compaction window ([`KernelEvent::ContextShrunk`]), if any.
+    #[serde(default)]
+    pub context_window: Option<usize>,
+    /// The id the next call gets.
+    pub next_call_id: u64,
+    /// Set for a process that had ended: it is kept for `ps`/`logs` only.
+    pub exit: Option<ExitStatus>,
+    /// Messages, stdin lines and events queued but not received, and
+    /// `SYS_SCHEDULE` wake-ups not yet fired.
+    #[serde(default)]
+    pub pending: PendingInput,
+}
+
+impl RestoreRequest {
+    /// A request with an empty history.
+    pub fn new(info: ProcessInfo) -> Self {
+        RestoreRequest {
+            info,
+            log: Vec::new(),
+            context_start: 0,
+            compacted: 0,
+            context_window: None,
+            next_call_id: 1,
+            exit: None,
+            pending: PendingInput::default(),
+        }
+    }
+}
+
+
+/// Starts a process and returns its pid.
+pub(crate) fn spawn(k: &Arc<Shared>, req: SpawnRequest) -> Result<Pid, KernelError> {
+    if req.task.trim().is_empty() {
+        return Err(KernelError::Invalid("the task is empty; say what the agent should do".into()));
+    }
+    let parent = match req.parent {
+        Some(ppid) => {
+            let pp = k.lookup(ppid)?;
+            if let Some(exit) = pp.exit_status() {
+                return Err(KernelError::NotRunning { pid: ppid, status: exit });
+            }
+            Some(pp)
+        }
+        None => None,
+    };
+    if let Some(t) = req.pipe_to {
+        k.lookup(t).map_err(|e| KernelError::Invalid(format!("pipe_to: {e}")))?;
+    }
+    let (caps, mut budgets) = match &parent {
+        Some(pp) => (pp.caps.delegate(&req.caps)?, req.budgets.capped_by(&pp.remaining())),
+        None => (req.caps.clone(), req.budgets.clone()),
+    };
+    let d = &k.config.default_budgets;
+    budgets.max_steps = budgets.max_steps.or(d.max_steps);
+    budgets.max_tokens = budgets.max_tokens.or(d.max_tokens);
+    budgets.max_wall_time = budgets.max_wall_time.or(d.max_wall_time);
+    let provider = k
+        .models
+        .provider(&req.provider, req.base_url.as_deref())
+        .map_err(|source| KernelError::Provider { provider: req.provider.clone(), source })?;
+
+    let pid = k.table.allocate_pid();
+    let workspace = match (&req.workspace, &parent) {
+        (Some(w), _) => w.clone(),
+        (None, Some(pp)) => pp.workspace.clone(),
+        (None, None) => k.config.home.join("workspaces").join(pid.to_string()),
+    };
+    std::fs::create_dir_all(&workspace).map_err(|source| KernelError::Workspace { path: workspace.clone(), source })?;
+
+    let (ends, inbox) = ipc::channels();
+    let p = Arc::new(Process::new(NewProcess {
+        pid,
+        parent: req.parent,
+        role: req.role,
+        task: req.task,
+        provider_name: req.provider,
+        base_url: req.base_url,
+        model: req.model,
+        caps,
+        budgets,
+        workspace,
+        pipe_to: req.pipe_to,
+        provider,
+        ipc: ends,
+    }));
+    k.table.insert(p.clone());
+    if let Some(pp) = &parent {
+        pp.add_child(pid);
+        // A kill of the parent's subtree may have raced with this spawn.
+        if pp.is_killed() {
+            p.signal_kill();
+        }
+    }
+    k.events.emit_with(|| KernelEvent::Spawned { info: Box::new(p.info()) });
+    start(k.clone(), p, inbox);
+    Ok(pid)
+}
+
+/// Starts the task running `p`'s loop; when the loop ends (or the process
+/// is killed, or its wall time runs out) the task finishes the process.
+fn start(k: Arc<Shared>, p: Arc<Process>, inbox: IpcInbox) {
+    tokio::spawn(async move {
+        let deadline = p.deadline();
+        let wall = async {
+            match deadline {
+                Some(d) => tokio::time::sleep_until(d.into()).await,
+                None => std::future::pending().await,
+            }
+        };
+        let child = |req: SpawnRequest| spawn(&k, req);
+        let env = k.loop_env(&child);
+        let status = tokio::select! {
+            biased;
+            _ = p.cancel.cancelled() => ExitStatus::Killed,
+            _ = wall => scheduler::wall_time_exhausted(&p),
+            s = scheduler::run(env, &p, inbox) => s,
+        };
+        // A kill that raced with the loop's last poll still wins.
+        let status = if p.is_killed() { ExitStatus::Killed } else { status };
+        finish(&k, &p, status);
+    });
+}
+
+/// Final bookkeeping of a process that ended (called once, by its task).
+pub(crate) fn finish(k: &Shared, p: &Process, status: ExitStatus) {
+    p.record(&k.events, Entry::Notice { text: format!("process {} {status}", p.pid) });
+    let ended_at = now_ms();
+    let seq = k.table.mark_ended(p.pid, ended_at);
+    p.end(&status, ended_at, seq);
+    // Stops pending timers of this process.
+    p.cancel.cancel();
+    p.provider.release(p.pid);
+    for source in k.syscalls.sources() {
+        source.release(p.pid);
+    }
+    k.webhooks.forget(p.pid);
+    if let Some(parent) = p.parent.and_then(|pp| k.table.get(pp)) {
+        parent.deliver(&k.events, Delivery::Event { text: format!("child {} {status}", p.pid), durable: true });
+    }
+    if k.events.wants() {
+        k.events.emit(KernelEvent::Status { pid: p.pid, status: status.as_status() });
+        k.events.emit(KernelEvent::Exited { pid: p.pid, status: status.clone() });
+    }
+    // Whoever waits already holds the process, so it may go at once
+    // (with `max_ended = 0` or a zero TTL).
+    reap(k);
+    p.announce_exit(status);
+}
+
+/// Kills `pid` and its whole subtree; returns the pids that were signalled
+/// (those still running). See `Kernel::kill`.
+pub(crate) fn kill(k: &Shared, pid: Pid) -> Result<Vec<Pid>, KernelError> {
+    k.lookup(pid)?;
+    let mut killed = Vec::new();
+    for p in k.table.subtree(pid) {
+        if let Some(proc_) = k.table.get(p) {
+            if proc_.is_running() && !proc_.is_killed() {
+                proc_.signal_kill();
+                killed.push(p);
+            }
+        }
+    }
+    Ok(killed)
+}
+
+/// Reaps the ended processes the retention rules no longer keep and
+/// announces each ([`KernelEvent::Reaped`]).
+pub(crate) fn reap(k: &Shared) -> Vec<Pid> {
+    let reaped = k.table.reap(&k.config.retention, now_ms());
+    if !reaped.is_empty() {
+        tracing::debug!(target: "aos::kernel", ?reaped, "reaped ended processes");
+        if k.events.wants() {
+            for &pid in &reaped {
+                k.events.emit(KernelEvent::Reaped { pid });
+            }
+        }
+    }
+    reaped
+}
+
+/// Reaps ended processes periodically (TTL expiry of an idle kernel),
+/// when created inside a tokio runtime; the task ends with the kernel.
+pub(crate) fn start_reaper(k: &Arc<Shared>) {
+    let Ok(rt) = tokio::runtime::Handle::try_current() else { return };
+    let period = (k.config.retention.ended_ttl / 4).clamp(std::time::Duration::from_secs(1), crate::config::REAP_INTERVAL);
+    let weak = Arc::downgrade(k);
+    rt.spawn(async move {
+        let mut tick = tokio::time::interval(period);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        tick.tick().await;
+        loop {
+            tick.tick().await;
+            let Some(k) = weak.upgrade() else { return };
+            reap(&k);
+        }
+    });
+}
+
+/// Rebuilds a process from its journal (see `Kernel::restore`).
+pub(crate) fn restore(k: &Arc<Shared>, r: RestoreRequest, entries: Vec<Entry>) -> Result<Pid, KernelError> {
+    let info = r.info;
+    let pid = info.pid;
+    let bad = |why: String| KernelError::Restore { pid, why };
+    if k.table.get(pid).is_some() {
+        return Err(bad("a process with this pid already exists".into()));
+    }
+    let caps = CapabilitySet::parse(&info.capabilities).map_err(|e| bad(e.to_string()))?;
+    let provider = k
+        .models
+        .provider(&info.provider, info.base_url.as_deref())
+        .map_err(|source| KernelError::Provider { provider: info.provider.clone(), source })?;
+    std::fs::create_dir_all(&info.workspace)
+        .map_err(|source| KernelError::Workspace { path: info.workspace.clone(), source })?;
+    let (ends, inbox) = ipc::channels();
+    let exit = r.exit.map(|exit| {
+        // Its last entry is the notice written when it ended.
+        let last = r.log.last().map_or(0, |e| e.at_ms);
+        let at = last.max(info.counters.last_activity_ms).max(info.counters.started_at_ms);
+        (exit, at, k.table.mark_ended(pid, at))
+    });
+    let ended = exit.is_some();
+    let p = Arc::new(Process::restored(
+        NewProcess {
+            pid,
+            parent: info.parent,
+            role: info.role,
+            task: info.task,
+            provider_name: info.provider,
+            base_url: info.base_url,
+            model: info.model,
+            caps,
+            budgets: info.budgets,
+            workspace: info.workspace,
+            pipe_to: info.pipe_to,
+            provider,
+            ipc: ends,
+        },
+        Restored {
+            status: info.status,
+            children: info.children,
+            counters: info.counters,
+            log: r.log,
+            context_start: r.context_start,
+            compacted: r.compacted,
+            context_window: r.context_window,
+            next_call_id: r.next_call_id,
+            exit,
+        },
+    ));
+    // Input that was queued when the kernel stopped (already journalled in the snapshot).
+    if !ended {
+        p.requeue(&r.pending);
+    }
+    k.table.reserve_up_to(pid);
+    k.table.insert(p.clone());
+    if let Some(pp) = p.parent.and_then(|pp| k.table.get(pp)) {
+        pp.add_child(pid);
+    }
+    if ended {
+        return Ok(pid);
+    }
+    // Per-process provider state (e.g. the script's position) continues.
+    p.provider.resume(pid, p.usage().0);
+    for t in r.pending.timers {
+        scheduler::arm_timer(k.events.clone(), &p, t.id, t.due_ms, t.prompt);
+    }
+    // Webhook routes the process registered keep their paths and secrets.
+    for output in p.results_of("SYS_REGISTER_WEBHOOK") {
+        let Some(path) = output["path"].as_str() else { continue };
+        let secret = output["secret"].as_str().map(str::to_string);
+        if let Err(e) = k.webhooks.register(pid, path, secret) {
+            p.record(&k.events, Entry::Notice { text: format!("webhook {path} could not be registered again: {e}") });
+        }
+    }
+    for e in entries {
+        if let Entry::Result { id, .. } | Entry::Error { id, .. } = &e {
+            p.reserve_call_id(*id);
+        }
+        p.record(&k.events, e);
+    }
+    start(k.clone(), p, inbox);
+    Ok(pid)
+}
