@@ -53,6 +53,25 @@ fn an_agent_without_grants_is_refused_and_fails_clearly() {
     assert!(!aos.ws().join("x").exists());
 }
 
+/// `aos run` builds its kernel exactly like the daemon (one composition
+/// root): the driver settings of aos.toml reach its drivers (it used to
+/// build its runtime from defaults and ignore `[drivers.*]`, `[limits]`,
+/// `[net]` and `[providers.*]`).
+#[test]
+fn run_reads_the_daemons_configuration() {
+    let aos = Aos::new();
+    std::fs::write(aos.home().join("aos.toml"), "[drivers.fs]\nread_limit = 4\n").unwrap();
+    std::fs::write(aos.ws().join("a.txt"), "0123456789").unwrap();
+    let model = script(&aos, "s.txt", concat!(
+        "[SYS_CALL::FS_READ] {\"path\": \"a.txt\"}\n---\n",
+        "[SYS_CALL::SYS_EXIT] {}\n",
+    ));
+    let ws = aos.ws().display().to_string();
+    let (code, out, err) = aos.run(&["run", "--provider", "script", "--model", &model, "--workspace", &ws, "--grant", "FS_READ", "t"]);
+    assert_eq!(code, 0, "{out}\n{err}");
+    assert!(out.contains("\"content\":\"0123\"") && out.contains("read limit 4 bytes"), "{out}");
+}
+
 #[test]
 fn missing_provider_key_is_reported_with_the_variable_name() {
     let aos = Aos::new();

@@ -1,6 +1,8 @@
 //! The AgentOS daemon: one [`aos_kernel::Kernel`] per `$AOS_HOME`, served
 //! over an HTTP/JSON control API on the Unix socket `$AOS_HOME/aos.sock`
-//! (mode 0600), its client, the `aos.toml` config and the journal.
+//! (mode 0600), its client, the `aos.toml` config, the journal, and the
+//! composition root that builds a kernel's whole stack from its config
+//! ([`stack`], also used by `aos run`).
 //!
 //! Layout of `$AOS_HOME` (see [`Paths`]): `aos.toml`, `aos.sock`, `aos.pid`,
 //! `logs/daemon.log`, `journal/*.jsonl`, `workspaces/`, `cache/`, `drivers/`.
@@ -10,6 +12,7 @@ pub mod client;
 pub mod config;
 pub mod journal;
 pub mod server;
+pub mod stack;
 
 use std::path::{Path, PathBuf};
 

@@ -1,5 +1,5 @@
-//! The daemon proper: builds the kernel (exactly like `aos run`: one
-//! `DriverRuntime`, providers from `aos_providers::build_provider`), attaches
+//! The daemon proper: builds the kernel (exactly like `aos run`, through the
+//! composition root `stack::build`), attaches
 //! the journal, runs crash recovery (then deletes archived journals beyond
 //! `[retention]`), and serves the control API on
 //! `$AOS_HOME/aos.sock` (mode 0600) until `POST /v1/shutdown`, SIGTERM or
@@ -23,71 +23,12 @@ use bytes::Bytes;
 use serde::Deserialize;
 use tokio::sync::{broadcast, mpsc, Notify};
 
-use aos_kernel::{Budgets, Kernel, KernelConfig, KernelError, KernelEvent, ProviderFactory, SpawnRequest};
-use aos_providers::{build_provider, ProviderConfig};
-use aos_runtime::{DriverRuntime, RuntimeConfig};
+use aos_kernel::{Budgets, Kernel, KernelError, KernelEvent, SpawnRequest};
 
 use crate::api::*;
 use crate::config::Config;
 use crate::journal;
 use crate::Paths;
-
-/// Builds providers from their name and base URL, with the per-provider
-/// settings of the config (`[providers.NAME]`).
-pub fn provider_factory(cfg: &Config) -> ProviderFactory {
-    let settings = cfg.providers.clone();
-    // One embedded model per kernel, shared by every `local` process.
-    let local: Arc<std::sync::OnceLock<Arc<dyn aos_providers::Provider>>> = Arc::new(std::sync::OnceLock::new());
-    Arc::new(move |provider: &str, base_url: Option<&str>| {
-        if provider == "local" {
-            return Ok(local
-                .get_or_init(|| Arc::new(aos_llm_local::LocalProvider::new(aos_llm_local::LocalConfig::default())))
-                .clone());
-        }
-        let s = settings.get(provider).cloned().unwrap_or_default();
-        let mut pc = ProviderConfig::new(provider);
-        pc.base_url = base_url.map(str::to_string).or(s.base_url);
-        pc.api_key_env = s.api_key_env;
-        pc.timeout = s.timeout_secs.map(Duration::from_secs);
-        pc.max_retries = s.max_retries;
-        build_provider(&pc)
-    })
-}
-
-/// The driver runtime and kernel of `home`, configured by `cfg`.
-pub async fn build_kernel(paths: &Paths, cfg: &Config) -> Result<Kernel> {
-    let mut rc = RuntimeConfig::new(paths.home());
-    rc.call_timeout = Duration::from_secs_f64(cfg.limits.call_timeout_secs.max(0.001));
-    rc.memory_limit = cfg.limits.memory_mb.max(1) << 20;
-    for (name, table) in &cfg.drivers {
-        if let Ok(serde_json::Value::Object(m)) = serde_json::to_value(table) {
-            rc.driver_config.insert(name.clone(), m);
-        }
-    }
-    // EXEC_CMD runs in Docker; without an engine it fails with an explanation.
-    // Containers left by a crashed daemon of this home are removed here.
-    rc.net = cfg.net.to_runtime();
-    rc.container = Some(Arc::new(
-        aos_runtime::DockerBackend::open(cfg.sandbox.to_runtime(paths.home()))
-            .await
-            .context("invalid Docker endpoint (`[sandbox] docker_host` or $DOCKER_HOST)")?,
-    ));
-    // MEM_*: the embedder and the vector store (embedded under $AOS_HOME/memory by default).
-    rc.memory = Some(cfg.memory.build(paths.home()).context("invalid [memory] settings")?);
-    let runtime = DriverRuntime::open(rc).await.context("cannot start the driver runtime")?;
-    let mut kc = KernelConfig::new(paths.home());
-    kc.model_concurrency = cfg.model_concurrency.max(1);
-    kc.context_window = cfg.context_window.max(256);
-    kc.default_budgets = Budgets {
-        max_steps: cfg.budgets.max_steps,
-        max_tokens: cfg.budgets.max_tokens,
-        max_wall_time: cfg.budgets.max_seconds.map(Duration::from_secs),
-    };
-    kc.retention = cfg.retention.to_kernel();
-    let kernel = Kernel::new(kc, runtime, provider_factory(cfg));
-    kernel.reserve_memory_pids().await;
-    Ok(kernel)
-}
 
 #[derive(Clone)]
 struct AppState {
@@ -151,7 +92,7 @@ pub async fn run_foreground(paths: Paths) -> Result<()> {
     }
     let _ = std::fs::remove_file(paths.socket());
 
-    let kernel = build_kernel(&paths, &cfg).await?;
+    let kernel = crate::stack::build(paths.home(), &cfg).await?;
     let started_at_ms = aos_kernel::process::now_ms();
 
     // The webhook listener, bound before recovery so restored routes get its URL.

@@ -15,7 +15,7 @@ pub use anthropic::AnthropicProvider;
 pub use gemini::GeminiProvider;
 pub use http::HttpSettings;
 pub use openai::OpenAiProvider;
-pub use registry::{build_provider, build_provider_with, ProviderConfig, KNOWN_PROVIDERS};
+pub use registry::{build_provider, build_provider_with, Constructor, ProviderConfig, ProviderRegistry, KNOWN_PROVIDERS};
 pub use script::ScriptProvider;
 
 pub use aos_abi::SyscallSpec;

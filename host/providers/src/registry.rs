@@ -1,8 +1,11 @@
 //! Provider construction: [`ProviderConfig`] (what the kernel/CLI read from
-//! configuration) and [`build_provider`], which maps a provider name to its
-//! implementation. API keys are read from the environment at each `complete`
-//! call, so a missing key surfaces there as [`ProviderError::MissingApiKey`]
-//! (per process), never at build time.
+//! configuration) and the [`ProviderRegistry`], which maps a provider name
+//! to the constructor of its implementation: the built-in ones
+//! ([`KNOWN_PROVIDERS`]) and any other registered (the embedded `local`
+//! model, registered by the composition root, `aos_daemon::stack`). API
+//! keys are read from the environment at each `complete` call, so a missing
+//! key surfaces there as [`ProviderError::MissingApiKey`] (per process),
+//! never at build time.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -12,9 +15,88 @@ use crate::{
     AnthropicProvider, GeminiProvider, OpenAiProvider, Provider, ProviderError, ScriptProvider,
 };
 
-/// Provider names [`build_provider`] knows. NOTE: `local` (in-process GGUF
-/// models) is provided by another crate, which wraps this function and adds it.
+/// Provider names [`build_provider`] knows (the built-in registry). `local`
+/// (in-process GGUF models) comes from another crate and is added with
+/// [`ProviderRegistry::register`].
 pub const KNOWN_PROVIDERS: &[&str] = &["openai", "gemini", "anthropic", "script"];
+
+/// Builds one provider from its configuration and HTTP settings.
+pub type Constructor =
+    Arc<dyn Fn(&ProviderConfig, HttpSettings) -> Result<Arc<dyn Provider>, ProviderError> + Send + Sync>;
+
+/// The providers that can be built, by name.
+#[derive(Clone)]
+pub struct ProviderRegistry {
+    entries: Vec<(String, Constructor)>,
+}
+
+impl Default for ProviderRegistry {
+    fn default() -> Self {
+        Self::builtin()
+    }
+}
+
+impl ProviderRegistry {
+    /// The built-in providers: `openai`, `gemini`, `anthropic`, `script`.
+    pub fn builtin() -> Self {
+        let mut r = ProviderRegistry { entries: Vec::new() };
+        r.register("openai", |cfg, http| {
+            Ok(Arc::new(OpenAiProvider::new(base_url(cfg), key_env(cfg), http)?) as Arc<dyn Provider>)
+        });
+        r.register("gemini", |cfg, http| {
+            Ok(Arc::new(GeminiProvider::new(base_url(cfg), key_env(cfg), http)?) as Arc<dyn Provider>)
+        });
+        r.register("anthropic", |cfg, http| {
+            Ok(Arc::new(AnthropicProvider::new(base_url(cfg), key_env(cfg), http)?) as Arc<dyn Provider>)
+        });
+        r.register("script", |_, _| Ok(Arc::new(ScriptProvider::new()) as Arc<dyn Provider>));
+        r
+    }
+
+    /// Adds (or replaces) the provider `name` (lower-case).
+    pub fn register<F>(&mut self, name: &str, ctor: F)
+    where
+        F: Fn(&ProviderConfig, HttpSettings) -> Result<Arc<dyn Provider>, ProviderError> + Send + Sync + 'static,
+    {
+        let ctor: Constructor = Arc::new(ctor);
+        match self.entries.iter_mut().find(|(n, _)| n == name) {
+            Some(e) => e.1 = ctor,
+            None => self.entries.push((name.to_string(), ctor)),
+        }
+    }
+
+    /// Every provider name, in registration order.
+    pub fn names(&self) -> Vec<&str> {
+        self.entries.iter().map(|(n, _)| n.as_str()).collect()
+    }
+
+    /// Builds the provider named by `cfg.provider` with default HTTP settings.
+    pub fn build(&self, cfg: &ProviderConfig) -> Result<Arc<dyn Provider>, ProviderError> {
+        self.build_with(cfg, HttpSettings::default())
+    }
+
+    /// Like [`ProviderRegistry::build`], starting from `http`; `cfg.timeout`
+    /// and `cfg.max_retries` still take precedence when set.
+    pub fn build_with(&self, cfg: &ProviderConfig, http: HttpSettings) -> Result<Arc<dyn Provider>, ProviderError> {
+        let name = cfg.provider.trim().to_ascii_lowercase();
+        match self.entries.iter().find(|(n, _)| *n == name) {
+            Some((_, ctor)) => ctor(cfg, cfg.http_settings(http)),
+            None => Err(ProviderError::Other(format!(
+                "unknown provider `{}`: known providers are {}",
+                cfg.provider,
+                self.names().join(", ")
+            ))),
+        }
+    }
+}
+
+fn base_url(cfg: &ProviderConfig) -> Option<&str> {
+    cfg.base_url.as_deref().filter(|b| !b.trim().is_empty())
+}
+
+fn key_env(cfg: &ProviderConfig) -> Option<&str> {
+    cfg.api_key_env.as_deref().filter(|k| !k.trim().is_empty())
+}
 
 /// Which provider to use and how to reach it.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -52,33 +134,14 @@ impl ProviderConfig {
 }
 
 /// Builds the provider named by `cfg.provider` with default HTTP settings
-/// (overridden by `cfg.timeout` / `cfg.max_retries`).
+/// (overridden by `cfg.timeout` / `cfg.max_retries`), among the built-in ones.
 pub fn build_provider(cfg: &ProviderConfig) -> Result<Arc<dyn Provider>, ProviderError> {
-    build_provider_with(cfg, HttpSettings::default())
+    ProviderRegistry::builtin().build(cfg)
 }
 
 /// Like [`build_provider`], starting from `http` instead of the default
 /// settings (connect timeout, backoff base/cap); `cfg.timeout` and
 /// `cfg.max_retries` still take precedence when set.
-pub fn build_provider_with(
-    cfg: &ProviderConfig,
-    http: HttpSettings,
-) -> Result<Arc<dyn Provider>, ProviderError> {
-    let settings = cfg.http_settings(http);
-    let base = cfg.base_url.as_deref().filter(|b| !b.trim().is_empty());
-    let key_env = cfg.api_key_env.as_deref().filter(|k| !k.trim().is_empty());
-    let name = cfg.provider.trim().to_ascii_lowercase();
-    Ok(match name.as_str() {
-        "openai" => Arc::new(OpenAiProvider::new(base, key_env, settings)?),
-        "gemini" => Arc::new(GeminiProvider::new(base, key_env, settings)?),
-        "anthropic" => Arc::new(AnthropicProvider::new(base, key_env, settings)?),
-        "script" => Arc::new(ScriptProvider::new()),
-        _ => {
-            return Err(ProviderError::Other(format!(
-                "unknown provider `{}`: known providers are {}",
-                cfg.provider,
-                KNOWN_PROVIDERS.join(", ")
-            )))
-        }
-    })
+pub fn build_provider_with(cfg: &ProviderConfig, http: HttpSettings) -> Result<Arc<dyn Provider>, ProviderError> {
+    ProviderRegistry::builtin().build_with(cfg, http)
 }

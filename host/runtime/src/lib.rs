@@ -252,12 +252,15 @@ impl InstantiateError {
     }
 }
 
+type Pre = FullPre<DriverState>;
+
 /// Loads drivers and runs syscalls. Share it as `Arc<DriverRuntime>`.
 pub struct DriverRuntime {
     config: RuntimeConfig,
     engine: Engine,
     drivers: RwLock<Vec<Arc<LoadedDriver>>>,
-    pres: Mutex<HashMap<(Arc<str>, InterfaceSet), FullPre<DriverState>>>,
+    /// Pre-instantiated components per (driver, interfaces linked).
+    pres: Mutex<HashMap<(Arc<str>, InterfaceSet), Pre>>,
     pool: Mutex<HashMap<(u64, Arc<str>), Pooled>>,
     /// What every instance shares (policy, engines, settings).
     shared: Shared,

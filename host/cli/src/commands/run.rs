@@ -1,18 +1,17 @@
 //! `aos run`: start a kernel in this process, run one root agent to the end
 //! while printing its log (replies, syscalls with results or errors, events,
-//! stdout), and exit with the agent's exit code. The daemon-backed
-//! `aos spawn` shares the same kernel; `run` needs no daemon.
+//! stdout), and exit with the agent's exit code. The kernel is built like
+//! the daemon's (`aos_daemon::stack::build`, from `aos.toml` and `AOS_*`),
+//! with this command's flags applied on top; `run` needs no daemon.
 
 use std::path::PathBuf;
-use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
 use clap::Args;
 
 use aos_abi::CapabilitySet;
-use aos_kernel::{Budgets, ExitStatus, Kernel, KernelConfig, KernelEvent, SpawnRequest};
-use aos_runtime::{DriverRuntime, RuntimeConfig};
+use aos_kernel::{Budgets, ExitStatus, KernelEvent, SpawnRequest};
 
 #[derive(Debug, Args)]
 #[command(after_help = "Examples:\n  \
@@ -61,30 +60,24 @@ pub struct RunArgs {
     /// Also trust the root certificates in this PEM file for https (repeatable).
     #[arg(long = "ca-file")]
     pub ca_files: Vec<PathBuf>,
-    /// Docker image EXEC_CMD runs in (build the default with `aos sandbox build`).
-    #[arg(long, env = "AOS_SANDBOX_IMAGE", default_value = aos_runtime::docker::DEFAULT_IMAGE)]
-    pub sandbox_image: String,
+    /// Docker image EXEC_CMD runs in (default: `[sandbox] image` in aos.toml,
+    /// $AOS_SANDBOX_IMAGE, else aos-sandbox:latest; build it with `aos sandbox build`).
+    #[arg(long)]
+    pub sandbox_image: Option<String>,
 }
 
 use super::output::print_entry;
 
 pub async fn run(a: RunArgs) -> Result<i32> {
     let home = crate::home::aos_home()?;
-    let mut rt_config = RuntimeConfig::new(&home);
-    rt_config.net.allow = a.net_allow.clone();
-    rt_config.net.ca_files = a.ca_files.clone();
-    // EXEC_CMD runs in Docker; without an engine it fails with an explanation.
-    let docker = aos_runtime::DockerConfig { image: a.sandbox_image.clone(), ..aos_runtime::DockerConfig::for_home(&home) };
-    rt_config.container =
-        Some(Arc::new(aos_runtime::DockerBackend::open(docker).await.context("invalid Docker endpoint")?));
-    // MEM_*: the same [memory] settings as the daemon (aos.toml + AOS_* overrides).
-    let cfg = aos_daemon::config::Config::load(&home)?;
-    rt_config.memory = Some(cfg.memory.build(&home).context("invalid [memory] settings")?);
-    let runtime = DriverRuntime::open(rt_config).await.context("cannot start the driver runtime")?;
-    let factory = aos_daemon::server::provider_factory(&aos_daemon::config::Config::default());
-    let kernel_runtime = runtime.clone();
-    let kernel = Kernel::new(KernelConfig::new(&home), runtime, factory);
-    kernel.reserve_memory_pids().await;
+    // The same stack as the daemon's, with this command's flags on top.
+    let mut cfg = aos_daemon::config::Config::load(&home)?;
+    cfg.net.allow.extend(a.net_allow.iter().cloned());
+    cfg.net.ca_files.extend(a.ca_files.iter().cloned());
+    if let Some(image) = &a.sandbox_image {
+        cfg.sandbox.image = image.clone();
+    }
+    let kernel = aos_daemon::stack::build(&home, &cfg).await?;
     let caps = if a.no_grants {
         CapabilitySet::empty()
     } else if a.grants.is_empty() {
@@ -150,7 +143,7 @@ pub async fn run(a: RunArgs) -> Result<i32> {
         }
     }
     // Remove this run's sandbox containers.
-    kernel_runtime.shutdown().await;
+    kernel.shutdown().await;
     let code = match &status {
         ExitStatus::Exited { code, result } => {
             eprintln!("pid {pid} exited with code {code}{}", result.as_ref().map(|r| format!(": {r}")).unwrap_or_default());

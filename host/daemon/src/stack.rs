@@ -1,0 +1,96 @@
+//! The composition root: builds the whole stack of one kernel from its
+//! configuration — the driver runtime (with the Docker sandbox engine, the
+//! outgoing HTTP policy and long-term memory), the provider registry (the
+//! built-in providers, `[providers.NAME]` settings, and the embedded
+//! `local` model) and the kernel itself. The daemon (`server.rs`) and
+//! `aos run` both call [`build`]; `aos run` first applies its flags to the
+//! [`Config`] it loaded, so the two never wire the stack differently.
+
+use std::path::Path;
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+
+use aos_kernel::{Budgets, Kernel, KernelConfig, ProviderFactory};
+use aos_providers::{Provider, ProviderConfig, ProviderRegistry};
+use aos_runtime::{DockerBackend, DriverRuntime, RuntimeConfig};
+
+use crate::config::Config;
+
+/// The kernel of `home`, configured by `cfg`, with its driver runtime and
+/// providers; pids start above every pid owning long-term memory.
+pub async fn build(home: &Path, cfg: &Config) -> Result<Kernel> {
+    let runtime = runtime(home, cfg).await?;
+    let kernel = Kernel::new(kernel_config(home, cfg), runtime, providers(cfg));
+    kernel.reserve_memory_pids().await;
+    Ok(kernel)
+}
+
+/// The driver runtime of `home`: `[limits]`, `[drivers.NAME]`, `[net]`,
+/// `[sandbox]` (EXEC_CMD runs in Docker; without an engine it fails with an
+/// explanation; containers left by a crashed kernel of this home are
+/// removed) and `[memory]`.
+pub async fn runtime(home: &Path, cfg: &Config) -> Result<Arc<DriverRuntime>> {
+    let mut rc = RuntimeConfig::new(home);
+    rc.call_timeout = Duration::from_secs_f64(cfg.limits.call_timeout_secs.max(0.001));
+    rc.memory_limit = cfg.limits.memory_mb.max(1) << 20;
+    for (name, table) in &cfg.drivers {
+        if let Ok(serde_json::Value::Object(m)) = serde_json::to_value(table) {
+            rc.driver_config.insert(name.clone(), m);
+        }
+    }
+    rc.net = cfg.net.to_runtime();
+    rc.container = Some(Arc::new(
+        DockerBackend::open(cfg.sandbox.to_runtime(home))
+            .await
+            .context("invalid Docker endpoint (`[sandbox] docker_host` or $DOCKER_HOST)")?,
+    ));
+    // MEM_*: the embedder and the vector store (embedded under $AOS_HOME/memory by default).
+    rc.memory = Some(cfg.memory.build(home).context("invalid [memory] settings")?);
+    DriverRuntime::open(rc).await.context("cannot start the driver runtime")
+}
+
+/// The kernel's settings: concurrency, compaction window, default budgets,
+/// retention of ended processes.
+pub fn kernel_config(home: &Path, cfg: &Config) -> KernelConfig {
+    let mut kc = KernelConfig::new(home);
+    kc.model_concurrency = cfg.model_concurrency.max(1);
+    kc.context_window = cfg.context_window.max(256);
+    kc.default_budgets = Budgets {
+        max_steps: cfg.budgets.max_steps,
+        max_tokens: cfg.budgets.max_tokens,
+        max_wall_time: cfg.budgets.max_seconds.map(Duration::from_secs),
+    };
+    kc.retention = cfg.retention.to_kernel();
+    kc
+}
+
+/// Every provider this kernel can use: the built-in ones and `local` (one
+/// embedded model per kernel, shared by every `local` process).
+pub fn registry() -> ProviderRegistry {
+    let mut r = ProviderRegistry::builtin();
+    let local: Arc<OnceLock<Arc<dyn Provider>>> = Arc::new(OnceLock::new());
+    r.register("local", move |_, _| {
+        Ok(local
+            .get_or_init(|| Arc::new(aos_llm_local::LocalProvider::new(aos_llm_local::LocalConfig::default())))
+            .clone())
+    });
+    r
+}
+
+/// Builds providers from their name and base URL with the per-provider
+/// settings of the config (`[providers.NAME]`).
+pub fn providers(cfg: &Config) -> ProviderFactory {
+    let settings = cfg.providers.clone();
+    let registry = registry();
+    Arc::new(move |provider: &str, base_url: Option<&str>| {
+        let s = settings.get(provider).cloned().unwrap_or_default();
+        let mut pc = ProviderConfig::new(provider);
+        pc.base_url = base_url.map(str::to_string).or(s.base_url);
+        pc.api_key_env = s.api_key_env;
+        pc.timeout = s.timeout_secs.map(Duration::from_secs);
+        pc.max_retries = s.max_retries;
+        registry.build(&pc)
+    })
+}
