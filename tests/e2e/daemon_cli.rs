@@ -422,7 +422,7 @@ fn docker_ready(test: &str) -> bool {
 
 /// Ids of the sandbox containers of `pid` under the kernel of `aos`.
 fn sandbox_containers(aos: &Aos, pid: u64) -> Vec<String> {
-    let label = aos_runtime::docker::kernel_label_for(&aos.home());
+    let label = aos_sandbox::docker::kernel_label_for(&aos.home());
     let out = std::process::Command::new("docker")
         .args(["ps", "-a", "-q", "--filter", &format!("label=aos.kernel={label}"), "--filter", &format!("label=aos.pid={pid}")])
         .output()

@@ -112,7 +112,7 @@ pub struct NetSettings {
     pub ca_files: Vec<PathBuf>,
 }
 
-/// `[sandbox]`: the EXEC_CMD containers (see `aos_runtime::DockerConfig`).
+/// `[sandbox]`: the EXEC_CMD containers (see `aos_sandbox::DockerConfig`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct SandboxSettings {
@@ -153,7 +153,7 @@ impl NetSettings {
 
 impl Default for SandboxSettings {
     fn default() -> Self {
-        let d = aos_runtime::DockerConfig::default();
+        let d = aos_sandbox::DockerConfig::default();
         SandboxSettings {
             image: d.image,
             docker_host: d.host,
@@ -169,8 +169,8 @@ impl Default for SandboxSettings {
 
 impl SandboxSettings {
     /// The Docker settings of the kernel whose home is `home`.
-    pub fn to_runtime(&self, home: &Path) -> aos_runtime::DockerConfig {
-        aos_runtime::DockerConfig {
+    pub fn to_runtime(&self, home: &Path) -> aos_sandbox::DockerConfig {
+        aos_sandbox::DockerConfig {
             image: self.image.clone(),
             host: self.docker_host.clone(),
             memory_bytes: (self.memory_mb.max(6) << 20) as i64,
@@ -179,7 +179,7 @@ impl SandboxSettings {
             default_timeout: Duration::from_secs(self.default_timeout_secs.max(1)),
             max_timeout: Duration::from_secs(self.max_timeout_secs.max(1)),
             output_cap_bytes: self.output_cap_bytes,
-            ..aos_runtime::DockerConfig::for_home(home)
+            ..aos_sandbox::DockerConfig::for_home(home)
         }
     }
 }
@@ -519,7 +519,7 @@ mod tests {
         assert_eq!(sb.image, "theirs:2");
         assert_eq!(sb.memory_bytes, 512 << 20);
         assert_eq!(sb.pids_limit, 64);
-        assert_eq!(sb.kernel_label, aos_runtime::docker::kernel_label_for(d.path()));
+        assert_eq!(sb.kernel_label, aos_sandbox::docker::kernel_label_for(d.path()));
         let c = Config::load_with_env(d.path(), |k| (k == "AOS_NET_ALLOW").then(|| "127.0.0.1, ::1".to_string())).unwrap();
         assert_eq!(c.net.allow, vec!["127.0.0.1".to_string(), "::1".to_string()]);
     }

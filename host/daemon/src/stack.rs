@@ -14,7 +14,8 @@ use anyhow::{Context, Result};
 
 use aos_kernel::{Budgets, Kernel, KernelConfig, ProviderFactory};
 use aos_providers::{Provider, ProviderConfig, ProviderRegistry};
-use aos_runtime::{DockerBackend, DriverRuntime, RuntimeConfig};
+use aos_runtime::{DriverRuntime, RuntimeConfig};
+use aos_sandbox::DockerBackend;
 
 use crate::config::Config;
 

@@ -1,5 +1,7 @@
-//! Outgoing HTTP policy for `net` agents: the `wasi:http` hook through which
-//! every request of a driver passes.
+//! aos-egress: the outgoing network policy of AgentOS — which hosts and
+//! addresses a process may reach over HTTP — and its enforcement point, the
+//! `wasi:http` hook ([`NetHooks`]) through which every request of a driver
+//! instance passes (the runtime's `net` host interface installs it).
 //!
 //! Whatever the component asks, the host: allows `GET` only; allows only the
 //! hosts the agent's grant names (`net` = any, `net:HOST` = that host);
@@ -69,7 +71,7 @@ pub enum NetConfigError {
 /// The policy every instance's hook shares: the settings plus the TLS client
 /// configuration built from them once.
 #[derive(Debug)]
-pub(crate) struct NetPolicy {
+pub struct NetPolicy {
     pub config: NetConfig,
     pub tls: Arc<rustls::ClientConfig>,
 }
@@ -103,10 +105,10 @@ impl NetPolicy {
 
 /// Why requests of the current call were refused, for the error the model
 /// sees (the guest only sees a `wasi:http` error code).
-pub(crate) type Notes = Arc<Mutex<Vec<SyscallError>>>;
+pub type Notes = Arc<Mutex<Vec<SyscallError>>>;
 
 /// The per-instance hook: the agent's grant plus the kernel's policy.
-pub(crate) struct NetHooks {
+pub struct NetHooks {
     pub caps: CapabilitySet,
     pub policy: Arc<NetPolicy>,
     pub notes: Notes,

@@ -17,17 +17,16 @@
 //! syscalls and what each requires), `interfaces` (one module per host
 //! interface: WIT names, enabling grants, linking, per-instance set-up, host
 //! functions; the linker is built from them), `state` (per-instance store
-//! state, limits, what instances share), `container` and `docker` (the
-//! container engine behind `exec`), `net` (the outgoing HTTP policy behind
-//! `net`), `bindings` (WIT bindings).
+//! state, limits, what instances share), `bindings` (WIT bindings). The
+//! heavy machinery behind two interfaces lives in its own crate: the
+//! outgoing HTTP policy behind `net` in `aos-egress`, the container engine
+//! behind `exec` in `aos-sandbox`; long-term memory behind `memory` is
+//! `aos-memory`.
 
 mod bindings;
-pub mod container;
-pub mod docker;
 pub mod driver;
 mod engine;
 mod interfaces;
-pub mod net;
 mod state;
 
 pub use aos_abi::{
@@ -35,10 +34,10 @@ pub use aos_abi::{
     SyscallSource, SyscallSpec,
 };
 pub use driver::{DriverLoadError, DriverSource};
-pub use container::{ContainerAgent, ContainerBackend, ExecOutput};
-pub use docker::{DockerBackend, DockerConfig, DockerStatus};
 pub use engine::CacheOutcome;
-pub use net::{NetConfig, NetConfigError};
+// The types of `RuntimeConfig`'s fields, from the crates that own them.
+pub use aos_egress::{NetConfig, NetConfigError};
+pub use aos_sandbox::{ContainerAgent, ContainerBackend, ExecOutput};
 pub use aos_memory;
 
 use std::collections::{BTreeMap, HashMap};
@@ -276,7 +275,7 @@ impl DriverRuntime {
     pub async fn open(config: RuntimeConfig) -> Result<Arc<DriverRuntime>, RuntimeError> {
         let engine = engine::new_engine().map_err(engine_err)?;
         let shared = Shared {
-            net_policy: Arc::new(net::NetPolicy::new(config.net.clone())?),
+            net_policy: Arc::new(aos_egress::NetPolicy::new(config.net.clone())?),
             container: config.container.clone(),
             memory: config.memory.clone(),
             timer_ids: Arc::new(AtomicU64::new(1)),

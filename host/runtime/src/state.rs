@@ -14,8 +14,8 @@ use wasmtime::ResourceLimiter;
 use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
-use crate::container::{ContainerAgent, SharedBackend};
-use crate::net::{NetHooks, NetPolicy};
+use aos_egress::{NetHooks, NetPolicy};
+use aos_sandbox::{ContainerAgent, SharedBackend};
 use aos_abi::Effect;
 
 /// Bytes of guest stderr kept to explain a crash (panic message).

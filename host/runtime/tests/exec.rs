@@ -11,7 +11,8 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use aos_runtime::{AgentContext, DockerBackend, DockerConfig, SyscallError};
+use aos_runtime::{AgentContext, SyscallError};
+use aos_sandbox::{DockerBackend, DockerConfig};
 use bollard::query_parameters::ListContainersOptions;
 use serde_json::{json, Value};
 

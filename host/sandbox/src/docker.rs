@@ -49,7 +49,7 @@ use futures_util::StreamExt;
 
 use aos_abi::SyscallError;
 
-use crate::container::{ContainerAgent, ContainerBackend, ExecOutput};
+use crate::{ContainerAgent, ContainerBackend, ExecOutput};
 
 /// Default sandbox image.
 pub const DEFAULT_IMAGE: &str = "aos-sandbox:latest";

@@ -1,9 +1,14 @@
-//! The `aos:kernel/container` host interface (capability `exec`): what the
-//! exec driver imports to run commands, and the [`ContainerBackend`] trait
-//! the kernel plugs a real container engine into (Docker through `bollard`,
-//! see `docker.rs`). Without a configured backend the interface is still
-//! linked for `exec` agents, and every call fails with an error saying how to
-//! set one up — never a silent fallback to the host shell.
+//! aos-sandbox: where `EXEC_CMD` commands run. The [`ContainerBackend`]
+//! trait the driver runtime's `exec` host interface calls, and its Docker
+//! implementation ([`DockerBackend`], through `bollard`): one locked-down
+//! container per process (see the README for what it enforces). Without a
+//! configured backend the interface is still linked for `exec` agents, and
+//! every call fails with [`no_backend`]'s explanation — never a silent
+//! fallback to the host shell.
+
+pub mod docker;
+
+pub use docker::{DockerBackend, DockerConfig, DockerError, DockerStatus};
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -46,7 +51,7 @@ pub trait ContainerBackend: Send + Sync {
 }
 
 /// Error text when `exec` is granted but no container engine is configured.
-pub(crate) fn no_backend() -> SyscallError {
+pub fn no_backend() -> SyscallError {
     SyscallError::Internal(
         "EXEC_CMD needs a container engine, and none is configured: start Docker (`dockerd`) and \
          build the sandbox image with `aos sandbox build`; commands never run on the host"
@@ -54,4 +59,5 @@ pub(crate) fn no_backend() -> SyscallError {
     )
 }
 
-pub(crate) type SharedBackend = Option<Arc<dyn ContainerBackend>>;
+/// The backend an instance may call, if one is configured.
+pub type SharedBackend = Option<Arc<dyn ContainerBackend>>;

@@ -80,7 +80,7 @@ pub struct CallArgs {
 async fn open_runtime(mut cfg: RuntimeConfig) -> Result<std::sync::Arc<DriverRuntime>> {
     cfg.home = crate::home::aos_home()?;
     cfg.container = Some(std::sync::Arc::new(
-        aos_runtime::DockerBackend::for_home(&cfg.home).await.context("invalid Docker endpoint")?,
+        aos_sandbox::DockerBackend::for_home(&cfg.home).await.context("invalid Docker endpoint")?,
     ));
     DriverRuntime::open(cfg).await.context("cannot start the driver runtime")
 }

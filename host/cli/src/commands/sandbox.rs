@@ -6,8 +6,8 @@
 use anyhow::{Context, Result};
 use clap::Subcommand;
 
-use aos_runtime::docker::DEFAULT_IMAGE;
-use aos_runtime::{DockerBackend, DockerConfig};
+use aos_sandbox::docker::DEFAULT_IMAGE;
+use aos_sandbox::{DockerBackend, DockerConfig};
 
 /// The image build script, embedded so `aos sandbox build` works from any directory.
 const BUILD_SCRIPT: &str = include_str!("../../../../scripts/build-sandbox-image.sh");

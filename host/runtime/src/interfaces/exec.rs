@@ -1,7 +1,7 @@
 //! `aos:kernel/container` (capability `exec`; `exec:net` adds network
 //! inside the container): commands run in the calling process's sandbox
 //! container through the configured [`ContainerBackend`](crate::ContainerBackend)
-//! (Docker, see `docker.rs`). The workspace is mounted read-write only with
+//! (Docker: `aos-sandbox`). The workspace is mounted read-write only with
 //! `fs:rw`. Without a backend the interface is still linked for `exec`
 //! agents and every call explains how to set one up — never a fallback to
 //! the host shell. Time spent waiting for the command is added back to the
@@ -14,7 +14,7 @@ use aos_abi::{Capability, CapabilitySet, SyscallError};
 use super::{HostInterface, Prepare};
 use crate::bindings::aos::kernel::container;
 use crate::bindings::WitSyscallError;
-use crate::container::{no_backend, ContainerAgent};
+use aos_sandbox::{no_backend, ContainerAgent};
 use crate::state::DriverState;
 
 pub(crate) struct Exec;

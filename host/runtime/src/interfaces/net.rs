@@ -1,8 +1,7 @@
 //! `wasi:http` (capability `net`, or `net:HOST` for one host): only the
 //! `types` and `outgoing-handler` interfaces, never raw sockets. Every
 //! request of the instance passes the policy hook prepared here (the
-//! agent's grants plus the kernel's [`NetPolicy`](crate::net::NetPolicy),
-//! see `net.rs`): GET only, granted hosts only, public addresses only
+//! agent's grants plus the kernel's `NetPolicy`, from `aos-egress`): GET only, granted hosts only, public addresses only
 //! unless allow-listed, size and time caps.
 
 use wasmtime::component::Linker;
