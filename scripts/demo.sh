@@ -26,7 +26,7 @@ step cat "$RUNWS/haiku.txt"
 
 echo; echo "# the same task on the embedded offline model (SmolLM2-135M, llama.cpp, grammar-constrained):"
 echo "# every reply is a well-formed syscall; the right first call for ~90% of the eval tasks, and a plan"
-echo "# from the task's clauses says when it is done (evals/README.md). tests/e2e/run_cli.rs runs this command."
+echo "# from the task's clauses says when it is done (evals/README.md). tests/all/run_cli.rs runs this command."
 LOCALWS=$(mktemp -d)
 step "$AOS" run --workspace "$LOCALWS" --grant fs:rw \
     "write a haiku about the sea to haiku.txt, then exit"

@@ -1,12 +1,11 @@
 //! Kernel + real Wasm drivers (fs, timers): driver syscalls are listed,
 //! validated, capability-checked and dispatched; timer effects are applied.
 
-mod common;
 
 use std::time::{Duration, Instant};
 
 use aos_kernel::{ExitStatus, ProcessStatus};
-use common::*;
+use crate::support::*;
 
 #[tokio::test]
 async fn fs_calls_run_in_the_workspace() {

@@ -6,15 +6,13 @@
 //! inherit an old process's memories) while the stored memories remain.
 //! Skips loudly without the model (fails under `CI`).
 
-mod common;
-
 use std::path::Path;
 use std::sync::Arc;
 
 use aos_kernel::ExitStatus;
 use aos_runtime::aos_memory::{minilm, EmbeddedStore, MemoryService, MiniLmEmbedder, Space};
 use aos_runtime::{DriverRuntime, RuntimeConfig};
-use common::*;
+use crate::support::*;
 
 fn embedder() -> Option<Arc<MiniLmEmbedder>> {
     let e = MiniLmEmbedder::new(minilm::default_model_dir());

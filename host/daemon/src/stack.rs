@@ -23,7 +23,7 @@ use crate::config::Config;
 /// providers; pids start above every pid owning long-term memory.
 pub async fn build(home: &Path, cfg: &Config) -> Result<Kernel> {
     let runtime = runtime(home, cfg).await?;
-    let kernel = Kernel::new(kernel_config(home, cfg), runtime, providers(cfg));
+    let kernel = Kernel::new(kernel_config(home, cfg), vec![runtime], providers(cfg));
     kernel.reserve_memory_pids().await;
     Ok(kernel)
 }

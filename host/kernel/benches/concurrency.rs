@@ -14,7 +14,6 @@ use std::time::{Duration, Instant};
 use aos_abi::CapabilitySet;
 use aos_kernel::{Kernel, KernelConfig, SpawnRequest};
 use aos_providers::{build_provider, ProviderConfig};
-use aos_runtime::{DriverRuntime, RuntimeConfig};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 
@@ -77,14 +76,14 @@ async fn model_server() -> u16 {
 
 async fn run(c: usize, n: usize, secs: u64, port: u16) -> (f64, u64, u64, f64) {
     let home = tempfile::tempdir().unwrap();
-    let rt = DriverRuntime::open(RuntimeConfig::new(home.path())).await.unwrap();
     let mut cfg = KernelConfig::new(home.path());
     cfg.model_concurrency = c;
     cfg.default_budgets.max_steps = None;
     let base = format!("http://127.0.0.1:{port}/v1");
+    // The kernel's own syscalls only (the agents only think).
     let kernel = Kernel::new(
         cfg,
-        rt,
+        Vec::new(),
         Arc::new(move |p: &str, _b: Option<&str>| {
             let mut pc = ProviderConfig::new(p);
             pc.base_url = Some(base.clone());

@@ -16,7 +16,6 @@ use std::time::{Duration, Instant};
 use aos_abi::CapabilitySet;
 use aos_kernel::{Kernel, KernelConfig, ProcessStatus, SpawnRequest};
 use aos_providers::{Completion, CompletionRequest, Provider, ProviderError, Usage};
-use aos_runtime::{DriverRuntime, RuntimeConfig};
 use async_trait::async_trait;
 use parking_lot::Mutex;
 
@@ -68,13 +67,11 @@ fn rss_kib() -> u64 {
 }
 
 async fn kernel(home: &std::path::Path) -> Kernel {
-    let rt = DriverRuntime::open(RuntimeConfig::new(home.join("rt")))
-    .await
-    .expect("runtime");
     let provider: Arc<dyn Provider> = Arc::new(Instant_::default());
     let mut cfg = KernelConfig::new(home);
     cfg.model_concurrency = 64;
-    Kernel::new(cfg, rt, Arc::new(move |_: &str, _: Option<&str>| Ok(provider.clone())))
+    // The kernel's own syscalls only: the bench measures the kernel.
+    Kernel::new(cfg, Vec::new(), Arc::new(move |_: &str, _: Option<&str>| Ok(provider.clone())))
 }
 
 fn req(model: &str, home: &std::path::Path, caps: &[&str]) -> SpawnRequest {

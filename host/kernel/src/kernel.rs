@@ -56,15 +56,16 @@ impl Kernel {
         lifecycle::restore(&self.inner, req, entries)
     }
 
-    /// Creates a kernel whose syscalls besides its own come from `source`
-    /// (the driver runtime). `providers` builds a provider from its name and
-    /// base URL (results are cached per pair).
-    pub fn new(config: KernelConfig, source: Arc<dyn SyscallSource>, providers: ProviderFactory) -> Kernel {
+    /// Creates a kernel whose syscalls besides its own come from `sources`
+    /// (the driver runtime; none for a kernel with only its own syscalls),
+    /// looked up in that order. `providers` builds a provider from its name
+    /// and base URL (results are cached per pair).
+    pub fn new(config: KernelConfig, sources: Vec<Arc<dyn SyscallSource>>, providers: ProviderFactory) -> Kernel {
         let inner = Arc::new(Shared {
             events: Arc::new(EventBus::new(config.event_capacity)),
             table: ProcessTable::new(),
             models: Models::new(providers, &config),
-            syscalls: Syscalls::new(vec![source]),
+            syscalls: Syscalls::new(sources),
             webhooks: WebhookRegistry::default(),
             config,
         });

@@ -2,7 +2,6 @@
 //! ever holds a right its parent lacks; a request is granted exactly when the
 //! parent holds every requested right.
 
-mod common;
 
 use aos_abi::CapabilitySet;
 use proptest::prelude::*;
@@ -25,7 +24,7 @@ proptest! {
     ) {
         let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
         rt.block_on(async {
-            let h = common::harness().await;
+            let h = crate::support::harness().await;
             let model = h.script("idle", &[r#"[SYS_CALL::SYS_READ_STDIN] {}"#]);
             let root_pid = h.kernel.spawn(h.req("root", &model, &root)).await.unwrap();
             let mut pids = vec![root_pid];

@@ -1,11 +1,10 @@
 //! End-to-end kernel runs with scripted model replies.
 
-mod common;
 
 use std::time::Duration;
 
 use aos_kernel::{Entry, ExitStatus, KernelEvent, ProcessStatus};
-use common::*;
+use crate::support::*;
 
 fn exited(code: i64, result: Option<&str>) -> ExitStatus {
     ExitStatus::Exited { code, result: result.map(str::to_string) }

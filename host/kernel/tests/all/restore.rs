@@ -2,10 +2,9 @@
 //! (as after a daemon crash) keeps its pid, history and counters, gets the
 //! recovery entries, and continues — with no completed call run again.
 
-mod common;
 
 use aos_kernel::{Entry, ExitStatus, RestoreRequest};
-use common::*;
+use crate::support::*;
 
 fn next_call_id(log: &[aos_kernel::LogEntry]) -> u64 {
     log.iter()

@@ -2,13 +2,12 @@
 //! requests by `Kernel::webhook_deliver`, delivery as an event that wakes a
 //! blocked process, `SYS_WEBHOOK_REPLY`, timeouts, and cleanup at exit.
 
-mod common;
 
 use std::time::Duration;
 
 use aos_kernel::webhook::hmac_sha256_hex;
 use aos_kernel::{Entry, WebhookError, WebhookRequest, WebhookResponse};
-use common::*;
+use crate::support::*;
 
 fn request(path: &str, headers: &[(&str, &str)], body: &str) -> WebhookRequest {
     WebhookRequest {

@@ -4,12 +4,11 @@
 //! printed and must be at least 85%. What AgentOS writes to Chroma must be
 //! readable by the official Python client.
 
-mod common;
 
 use std::sync::Arc;
 
 use aos_memory::{ChromaConfig, ChromaStore, EmbeddedStore, MemoryError, MemoryService, Space, VectorStore};
-use common::{Chroma, Item};
+use crate::common::{Chroma, Item};
 
 const MIN_TOP1: f64 = 0.85;
 
@@ -46,18 +45,18 @@ async fn top1(m: &MemoryService, space: &Space, items: &[Item], label: &str) -> 
 
 #[test]
 fn recall_set_is_reworded() {
-    let items = common::recall_set();
+    let items = crate::common::recall_set();
     assert!(items.len() >= 30);
-    let mean: f64 = items.iter().map(|i| common::word_overlap(&i.question, &i.memory)).sum::<f64>() / items.len() as f64;
+    let mean: f64 = items.iter().map(|i| crate::common::word_overlap(&i.question, &i.memory)).sum::<f64>() / items.len() as f64;
     eprintln!("recall set: {} items, mean question/answer word overlap {:.1}%", items.len(), mean * 100.0);
     assert!(mean < 0.2, "questions share too many words with their answers ({mean:.2})");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn embedded_store_recall_and_persistence() {
-    let Some(emb) = common::embedder() else { return };
+    let Some(emb) = crate::common::embedder() else { return };
     let dir = tempfile::tempdir().unwrap();
-    let items = common::recall_set();
+    let items = crate::common::recall_set();
     let space = Space::Private(11);
     {
         let m = MemoryService::new(emb.clone(), Arc::new(EmbeddedStore::open(dir.path()).unwrap()));
@@ -80,7 +79,7 @@ async fn embedded_store_recall_and_persistence() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_input_gets_clear_errors_and_loses_nothing() {
-    let Some(emb) = common::embedder() else { return };
+    let Some(emb) = crate::common::embedder() else { return };
     let dir = tempfile::tempdir().unwrap();
     let m = MemoryService::new(emb, Arc::new(EmbeddedStore::open(dir.path()).unwrap()));
     let sp = Space::Private(5);
@@ -110,11 +109,11 @@ async fn bad_input_gets_clear_errors_and_loses_nothing() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn chroma_recall_outage_and_python_readback() {
-    let Some(emb) = common::embedder() else { return };
+    let Some(emb) = crate::common::embedder() else { return };
     let Some(mut chroma) = Chroma::start() else { return };
     let store = Arc::new(ChromaStore::new(ChromaConfig::new(&chroma.url)));
     let m = MemoryService::new(emb.clone(), store.clone());
-    let items = common::recall_set();
+    let items = crate::common::recall_set();
     let space = Space::Shared("recall".into());
     load_all(&m, &space, &items).await;
     assert_eq!(store.count(&space).await.unwrap(), items.len());
@@ -140,7 +139,7 @@ async fn chroma_recall_outage_and_python_readback() {
     assert!(matches!(err, MemoryError::InvalidInput(_) | MemoryError::Backend(_)), "{err}");
 
     // The official Python client reads what we wrote.
-    if let Some(py) = common::chroma_python() {
+    if let Some(py) = crate::common::chroma_python() {
         let script = format!(
             r#"
 import chromadb, json
@@ -165,7 +164,7 @@ print(json.dumps({{"ids": r["ids"], "docs": r["documents"], "meta": r["metadatas
         let j = ids.iter().position(|x| x == "car").unwrap();
         assert_eq!(v["meta"][j]["topic"], "car");
     } else {
-        common::skip("the chroma venv has no python for the cross-check");
+        crate::common::skip("the chroma venv has no python for the cross-check");
     }
 
     // Chroma goes down mid-run: clear errors naming the URL; nothing is claimed stored.

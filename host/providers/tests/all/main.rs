@@ -1,6 +1,7 @@
-//! Wire-level tests: each HTTP provider against a real local HTTP server that
-//! speaks the service's JSON, asserting on what the server received and on
-//! what the provider returned.
+//! The providers' tests, one binary (`cargo test -p aos-providers --test
+//! all`). Wire level: each HTTP provider against a real local HTTP server
+//! that speaks the service's JSON, asserting on what the server received and
+//! on what the provider returned; and the script provider.
 
 mod common;
 mod shared;
@@ -9,3 +10,4 @@ mod anthropic;
 mod gemini;
 mod openai;
 mod registry;
+mod script;

@@ -2,14 +2,13 @@
 //! host and, structurally, by the read-only preopen), and without a grant a
 //! driver's syscalls are neither listed nor callable.
 
-mod common;
 
 use aos_runtime::{CapabilitySet, SyscallError};
 use serde_json::json;
 
 #[tokio::test]
 async fn read_only_grant_refuses_every_write() {
-    let env = common::Env::new().await;
+    let env = crate::common::Env::new().await;
     std::fs::write(env.ws().join("keep.txt"), "original").unwrap();
     std::fs::create_dir(env.ws().join("dir")).unwrap();
     let ro = env.agent(1, &["fs:ro"]);
@@ -50,7 +49,7 @@ async fn read_only_grant_refuses_every_write() {
 
 #[tokio::test]
 async fn no_fs_grant_means_no_fs_syscalls() {
-    let env = common::Env::new().await;
+    let env = crate::common::Env::new().await;
     std::fs::write(env.ws().join("a.txt"), "a").unwrap();
     let none = env.agent(1, &[]);
     assert!(env.rt.syscalls_for(&none.caps).is_empty(), "an empty grant must offer nothing");
@@ -77,7 +76,7 @@ async fn no_fs_grant_means_no_fs_syscalls() {
 
 #[tokio::test]
 async fn timers_need_their_grant_and_return_effects() {
-    let env = common::Env::new().await;
+    let env = crate::common::Env::new().await;
     let no = env.agent(1, &["fs:rw"]);
     let e = env.rt.call(&no, "SLEEP", &json!({"seconds": 1})).await.unwrap_err();
     assert_eq!(e, SyscallError::Denied("capability `timers` not granted (needed by SLEEP)".into()));
@@ -99,7 +98,7 @@ async fn timers_need_their_grant_and_return_effects() {
 
 #[tokio::test]
 async fn read_cap_truncates_with_a_notice() {
-    let env = common::Env::with(|c| {
+    let env = crate::common::Env::with(|c| {
         c.driver_config.entry("fs".into()).or_default().insert("read_limit".into(), json!(10));
     })
     .await;
@@ -116,7 +115,7 @@ async fn read_cap_truncates_with_a_notice() {
 
 #[tokio::test]
 async fn default_read_cap_is_one_mib() {
-    let env = common::Env::new().await;
+    let env = crate::common::Env::new().await;
     std::fs::write(env.ws().join("big.txt"), "x".repeat((1 << 20) + 5)).unwrap();
     let a = env.agent(1, &["fs:ro"]);
     let r = env.rt.call(&a, "FS_READ", &json!({"path": "big.txt"})).await.unwrap();
@@ -126,7 +125,7 @@ async fn default_read_cap_is_one_mib() {
 
 #[tokio::test]
 async fn fs_round_trip() {
-    let env = common::Env::new().await;
+    let env = crate::common::Env::new().await;
     let a = env.agent(1, &["fs:rw"]);
     let call = |n: &'static str, v: serde_json::Value| {
         let (rt, a) = (env.rt.clone(), a.clone());
@@ -156,7 +155,7 @@ async fn fs_round_trip() {
 /// another workspace under the same pid.
 #[tokio::test]
 async fn pooled_instances_are_bound_to_caps_and_workspace() {
-    let env = common::Env::new().await;
+    let env = crate::common::Env::new().await;
     let other_ws = env.dir.path().join("other");
     std::fs::create_dir_all(&other_ws).unwrap();
     std::fs::write(other_ws.join("o.txt"), "other").unwrap();

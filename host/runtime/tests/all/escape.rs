@@ -1,7 +1,6 @@
 //! Generated escape attempts against the fs driver: every one must fail with
 //! an error and leave everything outside the workspace untouched.
 
-mod common;
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -94,7 +93,7 @@ fn attempts(outside_abs: &str) -> Vec<String> {
 
 #[tokio::test]
 async fn escape_attempts_all_fail_and_touch_nothing_outside() {
-    let env = common::Env::new().await;
+    let env = crate::common::Env::new().await;
     let root = env.dir.path();
     let outside = root.join("outside");
     std::fs::create_dir_all(&outside).unwrap();
@@ -147,7 +146,7 @@ async fn escape_attempts_all_fail_and_touch_nothing_outside() {
 
 #[tokio::test]
 async fn hardlink_to_outside_file_is_refused() {
-    let env = common::Env::new().await;
+    let env = crate::common::Env::new().await;
     let outside = env.dir.path().join("outside.txt");
     std::fs::write(&outside, "SECRET").unwrap();
     std::fs::hard_link(&outside, env.ws().join("hard.txt")).unwrap();
@@ -165,7 +164,7 @@ async fn hardlink_to_outside_file_is_refused() {
 
 #[tokio::test]
 async fn unicode_lookalikes_stay_inside_the_workspace() {
-    let env = common::Env::new().await;
+    let env = crate::common::Env::new().await;
     let agent = env.agent(1, &["fs:rw"]);
     let lookalikes = [
         "\u{2025}/secret.txt",           // two dot leader

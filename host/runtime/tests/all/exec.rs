@@ -5,7 +5,6 @@
 //! Without them every Docker test prints `SKIPPED: …` and passes — except
 //! when `CI` is set, where it fails.
 
-mod common;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -16,7 +15,7 @@ use aos_sandbox::{DockerBackend, DockerConfig};
 use bollard::query_parameters::ListContainersOptions;
 use serde_json::{json, Value};
 
-use common::Env;
+use crate::common::Env;
 
 static LABELS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
 

@@ -2,7 +2,6 @@
 //! certificate is signed by a CA made for the test: trusted only when the
 //! operator adds that CA (`[net] ca_files`), refused otherwise.
 
-mod common;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -86,7 +85,7 @@ async fn https_works_with_an_operator_trusted_ca() {
     let port = tls_server(&pki).await;
     let ca_dir = tempfile::tempdir().unwrap();
     let ca = write_ca(ca_dir.path(), &pki.ca_pem);
-    let env = common::Env::with(move |c| {
+    let env = crate::common::Env::with(move |c| {
         c.net.allow = vec!["127.0.0.1".into()];
         c.net.ca_files = vec![ca];
     })
@@ -101,7 +100,7 @@ async fn https_works_with_an_operator_trusted_ca() {
 async fn https_with_an_untrusted_certificate_is_refused_with_the_reason() {
     let pki = pki();
     let port = tls_server(&pki).await;
-    let env = common::Env::with(|c| c.net.allow = vec!["127.0.0.1".into()]).await;
+    let env = crate::common::Env::with(|c| c.net.allow = vec!["127.0.0.1".into()]).await;
     let a = env.agent(1, &["net"]);
     let e = env.rt.call(&a, "NET_FETCH", &json!({"url": format!("https://127.0.0.1:{port}/doc")})).await.unwrap_err();
     let msg = e.to_string();

@@ -1,15 +1,14 @@
 //! A deliberately bad guest (infinite loop, memory bomb, trap, panic) fails
 //! only its own call, within its limit; the host and the next call keep working.
 
-mod common;
 
 use std::time::{Duration, Instant};
 
 use aos_runtime::SyscallError;
 use serde_json::json;
 
-async fn env() -> common::Env {
-    let env = common::Env::with(|c| {
+async fn env() -> crate::common::Env {
+    let env = crate::common::Env::with(|c| {
         c.call_timeout = Duration::from_millis(500);
         c.memory_limit = 32 << 20;
     })
@@ -18,7 +17,7 @@ async fn env() -> common::Env {
     env
 }
 
-async fn echo_works(env: &common::Env, agent: &aos_runtime::AgentContext) {
+async fn echo_works(env: &crate::common::Env, agent: &aos_runtime::AgentContext) {
     let r = env.rt.call(agent, "BAD_ECHO", &json!({"text": "still alive"})).await.unwrap();
     assert_eq!(r.output["echo"], "still alive");
 }
@@ -96,7 +95,7 @@ async fn trap_and_panic_fail_only_their_call() {
 
 #[tokio::test]
 async fn fresh_instances_work_too() {
-    let env = common::Env::with(|c| c.reuse_instances = false).await;
+    let env = crate::common::Env::with(|c| c.reuse_instances = false).await;
     std::fs::write(env.ws().join("f.txt"), "x").unwrap();
     let a = env.agent(1, &["fs:ro"]);
     for _ in 0..3 {

@@ -4,13 +4,12 @@
 //! persistence across a runtime restart, and clear errors on bad input.
 //! Without the model installed the tests skip loudly (and fail under `CI`).
 
-mod common;
 
 use std::sync::Arc;
 
 use aos_runtime::aos_memory::{minilm, EmbeddedStore, MemoryService, MiniLmEmbedder};
 use aos_runtime::SyscallError;
-use common::Env;
+use crate::common::Env;
 use serde_json::json;
 
 fn embedder() -> Option<Arc<MiniLmEmbedder>> {

@@ -2,7 +2,6 @@
 //! here sends traffic off the machine: refused destinations are refused
 //! before any connection is made.
 
-mod common;
 
 use std::time::{Duration, Instant};
 
@@ -79,9 +78,9 @@ async fn server() -> u16 {
     port
 }
 
-async fn env(allow: &[&str]) -> common::Env {
+async fn env(allow: &[&str]) -> crate::common::Env {
     let allow: Vec<String> = allow.iter().map(|s| s.to_string()).collect();
-    common::Env::with(move |c| {
+    crate::common::Env::with(move |c| {
         c.net.allow = allow;
         c.net.max_body_bytes = 1000;
         c.net.read_timeout = Duration::from_secs(1);

@@ -1,8 +1,10 @@
-//! Test harness: a kernel over an empty driver runtime, with the real
-//! `script` provider (each process replays a JSON script file) wrapped in a
-//! recorder that keeps every request and understands a few markers at the
-//! start of a scripted reply: `!HANG!` (never answers), `!TRUNCATE!` (reply
-//! marked as cut off at max_tokens), `!FAIL!msg` (provider error).
+//! Test harness: a kernel over the syscall source of the enclosing test
+//! binary (`super::backend()`: an in-process fake in aos-kernel's tests,
+//! the real driver runtime when aos-tests runs the same modules), with the
+//! real `script` provider (each process replays a JSON script file) wrapped
+//! in a recorder that keeps every request and understands a few markers at
+//! the start of a scripted reply: `!HANG!` (never answers), `!TRUNCATE!`
+//! (reply marked as cut off at max_tokens), `!FAIL!msg` (provider error).
 //! It can also play a model with a small context ([`ContextLimit`]): a
 //! request whose prompt is over the limit gets `ContextOverflow`, as the
 //! local model's engine would answer.
@@ -12,9 +14,9 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+use aos_abi::SyscallSource;
 use aos_kernel::{Kernel, KernelConfig, Pid, SpawnRequest};
 use aos_providers::{Completion, CompletionRequest, Provider, ProviderError, ScriptProvider};
-use aos_runtime::{DriverRuntime, RuntimeConfig};
 use async_trait::async_trait;
 use parking_lot::Mutex;
 
@@ -85,11 +87,12 @@ pub struct Harness {
 }
 
 pub async fn harness_with(f: impl FnOnce(&mut KernelConfig)) -> Harness {
-    harness_on(runtime().await, f).await
+    harness_on(super::backend().await, f).await
 }
 
-/// A harness over a given driver runtime (e.g. one with long-term memory).
-pub async fn harness_on(rt: Arc<DriverRuntime>, f: impl FnOnce(&mut KernelConfig)) -> Harness {
+/// A harness over a given syscall source (e.g. a driver runtime with
+/// long-term memory).
+pub async fn harness_on(source: Arc<dyn SyscallSource>, f: impl FnOnce(&mut KernelConfig)) -> Harness {
     let dir = tempfile::tempdir().unwrap();
     let rec = Arc::new(Recorder {
         inner: ScriptProvider::new(),
@@ -102,22 +105,13 @@ pub async fn harness_on(rt: Arc<DriverRuntime>, f: impl FnOnce(&mut KernelConfig
     f(&mut cfg);
     let kernel = Kernel::new(
         cfg,
-        rt,
+        vec![source],
         Arc::new(move |name: &str, _base: Option<&str>| match name {
             "script" => Ok(r2.clone() as Arc<dyn Provider>),
             other => Err(ProviderError::Other(format!("unknown provider `{other}` in tests"))),
         }),
     );
     Harness { kernel, rec, dir }
-}
-
-/// A driver runtime for one test's kernel. Runtimes must not be shared
-/// between kernels (pids restart at 1 in each kernel, and the runtime keys its
-/// per-agent instances by pid), but they share the compiled-driver cache under
-/// the target directory, so drivers compile once, not per test.
-pub async fn runtime() -> Arc<DriverRuntime> {
-    let home = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("aos-kernel-runtime");
-    DriverRuntime::open(RuntimeConfig::new(home)).await.expect("driver runtime opens")
 }
 
 pub async fn harness() -> Harness {

@@ -1,0 +1,14 @@
+//! The kernel's tests, one binary (`cargo test -p aos-kernel --test all`).
+//! Its kernels take their driver syscalls from an in-process fake
+//! (`support/fake.rs`), so building them needs no Wasm toolchain, no
+//! wasmtime and no Docker. aos-tests (`tests/all/main.rs`) runs the same
+//! modules on the real driver runtime, with the kernel tests that need real
+//! drivers (fs, timers, net, memory).
+
+mod support;
+
+mod caps_prop;
+mod kernel;
+mod parser_fuzz;
+mod restore;
+mod webhook;

@@ -1,0 +1,13 @@
+//! The driver runtime's integration tests, one binary (`cargo test -p
+//! aos-runtime --test all`): real driver components run under capability-
+//! derived linkers. Tests needing Docker skip loudly outside CI.
+
+mod common;
+
+mod capabilities;
+mod escape;
+mod exec;
+mod https;
+mod isolation;
+mod memory;
+mod net;

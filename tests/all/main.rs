@@ -1,0 +1,23 @@
+//! aos-tests, one binary (`cargo test -p aos-tests --test all`): the
+//! assembled system.
+//!
+//! - End to end, on the real `aos` binary: `aos driver` ([`driver_cli`]),
+//!   `aos run` ([`run_cli`]), the daemon and its CLI ([`daemon_cli`]), and
+//!   the WIT copy of the guest SDK ([`wit_drift`]).
+//! - The kernel on the real driver runtime (the integration proof of the
+//!   `SyscallSource` boundary): the kernel's own test modules
+//!   (`host/kernel/tests/all/`, which aos-kernel runs on an in-process fake)
+//!   in [`kernel_on_runtime`], and the kernel tests that need real drivers
+//!   ([`kernel_drivers`], [`kernel_memory`]).
+
+mod support;
+
+mod daemon_cli;
+mod driver_cli;
+mod run_cli;
+mod wit_drift;
+
+mod kernel_drivers;
+mod kernel_memory;
+
+mod kernel_on_runtime;
