@@ -1,6 +1,8 @@
 //! Shared helpers for the end-to-end tests: locating (or building) the real
 //! `aos` binary and running it against a private `$AOS_HOME`.
 
+#![allow(clippy::unwrap_used)] // test support: a failure here is the test's failure
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::OnceLock;

@@ -10,6 +10,8 @@
 //!   in [`kernel_on_runtime`], and the kernel tests that need real drivers
 //!   ([`kernel_drivers`], [`kernel_memory`]).
 
+#![allow(clippy::unwrap_used)] // a test's panic is its failure
+
 mod support;
 
 mod daemon_cli;

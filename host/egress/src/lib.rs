@@ -19,7 +19,7 @@ use std::future::Future;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
 use std::pin::Pin;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -105,7 +105,7 @@ impl NetPolicy {
 
 /// Why requests of the current call were refused, for the error the model
 /// sees (the guest only sees a `wasi:http` error code).
-pub type Notes = Arc<Mutex<Vec<SyscallError>>>;
+pub type Notes = Arc<parking_lot::Mutex<Vec<SyscallError>>>;
 
 /// The per-instance hook: the agent's grant plus the kernel's policy.
 pub struct NetHooks {
@@ -225,7 +225,7 @@ fn refuse(notes: &Notes, note: String, code: HttpError) -> HttpError {
         HttpError::HttpRequestUriInvalid => SyscallError::InvalidArguments(note),
         _ => SyscallError::Io(note),
     };
-    notes.lock().unwrap().push(err);
+    notes.lock().push(err);
     code
 }
 

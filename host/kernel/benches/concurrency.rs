@@ -8,6 +8,8 @@
 //! Run: `cargo bench -p aos-kernel --bench concurrency` (add `--profile dev`
 //! to reuse the dev build). Prints a table.
 
+#![allow(clippy::unwrap_used)] // a benchmark stops on any failure
+
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 

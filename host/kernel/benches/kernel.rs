@@ -9,6 +9,8 @@
 //! Run: `cargo bench -p aos-kernel --bench kernel` (or with `--profile dev`
 //! to reuse the dev build of the dependencies).
 
+#![allow(clippy::unwrap_used)] // a benchmark stops on any failure
+
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};

@@ -5,6 +5,8 @@
 //!
 //! Run: `cargo bench -p aos-kernel --bench parser` (or `--profile dev`).
 
+#![allow(clippy::unwrap_used)] // a benchmark stops on any failure
+
 use std::time::Instant;
 
 use aos_kernel::parse_reply;

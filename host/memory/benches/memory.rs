@@ -8,7 +8,9 @@
 //! Run: `cargo bench -p aos-memory --bench memory` (ChromaDB from
 //! `./dev setup`'s venv; AOS_BENCH_SIZES=1000,10000 to limit the sizes).
 
-#[path = "../tests/common/mod.rs"]
+#![allow(clippy::unwrap_used)] // a benchmark stops on any failure
+
+#[path = "../tests/all/common.rs"]
 mod common;
 
 use std::sync::Arc;

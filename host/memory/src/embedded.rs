@@ -17,7 +17,9 @@ use std::collections::{BinaryHeap, HashMap};
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::Arc;
+
+use parking_lot::{Mutex, RwLock};
 
 use async_trait::async_trait;
 
@@ -209,12 +211,17 @@ impl<'a> Cursor<'a> {
         Some(a)
     }
     fn u32(&mut self) -> Option<u32> {
-        self.take(4).map(|b| u32::from_le_bytes(b.try_into().unwrap()))
+        self.take(4).and_then(le_u32)
     }
     fn string(&mut self) -> Option<String> {
         let n = self.u32()? as usize;
         String::from_utf8(self.take(n)?.to_vec()).ok()
     }
+}
+
+/// A little-endian u32 from exactly four bytes.
+fn le_u32(b: &[u8]) -> Option<u32> {
+    b.try_into().ok().map(u32::from_le_bytes)
 }
 
 fn decode(payload: &[u8]) -> Option<Op> {
@@ -224,7 +231,7 @@ fn decode(payload: &[u8]) -> Option<Op> {
             let (key, text, metadata) = (c.string()?, c.string()?, c.string()?);
             let n = c.u32()? as usize;
             let raw = c.take(n.checked_mul(4)?)?;
-            let v = raw.chunks_exact(4).map(|b| f32::from_le_bytes(b.try_into().unwrap())).collect();
+            let v = raw.chunks_exact(4).filter_map(|b| Some(f32::from_le_bytes(b.try_into().ok()?))).collect();
             Some(Op::Upsert(Entry { key, text, metadata }, v))
         }
         OP_DELETE => Some(Op::Delete(c.string()?)),
@@ -240,13 +247,13 @@ fn read_log(bytes: &[u8]) -> (Vec<Op>, usize) {
         if rest.len() < 8 {
             break;
         }
-        let magic = u32::from_le_bytes(rest[0..4].try_into().unwrap());
-        let len = u32::from_le_bytes(rest[4..8].try_into().unwrap()) as usize;
+        let (Some(magic), Some(len)) = (le_u32(&rest[0..4]), le_u32(&rest[4..8])) else { break };
+        let len = len as usize;
         if magic != MAGIC || len > MAX_FRAME || rest.len() < 8 + len + 8 {
             break;
         }
         let payload = &rest[8..8 + len];
-        let sum = u64::from_le_bytes(rest[8 + len..16 + len].try_into().unwrap());
+        let Some(sum) = rest[8 + len..16 + len].try_into().ok().map(u64::from_le_bytes) else { break };
         if sum != checksum(payload) {
             break;
         }
@@ -356,7 +363,7 @@ impl EmbeddedStore {
 
     fn space(&self, space: &Space) -> Result<Arc<RwLock<SpaceData>>, MemoryError> {
         let id = space.id();
-        let mut spaces = self.spaces.lock().unwrap();
+        let mut spaces = self.spaces.lock();
         if let Some(s) = spaces.get(&id) {
             return Ok(s.clone());
         }
@@ -367,7 +374,7 @@ impl EmbeddedStore {
 
     /// The space if it exists (in memory or on disk); reads never create one.
     fn existing(&self, space: &Space) -> Result<Option<Arc<RwLock<SpaceData>>>, MemoryError> {
-        let known = self.spaces.lock().unwrap().contains_key(&space.id());
+        let known = self.spaces.lock().contains_key(&space.id());
         if known || self.root.join(space.id()).join("log.bin").exists() {
             return self.space(space).map(Some);
         }
@@ -377,7 +384,7 @@ impl EmbeddedStore {
     /// Loads many records at once with a single `fsync` (bulk import, benchmarks).
     pub fn upsert_many(&self, space: &Space, items: Vec<(MemoryRecord, Vec<f32>)>) -> Result<(), MemoryError> {
         let s = self.space(space)?;
-        let mut s = s.write().unwrap();
+        let mut s = s.write();
         let mut buf = Vec::new();
         let path = self.root.join(space.id()).join("log.bin");
         for (r, mut v) in items {
@@ -418,7 +425,7 @@ impl VectorStore for EmbeddedStore {
         let path = self.root.join(space.id()).join("log.bin");
         let space = space.clone();
         tokio::task::spawn_blocking(move || {
-            let mut s = s.write().unwrap();
+            let mut s = s.write();
             check_dim(&s, &space, &embedding)?;
             normalize(&mut embedding);
             let e = Entry { key: record.key, text: record.text, metadata: record.metadata };
@@ -437,7 +444,7 @@ impl VectorStore for EmbeddedStore {
         let Some(s) = self.existing(space)? else { return Ok(Vec::new()) };
         let space = space.clone();
         tokio::task::spawn_blocking(move || {
-            let s = s.read().unwrap();
+            let s = s.read();
             if s.entries.is_empty() {
                 return Ok(Vec::new());
             }
@@ -454,7 +461,7 @@ impl VectorStore for EmbeddedStore {
         let path = self.root.join(space.id()).join("log.bin");
         let key = key.to_string();
         tokio::task::spawn_blocking(move || {
-            let mut s = s.write().unwrap();
+            let mut s = s.write();
             if !s.index.contains_key(&key) {
                 return Ok(false);
             }
@@ -469,7 +476,7 @@ impl VectorStore for EmbeddedStore {
 
     async fn count(&self, space: &Space) -> Result<usize, MemoryError> {
         Ok(match self.existing(space)? {
-            Some(s) => s.read().unwrap().entries.len(),
+            Some(s) => s.read().entries.len(),
             None => 0,
         })
     }

@@ -11,7 +11,7 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::mpsc;
-use std::sync::Mutex;
+use parking_lot::Mutex;
 
 use async_trait::async_trait;
 use candle_core::{DType, Device, Tensor};
@@ -166,7 +166,6 @@ impl Embedder for MiniLmEmbedder {
         let (tx, rx) = oneshot::channel();
         self.jobs
             .lock()
-            .unwrap()
             .send((texts, tx))
             .map_err(|_| MemoryError::Unavailable("the embedder thread has stopped".into()))?;
         rx.await.map_err(|_| MemoryError::Unavailable("the embedder thread has stopped".into()))?

@@ -4,6 +4,8 @@
 //! Run with `cargo bench -p aos-runtime --bench runtime`.
 //! `AOS_BENCH_QUICK=1` cuts every iteration count by 10x (CI smoke run).
 
+#![allow(clippy::unwrap_used)] // a benchmark stops on any failure
+
 use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};

@@ -43,7 +43,9 @@ pub use aos_memory;
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicU64;
-use std::sync::{Arc, Mutex, RwLock, Weak};
+use std::sync::{Arc, Weak};
+
+use parking_lot::{Mutex, RwLock};
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
@@ -327,7 +329,7 @@ impl DriverRuntime {
     }
 
     fn add_driver(&self, d: LoadedDriver) -> Result<(), RuntimeError> {
-        let mut drivers = self.drivers.write().unwrap();
+        let mut drivers = self.drivers.write();
         check_clash(&drivers, &d)?;
         drivers.push(Arc::new(d));
         Ok(())
@@ -381,12 +383,12 @@ impl DriverRuntime {
 
     fn pre(&self, d: &LoadedDriver, profile: InterfaceSet) -> wasmtime::Result<FullPre<DriverState>> {
         let key = (d.name.clone(), profile);
-        if let Some(p) = self.pres.lock().unwrap().get(&key) {
+        if let Some(p) = self.pres.lock().get(&key) {
             return Ok(p.clone());
         }
         let linker = interfaces::linker(&self.engine, profile)?;
         let pre = FullPre::new(linker.instantiate_pre(&d.component)?)?;
-        self.pres.lock().unwrap().insert(key, pre.clone());
+        self.pres.lock().insert(key, pre.clone());
         Ok(pre)
     }
 
@@ -447,11 +449,11 @@ impl DriverRuntime {
     }
 
     fn drivers(&self) -> Vec<Arc<LoadedDriver>> {
-        self.drivers.read().unwrap().clone()
+        self.drivers.read().clone()
     }
 
     fn find(&self, name: &str) -> Option<(Arc<LoadedDriver>, usize)> {
-        for d in self.drivers.read().unwrap().iter() {
+        for d in self.drivers.read().iter() {
             if let Some(i) = d.syscalls.iter().position(|s| s.spec.name == name) {
                 return Some((d.clone(), i));
             }
@@ -536,7 +538,6 @@ impl DriverRuntime {
         let pooled = if self.config.reuse_instances {
             self.pool
                 .lock()
-                .unwrap()
                 .remove(&key)
                 .filter(|p| p.caps == agent.caps && p.workspace == agent.workspace)
         } else {
@@ -556,7 +557,7 @@ impl DriverRuntime {
         {
             let s = inst.store.data_mut();
             s.effects.clear();
-            s.hosts.net.notes.lock().unwrap().clear();
+            s.hosts.net.notes.lock().clear();
             s.deadline = Instant::now() + deadline;
         }
         // Backstop for time spent in host functions, which the epoch deadline
@@ -596,9 +597,9 @@ impl DriverRuntime {
             Ok(Ok(reply)) => reply,
         };
         let effects = std::mem::take(&mut inst.store.data_mut().effects);
-        let notes = std::mem::take(&mut *inst.store.data().hosts.net.notes.lock().unwrap());
+        let notes = std::mem::take(&mut *inst.store.data().hosts.net.notes.lock());
         if self.config.reuse_instances {
-            self.pool.lock().unwrap().insert(key, inst);
+            self.pool.lock().insert(key, inst);
         }
         // The host's reason for refusing a request is more precise than the
         // `wasi:http` error code the guest saw.
@@ -618,7 +619,7 @@ impl DriverRuntime {
 
     /// Drops pooled instances of an agent that exited, and its sandbox container.
     pub fn release_agent(&self, pid: u64) {
-        self.pool.lock().unwrap().retain(|(p, _), _| *p != pid);
+        self.pool.lock().retain(|(p, _), _| *p != pid);
         if let Some(backend) = self.config.container.clone() {
             if let Ok(handle) = tokio::runtime::Handle::try_current() {
                 handle.spawn(async move { backend.release(pid).await });
@@ -640,7 +641,7 @@ impl DriverRuntime {
 
     /// Number of live pooled instances (for benchmarks and `aos top`).
     pub fn live_instances(&self) -> usize {
-        self.pool.lock().unwrap().len()
+        self.pool.lock().len()
     }
 
     /// Validates a component file and reports what it offers and needs,
@@ -660,7 +661,7 @@ impl DriverRuntime {
         }
         let dest = self.config.installed_dir().join(format!("{name}.wasm"));
         let (d, _) = self.load(&name, &bytes, DriverSource::Installed(dest.clone())).await?;
-        check_clash(&self.drivers.read().unwrap(), &d)?;
+        check_clash(&self.drivers.read(), &d)?;
         let dir = self.config.installed_dir();
         std::fs::create_dir_all(&dir).map_err(|source| RuntimeError::Io { path: dir.clone(), source })?;
         let tmp = dest.with_extension("wasm.tmp");
@@ -681,9 +682,9 @@ impl DriverRuntime {
             return Err(RuntimeError::NotInstalled(name.to_string()));
         }
         std::fs::remove_file(&path).map_err(|source| RuntimeError::Io { path, source })?;
-        self.drivers.write().unwrap().retain(|d| *d.name != *name);
-        self.pool.lock().unwrap().retain(|(_, n), _| **n != *name);
-        self.pres.lock().unwrap().retain(|(n, _), _| **n != *name);
+        self.drivers.write().retain(|d| *d.name != *name);
+        self.pool.lock().retain(|(_, n), _| **n != *name);
+        self.pres.lock().retain(|(n, _), _| **n != *name);
         Ok(())
     }
 }

@@ -37,7 +37,9 @@
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
+
+use parking_lot::Mutex;
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
@@ -351,7 +353,7 @@ impl DockerBackend {
     }
 
     fn slot(&self, pid: u64) -> Arc<tokio::sync::Mutex<Option<Sandbox>>> {
-        self.sandboxes.lock().unwrap().entry(pid).or_default().clone()
+        self.sandboxes.lock().entry(pid).or_default().clone()
     }
 
     /// The uid/gid commands for `agent` run as.
@@ -696,7 +698,7 @@ impl ContainerBackend for DockerBackend {
     }
 
     async fn release(&self, pid: u64) {
-        let slot = self.sandboxes.lock().unwrap().remove(&pid);
+        let slot = self.sandboxes.lock().remove(&pid);
         let Some(slot) = slot else { return };
         let sb = slot.lock().await.take();
         if let Some(sb) = sb {
@@ -707,7 +709,7 @@ impl ContainerBackend for DockerBackend {
     }
 
     async fn shutdown(&self) {
-        let slots: Vec<_> = self.sandboxes.lock().unwrap().drain().map(|(_, s)| s).collect();
+        let slots: Vec<_> = self.sandboxes.lock().drain().map(|(_, s)| s).collect();
         let Ok(d) = self.client().await else { return };
         for slot in slots {
             if let Some(sb) = slot.lock().await.take() {

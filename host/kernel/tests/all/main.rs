@@ -5,6 +5,8 @@
 //! modules on the real driver runtime, with the kernel tests that need real
 //! drivers (fs, timers, net, memory).
 
+#![allow(clippy::unwrap_used)] // a test's panic is its failure
+
 mod support;
 
 mod caps_prop;

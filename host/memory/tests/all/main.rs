@@ -3,6 +3,8 @@
 //! server, and retrieval quality on the embedded store and ChromaDB (which
 //! skip loudly outside CI when the model or ChromaDB is missing).
 
+#![allow(clippy::unwrap_used)] // a test's panic is its failure
+
 mod common;
 
 mod openai;

@@ -3,6 +3,8 @@
 //! that speaks the service's JSON, asserting on what the server received and
 //! on what the provider returned; and the script provider.
 
+#![allow(clippy::unwrap_used)] // a test's panic is its failure
+
 mod common;
 mod shared;
 

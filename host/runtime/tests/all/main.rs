@@ -2,6 +2,8 @@
 //! aos-runtime --test all`): real driver components run under capability-
 //! derived linkers. Tests needing Docker skip loudly outside CI.
 
+#![allow(clippy::unwrap_used)] // a test's panic is its failure
+
 mod common;
 
 mod capabilities;
