@@ -1,7 +1,7 @@
 //! Host bindings of the `aos:kernel/full` world (every host interface a
 //! driver may import, and the `driver` export), generated from `wit/`.
 //! Which of these interfaces a given component actually gets is decided per
-//! agent in `linker.rs`.
+//! agent by the host interfaces (`interfaces/`), which build its linker.
 
 wasmtime::component::bindgen!({
     path: "../../wit",
