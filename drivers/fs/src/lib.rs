@@ -6,6 +6,12 @@
 //! WASI against that preopen, so `..`, absolute paths elsewhere and symlinks
 //! leading out are refused by construction; this driver does no string
 //! checks for safety, only for friendlier messages.
+//!
+//! Only regular files and directories are read, written or listed into: a
+//! FIFO, socket or device in the workspace (made by a command, say) is
+//! refused with a message saying what it is, before anything opens it. The
+//! host refuses them too, race-free, on the opened descriptor (a check here
+//! could be raced by a command swapping the file), and opens never block.
 
 use std::fs;
 use std::io::{Read, Seek, SeekFrom, Write};
@@ -126,10 +132,11 @@ fn refuse_hardlinked(p: &std::path::Path, path: &str) -> SyscallResult<()> {
     Ok(())
 }
 
-/// The hard-link count of a regular file under the workspace preopen.
+/// The stat of a path under the workspace preopen, following symlinks
+/// (`follow`) or not.
 #[cfg(target_os = "wasi")]
-fn hard_links(p: &std::path::Path) -> Option<u64> {
-    use wasip2::filesystem::types::{DescriptorType, PathFlags};
+fn stat(p: &std::path::Path, follow: bool) -> Option<wasip2::filesystem::types::DescriptorStat> {
+    use wasip2::filesystem::types::PathFlags;
     let rel = p.strip_prefix(ROOT).ok()?.to_str()?;
     if rel.is_empty() {
         return None;
@@ -137,7 +144,15 @@ fn hard_links(p: &std::path::Path) -> Option<u64> {
     let (dir, _) = wasip2::filesystem::preopens::get_directories()
         .into_iter()
         .find(|(_, name)| name == ROOT)?;
-    let stat = dir.stat_at(PathFlags::SYMLINK_FOLLOW, rel).ok()?;
+    let flags = if follow { PathFlags::SYMLINK_FOLLOW } else { PathFlags::empty() };
+    dir.stat_at(flags, rel).ok()
+}
+
+/// The hard-link count of a regular file under the workspace preopen.
+#[cfg(target_os = "wasi")]
+fn hard_links(p: &std::path::Path) -> Option<u64> {
+    use wasip2::filesystem::types::DescriptorType;
+    let stat = stat(p, true)?;
     (stat.type_ == DescriptorType::RegularFile).then_some(stat.link_count)
 }
 
@@ -146,9 +161,48 @@ fn hard_links(_p: &std::path::Path) -> Option<u64> {
     None
 }
 
+/// What `p` is when it is neither a regular file, a directory nor a
+/// symlink (following symlinks with `follow`): `Some("fifo")`, …
+#[cfg(target_os = "wasi")]
+fn special_kind(p: &std::path::Path, follow: bool) -> Option<&'static str> {
+    use wasip2::filesystem::types::DescriptorType as T;
+    match stat(p, follow)?.type_ {
+        T::RegularFile | T::Directory | T::SymbolicLink => None,
+        T::Fifo => Some("fifo"),
+        T::Socket => Some("socket"),
+        T::CharacterDevice => Some("char-device"),
+        T::BlockDevice => Some("block-device"),
+        T::Unknown => Some("unknown"),
+    }
+}
+
+#[cfg(not(target_os = "wasi"))]
+fn special_kind(_p: &std::path::Path, _follow: bool) -> Option<&'static str> {
+    None
+}
+
+/// Refuses FIFOs, sockets and devices: reading one could block forever,
+/// writing one reaches whatever listens on it.
+fn refuse_special(p: &std::path::Path, path: &str, syscall: &str) -> SyscallResult<()> {
+    if let Some(kind) = special_kind(p, true) {
+        let what = match kind {
+            "fifo" => "a FIFO (named pipe)",
+            "socket" => "a socket",
+            "char-device" => "a character device",
+            "block-device" => "a block device",
+            _ => "not a regular file",
+        };
+        return Err(SyscallError::InvalidArguments(format!(
+            "`{path}` is {what}, not a regular file; {syscall} only works on regular files"
+        )));
+    }
+    Ok(())
+}
+
 pub fn read(args: ReadArgs) -> SyscallResult<Value> {
     let limit: u64 = config::get_or("read_limit", DEFAULT_READ_LIMIT);
     let p = guest_path(&args.path)?;
+    refuse_special(&p, &args.path, "FS_READ")?;
     let mut file = fs::File::open(&p).map_err(|e| io(e, &args.path))?;
     let meta = file.metadata().map_err(|e| io(e, &args.path))?;
     refuse_hardlinked(&p, &args.path)?;
@@ -202,6 +256,7 @@ pub fn write(args: WriteArgs) -> SyscallResult<Value> {
         }
     }
     refuse_hardlinked(&p, &args.path)?;
+    refuse_special(&p, &args.path, "FS_WRITE")?;
     let append = args.append.unwrap_or(false);
     let mut file = fs::OpenOptions::new()
         .create(true)
@@ -236,14 +291,16 @@ pub fn list(args: ListArgs) -> SyscallResult<Value> {
             continue;
         }
         let ft = entry.file_type().map_err(|e| io(e, &shown))?;
+        // std on WASI reports FIFOs, sockets and devices as files: ask for the real type.
+        let special = if ft.is_dir() || ft.is_symlink() { None } else { special_kind(&p.join(entry.file_name()), false) };
         let kind = if ft.is_dir() {
             "dir"
         } else if ft.is_symlink() {
             "symlink"
         } else {
-            "file"
+            special.unwrap_or("file")
         };
-        let size = if ft.is_file() { entry.metadata().map(|m| m.len()).ok() } else { None };
+        let size = if kind == "file" { entry.metadata().map(|m| m.len()).ok() } else { None };
         entries.push(json!({
             "name": entry.file_name().to_string_lossy(),
             "kind": kind,
