@@ -142,6 +142,22 @@ fn example_driver_is_built_inspected_installed_granted_and_called() {
     assert!(err.contains("no installed driver"), "{err}");
 }
 
+/// `aos driver remove` takes a name, never a path.
+#[test]
+fn driver_remove_refuses_paths() {
+    let aos = Aos::new();
+    std::fs::create_dir_all(aos.home().join("drivers")).unwrap();
+    std::fs::write(aos.home().join("victim.wasm"), "keep").unwrap();
+    std::fs::write(aos.dir.path().join("outside.wasm"), "keep").unwrap();
+    for name in ["../victim", "../../outside", "../drivers/../victim"] {
+        let (code, _, err) = aos.run(&["driver", "remove", name]);
+        assert_eq!(code, 1, "{name}");
+        assert!(err.contains("invalid driver name"), "{name}: {err}");
+    }
+    assert!(aos.home().join("victim.wasm").exists());
+    assert!(aos.dir.path().join("outside.wasm").exists());
+}
+
 #[test]
 fn inspect_refuses_files_that_are_not_drivers() {
     let aos = Aos::new();
@@ -157,15 +173,31 @@ fn inspect_refuses_files_that_are_not_drivers() {
 
 #[test]
 fn warm_start_uses_the_compiled_cache() {
+    use std::os::unix::fs::MetadataExt;
     let aos = Aos::new();
     let (code, out, _) = aos.run(&["driver", "ls", "--json"]);
     assert_eq!(code, 0);
     let builtin = serde_json::from_str::<Vec<Value>>(&out).unwrap().len();
-    let cached: Vec<_> = std::fs::read_dir(aos.home().join("cache/drivers")).unwrap().collect();
-    assert_eq!(cached.len(), builtin, "one compiled artifact per built-in driver");
+    let cache = aos.home().join("cache/drivers");
+    // Name, inode and modification time of every artifact: a recompile
+    // writes a new file (new inode) and renames it over the old one.
+    let artifacts = || -> Vec<(String, u64, i64, i64)> {
+        let mut v: Vec<_> = std::fs::read_dir(&cache)
+            .unwrap()
+            .map(|e| {
+                let e = e.unwrap();
+                let m = e.metadata().unwrap();
+                (e.file_name().to_string_lossy().to_string(), m.ino(), m.mtime(), m.mtime_nsec())
+            })
+            .collect();
+        v.sort();
+        v
+    };
+    let cold = artifacts();
+    assert_eq!(cold.len(), builtin, "one compiled artifact per built-in driver");
     let t = std::time::Instant::now();
     let (code, _, _) = aos.run(&["driver", "ls"]);
     assert_eq!(code, 0);
-    assert_eq!(std::fs::read_dir(aos.home().join("cache/drivers")).unwrap().count(), builtin);
+    assert_eq!(artifacts(), cold, "the warm start used the cached artifacts as they were");
     eprintln!("warm `aos driver ls`: {:?}", t.elapsed());
 }
