@@ -80,10 +80,12 @@ pub struct MkdirArgs {
 }
 
 /// The guest path for a user-supplied path: relative paths live under
-/// `/workspace`; absolute ones are kept (WASI refuses any that are not under
-/// the preopen). `.` and `x/..` pairs are folded lexically first, so a failing
-/// call never leaves half-created parent directories behind. This is
-/// tidiness, not security: a leading `..` is kept and WASI refuses it.
+/// `/workspace`; absolute ones must be under it. `.` and `x/..` pairs are
+/// folded lexically first, so a failing call never leaves half-created
+/// parent directories behind. A path that leads out of `/workspace` this way
+/// (`../x`, `/etc/passwd`) is refused here with a clear message; this is
+/// tidiness, not security: WASI refuses any path outside the preopen, and
+/// symlinks leading out, whatever this function says.
 fn guest_path(path: &str) -> SyscallResult<PathBuf> {
     if path.is_empty() {
         return Err(SyscallError::InvalidArguments("`path` is empty".into()));
@@ -103,14 +105,58 @@ fn guest_path(path: &str) -> SyscallResult<PathBuf> {
             other => parts.push(other),
         }
     }
+    let outside = || {
+        SyscallError::Denied(format!(
+            "`{}` is outside /workspace: paths are relative to /workspace (or absolute under /workspace/)",
+            path.escape_debug()
+        ))
+    };
+    if parts.first() == Some(&"..") {
+        return Err(outside());
+    }
     let joined = parts.join("/");
-    Ok(if absolute {
-        PathBuf::from(format!("/{joined}"))
-    } else if joined.is_empty() {
-        PathBuf::from(ROOT)
-    } else {
-        PathBuf::from(ROOT).join(joined)
-    })
+    if absolute {
+        let p = PathBuf::from(format!("/{joined}"));
+        if !p.starts_with(ROOT) {
+            return Err(outside());
+        }
+        return Ok(p);
+    }
+    Ok(if joined.is_empty() { PathBuf::from(ROOT) } else { PathBuf::from(ROOT).join(joined) })
+}
+
+/// Why creating the directories of `p` failed with "already exists": a
+/// part of it is a symlink leading outside (or in a loop), or a file.
+fn mkdir_error(err: std::io::Error, p: &std::path::Path, path: &str) -> SyscallError {
+    if err.kind() == std::io::ErrorKind::AlreadyExists {
+        let mut prefix = PathBuf::new();
+        for c in p.components() {
+            prefix.push(c);
+            if !prefix.starts_with(ROOT) || prefix.as_path() == std::path::Path::new(ROOT) {
+                continue;
+            }
+            let shown = prefix.strip_prefix(ROOT).map(|r| r.display().to_string()).unwrap_or_default();
+            match fs::symlink_metadata(&prefix) {
+                Ok(m) if m.file_type().is_symlink() => match fs::metadata(&prefix) {
+                    Ok(t) if t.is_dir() => continue,
+                    Ok(_) => {
+                        return SyscallError::InvalidArguments(format!("`{shown}` (in `{path}`) is not a directory"))
+                    }
+                    Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => {
+                        return SyscallError::Denied(format!(
+                            "`{shown}` (in `{path}`) is a symlink leading outside /workspace; refusing to follow it"
+                        ))
+                    }
+                    Err(e) => return io(e, &shown),
+                },
+                Ok(m) if !m.is_dir() => {
+                    return SyscallError::InvalidArguments(format!("`{shown}` (in `{path}`) is not a directory"))
+                }
+                _ => {}
+            }
+        }
+    }
+    io(err, path)
 }
 
 fn io(err: std::io::Error, path: &str) -> SyscallError {
@@ -252,7 +298,7 @@ pub fn write(args: WriteArgs) -> SyscallResult<Value> {
     let p = guest_path(&args.path)?;
     if let Some(parent) = p.parent() {
         if parent.starts_with(ROOT) && parent != std::path::Path::new(ROOT) && !parent.is_dir() {
-            fs::create_dir_all(parent).map_err(|e| io(e, &args.path))?;
+            fs::create_dir_all(parent).map_err(|e| mkdir_error(e, parent, &args.path))?;
         }
     }
     refuse_hardlinked(&p, &args.path)?;
@@ -339,7 +385,7 @@ pub fn delete(args: DeleteArgs) -> SyscallResult<Value> {
 
 pub fn mkdir(args: MkdirArgs) -> SyscallResult<Value> {
     let p = guest_path(&args.path)?;
-    fs::create_dir_all(&p).map_err(|e| io(e, &args.path))?;
+    fs::create_dir_all(&p).map_err(|e| mkdir_error(e, &p, &args.path))?;
     Ok(json!({ "path": args.path, "created": true }))
 }
 
@@ -382,6 +428,7 @@ aos_guest_sdk::export_driver!(Fs);
 #[cfg(test)]
 mod tests {
     use super::guest_path;
+    use aos_guest_sdk::prelude::SyscallError;
 
     #[test]
     fn paths_are_folded_lexically() {
@@ -390,10 +437,14 @@ mod tests {
         assert_eq!(g("./a//b/./c"), "/workspace/a/b/c");
         assert_eq!(g("a/b/../c"), "/workspace/a/c");
         assert_eq!(g("."), "/workspace");
-        assert_eq!(g("a/../../x"), "/workspace/../x");
-        assert_eq!(g("../../x"), "/workspace/../../x");
-        assert_eq!(g("/workspace/../etc/passwd"), "/etc/passwd");
         assert_eq!(g("/../../workspace/a"), "/workspace/a");
+        assert_eq!(g("/workspace"), "/workspace");
+        assert_eq!(g("a/b/../../c"), "/workspace/c");
         assert!(guest_path("").is_err());
+        // Leading out: refused with the reason.
+        for p in ["a/../../x", "../../x", "..", "/workspace/../etc/passwd", "/etc/passwd", "/", "/workspacex/a", "//etc"] {
+            let e = guest_path(p).unwrap_err();
+            assert!(matches!(e, SyscallError::Denied(ref m) if m.contains("outside /workspace")), "{p}: {e:?}");
+        }
     }
 }
