@@ -163,26 +163,21 @@ fn io(err: std::io::Error, path: &str) -> SyscallError {
     SyscallError::from_io(&err, path)
 }
 
-/// Refuses regular files with more than one hard link. The preopen confines
-/// path resolution, but a hard link placed in the workspace from outside
-/// (by the host or another tool) aliases an inode that may live anywhere;
-/// reading or rewriting it would cross the sandbox boundary.
-fn refuse_hardlinked(p: &std::path::Path, path: &str) -> SyscallResult<()> {
-    if let Some(links) = hard_links(p) {
-        if links > 1 {
-            return Err(SyscallError::Denied(format!(
-                "`{path}` has {links} hard links and may alias a file outside /workspace; refusing to use it"
-            )));
-        }
-    }
-    Ok(())
+/// What a path is, as far as reading or writing it goes.
+enum Kind {
+    /// A regular file with this many hard links.
+    File(u64),
+    /// A FIFO, socket, device or unknown kind: `fifo`, `socket`, …
+    Special(&'static str),
+    /// A directory or symlink (after following, when asked to).
+    Other,
 }
 
 /// The stat of a path under the workspace preopen, following symlinks
-/// (`follow`) or not.
+/// (`follow`) or not; `None` if it does not exist or is not under it.
 #[cfg(target_os = "wasi")]
-fn stat(p: &std::path::Path, follow: bool) -> Option<wasip2::filesystem::types::DescriptorStat> {
-    use wasip2::filesystem::types::PathFlags;
+fn kind_of(p: &std::path::Path, follow: bool) -> Option<Kind> {
+    use wasip2::filesystem::types::{DescriptorType as T, PathFlags};
     let rel = p.strip_prefix(ROOT).ok()?.to_str()?;
     if rel.is_empty() {
         return None;
@@ -191,67 +186,58 @@ fn stat(p: &std::path::Path, follow: bool) -> Option<wasip2::filesystem::types::
         .into_iter()
         .find(|(_, name)| name == ROOT)?;
     let flags = if follow { PathFlags::SYMLINK_FOLLOW } else { PathFlags::empty() };
-    dir.stat_at(flags, rel).ok()
-}
-
-/// The hard-link count of a regular file under the workspace preopen.
-#[cfg(target_os = "wasi")]
-fn hard_links(p: &std::path::Path) -> Option<u64> {
-    use wasip2::filesystem::types::DescriptorType;
-    let stat = stat(p, true)?;
-    (stat.type_ == DescriptorType::RegularFile).then_some(stat.link_count)
-}
-
-#[cfg(not(target_os = "wasi"))]
-fn hard_links(_p: &std::path::Path) -> Option<u64> {
-    None
-}
-
-/// What `p` is when it is neither a regular file, a directory nor a
-/// symlink (following symlinks with `follow`): `Some("fifo")`, …
-#[cfg(target_os = "wasi")]
-fn special_kind(p: &std::path::Path, follow: bool) -> Option<&'static str> {
-    use wasip2::filesystem::types::DescriptorType as T;
-    match stat(p, follow)?.type_ {
-        T::RegularFile | T::Directory | T::SymbolicLink => None,
-        T::Fifo => Some("fifo"),
-        T::Socket => Some("socket"),
-        T::CharacterDevice => Some("char-device"),
-        T::BlockDevice => Some("block-device"),
-        T::Unknown => Some("unknown"),
-    }
+    let stat = dir.stat_at(flags, rel).ok()?;
+    Some(match stat.type_ {
+        T::RegularFile => Kind::File(stat.link_count),
+        T::Directory | T::SymbolicLink => Kind::Other,
+        T::Fifo => Kind::Special("fifo"),
+        T::Socket => Kind::Special("socket"),
+        T::CharacterDevice => Kind::Special("char-device"),
+        T::BlockDevice => Kind::Special("block-device"),
+        T::Unknown => Kind::Special("unknown"),
+    })
 }
 
 #[cfg(not(target_os = "wasi"))]
-fn special_kind(_p: &std::path::Path, _follow: bool) -> Option<&'static str> {
+fn kind_of(_p: &std::path::Path, _follow: bool) -> Option<Kind> {
     None
 }
 
-/// Refuses FIFOs, sockets and devices: reading one could block forever,
-/// writing one reaches whatever listens on it.
-fn refuse_special(p: &std::path::Path, path: &str, syscall: &str) -> SyscallResult<()> {
-    if let Some(kind) = special_kind(p, true) {
-        let what = match kind {
-            "fifo" => "a FIFO (named pipe)",
-            "socket" => "a socket",
-            "char-device" => "a character device",
-            "block-device" => "a block device",
-            _ => "not a regular file",
-        };
-        return Err(SyscallError::InvalidArguments(format!(
-            "`{path}` is {what}, not a regular file; {syscall} only works on regular files"
-        )));
+/// One look at `p` before it is opened (for reading or writing):
+/// - FIFOs, sockets and devices are refused: reading one could block
+///   forever, writing one reaches whatever listens on it (the host refuses
+///   them too, race-free, on the descriptor it opens);
+/// - regular files with more than one hard link are refused: the preopen
+///   confines path resolution, but a hard link placed in the workspace from
+///   outside (by the host or another tool) aliases an inode that may live
+///   anywhere, and reading or rewriting it would cross the sandbox boundary.
+fn check_file(p: &std::path::Path, path: &str, syscall: &str) -> SyscallResult<()> {
+    match kind_of(p, true) {
+        Some(Kind::Special(kind)) => {
+            let what = match kind {
+                "fifo" => "a FIFO (named pipe)",
+                "socket" => "a socket",
+                "char-device" => "a character device",
+                "block-device" => "a block device",
+                _ => "not a regular file",
+            };
+            Err(SyscallError::InvalidArguments(format!(
+                "`{path}` is {what}, not a regular file; {syscall} only works on regular files"
+            )))
+        }
+        Some(Kind::File(links)) if links > 1 => Err(SyscallError::Denied(format!(
+            "`{path}` has {links} hard links and may alias a file outside /workspace; refusing to use it"
+        ))),
+        _ => Ok(()),
     }
-    Ok(())
 }
 
 pub fn read(args: ReadArgs) -> SyscallResult<Value> {
     let limit: u64 = config::get_or("read_limit", DEFAULT_READ_LIMIT);
     let p = guest_path(&args.path)?;
-    refuse_special(&p, &args.path, "FS_READ")?;
+    check_file(&p, &args.path, "FS_READ")?;
     let mut file = fs::File::open(&p).map_err(|e| io(e, &args.path))?;
     let meta = file.metadata().map_err(|e| io(e, &args.path))?;
-    refuse_hardlinked(&p, &args.path)?;
     if meta.is_dir() {
         return Err(SyscallError::InvalidArguments(format!(
             "`{}` is a directory; use FS_LIST to see what it contains",
@@ -301,8 +287,7 @@ pub fn write(args: WriteArgs) -> SyscallResult<Value> {
             fs::create_dir_all(parent).map_err(|e| mkdir_error(e, parent, &args.path))?;
         }
     }
-    refuse_hardlinked(&p, &args.path)?;
-    refuse_special(&p, &args.path, "FS_WRITE")?;
+    check_file(&p, &args.path, "FS_WRITE")?;
     let append = args.append.unwrap_or(false);
     let mut file = fs::OpenOptions::new()
         .create(true)
@@ -338,7 +323,14 @@ pub fn list(args: ListArgs) -> SyscallResult<Value> {
         }
         let ft = entry.file_type().map_err(|e| io(e, &shown))?;
         // std on WASI reports FIFOs, sockets and devices as files: ask for the real type.
-        let special = if ft.is_dir() || ft.is_symlink() { None } else { special_kind(&p.join(entry.file_name()), false) };
+        let special = if ft.is_dir() || ft.is_symlink() {
+            None
+        } else {
+            match kind_of(&p.join(entry.file_name()), false) {
+                Some(Kind::Special(k)) => Some(k),
+                _ => None,
+            }
+        };
         let kind = if ft.is_dir() {
             "dir"
         } else if ft.is_symlink() {

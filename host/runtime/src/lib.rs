@@ -552,10 +552,19 @@ impl DriverRuntime {
         // their own time are exempt while they run), and the backstop bounds
         // everything.
         let backstop = deadline + self.config.host_call_allowance;
-        let call = inst.bindings.aos_kernel_driver().call_handle(&mut inst.store, name, &args_json);
-        let result = tokio::select! {
-            r = tokio::time::timeout(backstop, call) => r.ok(),
-            _ = clock.expired(WATCHDOG_GRACE) => None,
+        let result = {
+            let call = inst.bindings.aos_kernel_driver().call_handle(&mut inst.store, name, &args_json);
+            let mut call = std::pin::pin!(call);
+            // Most calls finish in their first poll (file work is inline): no
+            // timers for them. A call that waits gets the watchdog and the backstop.
+            let first = std::future::poll_fn(|cx| std::task::Poll::Ready(std::future::Future::poll(call.as_mut(), cx))).await;
+            match first {
+                std::task::Poll::Ready(r) => Some(r),
+                std::task::Poll::Pending => tokio::select! {
+                    r = tokio::time::timeout(backstop, call) => r.ok(),
+                    _ = clock.expired(WATCHDOG_GRACE) => None,
+                },
+            }
         };
         let timeout_err = || {
             SyscallError::Timeout(format!(
