@@ -36,6 +36,63 @@ fn driver_call_reads_and_writes_through_the_runtime() {
     assert!(v["notice"].as_str().unwrap().contains("truncated"));
 }
 
+/// Runs `aos ARGS` and kills it after `limit`: `None` if it did not end in time.
+fn run_within(aos: &Aos, args: &[&str], limit: std::time::Duration) -> Option<(i32, String, String)> {
+    use std::io::Read;
+    let t = std::time::Instant::now();
+    let mut child = aos
+        .cmd()
+        .args(args)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    loop {
+        if let Some(st) = child.try_wait().unwrap() {
+            let (mut out, mut err) = (String::new(), String::new());
+            child.stdout.take().unwrap().read_to_string(&mut out).unwrap();
+            child.stderr.take().unwrap().read_to_string(&mut err).unwrap();
+            return Some((st.code().unwrap_or(-1), out, err));
+        }
+        if t.elapsed() > limit {
+            let _ = child.kill();
+            let _ = child.wait();
+            return None;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+}
+
+/// A FIFO in the workspace is refused at once by FS_READ and FS_WRITE (a
+/// read of it would otherwise wait for a writer forever) and listed as a
+/// `fifo`.
+#[test]
+fn driver_call_refuses_fifos_without_blocking() {
+    let aos = Aos::new();
+    let st = std::process::Command::new("mkfifo").arg(aos.ws().join("pipe")).status().unwrap();
+    assert!(st.success());
+    // Compile the drivers first (untimed: a cold start compiles every one).
+    let (code, _, err) = aos.run(&["driver", "ls"]);
+    assert_eq!(code, 0, "{err}");
+    let limit = std::time::Duration::from_secs(30);
+    for (call, args, grant) in [
+        ("FS_READ", r#"{"path":"pipe"}"#, "fs:ro"),
+        ("FS_WRITE", r#"{"path":"pipe","content":"x"}"#, "fs:rw"),
+        ("FS_WRITE", r#"{"path":"pipe","content":"x","append":true}"#, "fs:rw"),
+    ] {
+        let (code, _, err) = run_within(&aos, &["driver", "call", "fs", call, args, "-g", grant], limit)
+            .unwrap_or_else(|| panic!("`aos driver call fs {call}` on a FIFO did not return"));
+        assert_eq!(code, 1, "{call}: {err}");
+        assert!(err.contains("FIFO") && err.contains("regular file"), "{call}: {err}");
+    }
+    let (code, out, err) =
+        run_within(&aos, &["driver", "call", "fs", "FS_LIST", "{}", "-g", "fs:ro"], limit).expect("FS_LIST returns");
+    assert_eq!(code, 0, "{err}");
+    let v: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["entries"][0]["name"], "pipe");
+    assert_eq!(v["entries"][0]["kind"], "fifo");
+}
+
 #[test]
 fn driver_call_errors_are_clear_and_exit_non_zero() {
     let aos = Aos::new();
