@@ -695,3 +695,115 @@ fn ended_processes_and_archived_journals_are_reaped() {
     assert_eq!(pids(true), [blocker, second]);
     drop(d);
 }
+
+/// Runs `aos ARGS` and gives up after `limit` (killing it): `None` if it did
+/// not answer in time, else (exit code, stdout, how long it took).
+fn run_timed(aos: &Aos, args: &[&str], limit: Duration) -> Option<(i32, String, Duration)> {
+    use std::io::Read;
+    let t = Instant::now();
+    let mut child = aos
+        .cmd()
+        .args(args)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    loop {
+        if let Some(st) = child.try_wait().unwrap() {
+            let took = t.elapsed();
+            let mut out = String::new();
+            child.stdout.take().unwrap().read_to_string(&mut out).unwrap();
+            return Some((st.code().unwrap_or(-1), out, took));
+        }
+        if t.elapsed() > limit {
+            let _ = child.kill();
+            let _ = child.wait();
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+/// Eight agents reading and writing FIFOs in their workspaces, listing a
+/// large directory, and then waiting on a server that never answers: the
+/// FIFOs are refused at once, and while the agents sit in their slow reads
+/// the daemon's `aos ps` answers in well under a second and `aos kill` ends
+/// each of them.
+#[test]
+fn agents_stuck_in_slow_io_leave_ps_and_kill_responsive() {
+    let aos = new_aos();
+    // Accepts connections and never answers.
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = silent.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for s in silent.incoming() {
+            held.push(s);
+        }
+    });
+    std::fs::write(aos.home().join("aos.toml"), "[net]\nallow = [\"127.0.0.1\"]\nread_timeout_secs = 120\n").unwrap();
+    let _d = Daemon::start(&aos);
+    let reply = format!(
+        "[SYS_CALL::FS_READ] {{\"path\": \"pipe\"}}\n[SYS_CALL::FS_WRITE] {{\"path\": \"pipe\", \"content\": \"x\"}}\n\
+         [SYS_CALL::FS_LIST] {{\"path\": \"big\"}}\n[SYS_CALL::NET_FETCH] {{\"url\": \"http://127.0.0.1:{port}/slow\"}}\n"
+    );
+    let model = script(&aos, "stuck.txt", &vec![reply; 4].join("---\n"));
+    let mut pids = Vec::new();
+    for i in 0..8 {
+        let ws = aos.dir.path().join(format!("ws{i}"));
+        std::fs::create_dir_all(ws.join("big")).unwrap();
+        for f in 0..3000 {
+            std::fs::File::create(ws.join("big").join(format!("f{f}"))).unwrap();
+        }
+        let st = std::process::Command::new("mkfifo").arg(ws.join("pipe")).status().unwrap();
+        assert!(st.success());
+        let ws = ws.display().to_string();
+        pids.push(spawn(&aos, &model, &["--grant", "fs:rw", "--grant", "net", "--workspace", &ws]));
+    }
+    // Every agent is past its FIFO and listing calls, waiting in NET_FETCH.
+    let t0 = Instant::now();
+    loop {
+        let Some((code, out, _)) = run_timed(&aos, &["ps", "--json"], Duration::from_secs(5)) else {
+            panic!("`aos ps` did not answer within 5 s while agents were working on FIFOs");
+        };
+        assert_eq!(code, 0);
+        let ps: Vec<Value> = serde_json::from_str(&out).unwrap();
+        let waiting = ps
+            .iter()
+            .filter(|p| pids.contains(&p["pid"].as_u64().unwrap()))
+            .filter(|p| p["counters"]["syscalls"]["FS_LIST"].as_u64().unwrap_or(0) >= 1)
+            .count();
+        if waiting == pids.len() {
+            break;
+        }
+        assert!(t0.elapsed() < Duration::from_secs(60), "agents did not get past their FIFO calls: {ps:?}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let (_, logs, _) = aos.run(&["logs", &pids[0].to_string()]);
+    assert!(logs.contains("FIFO"), "the FIFO was refused with the reason: {logs}");
+
+    let mut latencies = Vec::new();
+    for _ in 0..10 {
+        let (code, out, took) =
+            run_timed(&aos, &["ps"], Duration::from_secs(5)).expect("`aos ps` answers while 8 agents are stuck");
+        assert_eq!(code, 0);
+        assert!(out.contains("PID"), "{out}");
+        latencies.push(took);
+    }
+    latencies.sort();
+    eprintln!("`aos ps` with 8 agents stuck in slow I/O: median {:?}, max {:?}", latencies[5], latencies[9]);
+    assert!(latencies[9] < Duration::from_secs(1), "`aos ps` took {:?}", latencies[9]);
+    let (code, _, took) = run_timed(&aos, &["kernel", "status"], Duration::from_secs(5)).expect("status answers");
+    assert_eq!(code, 0);
+    assert!(took < Duration::from_secs(1), "`aos kernel status` took {took:?}");
+
+    for pid in &pids {
+        let (code, _, took) =
+            run_timed(&aos, &["kill", &pid.to_string()], Duration::from_secs(5)).expect("`aos kill` answers");
+        assert_eq!(code, 0);
+        assert!(took < Duration::from_secs(1), "`aos kill {pid}` took {took:?}");
+    }
+    for pid in &pids {
+        wait_state(&aos, *pid, "killed");
+    }
+}

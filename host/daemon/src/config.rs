@@ -147,6 +147,7 @@ impl NetSettings {
             connect_timeout: Duration::from_secs_f64(self.connect_timeout_secs.max(0.001)),
             read_timeout: Duration::from_secs_f64(self.read_timeout_secs.max(0.001)),
             ca_files: self.ca_files.clone(),
+            resolver: None,
         }
     }
 }

@@ -14,22 +14,26 @@
 //! (capability-derived linkers), `state` (per-instance store state and host
 //! interfaces), `bindings` (WIT bindings).
 
+pub mod addr;
 mod bindings;
 pub mod container;
 pub mod docker;
 pub mod driver;
 mod memory;
+mod egress;
 mod engine;
+mod fs_guard;
 mod linker;
 pub mod net;
 mod state;
+mod workspace;
 
 pub use aos_abi::{CallOutcome, Capability, CapabilitySet, Effect, SyscallError, SyscallSpec};
 pub use driver::{DriverLoadError, DriverSource, Need};
-pub use container::{ContainerAgent, ContainerBackend, ExecOutput};
+pub use container::{ContainerAgent, ContainerBackend, Egress, ExecOutput};
 pub use docker::{DockerBackend, DockerConfig, DockerStatus};
 pub use engine::CacheOutcome;
-pub use net::{NetConfig, NetConfigError};
+pub use net::{NetConfig, NetConfigError, Resolve, ResolverHook};
 pub use aos_memory;
 
 use std::collections::{BTreeMap, HashMap};
@@ -59,6 +63,11 @@ const BUILTIN_DRIVERS: &[(&str, &[u8])] = &[
     ("net", include_bytes!(concat!(env!("AOS_BUILT_DRIVERS_DIR"), "/aos_driver_net.wasm"))),
     ("memory", include_bytes!(concat!(env!("AOS_BUILT_DRIVERS_DIR"), "/aos_driver_memory.wasm"))),
 ];
+
+/// How long past its deadline a call suspended in a host future may run
+/// before the watchdog ends it (guest code is interrupted by the epoch at
+/// the deadline itself).
+const WATCHDOG_GRACE: Duration = Duration::from_millis(250);
 
 /// Names third-party drivers may not take.
 const RESERVED_NAMES: &[&str] = &["fs", "timers", "net", "exec", "memory", "kernel", "all"];
@@ -368,8 +377,17 @@ impl DriverRuntime {
         let pre = self.pre(d, profile)?;
         let stderr = MemoryOutputPipe::new(STDERR_CAPTURE);
         let mut wasi = WasiCtxBuilder::new();
+        // File work inline: `fs_guard` makes sure none of it can block or
+        // take long (non-blocking opens, listings and syncs offloaded).
         wasi.allow_blocking_current_thread(true).stderr(stderr.clone());
+        let mut fs_owner = None;
         if let Some(agent) = agent {
+            if profile.fs || profile.exec {
+                // Who the workspace's files belong to (and, for a workspace
+                // the kernel made, giving it to the sandbox user first).
+                let sandbox_user = self.config.container.as_ref().and_then(|c| c.default_user());
+                fs_owner = workspace::prepare(&self.config.home.join("workspaces"), &agent.workspace, sandbox_user);
+            }
             if profile.fs {
                 let perms = if agent.caps.contains(&Capability::FsWrite) {
                     FsPerms::ReadWrite
@@ -387,6 +405,7 @@ impl DriverRuntime {
         }
         let state = DriverState {
             wasi: wasi.build(),
+            fs_owner,
             table: Default::default(),
             limits: Limits {
                 max_memory: self.config.memory_limit,
@@ -401,12 +420,16 @@ impl DriverRuntime {
             stderr,
             timed_out: false,
             deadline: Instant::now() + self.config.timeout_for(&d.name),
+            clock: Default::default(),
             container: self.config.container.clone(),
             container_agent: agent.filter(|_| profile.exec).map(|a| ContainerAgent {
                 pid: a.pid,
                 workspace: a.workspace.clone(),
                 workspace_writable: a.caps.contains(&Capability::FsWrite),
-                network: a.caps.contains(&Capability::ExecNet),
+                egress: a
+                    .caps
+                    .contains(&Capability::ExecNet)
+                    .then(|| egress::Egress::new(a.caps.clone(), self.net_policy.clone())),
             }),
             memory: self.config.memory.clone().filter(|_| profile.memory),
             memory_caps: agent.filter(|_| profile.memory).map(|a| a.caps.clone()).unwrap_or_default(),
@@ -516,20 +539,33 @@ impl DriverRuntime {
             }
         };
         let deadline = self.config.timeout_for(&d.name);
-        {
+        let clock = {
             let s = inst.store.data_mut();
             s.effects.clear();
             s.net.notes.lock().unwrap().clear();
             s.deadline = Instant::now() + deadline;
-        }
-        // Backstop for time spent in host functions, which the epoch deadline
-        // does not interrupt.
+            s.clock.start(s.deadline);
+            s.clock.clone()
+        };
+        // The epoch interrupts guest code at the deadline; the watchdog ends
+        // a call suspended in a host future past it (host calls that bound
+        // their own time are exempt while they run), and the backstop bounds
+        // everything.
         let backstop = deadline + self.config.host_call_allowance;
-        let result = tokio::time::timeout(
-            backstop,
-            inst.bindings.aos_kernel_driver().call_handle(&mut inst.store, name, &args_json),
-        )
-        .await;
+        let result = {
+            let call = inst.bindings.aos_kernel_driver().call_handle(&mut inst.store, name, &args_json);
+            let mut call = std::pin::pin!(call);
+            // Most calls finish in their first poll (file work is inline): no
+            // timers for them. A call that waits gets the watchdog and the backstop.
+            let first = std::future::poll_fn(|cx| std::task::Poll::Ready(std::future::Future::poll(call.as_mut(), cx))).await;
+            match first {
+                std::task::Poll::Ready(r) => Some(r),
+                std::task::Poll::Pending => tokio::select! {
+                    r = tokio::time::timeout(backstop, call) => r.ok(),
+                    _ = clock.expired(WATCHDOG_GRACE) => None,
+                },
+            }
+        };
         let timeout_err = || {
             SyscallError::Timeout(format!(
                 "driver `{}` did not answer {name} within its {:.1} s deadline; the call was stopped",
@@ -538,8 +574,8 @@ impl DriverRuntime {
             ))
         };
         let reply = match result {
-            Err(_) => return Err(timeout_err()),
-            Ok(Err(trap)) => {
+            None => return Err(timeout_err()),
+            Some(Err(trap)) => {
                 let st = inst.store.data();
                 if st.timed_out {
                     return Err(timeout_err());
@@ -556,7 +592,7 @@ impl DriverRuntime {
                     describe_trap(&trap, st)
                 )));
             }
-            Ok(Ok(reply)) => reply,
+            Some(Ok(reply)) => reply,
         };
         let effects = std::mem::take(&mut inst.store.data_mut().effects);
         let notes = std::mem::take(&mut *inst.store.data().net.notes.lock().unwrap());
@@ -634,12 +670,11 @@ impl DriverRuntime {
         Ok(info)
     }
 
-    /// Unregisters an installed driver.
+    /// Unregisters an installed driver. The name is checked like at
+    /// installation, so it can only ever name a file in the drivers folder.
     pub fn remove(&self, name: &str) -> Result<(), RuntimeError> {
+        check_name(name)?;
         let path = self.config.installed_dir().join(format!("{name}.wasm"));
-        if RESERVED_NAMES.contains(&name) {
-            return Err(RuntimeError::ReservedName(name.to_string()));
-        }
         if !path.exists() {
             return Err(RuntimeError::NotInstalled(name.to_string()));
         }
@@ -702,16 +737,23 @@ fn read_driver_file(path: &Path, name: Option<&str>) -> Result<(String, Vec<u8>)
             stem.strip_prefix("aos_driver_").unwrap_or(&stem).replace('_', "-")
         }
     };
+    check_name(&name)?;
+    Ok((name, bytes))
+}
+
+/// A third-party driver's name: 1-32 characters of `a-z`, `0-9`, `-`, `_`
+/// (so never a path), and not a built-in driver's.
+fn check_name(name: &str) -> Result<(), RuntimeError> {
     if name.is_empty()
         || name.len() > 32
         || !name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_')
     {
-        return Err(RuntimeError::BadName(name));
+        return Err(RuntimeError::BadName(name.to_string()));
     }
-    if RESERVED_NAMES.contains(&name.as_str()) {
-        return Err(RuntimeError::ReservedName(name));
+    if RESERVED_NAMES.contains(&name) {
+        return Err(RuntimeError::ReservedName(name.to_string()));
     }
-    Ok((name, bytes))
+    Ok(())
 }
 
 fn instantiate_error(d: &LoadedDriver, e: &wasmtime::Error) -> SyscallError {

@@ -5,7 +5,8 @@
 //! profile are not linked at all, so a component importing them cannot be
 //! instantiated for that agent, whatever it asks for. The filesystem is doubly
 //! gated: `wasi:filesystem` is only linked with an `fs:*` grant, and the only
-//! preopen is the agent's workspace, read-only or read-write (see `store.rs`).
+//! preopen is the agent's workspace, read-only or read-write; its host is
+//! wasmtime-wasi's behind `fs_guard.rs`.
 //! `wasi:http` is linked only with `net`/`net:HOST` (its requests then pass
 //! the policy in `net.rs`), `aos:kernel/container` only with `exec`, `aos:kernel/embedder` and
 //! `aos:kernel/vector-store` only with `memory` or `memory:shared/NAME`. Raw
@@ -15,7 +16,6 @@ use wasmtime::component::{HasData, HasSelf, Linker, ResourceTable};
 use wasmtime::Engine;
 use wasmtime_wasi::cli::{WasiCli, WasiCliView};
 use wasmtime_wasi::clocks::{WasiClocks, WasiClocksView};
-use wasmtime_wasi::filesystem::{WasiFilesystem, WasiFilesystemView};
 use wasmtime_wasi::p2::bindings as wasi;
 use wasmtime_wasi::random::WasiRandom;
 use wasmtime_wasi::WasiView;
@@ -23,6 +23,7 @@ use wasmtime_wasi::WasiView;
 use aos_abi::{Capability, CapabilitySet};
 
 use crate::bindings::aos::kernel as aos;
+use crate::fs_guard::{self, GuardedFs};
 use crate::state::DriverState;
 
 /// Which optional host interfaces are linked.
@@ -94,8 +95,11 @@ pub(crate) fn build(engine: &Engine, profile: LinkProfile) -> wasmtime::Result<L
     aos::config::add_to_linker::<S, HasSelf<S>>(&mut l, |s| s)?;
 
     if profile.fs {
-        wasi::filesystem::types::add_to_linker::<S, WasiFilesystem>(&mut l, <S as WasiFilesystemView>::filesystem)?;
-        wasi::filesystem::preopens::add_to_linker::<S, WasiFilesystem>(&mut l, <S as WasiFilesystemView>::filesystem)?;
+        // wasmtime-wasi's filesystem behind `fs_guard` (non-blocking opens,
+        // special files refused, long work off the calling thread, the
+        // workspace owner's ids).
+        wasi::filesystem::types::add_to_linker::<S, GuardedFs>(&mut l, fs_guard::view)?;
+        wasi::filesystem::preopens::add_to_linker::<S, GuardedFs>(&mut l, fs_guard::view)?;
     }
     if profile.timers {
         aos::timers::add_to_linker::<S, HasSelf<S>>(&mut l, |s| s)?;

@@ -5,7 +5,8 @@
 //! that record effects for the kernel.
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use wasmtime::component::ResourceTable;
 use wasmtime::ResourceLimiter;
@@ -22,6 +23,64 @@ use aos_abi::Effect;
 pub(crate) const STDERR_CAPTURE: usize = 16 * 1024;
 /// Longest log line a driver may emit.
 const MAX_LOG_LINE: usize = 4096;
+
+/// The deadline of an instance's current call, shared with the watchdog in
+/// `DriverRuntime::call`, which ends a call whose guest is suspended in a
+/// host future past the deadline (the epoch only interrupts guest code).
+/// Host calls that bound their own time (a container command, long-term
+/// memory) are exempt while they run, and their time is added back.
+#[derive(Debug)]
+pub(crate) struct CallClock {
+    state: Mutex<(Instant, usize)>,
+}
+
+impl Default for CallClock {
+    fn default() -> Self {
+        CallClock { state: Mutex::new((Instant::now(), 0)) }
+    }
+}
+
+impl CallClock {
+    pub fn start(&self, deadline: Instant) {
+        *self.state.lock().unwrap() = (deadline, 0);
+    }
+
+    /// Marks a self-bounded host call until the guard is dropped.
+    pub fn host_call(self: &Arc<Self>) -> HostCall {
+        self.state.lock().unwrap().1 += 1;
+        HostCall { clock: self.clone(), started: Instant::now() }
+    }
+
+    /// Resolves once the deadline plus `grace` has passed with no exempt
+    /// host call running.
+    pub async fn expired(&self, grace: Duration) {
+        loop {
+            let (deadline, exempt) = *self.state.lock().unwrap();
+            let due = deadline + grace;
+            if exempt > 0 {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            } else if Instant::now() >= due {
+                return;
+            } else {
+                tokio::time::sleep_until(due.into()).await;
+            }
+        }
+    }
+}
+
+/// A self-bounded host call in progress (see [`CallClock::host_call`]).
+pub(crate) struct HostCall {
+    clock: Arc<CallClock>,
+    started: Instant,
+}
+
+impl Drop for HostCall {
+    fn drop(&mut self) {
+        let mut st = self.clock.state.lock().unwrap();
+        st.0 += self.started.elapsed();
+        st.1 -= 1;
+    }
+}
 
 /// Memory and table caps of one instance. Remembers whether a limit was hit,
 /// so a trap that follows can be reported as "limit exceeded".
@@ -67,6 +126,9 @@ impl ResourceLimiter for Limits {
 /// Everything a driver instance's host calls can reach.
 pub(crate) struct DriverState {
     pub wasi: WasiCtx,
+    /// uid/gid the workspace's file work runs with (`fs_guard.rs`; `None`:
+    /// the kernel's own, see `workspace.rs`).
+    pub fs_owner: Option<(u32, u32)>,
     pub table: ResourceTable,
     pub limits: Limits,
     pub driver: Arc<str>,
@@ -81,6 +143,8 @@ pub(crate) struct DriverState {
     /// When the current call must end. Time spent waiting in a host call
     /// (a container command) is added back: the deadline bounds the guest.
     pub deadline: std::time::Instant,
+    /// The same deadline as the runtime's watchdog sees it (see [`CallClock`]).
+    pub clock: Arc<CallClock>,
     /// The container engine for `exec` agents, and who they are.
     pub container: SharedBackend,
     pub container_agent: Option<ContainerAgent>,
@@ -116,6 +180,7 @@ impl container::Host for DriverState {
             return Err(WitSyscallError::Denied("capability `exec` not granted".into()));
         };
         let started = std::time::Instant::now();
+        let _bounded = self.clock.host_call();
         let timeout = std::time::Duration::from_millis(u64::from(req.timeout_ms.max(1)));
         let out = backend.exec(&agent, &req.cmd, timeout).await;
         self.deadline += started.elapsed();
