@@ -733,7 +733,10 @@ fn deeply_nested_arguments_are_journalled_read_back_and_restored() {
     let model = script(
         &aos,
         "deep.txt",
-        &format!("[SYS_CALL::NO_SUCH_CALL] {{\"a\": {deep}}}\n---\n[SYS_CALL::RECV_MSG] {{}}\n---\n[SYS_CALL::SYS_EXIT] {{\"code\": 3}}\n"),
+        &format!(
+            "[SYS_CALL::NO_SUCH_CALL] {{\"a\": {deep}}}\n---\n[SYS_CALL::RECV_MSG] {{}}\n---\n[SYS_CALL::RECV_MSG] {{}}\n---\n\
+             [SYS_CALL::SYS_EXIT] {{\"code\": 3}}\n"
+        ),
     );
     let pid = spawn(&aos, &model, &[]);
     wait_state(&aos, pid, "blocked_recv");
