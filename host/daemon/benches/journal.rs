@@ -98,7 +98,7 @@ fn req(model: String, ws: &Path) -> SpawnRequest {
         task: "bench".into(),
         provider: "instant".into(),
         model,
-        caps: CapabilitySet::parse(&["ipc"]).unwrap(),
+        caps: CapabilitySet::parse(["ipc"]).unwrap(),
         workspace: Some(ws.to_path_buf()),
         ..Default::default()
     }
