@@ -23,11 +23,20 @@ pub fn aos_bin() -> PathBuf {
         // --workspace`, so features resolve identically and nothing is
         // rebuilt: this only links the `aos` executable (a `-p aos-cli`
         // build would resolve features differently and recompile wasmtime).
-        let status = Command::new(env!("CARGO"))
-            .args(["build", "-q", "--workspace", "--bins", "--tests"])
-            .current_dir(repo_root())
-            .status()
-            .expect("cargo runs");
+        let mut build = Command::new(env!("CARGO"));
+        build.args(["build", "-q", "--workspace", "--bins", "--tests"]).current_dir(repo_root());
+        // Without the CARGO_* variables `cargo test` set for this test binary:
+        // build scripts that watch them (ring's) would otherwise see a change,
+        // rebuild, and make the next `cargo test` rebuild them back.
+        for (k, _) in std::env::vars_os() {
+            let set_by_cargo_test = |k: &str| {
+                (k.starts_with("CARGO_") && k != "CARGO_HOME" && k != "CARGO_TARGET_DIR") || k == "OUT_DIR" || k.starts_with("__CARGO")
+            };
+            if k.to_str().is_some_and(set_by_cargo_test) {
+                build.env_remove(k);
+            }
+        }
+        let status = build.status().expect("cargo runs");
         assert!(status.success(), "building the aos binary failed");
         assert!(bin.exists(), "no aos binary at {}", bin.display());
         bin

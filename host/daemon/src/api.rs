@@ -91,6 +91,9 @@ pub struct StatusInfo {
     /// (`None` when `webhooks.listen = "off"`).
     #[serde(default)]
     pub webhooks: Option<String>,
+    /// The journal: segment, counters, and the fault while it cannot be written.
+    #[serde(default)]
+    pub journal: Option<crate::journal::JournalStatus>,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -98,4 +101,7 @@ pub struct ProcessCounts {
     pub total: usize,
     pub live: usize,
     pub exited: usize,
+    /// Live processes paused because the journal cannot be written.
+    #[serde(default)]
+    pub paused: usize,
 }

@@ -25,8 +25,11 @@
 //!                                #   address (default: Unix socket only); clients need the bearer
 //!                                #   token in $AOS_HOME/control.token (see `aos help kernel`)
 //!
-//! [journal]
-//! fsync = true                   # AOS_JOURNAL_FSYNC  fsync every journal entry (else flush only)
+//! [journal]                      # every kernel event, for crash recovery (see journal.rs)
+//! fsync = true                   # AOS_JOURNAL_FSYNC  fsync each batch of events (group commit); off:
+//!                                #   written to the OS only, so a power loss may lose the last ones
+//! rotate_mib = 32                # AOS_JOURNAL_ROTATE_MIB  start a new segment (a snapshot, then the
+//!                                #   events) once the tail is this large; bounds what a restart reads
 //!
 //! [retention]                    # ended (exited, failed, killed) processes and archived journals
 //! max_ended = 256                # AOS_RETENTION_MAX_ENDED  ended processes kept for ps/logs/wait;
@@ -228,6 +231,18 @@ impl ControlConfig {
 #[serde(default, deny_unknown_fields)]
 pub struct JournalConfig {
     pub fsync: bool,
+    pub rotate_mib: u64,
+}
+
+impl JournalConfig {
+    /// The file journal's options (archives kept by the `[retention]` rules).
+    pub fn to_options(&self, retention: &RetentionConfig) -> crate::journal::JournalOptions {
+        let mut o = crate::journal::JournalOptions::new(self.fsync);
+        o.rotate_bytes = self.rotate_mib.max(1) << 20;
+        o.max_archived = retention.max_archived_journals;
+        o.archive_ttl = retention.ended_ttl();
+        o
+    }
 }
 
 /// `[retention]`: how many ended processes the kernel keeps and for how
@@ -345,7 +360,7 @@ impl Default for LimitConfig {
 
 impl Default for JournalConfig {
     fn default() -> Self {
-        JournalConfig { fsync: true }
+        JournalConfig { fsync: true, rotate_mib: 32 }
     }
 }
 
@@ -417,6 +432,9 @@ impl Config {
         self.memory.apply_env(get);
         if let Some(v) = get("AOS_JOURNAL_FSYNC") {
             self.journal.fsync = !matches!(v.as_str(), "0" | "false" | "no" | "off");
+        }
+        if let Some(v) = get("AOS_JOURNAL_ROTATE_MIB") {
+            self.journal.rotate_mib = num("AOS_JOURNAL_ROTATE_MIB", &v)?;
         }
         if let Some(v) = get("AOS_RETENTION_MAX_ENDED") {
             self.retention.max_ended = num("AOS_RETENTION_MAX_ENDED", &v)?;

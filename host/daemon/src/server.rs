@@ -24,7 +24,7 @@ use serde::Deserialize;
 use tokio::sync::{broadcast, mpsc, Notify};
 
 use aos_abi::CapabilitySet;
-use aos_kernel::{Budgets, Kernel, KernelConfig, KernelError, KernelEvent, ProviderFactory, SpawnRequest};
+use aos_kernel::{Budgets, Journal, Kernel, KernelConfig, KernelError, KernelEvent, ProviderFactory, SpawnRequest};
 use aos_providers::{build_provider, ProviderConfig};
 use aos_runtime::{DriverRuntime, RuntimeConfig};
 
@@ -99,6 +99,7 @@ struct AppState {
     started: Instant,
     shutdown: Arc<Notify>,
     recovery: Arc<Vec<String>>,
+    journal: Arc<journal::FileJournal>,
     control_tcp: Option<String>,
     webhooks: Option<String>,
 }
@@ -182,22 +183,19 @@ pub async fn run_foreground(paths: Paths) -> Result<()> {
         None => None,
     };
 
-    // Journal: recover what the previous run left unfinished, then record this run.
-    let journal = journal::Journal::create(&paths.journal(), started_at_ms, cfg.journal.fsync)?;
-    journal.attach(&kernel);
-    let recovery = journal::recover(&paths.journal(), &journal, &kernel).await;
+    // Journal: read what earlier runs left (a snapshot and its tail), start
+    // this run's segment, then rebuild the processes in the kernel.
+    let opts = cfg.journal.to_options(&cfg.retention);
+    let dir = paths.journal();
+    let journal = tokio::task::spawn_blocking(move || journal::FileJournal::open(&dir, opts))
+        .await
+        .context("the journal reader stopped")??;
+    kernel.attach_journal(journal.clone());
+    let replay = journal.replay().map_err(|e| anyhow::anyhow!("{e}"))?;
+    let mut recovery = journal.report.clone();
+    recovery.extend(kernel.recover(replay).await);
     for line in &recovery {
         eprintln!("recovery: {line}");
-    }
-    // Archived journals of earlier runs: kept by the same rules as ended processes.
-    let pruned = journal::prune_archive(
-        &paths.journal().join("archive"),
-        cfg.retention.max_archived_journals,
-        cfg.retention.ended_ttl(),
-        std::time::SystemTime::now(),
-    );
-    if !pruned.is_empty() {
-        tracing::info!("deleted {} archived journal(s) beyond the [retention] limits", pruned.len());
     }
 
     // The socket: created with mode 0600 (umask while binding, then chmod).
@@ -241,6 +239,7 @@ pub async fn run_foreground(paths: Paths) -> Result<()> {
         started: Instant::now(),
         shutdown: shutdown.clone(),
         recovery: Arc::new(recovery),
+        journal: journal.clone(),
         control_tcp: tcp.as_ref().map(|t| t.1.to_string()),
         webhooks: webhook_listener.as_ref().map(|(_, u)| u.clone()),
     };
@@ -293,6 +292,8 @@ pub async fn run_foreground(paths: Paths) -> Result<()> {
     let _ = std::fs::remove_file(paths.control_token());
     // Remove this kernel's sandbox containers.
     let _ = tokio::time::timeout(Duration::from_secs(20), kernel.runtime().shutdown()).await;
+    // What is still queued goes to disk.
+    journal.close();
     let _ = std::fs::remove_file(paths.socket());
     let _ = std::fs::remove_file(paths.pid_file());
     Ok(())
@@ -317,16 +318,18 @@ fn router(state: AppState) -> Router {
 async fn status(State(s): State<AppState>) -> Json<StatusInfo> {
     let ps = s.kernel.ps();
     let live = ps.iter().filter(|p| !p.status.is_terminal()).count();
+    let paused = ps.iter().filter(|p| matches!(p.status, aos_kernel::ProcessStatus::Paused { .. })).count();
     Json(StatusInfo {
         pid: std::process::id(),
         version: env!("CARGO_PKG_VERSION").into(),
         home: s.paths.home.clone(),
         started_at_ms: s.started_at_ms,
         uptime_secs: s.started.elapsed().as_secs(),
-        processes: ProcessCounts { total: ps.len(), live, exited: ps.len() - live },
+        processes: ProcessCounts { total: ps.len(), live, exited: ps.len() - live, paused },
         recovery: s.recovery.as_ref().clone(),
         control_tcp: s.control_tcp.clone(),
         webhooks: s.webhooks.clone(),
+        journal: Some(s.journal.status()),
     })
 }
 
@@ -488,8 +491,24 @@ async fn spawn(State(s): State<AppState>, Json(b): Json<SpawnBody>) -> Result<Js
         parent: None,
     };
     let pid = s.kernel.spawn(req).await?;
+    // Acknowledged once journalled (a moment; not while the journal fails).
+    s.kernel.sync(ACK_WAIT).await;
     let workspace = s.kernel.info(pid)?.workspace;
     Ok(Json(SpawnReply { pid, workspace }))
+}
+
+/// How long an acknowledgement waits for what it queued to be journalled.
+const ACK_WAIT: Duration = Duration::from_secs(2);
+
+/// `{"ok": true}` once what was queued is durable; with a `warning` when
+/// the journal cannot be written now (it is queued and will be written;
+/// the control API does not hang on a failing disk).
+async fn ack(s: &AppState) -> serde_json::Value {
+    if s.kernel.sync(ACK_WAIT).await {
+        return serde_json::json!({"ok": true});
+    }
+    let why = s.kernel.durability().and_then(|d| d.fault).map(|f| f.error).unwrap_or_else(|| "the journal is slow".into());
+    serde_json::json!({"ok": true, "warning": format!("queued, but not journalled yet: {why}")})
 }
 
 async fn ps(State(s): State<AppState>) -> Json<Vec<aos_kernel::ProcessInfo>> {
@@ -510,7 +529,7 @@ async fn stdin(
     Json(b): Json<TextBody>,
 ) -> Result<Json<serde_json::Value>, AppErr> {
     s.kernel.send_stdin(pid, b.text)?;
-    Ok(Json(serde_json::json!({"ok": true})))
+    Ok(Json(ack(&s).await))
 }
 
 async fn message(
@@ -519,7 +538,7 @@ async fn message(
     Json(b): Json<TextBody>,
 ) -> Result<Json<serde_json::Value>, AppErr> {
     s.kernel.send_message(pid, b.text)?;
-    Ok(Json(serde_json::json!({"ok": true})))
+    Ok(Json(ack(&s).await))
 }
 
 async fn wait(State(s): State<AppState>, UrlPath(pid): UrlPath<u64>) -> Result<Json<aos_kernel::ExitStatus>, AppErr> {
@@ -536,8 +555,8 @@ struct LogsQuery {
 fn ndjson(rx: mpsc::Receiver<KernelEvent>) -> Response {
     let stream = futures_util::stream::unfold(rx, |mut rx| async move {
         let ev = rx.recv().await?;
-        let mut line = serde_json::to_vec(&ev).unwrap_or_default();
-        line.push(b'\n');
+        // The kernel's line codec: clients read every line back, however deeply nested.
+        let line = aos_kernel::codec::encode(&ev).unwrap_or_default();
         Some((Ok::<Bytes, Infallible>(Bytes::from(line)), rx))
     });
     Response::builder()
@@ -612,6 +631,9 @@ async fn logs(
                 | KernelEvent::Consumed { .. }
                 | KernelEvent::Scheduled { .. }
                 | KernelEvent::Fired { .. }
+                | KernelEvent::Exiting { .. }
+                | KernelEvent::Counters { .. }
+                | KernelEvent::WebhookRegistered { .. }
                 | KernelEvent::Reaped { .. } => (false, false),
             };
             if mine && tx.send(ev).await.is_err() {

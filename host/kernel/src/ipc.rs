@@ -23,27 +23,10 @@
 
 use std::time::Duration;
 
-use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
 
+pub use crate::events::{IpcMessage, PendingInput, PendingTimer, Queue};
 use crate::process::{now_ms, Pid};
-
-/// A message in a mailbox.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct IpcMessage {
-    pub from: Pid,
-    pub content: String,
-    pub sent_at_ms: u64,
-}
-
-/// One of a process's input queues.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Queue {
-    Mailbox,
-    Stdin,
-    Events,
-}
 
 /// An item of the event queue.
 #[derive(Debug, Clone, PartialEq)]
@@ -51,34 +34,6 @@ pub struct IpcEvent {
     pub text: String,
     /// Journalled (and restored after a crash).
     pub durable: bool,
-}
-
-/// A `SYS_SCHEDULE` wake-up that has not fired yet.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct PendingTimer {
-    pub id: u64,
-    /// When it fires (Unix ms).
-    pub due_ms: u64,
-    pub prompt: String,
-}
-
-/// Input queued for a process but not yet received, as journalled; put back by a restore.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct PendingInput {
-    #[serde(default)]
-    pub mailbox: Vec<IpcMessage>,
-    #[serde(default)]
-    pub stdin: Vec<String>,
-    #[serde(default)]
-    pub events: Vec<String>,
-    #[serde(default)]
-    pub timers: Vec<PendingTimer>,
-}
-
-impl PendingInput {
-    pub fn is_empty(&self) -> bool {
-        self.mailbox.is_empty() && self.stdin.is_empty() && self.events.is_empty() && self.timers.is_empty()
-    }
 }
 
 /// Sending halves, held by the process control block.

@@ -21,9 +21,9 @@ use aos_abi::{CapabilitySet, MissingCapabilities, SyscallSpec};
 use aos_providers::{Provider, ProviderError};
 use aos_runtime::DriverRuntime;
 use parking_lot::{Mutex, RwLock};
-use serde::{Deserialize, Serialize};
 use tokio::sync::{broadcast, Semaphore};
 
+pub use crate::events::{KernelEvent, RestoreRequest};
 use crate::ipc;
 use crate::process::{
     now_ms, Budgets, Entry, ExitStatus, LogEntry, NewProcess, Pid, Process, ProcessInfo, ProcessStatus,
@@ -107,48 +107,6 @@ pub struct SpawnRequest {
     pub parent: Option<Pid>,
 }
 
-/// A process as rebuilt from a journal, for [`Kernel::restore`]
-/// (serializable: the daemon's journal stores it as is).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct RestoreRequest {
-    /// Identity, lineage, rights (`capabilities`), budgets, workspace,
-    /// `pipe_to`, provider base URL, status and counters as they were last journalled.
-    pub info: ProcessInfo,
-    /// The full history, in order.
-    pub log: Vec<LogEntry>,
-    /// Log index where the model's context starts (after compaction).
-    pub context_start: usize,
-    /// How many in-context entries were compacted.
-    pub compacted: usize,
-    /// The process's shrunk compaction window ([`KernelEvent::ContextShrunk`]), if any.
-    #[serde(default)]
-    pub context_window: Option<usize>,
-    /// The id the next call gets.
-    pub next_call_id: u64,
-    /// Set for a process that had ended: it is kept for `ps`/`logs` only.
-    pub exit: Option<ExitStatus>,
-    /// Messages, stdin lines and events queued but not received, and
-    /// `SYS_SCHEDULE` wake-ups not yet fired.
-    #[serde(default)]
-    pub pending: ipc::PendingInput,
-}
-
-impl RestoreRequest {
-    /// A request with an empty history.
-    pub fn new(info: ProcessInfo) -> Self {
-        RestoreRequest {
-            info,
-            log: Vec::new(),
-            context_start: 0,
-            compacted: 0,
-            context_window: None,
-            next_call_id: 1,
-            exit: None,
-            pending: ipc::PendingInput::default(),
-        }
-    }
-}
-
 /// An item for a process's input queues.
 pub(crate) enum Delivery {
     Msg { from: Pid, content: String },
@@ -189,36 +147,6 @@ pub enum KernelError {
     Restore { pid: Pid, why: String },
 }
 
-/// Something that happened in the kernel (serializable for journals and `logs -f`).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "event", rename_all = "snake_case")]
-pub enum KernelEvent {
-    Spawned { info: Box<ProcessInfo> },
-    /// An entry appended to a process's history.
-    Entry { entry: LogEntry },
-    Status { pid: Pid, status: ProcessStatus },
-    /// The oldest `entries` history entries were compacted out of the context;
-    /// the context now starts at log index `context_start`.
-    Compacted { pid: Pid, entries: usize, context_start: usize },
-    /// The model rejected a prompt of `prompt_tokens` tokens (it accepts at
-    /// most `limit`; 0 = not said), so the process's compaction window is now
-    /// `window` estimated tokens (for its later steps too) and the call is
-    /// retried after compacting more.
-    ContextShrunk { pid: Pid, prompt_tokens: u64, limit: u64, window: usize },
-    Exited { pid: Pid, status: ExitStatus },
-    /// An item was put in a queue of `pid` (`from`: the sender of a mailbox message).
-    Delivered { pid: Pid, queue: ipc::Queue, from: Option<Pid>, content: String, at_ms: u64 },
-    /// `pid` took the oldest item of that queue.
-    Consumed { pid: Pid, queue: ipc::Queue },
-    /// A `SYS_SCHEDULE` wake-up was armed.
-    Scheduled { pid: Pid, id: u64, due_ms: u64, prompt: String },
-    /// It fired (its event was `Delivered` just before).
-    Fired { pid: Pid, id: u64 },
-    /// The ended process `pid` was removed from the table by the retention
-    /// rules ([`KernelConfig::retention`]): `ps`, `logs` and `wait` no longer know it.
-    Reaped { pid: Pid },
-}
-
 /// Receives every kernel event, synchronously and in order per process
 /// (e.g. a journal writing them to disk).
 pub trait EventSink: Send + Sync {
@@ -238,6 +166,8 @@ pub(crate) struct KernelInner {
     events: broadcast::Sender<KernelEvent>,
     sinks: RwLock<Vec<Arc<dyn EventSink>>>,
     pub(crate) webhooks: WebhookRegistry,
+    /// Where events are made durable (see [`crate::durability`]).
+    pub(crate) journal: std::sync::OnceLock<Arc<dyn crate::durability::Journal>>,
 }
 
 /// The AgentOS kernel. Cheap to clone.
@@ -248,13 +178,25 @@ pub struct Kernel {
 
 impl KernelInner {
     pub(crate) fn wants_events(&self) -> bool {
-        self.events.receiver_count() > 0 || !self.sinks.read().is_empty()
+        self.journal.get().is_some() || self.events.receiver_count() > 0 || !self.sinks.read().is_empty()
     }
 
     pub(crate) fn emit(&self, ev: KernelEvent) {
+        if let Some(j) = self.journal.get() {
+            // The process waits for this lsn before its next side effect.
+            let lsn = j.append(&ev);
+            if let Some(p) = self.table.get(ev.pid()) {
+                p.lsn.fetch_max(lsn, std::sync::atomic::Ordering::AcqRel);
+            }
+        }
         for s in self.sinks.read().iter() {
             s.record(&ev);
         }
+        let _ = self.events.send(ev);
+    }
+
+    /// Sends `ev` to the live stream only (not journalled: a pause).
+    pub(crate) fn notify(&self, ev: KernelEvent) {
         let _ = self.events.send(ev);
     }
 
@@ -262,15 +204,20 @@ impl KernelInner {
     /// entry to its log and emits [`KernelEvent::Entry`].
     pub(crate) fn record(&self, p: &Process, entry: Entry) {
         let now = now_ms();
-        let le = {
+        let counted = matches!(entry, Entry::Reply { .. } | Entry::Result { .. } | Entry::Error { .. });
+        let (le, counters) = {
             let mut st = p.state.lock();
             let le = LogEntry { pid: p.pid, seq: st.log.len() as u64, at_ms: now, entry };
             st.log.push(le.clone());
             st.counters.last_activity_ms = now;
-            le
+            (le, counted.then(|| st.counters.clone()))
         };
         if self.wants_events() {
             self.emit(KernelEvent::Entry { entry: le });
+            // Token, step and syscall counters change with replies and call results.
+            if let Some(counters) = counters {
+                self.emit(KernelEvent::Counters { pid: p.pid, counters });
+            }
         }
     }
 
@@ -481,12 +428,20 @@ impl KernelInner {
             self.deliver(&parent, Delivery::Event { text: format!("child {} {status}", p.pid), durable: true });
         }
         if self.wants_events() {
+            let counters = p.state.lock().counters.clone();
+            self.emit(KernelEvent::Counters { pid: p.pid, counters });
             self.emit(KernelEvent::Status { pid: p.pid, status: status.as_status() });
             self.emit(KernelEvent::Exited { pid: p.pid, status: status.clone() });
         }
         // Whoever waits already holds the process, so it may go at once
         // (with `max_ended = 0` or a zero TTL).
         self.reap();
+    }
+
+    /// Tells the waiters of `p` how it ended (after [`Self::finish`], once
+    /// its end is durable: an exit code is never reported that a restart
+    /// could take back).
+    pub(crate) fn publish_exit(&self, p: &Process, status: ExitStatus) {
         p.exit_tx.send_replace(Some(status));
     }
 }
@@ -578,20 +533,8 @@ impl KernelInner {
             crate::scheduler::arm_timer(self.clone(), &p, t.id, t.due_ms, t.prompt);
         }
         // Webhook routes the process registered keep their paths and secrets.
-        let routes: Vec<(String, Option<String>)> = p
-            .state
-            .lock()
-            .log
-            .iter()
-            .filter_map(|e| match &e.entry {
-                Entry::Result { name, output, .. } if name == "SYS_REGISTER_WEBHOOK" => Some((
-                    output["path"].as_str()?.to_string(),
-                    output["secret"].as_str().map(str::to_string),
-                )),
-                _ => None,
-            })
-            .collect();
-        for (path, secret) in routes {
+        for route in r.webhooks {
+            let (path, secret) = (route.path, Some(route.secret));
             if let Err(e) = self.webhooks.register(pid, &path, secret) {
                 self.record(&p, Entry::Notice { text: format!("webhook {path} could not be registered again: {e}") });
             }
@@ -641,6 +584,7 @@ impl Kernel {
                 events,
                 sinks: RwLock::new(Vec::new()),
                 webhooks: WebhookRegistry::default(),
+                journal: std::sync::OnceLock::new(),
             }),
         };
         kernel.start_reaper();

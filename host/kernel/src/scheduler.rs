@@ -61,7 +61,9 @@ pub(crate) fn start(inner: Arc<KernelInner>, p: Arc<Process>, inbox: IpcInbox) {
         };
         // A kill that raced with the loop's last poll still wins.
         let status = if p.is_killed() { ExitStatus::Killed } else { status };
-        inner.finish(&p, status);
+        inner.finish(&p, status.clone());
+        inner.await_durable(&p).await;
+        inner.publish_exit(&p, status);
     });
 }
 
@@ -174,6 +176,8 @@ async fn run_loop(inner: &Arc<KernelInner>, p: &Arc<Process>, mut inbox: IpcInbo
             }
         }
         inner.set_status(p, ProcessStatus::Ready);
+        // The model call is a side effect: what led to it must be durable.
+        inner.await_durable(p).await;
         let permit = sem.acquire().await.expect("semaphores are never closed");
         inner.set_status(p, ProcessStatus::WaitingModel);
         let mut overflows = 0;
@@ -278,6 +282,10 @@ async fn run_loop(inner: &Arc<KernelInner>, p: &Arc<Process>, mut inbox: IpcInbo
                     continue;
                 }
             };
+            if syscalls::acts_on_world(p, &call.name) {
+                // The reply that asked for it is durable before it runs.
+                inner.await_durable(p).await;
+            }
             match syscalls::dispatch(inner, p, &mut inbox, &call).await {
                 Outcome::Ok { output, effects } => {
                     count_call(p, &call.name, false);

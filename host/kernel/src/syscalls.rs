@@ -147,6 +147,17 @@ pub fn kernel_specs_for(caps: &CapabilitySet) -> Vec<SyscallSpec> {
         .collect()
 }
 
+/// Whether running `name` for `p` may have an effect outside `p` (driver
+/// calls, messages, spawns, webhooks, piped stdout): such a call waits until
+/// the process's journalled events are durable (see [`crate::durability`]).
+pub(crate) fn acts_on_world(p: &Process, name: &str) -> bool {
+    match name {
+        "RECV_MSG" | "SYS_READ_STDIN" | "SYS_EXIT" => false,
+        "SYS_WRITE_STDOUT" => p.pipe_to.is_some(),
+        _ => true,
+    }
+}
+
 /// What running one call produced.
 pub(crate) enum Outcome {
     Ok { output: Value, effects: Vec<Effect> },
@@ -278,13 +289,27 @@ async fn run_kernel(
                 Some(Value::String(s)) => Some(s.clone()),
                 Some(v) => Some(v.to_string()),
             };
+            if inner.wants_events() {
+                inner.emit(crate::KernelEvent::Exiting { pid: p.pid, code, result: result.clone() });
+            }
             Outcome::Exit { code, result }
         }
         "SPAWN_AGENT" => spawn_agent(inner, p, args),
         "SYS_REGISTER_WEBHOOK" => {
             let path = args["path"].as_str().unwrap_or_default();
             match inner.webhooks.register(p.pid, path, None) {
-                Ok(out) => ok(out),
+                Ok(out) => {
+                    if inner.wants_events() {
+                        if let (Some(path), Some(secret)) = (out["path"].as_str(), out["secret"].as_str()) {
+                            inner.emit(crate::KernelEvent::WebhookRegistered {
+                                pid: p.pid,
+                                path: path.to_string(),
+                                secret: secret.to_string(),
+                            });
+                        }
+                    }
+                    ok(out)
+                }
                 Err(e) => Outcome::Err(SyscallError::InvalidArguments(format!("SYS_REGISTER_WEBHOOK: {e}"))),
             }
         }

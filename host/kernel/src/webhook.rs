@@ -191,6 +191,19 @@ impl WebhookRegistry {
         Ok(json!({"url": self.url(path), "path": path, "secret": secret}))
     }
 
+    /// Routes (path and secret) owned by `pid`, by path.
+    pub fn routes_of(&self, pid: Pid) -> Vec<crate::events::WebhookRoute> {
+        let mut v: Vec<crate::events::WebhookRoute> = self
+            .routes
+            .lock()
+            .iter()
+            .filter(|(_, r)| r.pid == pid)
+            .map(|(p, r)| crate::events::WebhookRoute { path: p.clone(), secret: r.secret.clone() })
+            .collect();
+        v.sort_by(|a, b| a.path.cmp(&b.path));
+        v
+    }
+
     /// Paths owned by `pid`.
     pub fn paths_of(&self, pid: Pid) -> Vec<String> {
         let mut v: Vec<String> =

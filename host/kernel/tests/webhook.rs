@@ -182,7 +182,16 @@ async fn a_restored_process_keeps_its_paths_and_secrets() {
 
     let b = harness().await;
     b.kernel
-        .restore(aos_kernel::RestoreRequest { log, next_call_id: 3, ..aos_kernel::RestoreRequest::new(info) }, vec![])
+        .restore(
+            aos_kernel::RestoreRequest {
+                log,
+                next_call_id: 3,
+                // What the journal's `webhook_registered` event gives back.
+                webhooks: vec![aos_kernel::WebhookRoute { path: "/kept".into(), secret: secret.clone() }],
+                ..aos_kernel::RestoreRequest::new(info)
+            },
+            vec![],
+        )
         .await
         .unwrap();
     assert_eq!(b.kernel.webhooks_of(pid), vec!["/kept".to_string()]);

@@ -92,6 +92,23 @@ pub async fn run(cmd: KernelCmd) -> Result<i32> {
                 if let Some(w) = &st.webhooks {
                     println!("webhooks: {w}");
                 }
+                if let Some(j) = &st.journal {
+                    match &j.fault {
+                        Some(f) => println!(
+                            "journal: FAILING since {} ago: {}; {} process(es) paused until it can be written",
+                            super::procs::age(aos_kernel::now_ms().saturating_sub(f.since_ms) / 1000),
+                            f.error,
+                            st.processes.paused
+                        ),
+                        None => println!(
+                            "journal: {} ({} events, {} fsyncs, {} snapshots this run)",
+                            j.segment.display(),
+                            j.events,
+                            j.fsyncs,
+                            j.rotations
+                        ),
+                    }
+                }
                 for line in &st.recovery {
                     println!("recovery: {line}");
                 }

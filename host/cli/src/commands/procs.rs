@@ -254,6 +254,7 @@ pub fn status_word(s: &ProcessStatus) -> String {
         ProcessStatus::BlockedRecv => "recv".into(),
         ProcessStatus::BlockedStdin => "stdin".into(),
         ProcessStatus::Sleeping { .. } => "sleeping".into(),
+        ProcessStatus::Paused { .. } => "paused".into(),
         ProcessStatus::Exited { code } => format!("exited({code})"),
         ProcessStatus::Killed => "killed".into(),
         ProcessStatus::Failed { .. } => "failed".into(),

@@ -40,12 +40,21 @@ fn totals(procs: &[ProcessInfo]) -> String {
     format!("{} processes ({live} live), {steps} steps, {tokens} tokens, {calls} syscalls", procs.len())
 }
 
+/// The journal's fault, when it cannot be written (processes are paused).
+fn journal_warning(st: &StatusInfo) -> Option<String> {
+    let f = st.journal.as_ref()?.fault.as_ref()?;
+    Some(format!("JOURNAL FAILING ({} paused): {}", st.processes.paused, f.error))
+}
+
 pub async fn run(a: TopArgs) -> Result<i32> {
     let client = super::kernel::connect()?.1;
     let status: StatusInfo = client.get("/v1/status").await?;
     if !std::io::stdout().is_terminal() {
         let procs: Vec<ProcessInfo> = client.get("/v1/ps").await?;
         println!("kernel pid {}, up {}: {}", status.pid, age(status.uptime_secs), totals(&procs));
+        if let Some(w) = journal_warning(&status) {
+            println!("{w}");
+        }
         print!("{}", ps_table(&procs));
         return Ok(0);
     }
@@ -67,10 +76,11 @@ async fn live(client: &Client, a: &TopArgs) -> Result<()> {
         let status: StatusInfo = client.get("/v1/status").await?;
         let mut procs: Vec<ProcessInfo> = client.get("/v1/ps").await?;
         let header = format!(
-            " aos top — kernel pid {}, up {} — {} — q quits",
+            " aos top — kernel pid {}, up {} — {}{} — q quits",
             status.pid,
             age(status.uptime_secs),
-            totals(&procs)
+            totals(&procs),
+            journal_warning(&status).map(|w| format!(" — {w}")).unwrap_or_default()
         );
         if !a.all {
             procs.retain(|p| !p.status.is_terminal());
