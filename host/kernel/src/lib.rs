@@ -27,5 +27,5 @@ pub use kernel::{
 };
 pub use parser::{parse_reply, ParseError, ParsedCall};
 pub use table::Retention;
-pub use webhook::{WebhookError, WebhookRequest, WebhookResponse};
+pub use webhook::{WebhookError, WebhookRequest, WebhookResponse, WebhookRoute};
 pub use process::{Budgets, Counters, Entry, ExitStatus, LogEntry, Pid, ProcessInfo, ProcessStatus};
