@@ -81,7 +81,12 @@ fn top_in_a_terminal_selects_sorts_shows_logs_kills_and_reconnects() {
     let aos = new_aos();
     let d = Daemon::start(&aos);
     // 1: waits in RECV_MSG; 2: sleeps for an hour; 3: writes a lot of tokens' worth of log, then waits.
-    let blocker = blocking_script(&aos);
+    // (RECV_MSG again after the restart below interrupts it.)
+    let blocker = script(
+        &aos,
+        "block.txt",
+        &format!("[SYS_CALL::SYS_WRITE_STDOUT] {{\"text\": \"hello\"}}\n---\n{}", ["[SYS_CALL::RECV_MSG] {}"; 4].join("\n---\n")),
+    );
     let sleeper = script(&aos, "sleep.txt", "[SYS_CALL::SLEEP] {\"seconds\": 3600}\n---\n[SYS_CALL::SYS_EXIT] {}\n");
     let talker = script(
         &aos,
@@ -93,6 +98,7 @@ fn top_in_a_terminal_selects_sorts_shows_logs_kills_and_reconnects() {
     assert_eq!(spawn(&aos, &talker, &["--grant", "ipc"]), 3);
     wait_state(&aos, 2, "sleeping");
     wait_blocked_after(&aos, 3, 3);
+    wait_blocked_after(&aos, 1, 2);
 
     let Some(t) = Tmux::start(&aos, 160, 30) else { return };
     let s = t.wait_for("the three processes", |s| row(s, "1").is_some() && row(s, "2").is_some() && row(s, "3").is_some());

@@ -192,10 +192,15 @@ fn totals(procs: &[Proc]) -> String {
     format!("{} processes ({live} live), {steps} steps, {tokens} tokens, {calls} syscalls", procs.len())
 }
 
-/// The columns that fit in `width` and their widths (the task gets the rest).
-fn layout(rows: &[Vec<String>], width: usize) -> Vec<(usize, usize)> {
+/// The columns that fit in `width` and their widths (the task gets the
+/// rest, up to its longest value); `marked` is the column whose title
+/// carries the sort mark.
+fn layout(rows: &[Vec<String>], width: usize, marked: Option<Col>) -> Vec<(usize, usize)> {
     let natural: Vec<usize> = (0..COLS.len())
-        .map(|i| rows.iter().map(|r| r[i].chars().count()).max().unwrap_or(0).max(COLS[i].title().len()))
+        .map(|i| {
+            let title = COLS[i].title().len() + usize::from(marked == Some(COLS[i]));
+            rows.iter().map(|r| r[i].chars().count()).max().unwrap_or(0).max(title)
+        })
         .collect();
     let mut shown: Vec<usize> = (0..COLS.len()).collect();
     let fixed = |shown: &[usize]| -> usize {
@@ -212,7 +217,7 @@ fn layout(rows: &[Vec<String>], width: usize) -> Vec<(usize, usize)> {
     shown
         .into_iter()
         .map(|i| {
-            let w = if COLS[i] == Col::Task { width.saturating_sub(used).max(4) } else { natural[i].min(24) };
+            let w = if COLS[i] == Col::Task { width.saturating_sub(used).clamp(4, natural[i].max(4)) } else { natural[i].min(24) };
             (i, w)
         })
         .collect()
@@ -257,7 +262,7 @@ async fn snapshot(client: &Client, a: &TopArgs, interval: Duration) -> Result<i3
     let now_ms = aos_kernel::process::now_ms();
     let rows: Vec<Vec<String>> = procs.iter().map(|p| COLS.iter().map(|&c| p.cell(c, now_ms)).collect()).collect();
     let width = std::env::var("COLUMNS").ok().and_then(|c| c.parse().ok()).unwrap_or(usize::MAX / 4);
-    let cols = layout(&rows, width);
+    let cols = layout(&rows, width, None);
     outln!("kernel pid {}, up {}: {}", status.pid, age(status.uptime_secs), totals(&all));
     let line = |cells: Vec<String>| {
         let parts: Vec<String> = cols.iter().map(|&(i, w)| fit(&cells[i], w)).collect();
@@ -513,8 +518,8 @@ impl App {
         if self.selected.is_none_or(|s| !pids.contains(&s)) {
             self.selected = pids.first().copied();
         }
-        let cols = layout(&rows, body.width as usize);
         let sort_col = SORTS[self.sort];
+        let cols = layout(&rows, body.width as usize, Some(sort_col));
         let header = Row::new(cols.iter().map(|&(i, w)| {
             let mark = if COLS[i] == sort_col { if self.reverse { "▲" } else { "▼" } } else { "" };
             fit(&format!("{}{mark}", COLS[i].title()), w)
