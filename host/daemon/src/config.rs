@@ -363,7 +363,18 @@ impl Config {
             Err(e) => return Err(e).with_context(|| format!("cannot read {}", path.display())),
         };
         cfg.apply_env(env)?;
+        cfg.validate().with_context(|| format!("invalid configuration ({} and AOS_* variables)", path.display()))?;
         Ok(cfg)
+    }
+
+    /// Names that every spawn would trip over are refused when the config
+    /// is loaded: the default provider and the default grants.
+    fn validate(&self) -> Result<()> {
+        if let Some(p) = &self.provider {
+            aos_providers::check_provider_name(p).context("`provider` (AOS_PROVIDER)")?;
+        }
+        aos_abi::CapabilitySet::parse(&self.default_grants).context("`default_grants` (AOS_GRANTS)")?;
+        Ok(())
     }
 
     fn apply_env(&mut self, env: impl Fn(&str) -> Option<String>) -> Result<()> {
@@ -748,6 +759,10 @@ mod tests {
     #[test]
     fn bad_values_are_reported() {
         let d = tempfile::tempdir().unwrap();
+        let e = Config::load_with_env(d.path(), |k| (k == "AOS_GRANTS").then(|| "fs:rw,fs:write".to_string())).unwrap_err();
+        assert!(format!("{e:#}").contains("`default_grants` (AOS_GRANTS): unknown capability `fs:write` (did you mean `fs:rw`?)"), "{e:#}");
+        let e = Config::load_with_env(d.path(), |k| (k == "AOS_PROVIDER").then(|| "openia".to_string())).unwrap_err();
+        assert!(format!("{e:#}").contains("did you mean `openai`?"), "{e:#}");
         std::fs::write(d.path().join("aos.toml"), "nope = 1\n").unwrap();
         assert!(Config::load_with_env(d.path(), |_| None).is_err());
         std::fs::remove_file(d.path().join("aos.toml")).unwrap();
