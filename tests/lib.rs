@@ -215,6 +215,18 @@ pub mod daemon {
         }
     }
 
+    /// Ids of the sandbox containers of `pid` under the kernel labelled
+    /// `label` (`aos_runtime::docker::kernel_label_for(home)`: the daemon's
+    /// and `aos run`'s containers carry it).
+    pub fn sandbox_containers(label: &str, pid: u64) -> Vec<String> {
+        let out = std::process::Command::new("docker")
+            .args(["ps", "-a", "-q", "--filter", &format!("label=aos.kernel={label}"), "--filter", &format!("label=aos.pid={pid}")])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stdout).split_whitespace().map(str::to_string).collect()
+    }
+
     /// Whether `docker` answers and the sandbox image exists; otherwise
     /// SKIPPED loudly (or a failure under CI).
     pub fn docker_ready(test: &str) -> bool {

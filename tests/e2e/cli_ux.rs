@@ -493,13 +493,8 @@ fn a_provider_that_never_answers_names_the_setting_to_raise() {
 }
 
 /// Sandbox containers of `pid` under the kernel of `aos`.
-fn sandbox_containers(aos: &Aos, pid: u64) -> Vec<String> {
-    let label = aos_runtime::docker::kernel_label_for(&aos.home());
-    let out = Command::new("docker")
-        .args(["ps", "-a", "-q", "--filter", &format!("label=aos.kernel={label}"), "--filter", &format!("label=aos.pid={pid}")])
-        .output()
-        .unwrap();
-    String::from_utf8_lossy(&out.stdout).split_whitespace().map(str::to_string).collect()
+fn containers_of(aos: &Aos, pid: u64) -> Vec<String> {
+    sandbox_containers(&aos_runtime::docker::kernel_label_for(&aos.home()), pid)
 }
 
 #[test]
@@ -518,14 +513,14 @@ fn ctrl_c_in_run_kills_the_agent_and_removes_its_container() {
         .spawn()
         .unwrap();
     let t0 = Instant::now();
-    while sandbox_containers(&aos, 1).is_empty() {
+    while containers_of(&aos, 1).is_empty() {
         assert!(t0.elapsed() < Duration::from_secs(60), "the sandbox never started");
         std::thread::sleep(Duration::from_millis(100));
     }
     std::thread::sleep(Duration::from_millis(500));
     unsafe_kill(child.id(), "INT");
     let out = child.wait_with_output().unwrap();
-    let left = sandbox_containers(&aos, 1);
+    let left = containers_of(&aos, 1);
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(130), "{err}");
     assert!(left.is_empty(), "the container is still there after `aos run` exited: {left:?}\n{err}");

@@ -302,15 +302,9 @@ fn config_show_completions_and_top_snapshot() {
     assert!(out.contains("1 processes (1 live)") && out.contains("recv"), "{out}");
 }
 
-/// Ids of the sandbox containers of `pid` under the kernel of `aos`.
-fn sandbox_containers(aos: &Aos, pid: u64) -> Vec<String> {
-    let label = aos_runtime::docker::kernel_label_for(&aos.home());
-    let out = std::process::Command::new("docker")
-        .args(["ps", "-a", "-q", "--filter", &format!("label=aos.kernel={label}"), "--filter", &format!("label=aos.pid={pid}")])
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    String::from_utf8_lossy(&out.stdout).split_whitespace().map(str::to_string).collect()
+/// Sandbox containers of `pid` under the kernel of `aos`.
+fn containers_of(aos: &Aos, pid: u64) -> Vec<String> {
+    sandbox_containers(&aos_runtime::docker::kernel_label_for(&aos.home()), pid)
 }
 
 #[test]
@@ -331,13 +325,13 @@ fn aos_kill_removes_the_process_sandbox_container() {
     wait_state(&aos, pid, "blocked_recv");
     let (_, logs, _) = aos.run(&["logs", "--json", &pid.to_string()]);
     assert!(logs.contains("from-the-sandbox") && logs.contains("\"exit_code\":0"), "{logs}");
-    assert_eq!(sandbox_containers(&aos, pid).len(), 1, "one live container for the process");
+    assert_eq!(containers_of(&aos, pid).len(), 1, "one live container for the process");
 
     let (code, _, err) = aos.run(&["kill", &pid.to_string()]);
     assert_eq!(code, 0, "{err}");
     wait_state(&aos, pid, "killed");
     let t0 = Instant::now();
-    while !sandbox_containers(&aos, pid).is_empty() {
+    while !containers_of(&aos, pid).is_empty() {
         assert!(t0.elapsed() < Duration::from_secs(20), "the container outlived `aos kill`");
         std::thread::sleep(Duration::from_millis(100));
     }
