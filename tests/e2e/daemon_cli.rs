@@ -5,119 +5,14 @@ use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::os::unix::process::CommandExt;
 use std::time::{Duration, Instant};
 
+use aos_tests::daemon::*;
 use aos_tests::Aos;
 use serde_json::Value;
-
-/// A private home whose compiled-driver cache is pre-filled from one shared,
-/// warmed-up cache (compiling the built-in drivers once per test binary, not
-/// once per kernel).
-fn new_aos() -> Aos {
-    static WARM: std::sync::OnceLock<std::path::PathBuf> = std::sync::OnceLock::new();
-    let warm = WARM.get_or_init(|| {
-        // Kept next to the binary: later runs find it warm (entries are keyed by
-        // content and engine, so stale ones are never used).
-        let home = aos_tests::aos_bin().parent().unwrap().join("aos-test-home");
-        let out = std::process::Command::new(aos_tests::aos_bin())
-            .args(["driver", "ls"])
-            .env("AOS_HOME", &home)
-            .output()
-            .unwrap();
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-        home.join("cache/drivers")
-    });
-    let aos = Aos::new();
-    let to = aos.home().join("cache/drivers");
-    std::fs::create_dir_all(&to).unwrap();
-    for e in std::fs::read_dir(warm).unwrap() {
-        let e = e.unwrap();
-        std::fs::copy(e.path(), to.join(e.file_name())).unwrap();
-    }
-    aos
-}
-
-const NOT_RUNNING: &str = "kernel not running — start it with `aos kernel start`";
-
-/// Stops the kernel of `aos` when dropped (and kills it if it does not stop),
-/// so that no test leaks a daemon.
-struct Daemon<'a> {
-    aos: &'a Aos,
-}
-
-impl<'a> Daemon<'a> {
-    fn start(aos: &'a Aos) -> Daemon<'a> {
-        let d = Daemon { aos };
-        let (code, out, err) = aos.run(&["kernel", "start"]);
-        assert_eq!(code, 0, "kernel start: {out}\n{err}");
-        d
-    }
-    /// Guards a kernel that some command starts implicitly.
-    fn guard(aos: &'a Aos) -> Daemon<'a> {
-        Daemon { aos }
-    }
-    fn pid(&self) -> Option<i32> {
-        std::fs::read_to_string(self.aos.home().join("aos.pid")).ok()?.trim().parse().ok()
-    }
-}
-
-impl Drop for Daemon<'_> {
-    fn drop(&mut self) {
-        let pid = self.pid();
-        let _ = self.aos.run(&["kernel", "stop"]);
-        if let Some(pid) = pid {
-            let _ = std::process::Command::new("kill").args(["-9", &pid.to_string()]).output();
-        }
-    }
-}
-
-fn script(aos: &Aos, name: &str, text: &str) -> String {
-    let p = aos.dir.path().join(name);
-    std::fs::write(&p, text).unwrap();
-    p.display().to_string()
-}
-
-/// A script whose process writes "hello" to stdout, then blocks in RECV_MSG.
-fn blocking_script(aos: &Aos) -> String {
-    script(aos, "block.txt", "[SYS_CALL::SYS_WRITE_STDOUT] {\"text\": \"hello\"}\n---\n[SYS_CALL::RECV_MSG] {}\n---\n[SYS_CALL::SYS_EXIT] {\"code\": 9}\n")
-}
-
-fn spawn(aos: &Aos, model: &str, extra: &[&str]) -> u64 {
-    let mut args = vec!["spawn", "--provider", "script", "--model", model];
-    args.extend_from_slice(extra);
-    args.push("a task");
-    let (code, out, err) = aos.run(&args);
-    assert_eq!(code, 0, "spawn: {out}\n{err}");
-    out.trim().parse().unwrap_or_else(|_| panic!("spawn prints the pid: {out:?}"))
-}
 
 fn status_json(aos: &Aos) -> Value {
     let (code, out, err) = aos.run(&["kernel", "status", "--json"]);
     assert_eq!(code, 0, "{out}\n{err}");
     serde_json::from_str(&out).unwrap()
-}
-
-fn ps_json(aos: &Aos, all: bool) -> Vec<Value> {
-    let mut args = vec!["ps", "--json"];
-    if all {
-        args.push("--all");
-    }
-    let (code, out, err) = aos.run(&args);
-    assert_eq!(code, 0, "{out}\n{err}");
-    serde_json::from_str::<Vec<Value>>(&out).unwrap_or_else(|e| panic!("ps --json: {e}: {out}"))
-}
-
-/// Polls until `pid`'s status is `state`.
-fn wait_state(aos: &Aos, pid: u64, state: &str) -> Value {
-    let t0 = Instant::now();
-    loop {
-        let ps = ps_json(aos, true);
-        if let Some(p) = ps.iter().find(|p| p["pid"] == pid) {
-            if p["status"]["state"] == state {
-                return p.clone();
-            }
-        }
-        assert!(t0.elapsed() < Duration::from_secs(15), "pid {pid} never reached {state}: {ps:?}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
 }
 
 #[test]
@@ -249,11 +144,15 @@ fn commands_fail_with_one_line_without_a_daemon() {
         &["wait", "1"],
         &["top"],
         &["kernel", "status"],
-        &["kernel", "stop"],
+        &["webhooks"],
     ] {
         let (code, out, err) = aos.run(args);
         assert_eq!((code, out.as_str(), err.trim()), (1, "", NOT_RUNNING), "aos {args:?}");
     }
+    // Stopping what is not running succeeds, like `systemctl stop`.
+    let (code, out, err) = aos.run(&["kernel", "stop"]);
+    assert_eq!((code, err.as_str()), (0, ""), "{out}");
+    assert!(out.contains("kernel not running") && out.contains("nothing to stop"), "{out}");
 }
 
 #[test]
@@ -403,32 +302,9 @@ fn config_show_completions_and_top_snapshot() {
     assert!(out.contains("1 processes (1 live)") && out.contains("recv"), "{out}");
 }
 
-/// Whether `docker` answers and the sandbox image exists; otherwise SKIPPED
-/// (or a failure under CI).
-fn docker_ready(test: &str) -> bool {
-    let probe = std::process::Command::new("docker").args(["image", "inspect", "-f", "ok", "aos-sandbox:latest"]).output();
-    let why = match probe {
-        Err(e) => format!("the docker CLI cannot run ({e})"),
-        Ok(o) if o.status.success() => return true,
-        Ok(o) => format!("Docker or the sandbox image is missing: {}", String::from_utf8_lossy(&o.stderr).trim()),
-    };
-    if std::env::var_os("CI").is_some() {
-        panic!("{test}: {why} (CI is set, so this is a failure, not a skip)");
-    }
-    use std::io::Write;
-    let _ = writeln!(std::io::stderr(), "\n!!!!!!!! SKIPPED: `{test}` did not run: {why} !!!!!!!!\n");
-    false
-}
-
-/// Ids of the sandbox containers of `pid` under the kernel of `aos`.
-fn sandbox_containers(aos: &Aos, pid: u64) -> Vec<String> {
-    let label = aos_runtime::docker::kernel_label_for(&aos.home());
-    let out = std::process::Command::new("docker")
-        .args(["ps", "-a", "-q", "--filter", &format!("label=aos.kernel={label}"), "--filter", &format!("label=aos.pid={pid}")])
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    String::from_utf8_lossy(&out.stdout).split_whitespace().map(str::to_string).collect()
+/// Sandbox containers of `pid` under the kernel of `aos`.
+fn containers_of(aos: &Aos, pid: u64) -> Vec<String> {
+    sandbox_containers(&aos_runtime::docker::kernel_label_for(&aos.home()), pid)
 }
 
 #[test]
@@ -449,13 +325,13 @@ fn aos_kill_removes_the_process_sandbox_container() {
     wait_state(&aos, pid, "blocked_recv");
     let (_, logs, _) = aos.run(&["logs", "--json", &pid.to_string()]);
     assert!(logs.contains("from-the-sandbox") && logs.contains("\"exit_code\":0"), "{logs}");
-    assert_eq!(sandbox_containers(&aos, pid).len(), 1, "one live container for the process");
+    assert_eq!(containers_of(&aos, pid).len(), 1, "one live container for the process");
 
     let (code, _, err) = aos.run(&["kill", &pid.to_string()]);
     assert_eq!(code, 0, "{err}");
     wait_state(&aos, pid, "killed");
     let t0 = Instant::now();
-    while !sandbox_containers(&aos, pid).is_empty() {
+    while !containers_of(&aos, pid).is_empty() {
         assert!(t0.elapsed() < Duration::from_secs(20), "the container outlived `aos kill`");
         std::thread::sleep(Duration::from_millis(100));
     }
@@ -519,21 +395,6 @@ fn control_api_over_loopback_tcp_needs_the_token() {
     let (code, _, err) = aos.run(&["kernel", "stop"]);
     assert_eq!(code, 0, "{err}");
     assert!(!token_file.exists());
-}
-
-/// Polls until `pid` is blocked in RECV_MSG after exactly `steps` model calls.
-fn wait_blocked_after(aos: &Aos, pid: u64, steps: u64) {
-    let t0 = Instant::now();
-    loop {
-        let ps = ps_json(aos, true);
-        if let Some(p) = ps.iter().find(|p| p["pid"] == pid) {
-            if p["status"]["state"] == "blocked_recv" && p["counters"]["steps"] == steps {
-                return;
-            }
-        }
-        assert!(t0.elapsed() < Duration::from_secs(15), "pid {pid} never blocked after {steps} steps: {ps:?}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
 }
 
 #[test]

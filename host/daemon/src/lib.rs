@@ -8,6 +8,7 @@
 pub mod api;
 pub mod client;
 pub mod config;
+mod introspect;
 pub mod journal;
 pub mod server;
 

@@ -40,7 +40,8 @@ pub fn provider_factory(cfg: &Config) -> ProviderFactory {
     // One embedded model per kernel, shared by every `local` process.
     let local: Arc<std::sync::OnceLock<Arc<dyn aos_providers::Provider>>> = Arc::new(std::sync::OnceLock::new());
     Arc::new(move |provider: &str, base_url: Option<&str>| {
-        if provider == "local" {
+        aos_providers::check_provider_name(provider)?;
+        if provider.trim().eq_ignore_ascii_case("local") {
             return Ok(local
                 .get_or_init(|| Arc::new(aos_llm_local::LocalProvider::new(aos_llm_local::LocalConfig::default())))
                 .clone());
@@ -91,11 +92,13 @@ pub async fn build_kernel(paths: &Paths, cfg: &Config) -> Result<Kernel> {
 }
 
 #[derive(Clone)]
-struct AppState {
-    kernel: Kernel,
-    cfg: Arc<Config>,
-    paths: Arc<Paths>,
-    started_at_ms: u64,
+pub(crate) struct AppState {
+    pub(crate) kernel: Kernel,
+    pub(crate) cfg: Arc<Config>,
+    pub(crate) paths: Arc<Paths>,
+    pub(crate) started_at_ms: u64,
+    /// Whether aos.toml existed when the config was loaded.
+    pub(crate) file_present: bool,
     started: Instant,
     shutdown: Arc<Notify>,
     recovery: Arc<Vec<String>>,
@@ -195,7 +198,7 @@ pub async fn run_foreground(paths: Paths) -> Result<()> {
     let mut recovery = journal.report.clone();
     recovery.extend(kernel.recover(replay).await);
     for line in &recovery {
-        eprintln!("recovery: {line}");
+        tracing::info!("recovery: {line}");
     }
 
     // The socket: created with mode 0600 (umask while binding, then chmod).
@@ -234,6 +237,7 @@ pub async fn run_foreground(paths: Paths) -> Result<()> {
     let state = AppState {
         kernel: kernel.clone(),
         cfg: Arc::new(cfg),
+        file_present: paths.config().exists(),
         paths: Arc::new(paths.clone()),
         started_at_ms,
         started: Instant::now(),
@@ -246,7 +250,7 @@ pub async fn run_foreground(paths: Paths) -> Result<()> {
     let app = router(state);
     let stop_tcp = Arc::new(Notify::new());
     let tcp_server = tcp.map(|(listener, bound, token)| {
-        eprintln!("control API also on http://{bound} (bearer token in {})", paths.control_token().display());
+        tracing::info!("control API also on http://{bound} (bearer token in {})", paths.control_token().display());
         let app = app.clone().layer(axum::middleware::from_fn_with_state(Arc::<str>::from(token), require_token));
         let stop = stop_tcp.clone();
         tokio::spawn(async move {
@@ -254,7 +258,7 @@ pub async fn run_foreground(paths: Paths) -> Result<()> {
         })
     });
     let webhook_server = webhook_listener.map(|(l, url)| {
-        eprintln!("webhooks on {url}");
+        tracing::info!("webhooks on {url}");
         let app = webhook_router(WebhookState {
             kernel: kernel.clone(),
             max_body: cfg_webhooks.max_body_bytes,
@@ -262,7 +266,7 @@ pub async fn run_foreground(paths: Paths) -> Result<()> {
         });
         tokio::spawn(async move { axum::serve(l, app).await })
     });
-    eprintln!("aos kernel {} listening on {} (pid {})", env!("CARGO_PKG_VERSION"), paths.socket().display(), std::process::id());
+    tracing::info!("aos kernel {} listening on {} (pid {})", env!("CARGO_PKG_VERSION"), paths.socket().display(), std::process::id());
 
     let stop = Arc::new(Notify::new());
     let stop2 = stop.clone();
@@ -278,7 +282,7 @@ pub async fn run_foreground(paths: Paths) -> Result<()> {
         _ = term.recv() => "SIGTERM",
         _ = int.recv() => "SIGINT",
     };
-    eprintln!("aos kernel stopping ({why}); unfinished processes stay in the journal");
+    tracing::info!("aos kernel stopping ({why}); unfinished processes stay in the journal");
     stop.notify_one();
     stop_tcp.notify_one();
     if let Some(w) = webhook_server {
@@ -312,6 +316,8 @@ fn router(state: AppState) -> Router {
         .route("/v1/procs/{pid}/message", post(message))
         .route("/v1/procs/{pid}/wait", get(wait))
         .route("/v1/events", get(events))
+        .route("/v1/config", get(crate::introspect::config))
+        .route("/v1/webhooks", get(crate::introspect::webhooks))
         .with_state(state)
 }
 
@@ -452,15 +458,14 @@ async fn shutdown(State(s): State<AppState>) -> Json<serde_json::Value> {
 async fn spawn(State(s): State<AppState>, Json(b): Json<SpawnBody>) -> Result<Json<SpawnReply>, AppErr> {
     let cfg = &s.cfg;
     // Default: the embedded offline model.
-    let provider = b.provider.clone().or(cfg.provider.clone()).unwrap_or_else(|| "local".to_string());
-    let model = b.model.clone().or(cfg.model.clone()).unwrap_or_else(|| {
-        if provider == "local" { "default".to_string() } else { String::new() }
-    });
-    if model.is_empty() {
+    let provider = b.provider.clone().filter(|p| !p.trim().is_empty()).unwrap_or_else(|| cfg.effective_provider());
+    // The provider first: a misspelt one is the error, not the missing model.
+    aos_providers::check_provider_name(&provider).map_err(|e| bad(e.to_string()))?;
+    let Some(model) = b.model.clone().filter(|m| !m.trim().is_empty()).or_else(|| cfg.effective_model(&provider)) else {
         return Err(bad(format!(
             "no model given for provider `{provider}`: pass --model or set `model` in aos.toml (or AOS_MODEL when starting the kernel)"
         )));
-    }
+    };
     let base_url = b.base_url.clone().or_else(|| {
         cfg.providers
             .get(&provider)
@@ -519,8 +524,16 @@ async fn info(State(s): State<AppState>, UrlPath(pid): UrlPath<u64>) -> Result<J
     Ok(Json(s.kernel.info(pid)?))
 }
 
+/// Kills `pid` and its live descendants. Like `stdin`/`message`, a process
+/// that has ended (with nothing left running under it) is a 409 saying how it ended.
 async fn kill(State(s): State<AppState>, UrlPath(pid): UrlPath<u64>) -> Result<Json<KillReply>, AppErr> {
-    Ok(Json(KillReply { killed: s.kernel.kill(pid)? }))
+    let killed = s.kernel.kill(pid)?;
+    if killed.is_empty() {
+        if let Some(status) = s.kernel.exit_status(pid)? {
+            return Err(KernelError::NotRunning { pid, status }.into());
+        }
+    }
+    Ok(Json(KillReply { killed }))
 }
 
 async fn stdin(

@@ -103,6 +103,22 @@ impl IpcInbox {
         }
     }
 
+    /// Next event only (the mailbox is left alone), waiting up to `timeout`:
+    /// `RECV_MSG` of a process that holds `webhook` but not `ipc`.
+    pub async fn wait_event(&mut self, timeout: Option<Duration>) -> Woke<IpcMessage> {
+        let events = &mut self.events;
+        let fut = async {
+            match events.recv().await {
+                Some(e) => Woke::Event(e),
+                None => std::future::pending().await,
+            }
+        };
+        match timeout {
+            None => fut.await,
+            Some(t) => tokio::time::timeout(t, fut).await.unwrap_or(Woke::TimedOut),
+        }
+    }
+
     /// Next stdin line, or an event; waits forever.
     pub async fn read_stdin(&mut self) -> Woke<String> {
         let IpcInbox { stdin, events, .. } = self;
@@ -143,6 +159,17 @@ mod tests {
         assert_eq!(inbox.recv_msg(Some(Duration::from_millis(10))).await, Woke::TimedOut);
         ends.send_event("child exited".into(), true);
         assert_eq!(inbox.recv_msg(None).await, Woke::Event(IpcEvent { text: "child exited".into(), durable: true }));
+    }
+
+    #[tokio::test]
+    async fn waiting_for_events_leaves_the_mailbox_alone() {
+        let (ends, mut inbox) = channels();
+        ends.send_msg(2, "not for a webhook-only process".into());
+        assert_eq!(inbox.wait_event(Some(Duration::from_millis(10))).await, Woke::TimedOut);
+        ends.send_event("webhook request #1".into(), false);
+        assert_eq!(inbox.wait_event(None).await, Woke::Event(IpcEvent { text: "webhook request #1".into(), durable: false }));
+        // The message is still there for a reader that holds `ipc`.
+        assert!(matches!(inbox.recv_msg(None).await, Woke::Got(m) if m.from == 2));
     }
 
     #[tokio::test]

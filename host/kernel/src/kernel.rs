@@ -340,6 +340,34 @@ impl KernelInner {
         v
     }
 
+    /// Every `driver:NAME` in `caps` names an installed driver (a grant of
+    /// a driver that does not exist is a mistake, not an empty right).
+    fn check_drivers(&self, caps: &CapabilitySet) -> Result<(), KernelError> {
+        let wanted: Vec<&str> = caps
+            .iter()
+            .filter_map(|c| match c {
+                aos_abi::Capability::Driver(n) => Some(n.as_str()),
+                _ => None,
+            })
+            .collect();
+        if wanted.is_empty() {
+            return Ok(());
+        }
+        let installed: Vec<String> = self.runtime.list().into_iter().map(|d| d.name).collect();
+        for name in wanted {
+            if !installed.iter().any(|d| d == name) {
+                let hint = aos_abi::suggest::did_you_mean(name, installed.iter().map(String::as_str))
+                    .map(|s| format!(" (did you mean `driver:{s}`?)"))
+                    .unwrap_or_default();
+                return Err(KernelError::Invalid(format!(
+                    "no driver `{name}` is installed, so `driver:{name}` would grant nothing{hint}; \
+                     `aos driver ls` lists the drivers, `aos driver install FILE` adds one"
+                )));
+            }
+        }
+        Ok(())
+    }
+
     pub(crate) fn spawn(self: &Arc<Self>, req: SpawnRequest) -> Result<Pid, KernelError> {
         if req.task.trim().is_empty() {
             return Err(KernelError::Invalid("the task is empty; say what the agent should do".into()));
@@ -365,7 +393,11 @@ impl KernelInner {
         budgets.max_steps = budgets.max_steps.or(d.max_steps);
         budgets.max_tokens = budgets.max_tokens.or(d.max_tokens);
         budgets.max_wall_time = budgets.max_wall_time.or(d.max_wall_time);
+        self.check_drivers(&caps)?;
         let provider = self.provider(&req.provider, req.base_url.as_deref())?;
+        provider
+            .check_model(&req.model)
+            .map_err(|source| KernelError::Provider { provider: req.provider.clone(), source })?;
 
         let pid = self.table.allocate_pid();
         let workspace = match (&req.workspace, &parent) {
@@ -777,6 +809,11 @@ impl Kernel {
     /// Webhook paths registered by `pid`.
     pub fn webhooks_of(&self, pid: Pid) -> Vec<String> {
         self.inner.webhooks.paths_of(pid)
+    }
+
+    /// Every registered webhook path with its owner, URL and secret.
+    pub fn webhook_routes(&self) -> Vec<crate::webhook::WebhookRoute> {
+        self.inner.webhooks.routes()
     }
 
     /// Delivers an HTTP request for a registered path: checks its secret

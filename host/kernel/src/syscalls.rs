@@ -6,7 +6,7 @@
 //! | syscall            | capability | arguments                                             |
 //! |--------------------|------------|-------------------------------------------------------|
 //! | `SEND_MSG`         | `ipc`      | `to_pid`, `content`                                   |
-//! | `RECV_MSG`         | `ipc`      | `timeout?` (seconds; waits forever without)            |
+//! | `RECV_MSG`         | `ipc` or `webhook` | `timeout?` (seconds; waits forever without); with `webhook` alone it waits for the process's own events only (webhook requests, child exits, timers), never reading its mailbox |
 //! | `SYS_WRITE_STDOUT` | —          | `text`                                                |
 //! | `SYS_READ_STDIN`   | —          | —                                                     |
 //! | `SYS_EXIT`         | —          | `code?`, `result?`                                    |
@@ -32,6 +32,19 @@ pub struct KernelSyscall {
     pub spec: SyscallSpec,
     /// Capability needed, if any.
     pub requires: Option<Capability>,
+    /// Another capability that also grants the call (in a narrower form,
+    /// see `run_kernel`).
+    pub also_granted_by: Option<Capability>,
+}
+
+impl KernelSyscall {
+    /// Whether a holder of `caps` may make this call.
+    pub fn granted_to(&self, caps: &CapabilitySet) -> bool {
+        match &self.requires {
+            None => true,
+            Some(c) => caps.grants(c) || self.also_granted_by.as_ref().is_some_and(|a| caps.grants(a)),
+        }
+    }
 }
 
 fn spec(name: &str, description: &str, args_schema: Value) -> SyscallSpec {
@@ -53,6 +66,7 @@ pub fn kernel_syscalls() -> &'static [KernelSyscall] {
                     }, "required": ["to_pid", "content"], "additionalProperties": false}),
                 ),
                 requires: Some(Capability::Ipc),
+                also_granted_by: None,
             },
             KernelSyscall {
                 spec: spec(
@@ -63,6 +77,8 @@ pub fn kernel_syscalls() -> &'static [KernelSyscall] {
                     }, "additionalProperties": false}),
                 ),
                 requires: Some(Capability::Ipc),
+                // A webhook agent waits for its own requests; the mailbox stays closed to it.
+                also_granted_by: Some(Capability::Webhook),
             },
             KernelSyscall {
                 spec: spec(
@@ -73,6 +89,7 @@ pub fn kernel_syscalls() -> &'static [KernelSyscall] {
                     }, "required": ["text"], "additionalProperties": false}),
                 ),
                 requires: None,
+                also_granted_by: None,
             },
             KernelSyscall {
                 spec: spec(
@@ -81,6 +98,7 @@ pub fn kernel_syscalls() -> &'static [KernelSyscall] {
                     json!({"type": "object", "properties": {}, "additionalProperties": false}),
                 ),
                 requires: None,
+                also_granted_by: None,
             },
             KernelSyscall {
                 spec: spec(
@@ -92,6 +110,7 @@ pub fn kernel_syscalls() -> &'static [KernelSyscall] {
                     }, "additionalProperties": false}),
                 ),
                 requires: None,
+                also_granted_by: None,
             },
             KernelSyscall {
                 spec: spec(
@@ -107,6 +126,7 @@ pub fn kernel_syscalls() -> &'static [KernelSyscall] {
                     }, "required": ["task", "permissions"], "additionalProperties": false}),
                 ),
                 requires: Some(Capability::Spawn),
+                also_granted_by: None,
             },
             KernelSyscall {
                 spec: spec(
@@ -117,6 +137,7 @@ pub fn kernel_syscalls() -> &'static [KernelSyscall] {
                     }, "required": ["path"], "additionalProperties": false}),
                 ),
                 requires: Some(Capability::Webhook),
+                also_granted_by: None,
             },
             KernelSyscall {
                 spec: spec(
@@ -129,6 +150,7 @@ pub fn kernel_syscalls() -> &'static [KernelSyscall] {
                     }, "required": ["request_id"], "additionalProperties": false}),
                 ),
                 requires: Some(Capability::Webhook),
+                also_granted_by: None,
             },
         ]
     })
@@ -142,8 +164,15 @@ fn find_kernel(name: &str) -> Option<&'static KernelSyscall> {
 pub fn kernel_specs_for(caps: &CapabilitySet) -> Vec<SyscallSpec> {
     kernel_syscalls()
         .iter()
-        .filter(|k| k.requires.as_ref().is_none_or(|c| caps.grants(c)))
-        .map(|k| k.spec.clone())
+        .filter(|k| k.granted_to(caps))
+        .map(|k| match &k.requires {
+            // Granted through `also_granted_by` only: say what the narrower form does.
+            Some(c) if k.spec.name == "RECV_MSG" && !caps.grants(c) => SyscallSpec {
+                description: "Wait for the next event (a webhook request, a child's exit, a timer) for up to `timeout` seconds (forever without); the event is added to your context. Messages from other processes need the `ipc` right and are not read. Result: {\"interrupted\": ...} when an event arrived, or {\"timed_out\": true}.".into(),
+                ..k.spec.clone()
+            },
+            _ => k.spec.clone(),
+        })
         .collect()
 }
 
@@ -182,8 +211,8 @@ pub(crate) async fn dispatch(
 ) -> Outcome {
     let name = call.name.as_str();
     if let Some(k) = find_kernel(name) {
-        if let Some(c) = &k.requires {
-            if !p.caps.grants(c) {
+        if !k.granted_to(&p.caps) {
+            if let Some(c) = &k.requires {
                 return Outcome::Err(denied(c));
             }
         }
@@ -237,7 +266,12 @@ async fn run_kernel(
         "RECV_MSG" => {
             let timeout = args.get("timeout").and_then(Value::as_f64).map(|s| Duration::from_secs_f64(s.min(1e9)));
             inner.set_status(p, ProcessStatus::BlockedRecv);
-            let r = inbox.recv_msg(timeout).await;
+            // Without `ipc` (granted through `webhook`): events only, the mailbox is not read.
+            let r = if p.caps.grants(&Capability::Ipc) {
+                inbox.recv_msg(timeout).await
+            } else {
+                inbox.wait_event(timeout).await
+            };
             inner.set_status(p, ProcessStatus::Running);
             match r {
                 Woke::Got(m) => {

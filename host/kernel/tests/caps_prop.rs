@@ -9,8 +9,19 @@ use proptest::prelude::*;
 
 const POOL: &[&str] = &[
     "fs:ro", "fs:rw", "net", "net:a.example", "net:b.example", "exec", "exec:net", "memory",
-    "memory:shared/team", "timers", "spawn", "ipc", "driver:wc", "FS_WRITE", "NET_FETCH",
+    "memory:shared/team", "timers", "spawn", "ipc", "driver:wordcount", "FS_WRITE", "NET_FETCH",
 ];
+
+/// A runtime with the example third-party driver installed (a grant of
+/// `driver:NAME` must name an installed driver).
+async fn runtime_with_wordcount() -> std::sync::Arc<aos_runtime::DriverRuntime> {
+    let home = std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("aos-kernel-runtime-wordcount");
+    let rt = aos_runtime::DriverRuntime::open(aos_runtime::RuntimeConfig::new(&home)).await.expect("driver runtime opens");
+    if !rt.list().iter().any(|d| d.name == "wordcount") {
+        rt.install(&aos_runtime::example_driver_path("wordcount"), Some("wordcount")).await.expect("wordcount installs");
+    }
+    rt
+}
 
 fn caps_strategy() -> impl Strategy<Value = Vec<&'static str>> {
     proptest::sample::subsequence(POOL, 0..=POOL.len())
@@ -25,7 +36,7 @@ proptest! {
     ) {
         let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
         rt.block_on(async {
-            let h = common::harness().await;
+            let h = common::harness_on(runtime_with_wordcount().await, |_| {}).await;
             let model = h.script("idle", &[r#"[SYS_CALL::SYS_READ_STDIN] {}"#]);
             let root_pid = h.kernel.spawn(h.req("root", &model, &root)).await.unwrap();
             let mut pids = vec![root_pid];

@@ -16,6 +16,23 @@ use crate::{
 /// models) is provided by another crate, which wraps this function and adds it.
 pub const KNOWN_PROVIDERS: &[&str] = &["openai", "gemini", "anthropic", "script"];
 
+/// Every provider name AgentOS accepts: [`KNOWN_PROVIDERS`] and `local`.
+pub const PROVIDER_NAMES: &[&str] = &["local", "openai", "gemini", "anthropic", "script"];
+
+/// Checks a provider name (case-insensitive) against [`PROVIDER_NAMES`],
+/// before anything else is looked at: an unknown one is
+/// [`ProviderError::UnknownProvider`] with the closest known name.
+pub fn check_provider_name(name: &str) -> Result<(), ProviderError> {
+    let n = name.trim().to_ascii_lowercase();
+    if PROVIDER_NAMES.contains(&n.as_str()) {
+        return Ok(());
+    }
+    Err(ProviderError::UnknownProvider {
+        name: name.to_string(),
+        suggestion: aos_abi::suggest::did_you_mean(&n, PROVIDER_NAMES.iter().copied()).map(str::to_string),
+    })
+}
+
 /// Which provider to use and how to reach it.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ProviderConfig {
@@ -73,12 +90,16 @@ pub fn build_provider_with(
         "gemini" => Arc::new(GeminiProvider::new(base, key_env, settings)?),
         "anthropic" => Arc::new(AnthropicProvider::new(base, key_env, settings)?),
         "script" => Arc::new(ScriptProvider::new()),
+        "local" => {
+            return Err(ProviderError::Other(
+                "the `local` provider is built by aos-llm-local (see aos_daemon::server::provider_factory), \
+                 not by aos_providers::build_provider"
+                    .into(),
+            ))
+        }
         _ => {
-            return Err(ProviderError::Other(format!(
-                "unknown provider `{}`: known providers are {}",
-                cfg.provider,
-                KNOWN_PROVIDERS.join(", ")
-            )))
+            check_provider_name(&cfg.provider)?;
+            unreachable!("every name check_provider_name accepts is handled above")
         }
     })
 }

@@ -731,11 +731,22 @@ impl ContainerBackend for DockerBackend {
             }
         }
         // Anything else of this backend (e.g. a creation that raced with shutdown).
-        if let Ok(list) = list_with_label(&d, &format!("{LABEL_INSTANCE}={}", self.instance)).await {
+        let label = format!("{LABEL_INSTANCE}={}", self.instance);
+        if let Ok(list) = list_with_label(&d, &label).await {
             for c in list {
                 if let Some(id) = c.id {
                     self.remove(&d, &id).await;
                 }
+            }
+        }
+        // A removal started elsewhere (a process's `release`) may still be in
+        // progress (Docker answers 409 to a second one): return only once the
+        // containers are gone, so nothing outlives the kernel (bounded wait).
+        let t0 = Instant::now();
+        while t0.elapsed() < Duration::from_secs(15) {
+            match list_with_label(&d, &label).await {
+                Ok(list) if !list.is_empty() => tokio::time::sleep(Duration::from_millis(100)).await,
+                _ => break,
             }
         }
     }
