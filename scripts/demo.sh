@@ -5,7 +5,9 @@ set -euo pipefail
 AOS=${1:?usage: demo.sh PATH-TO-aos}
 export AOS_HOME=${AOS_HOME:-$(mktemp -d)/aos-home}
 WS=$(mktemp -d)
-step() { printf '\n\033[1m$ %s\033[0m\n' "$*"; "$@" || true; }
+# Bold only on a terminal, and not with NO_COLOR set.
+if [ -t 1 ] && [ -z "${NO_COLOR:-}" ]; then B=$'\033[1m' N=$'\033[0m'; else B='' N=''; fi
+step() { printf '\n%s$ %s%s\n' "$B" "$*" "$N"; "$@" || true; }
 
 echo "AgentOS demo — AOS_HOME=$AOS_HOME, workspace=$WS"
 step "$AOS" driver ls

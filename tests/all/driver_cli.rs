@@ -36,6 +36,63 @@ fn driver_call_reads_and_writes_through_the_runtime() {
     assert!(v["notice"].as_str().unwrap().contains("truncated"));
 }
 
+/// Runs `aos ARGS` and kills it after `limit`: `None` if it did not end in time.
+fn run_within(aos: &Aos, args: &[&str], limit: std::time::Duration) -> Option<(i32, String, String)> {
+    use std::io::Read;
+    let t = std::time::Instant::now();
+    let mut child = aos
+        .cmd()
+        .args(args)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    loop {
+        if let Some(st) = child.try_wait().unwrap() {
+            let (mut out, mut err) = (String::new(), String::new());
+            child.stdout.take().unwrap().read_to_string(&mut out).unwrap();
+            child.stderr.take().unwrap().read_to_string(&mut err).unwrap();
+            return Some((st.code().unwrap_or(-1), out, err));
+        }
+        if t.elapsed() > limit {
+            let _ = child.kill();
+            let _ = child.wait();
+            return None;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+}
+
+/// A FIFO in the workspace is refused at once by FS_READ and FS_WRITE (a
+/// read of it would otherwise wait for a writer forever) and listed as a
+/// `fifo`.
+#[test]
+fn driver_call_refuses_fifos_without_blocking() {
+    let aos = Aos::new();
+    let st = std::process::Command::new("mkfifo").arg(aos.ws().join("pipe")).status().unwrap();
+    assert!(st.success());
+    // Compile the drivers first (untimed: a cold start compiles every one).
+    let (code, _, err) = aos.run(&["driver", "ls"]);
+    assert_eq!(code, 0, "{err}");
+    let limit = std::time::Duration::from_secs(30);
+    for (call, args, grant) in [
+        ("FS_READ", r#"{"path":"pipe"}"#, "fs:ro"),
+        ("FS_WRITE", r#"{"path":"pipe","content":"x"}"#, "fs:rw"),
+        ("FS_WRITE", r#"{"path":"pipe","content":"x","append":true}"#, "fs:rw"),
+    ] {
+        let (code, _, err) = run_within(&aos, &["driver", "call", "fs", call, args, "-g", grant], limit)
+            .unwrap_or_else(|| panic!("`aos driver call fs {call}` on a FIFO did not return"));
+        assert_eq!(code, 1, "{call}: {err}");
+        assert!(err.contains("FIFO") && err.contains("regular file"), "{call}: {err}");
+    }
+    let (code, out, err) =
+        run_within(&aos, &["driver", "call", "fs", "FS_LIST", "{}", "-g", "fs:ro"], limit).expect("FS_LIST returns");
+    assert_eq!(code, 0, "{err}");
+    let v: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["entries"][0]["name"], "pipe");
+    assert_eq!(v["entries"][0]["kind"], "fifo");
+}
+
 #[test]
 fn driver_call_errors_are_clear_and_exit_non_zero() {
     let aos = Aos::new();
@@ -142,6 +199,22 @@ fn example_driver_is_built_inspected_installed_granted_and_called() {
     assert!(err.contains("no installed driver"), "{err}");
 }
 
+/// `aos driver remove` takes a name, never a path.
+#[test]
+fn driver_remove_refuses_paths() {
+    let aos = Aos::new();
+    std::fs::create_dir_all(aos.home().join("drivers")).unwrap();
+    std::fs::write(aos.home().join("victim.wasm"), "keep").unwrap();
+    std::fs::write(aos.dir.path().join("outside.wasm"), "keep").unwrap();
+    for name in ["../victim", "../../outside", "../drivers/../victim"] {
+        let (code, _, err) = aos.run(&["driver", "remove", name]);
+        assert_eq!(code, 1, "{name}");
+        assert!(err.contains("invalid driver name"), "{name}: {err}");
+    }
+    assert!(aos.home().join("victim.wasm").exists());
+    assert!(aos.dir.path().join("outside.wasm").exists());
+}
+
 #[test]
 fn inspect_refuses_files_that_are_not_drivers() {
     let aos = Aos::new();
@@ -157,15 +230,31 @@ fn inspect_refuses_files_that_are_not_drivers() {
 
 #[test]
 fn warm_start_uses_the_compiled_cache() {
+    use std::os::unix::fs::MetadataExt;
     let aos = Aos::new();
     let (code, out, _) = aos.run(&["driver", "ls", "--json"]);
     assert_eq!(code, 0);
     let builtin = serde_json::from_str::<Vec<Value>>(&out).unwrap().len();
-    let cached: Vec<_> = std::fs::read_dir(aos.home().join("cache/drivers")).unwrap().collect();
-    assert_eq!(cached.len(), builtin, "one compiled artifact per built-in driver");
+    let cache = aos.home().join("cache/drivers");
+    // Name, inode and modification time of every artifact: a recompile
+    // writes a new file (new inode) and renames it over the old one.
+    let artifacts = || -> Vec<(String, u64, i64, i64)> {
+        let mut v: Vec<_> = std::fs::read_dir(&cache)
+            .unwrap()
+            .map(|e| {
+                let e = e.unwrap();
+                let m = e.metadata().unwrap();
+                (e.file_name().to_string_lossy().to_string(), m.ino(), m.mtime(), m.mtime_nsec())
+            })
+            .collect();
+        v.sort();
+        v
+    };
+    let cold = artifacts();
+    assert_eq!(cold.len(), builtin, "one compiled artifact per built-in driver");
     let t = std::time::Instant::now();
     let (code, _, _) = aos.run(&["driver", "ls"]);
     assert_eq!(code, 0);
-    assert_eq!(std::fs::read_dir(aos.home().join("cache/drivers")).unwrap().count(), builtin);
+    assert_eq!(artifacts(), cold, "the warm start used the cached artifacts as they were");
     eprintln!("warm `aos driver ls`: {:?}", t.elapsed());
 }

@@ -2,8 +2,9 @@
 //! assembled system.
 //!
 //! - End to end, on the real `aos` binary: `aos driver` ([`driver_cli`]),
-//!   `aos run` ([`run_cli`]), the daemon and its CLI ([`daemon_cli`]), and
-//!   the WIT copy of the guest SDK ([`wit_drift`]).
+//!   `aos run` ([`run_cli`]), the daemon and its CLI ([`daemon_cli`]), the
+//!   CLI as a new user meets it ([`cli_ux`]), `aos top` on a terminal
+//!   ([`top_tty`]), and the WIT copy of the guest SDK ([`wit_drift`]).
 //! - The kernel on the real driver runtime (the integration proof of the
 //!   `SyscallSource` boundary): the kernel's own test modules
 //!   (`host/kernel/tests/all/`, which aos-kernel runs on an in-process fake)
@@ -14,9 +15,11 @@
 
 mod support;
 
+mod cli_ux;
 mod daemon_cli;
 mod driver_cli;
 mod run_cli;
+mod top_tty;
 mod wit_drift;
 
 mod kernel_drivers;

@@ -20,8 +20,10 @@ fn scripted_agent_writes_a_file_and_exits_with_its_code() {
     let (code, out, err) = aos.run(&["run", "--provider", "script", "--model", &model, "--workspace", &ws, "write a haiku"]);
     assert_eq!(code, 3, "{out}\n{err}");
     assert_eq!(std::fs::read_to_string(aos.ws().join("haiku.txt")).unwrap(), "sea");
-    assert!(out.contains("FS_WRITE#1"), "{out}");
+    // The log goes to stderr, the answer (here the SYS_EXIT result) to stdout.
+    assert!(err.contains("FS_WRITE#1"), "{err}");
     assert!(err.contains("exited with code 3: done"), "{err}");
+    assert_eq!(out, "done\n");
 }
 
 #[test]
@@ -48,7 +50,7 @@ fn an_agent_without_grants_is_refused_and_fails_clearly() {
     let ws = aos.ws().display().to_string();
     let (code, out, err) = aos.run(&["run", "--provider", "script", "--model", &model, "--workspace", &ws, "--no-grants", "t"]);
     assert_ne!(code, 0);
-    assert!(out.contains("denied") || out.contains("unknown syscall"), "{out}");
+    assert!(err.contains("denied") || err.contains("unknown syscall"), "{out}\n{err}");
     assert!(err.contains("script") && err.contains("1 repl"), "the script ran out; the reason is shown: {err}");
     assert!(!aos.ws().join("x").exists());
 }
@@ -121,7 +123,7 @@ fn local_model_writes_the_haiku_and_exits() {
     assert_eq!(code, 0, "stdout:\n{out}\nstderr:\n{err}");
     let haiku = std::fs::read_to_string(aos.ws().join("haiku.txt")).unwrap_or_else(|e| panic!("no haiku.txt ({e}):\n{out}\n{err}"));
     assert!(!haiku.trim().is_empty(), "empty haiku:\n{out}");
-    assert!(out.contains("FS_WRITE#1"), "the first call is FS_WRITE:\n{out}");
+    assert!(err.contains("FS_WRITE#1"), "the first call is FS_WRITE:\n{err}");
     // The plan's second clause ("exit") comes right after the write succeeded.
-    assert!(out.contains("SYS_EXIT#2"), "the agent exits by itself right after writing:\n{out}\n{err}");
+    assert!(err.contains("SYS_EXIT#2"), "the agent exits by itself right after writing:\n{out}\n{err}");
 }

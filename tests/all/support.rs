@@ -25,3 +25,15 @@ pub async fn runtime() -> Arc<DriverRuntime> {
 pub async fn backend() -> Arc<dyn SyscallSource> {
     runtime().await
 }
+
+/// A driver runtime with the example third-party driver `wordcount`
+/// installed (a grant of `driver:NAME` must name an installed driver); its
+/// own home, so the other tests' runtimes list only the built-in drivers.
+pub async fn backend_with_wordcount() -> Arc<dyn SyscallSource> {
+    let home = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("aos-kernel-runtime-wordcount");
+    let rt = DriverRuntime::open(RuntimeConfig::new(home)).await.expect("driver runtime opens");
+    if !rt.list().iter().any(|d| d.name == "wordcount") {
+        rt.install(&aos_runtime::example_driver_path("wordcount"), Some("wordcount")).await.expect("wordcount installs");
+    }
+    rt
+}

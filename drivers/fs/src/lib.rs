@@ -6,6 +6,12 @@
 //! WASI against that preopen, so `..`, absolute paths elsewhere and symlinks
 //! leading out are refused by construction; this driver does no string
 //! checks for safety, only for friendlier messages.
+//!
+//! Only regular files and directories are read, written or listed into: a
+//! FIFO, socket or device in the workspace (made by a command, say) is
+//! refused with a message saying what it is, before anything opens it. The
+//! host refuses them too, race-free, on the opened descriptor (a check here
+//! could be raced by a command swapping the file), and opens never block.
 
 use std::fs;
 use std::io::{Read, Seek, SeekFrom, Write};
@@ -74,10 +80,12 @@ pub struct MkdirArgs {
 }
 
 /// The guest path for a user-supplied path: relative paths live under
-/// `/workspace`; absolute ones are kept (WASI refuses any that are not under
-/// the preopen). `.` and `x/..` pairs are folded lexically first, so a failing
-/// call never leaves half-created parent directories behind. This is
-/// tidiness, not security: a leading `..` is kept and WASI refuses it.
+/// `/workspace`; absolute ones must be under it. `.` and `x/..` pairs are
+/// folded lexically first, so a failing call never leaves half-created
+/// parent directories behind. A path that leads out of `/workspace` this way
+/// (`../x`, `/etc/passwd`) is refused here with a clear message; this is
+/// tidiness, not security: WASI refuses any path outside the preopen, and
+/// symlinks leading out, whatever this function says.
 fn guest_path(path: &str) -> SyscallResult<PathBuf> {
     if path.is_empty() {
         return Err(SyscallError::InvalidArguments("`path` is empty".into()));
@@ -97,39 +105,80 @@ fn guest_path(path: &str) -> SyscallResult<PathBuf> {
             other => parts.push(other),
         }
     }
+    let outside = || {
+        SyscallError::Denied(format!(
+            "`{}` is outside /workspace: paths are relative to /workspace (or absolute under /workspace/)",
+            path.escape_debug()
+        ))
+    };
+    if parts.first() == Some(&"..") {
+        return Err(outside());
+    }
     let joined = parts.join("/");
-    Ok(if absolute {
-        PathBuf::from(format!("/{joined}"))
-    } else if joined.is_empty() {
-        PathBuf::from(ROOT)
-    } else {
-        PathBuf::from(ROOT).join(joined)
-    })
+    if absolute {
+        let p = PathBuf::from(format!("/{joined}"));
+        if !p.starts_with(ROOT) {
+            return Err(outside());
+        }
+        return Ok(p);
+    }
+    Ok(if joined.is_empty() { PathBuf::from(ROOT) } else { PathBuf::from(ROOT).join(joined) })
+}
+
+/// Why creating the directories of `p` failed with "already exists": a
+/// part of it is a symlink leading outside (or in a loop), or a file.
+fn mkdir_error(err: std::io::Error, p: &std::path::Path, path: &str) -> SyscallError {
+    if err.kind() == std::io::ErrorKind::AlreadyExists {
+        let mut prefix = PathBuf::new();
+        for c in p.components() {
+            prefix.push(c);
+            if !prefix.starts_with(ROOT) || prefix.as_path() == std::path::Path::new(ROOT) {
+                continue;
+            }
+            let shown = prefix.strip_prefix(ROOT).map(|r| r.display().to_string()).unwrap_or_default();
+            match fs::symlink_metadata(&prefix) {
+                Ok(m) if m.file_type().is_symlink() => match fs::metadata(&prefix) {
+                    Ok(t) if t.is_dir() => continue,
+                    Ok(_) => {
+                        return SyscallError::InvalidArguments(format!("`{shown}` (in `{path}`) is not a directory"))
+                    }
+                    Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => {
+                        return SyscallError::Denied(format!(
+                            "`{shown}` (in `{path}`) is a symlink leading outside /workspace; refusing to follow it"
+                        ))
+                    }
+                    Err(e) => return io(e, &shown),
+                },
+                Ok(m) if !m.is_dir() => {
+                    return SyscallError::InvalidArguments(format!("`{shown}` (in `{path}`) is not a directory"))
+                }
+                _ => {}
+            }
+        }
+    }
+    io(err, path)
 }
 
 fn io(err: std::io::Error, path: &str) -> SyscallError {
     SyscallError::from_io(&err, path)
 }
 
-/// Refuses regular files with more than one hard link. The preopen confines
-/// path resolution, but a hard link placed in the workspace from outside
-/// (by the host or another tool) aliases an inode that may live anywhere;
-/// reading or rewriting it would cross the sandbox boundary.
-fn refuse_hardlinked(p: &std::path::Path, path: &str) -> SyscallResult<()> {
-    if let Some(links) = hard_links(p) {
-        if links > 1 {
-            return Err(SyscallError::Denied(format!(
-                "`{path}` has {links} hard links and may alias a file outside /workspace; refusing to use it"
-            )));
-        }
-    }
-    Ok(())
+/// What a path is, as far as reading or writing it goes.
+#[cfg_attr(not(target_os = "wasi"), allow(dead_code))] // built from a stat only on WASI
+enum Kind {
+    /// A regular file with this many hard links.
+    File(u64),
+    /// A FIFO, socket, device or unknown kind: `fifo`, `socket`, …
+    Special(&'static str),
+    /// A directory or symlink (after following, when asked to).
+    Other,
 }
 
-/// The hard-link count of a regular file under the workspace preopen.
+/// The stat of a path under the workspace preopen, following symlinks
+/// (`follow`) or not; `None` if it does not exist or is not under it.
 #[cfg(target_os = "wasi")]
-fn hard_links(p: &std::path::Path) -> Option<u64> {
-    use wasip2::filesystem::types::{DescriptorType, PathFlags};
+fn kind_of(p: &std::path::Path, follow: bool) -> Option<Kind> {
+    use wasip2::filesystem::types::{DescriptorType as T, PathFlags};
     let rel = p.strip_prefix(ROOT).ok()?.to_str()?;
     if rel.is_empty() {
         return None;
@@ -137,21 +186,59 @@ fn hard_links(p: &std::path::Path) -> Option<u64> {
     let (dir, _) = wasip2::filesystem::preopens::get_directories()
         .into_iter()
         .find(|(_, name)| name == ROOT)?;
-    let stat = dir.stat_at(PathFlags::SYMLINK_FOLLOW, rel).ok()?;
-    (stat.type_ == DescriptorType::RegularFile).then_some(stat.link_count)
+    let flags = if follow { PathFlags::SYMLINK_FOLLOW } else { PathFlags::empty() };
+    let stat = dir.stat_at(flags, rel).ok()?;
+    Some(match stat.type_ {
+        T::RegularFile => Kind::File(stat.link_count),
+        T::Directory | T::SymbolicLink => Kind::Other,
+        T::Fifo => Kind::Special("fifo"),
+        T::Socket => Kind::Special("socket"),
+        T::CharacterDevice => Kind::Special("char-device"),
+        T::BlockDevice => Kind::Special("block-device"),
+        T::Unknown => Kind::Special("unknown"),
+    })
 }
 
 #[cfg(not(target_os = "wasi"))]
-fn hard_links(_p: &std::path::Path) -> Option<u64> {
+fn kind_of(_p: &std::path::Path, _follow: bool) -> Option<Kind> {
     None
+}
+
+/// One look at `p` before it is opened (for reading or writing):
+/// - FIFOs, sockets and devices are refused: reading one could block
+///   forever, writing one reaches whatever listens on it (the host refuses
+///   them too, race-free, on the descriptor it opens);
+/// - regular files with more than one hard link are refused: the preopen
+///   confines path resolution, but a hard link placed in the workspace from
+///   outside (by the host or another tool) aliases an inode that may live
+///   anywhere, and reading or rewriting it would cross the sandbox boundary.
+fn check_file(p: &std::path::Path, path: &str, syscall: &str) -> SyscallResult<()> {
+    match kind_of(p, true) {
+        Some(Kind::Special(kind)) => {
+            let what = match kind {
+                "fifo" => "a FIFO (named pipe)",
+                "socket" => "a socket",
+                "char-device" => "a character device",
+                "block-device" => "a block device",
+                _ => "not a regular file",
+            };
+            Err(SyscallError::InvalidArguments(format!(
+                "`{path}` is {what}, not a regular file; {syscall} only works on regular files"
+            )))
+        }
+        Some(Kind::File(links)) if links > 1 => Err(SyscallError::Denied(format!(
+            "`{path}` has {links} hard links and may alias a file outside /workspace; refusing to use it"
+        ))),
+        _ => Ok(()),
+    }
 }
 
 pub fn read(args: ReadArgs) -> SyscallResult<Value> {
     let limit: u64 = config::get_or("read_limit", DEFAULT_READ_LIMIT);
     let p = guest_path(&args.path)?;
+    check_file(&p, &args.path, "FS_READ")?;
     let mut file = fs::File::open(&p).map_err(|e| io(e, &args.path))?;
     let meta = file.metadata().map_err(|e| io(e, &args.path))?;
-    refuse_hardlinked(&p, &args.path)?;
     if meta.is_dir() {
         return Err(SyscallError::InvalidArguments(format!(
             "`{}` is a directory; use FS_LIST to see what it contains",
@@ -198,10 +285,10 @@ pub fn write(args: WriteArgs) -> SyscallResult<Value> {
     let p = guest_path(&args.path)?;
     if let Some(parent) = p.parent() {
         if parent.starts_with(ROOT) && parent != std::path::Path::new(ROOT) && !parent.is_dir() {
-            fs::create_dir_all(parent).map_err(|e| io(e, &args.path))?;
+            fs::create_dir_all(parent).map_err(|e| mkdir_error(e, parent, &args.path))?;
         }
     }
-    refuse_hardlinked(&p, &args.path)?;
+    check_file(&p, &args.path, "FS_WRITE")?;
     let append = args.append.unwrap_or(false);
     let mut file = fs::OpenOptions::new()
         .create(true)
@@ -236,14 +323,23 @@ pub fn list(args: ListArgs) -> SyscallResult<Value> {
             continue;
         }
         let ft = entry.file_type().map_err(|e| io(e, &shown))?;
+        // std on WASI reports FIFOs, sockets and devices as files: ask for the real type.
+        let special = if ft.is_dir() || ft.is_symlink() {
+            None
+        } else {
+            match kind_of(&p.join(entry.file_name()), false) {
+                Some(Kind::Special(k)) => Some(k),
+                _ => None,
+            }
+        };
         let kind = if ft.is_dir() {
             "dir"
         } else if ft.is_symlink() {
             "symlink"
         } else {
-            "file"
+            special.unwrap_or("file")
         };
-        let size = if ft.is_file() { entry.metadata().map(|m| m.len()).ok() } else { None };
+        let size = if kind == "file" { entry.metadata().map(|m| m.len()).ok() } else { None };
         entries.push(json!({
             "name": entry.file_name().to_string_lossy(),
             "kind": kind,
@@ -282,7 +378,7 @@ pub fn delete(args: DeleteArgs) -> SyscallResult<Value> {
 
 pub fn mkdir(args: MkdirArgs) -> SyscallResult<Value> {
     let p = guest_path(&args.path)?;
-    fs::create_dir_all(&p).map_err(|e| io(e, &args.path))?;
+    fs::create_dir_all(&p).map_err(|e| mkdir_error(e, &p, &args.path))?;
     Ok(json!({ "path": args.path, "created": true }))
 }
 
@@ -325,6 +421,7 @@ aos_guest_sdk::export_driver!(Fs);
 #[cfg(test)]
 mod tests {
     use super::guest_path;
+    use aos_guest_sdk::prelude::SyscallError;
 
     #[test]
     fn paths_are_folded_lexically() {
@@ -333,10 +430,14 @@ mod tests {
         assert_eq!(g("./a//b/./c"), "/workspace/a/b/c");
         assert_eq!(g("a/b/../c"), "/workspace/a/c");
         assert_eq!(g("."), "/workspace");
-        assert_eq!(g("a/../../x"), "/workspace/../x");
-        assert_eq!(g("../../x"), "/workspace/../../x");
-        assert_eq!(g("/workspace/../etc/passwd"), "/etc/passwd");
         assert_eq!(g("/../../workspace/a"), "/workspace/a");
+        assert_eq!(g("/workspace"), "/workspace");
+        assert_eq!(g("a/b/../../c"), "/workspace/c");
         assert!(guest_path("").is_err());
+        // Leading out: refused with the reason.
+        for p in ["a/../../x", "../../x", "..", "/workspace/../etc/passwd", "/etc/passwd", "/", "/workspacex/a", "//etc"] {
+            let e = guest_path(p).unwrap_err();
+            assert!(matches!(e, SyscallError::Denied(ref m) if m.contains("outside /workspace")), "{p}: {e:?}");
+        }
     }
 }

@@ -27,6 +27,9 @@
 //! | `driver:NAME`         | the syscalls of the installed third-party driver NAME           |
 //!
 //! `all` expands to every built-in capability (used for root agents by default).
+//! Only these spellings are accepted (plus the original AgentOS's syscall
+//! names as permissions, `FS_READ` = `fs:ro`, …); anything else, such as
+//! `fs:write`, is an [`UnknownCapability`] whose message names the right one.
 
 use std::collections::BTreeSet;
 use std::fmt;
@@ -56,10 +59,108 @@ pub enum Capability {
     Driver(String),
 }
 
-/// A capability name that could not be parsed.
+/// The documented capability names, in one line (for error messages).
+pub const CAPABILITY_NAMES: &str =
+    "fs:ro, fs:rw, net, net:HOST, exec, exec:net, memory, memory:shared/NAME, timers, spawn, ipc, webhook, driver:NAME, all";
+
+/// What each capability grants, for `--grant` help texts.
+pub const GRANT_HELP: &str = "\
+Capability to grant (repeatable, or comma-separated: --grant fs:rw,net):
+  fs:ro                the workspace, read-only (FS_READ, FS_LIST)
+  fs:rw                the workspace, read-write (adds FS_WRITE, FS_DELETE, FS_MKDIR)
+  net                  HTTP GET to any public host (NET_FETCH)
+  net:HOST             HTTP GET to HOST only
+  exec                 commands in the process's sandbox container (EXEC_CMD)
+  exec:net             the same, with network inside the container
+  memory               its own long-term memory (MEM_WRITE, MEM_READ, MEM_DELETE)
+  memory:shared/NAME   the shared memory space NAME
+  timers               SLEEP, SYS_SCHEDULE
+  spawn                SPAWN_AGENT
+  ipc                  SEND_MSG, RECV_MSG
+  webhook              SYS_REGISTER_WEBHOOK, SYS_WEBHOOK_REPLY
+  driver:NAME          the syscalls of the installed driver NAME (see `aos driver ls`)
+  all                  every built-in capability above (not drivers, not shared memory)
+Syscall names of the original AgentOS are accepted too: FS_READ = fs:ro, FS_WRITE = fs:rw, NET_FETCH = net, ...";
+
+/// A capability name that could not be parsed. Its message suggests the
+/// documented spelling closest to what was written.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("unknown capability `{0}`: expected one of fs:ro, fs:rw, net, net:HOST, exec, exec:net, memory, memory:shared/NAME, timers, spawn, ipc, webhook, driver:NAME, all")]
+#[error("unknown capability `{0}`{hint}; the capabilities are {CAPABILITY_NAMES} (or syscall names such as FS_READ)", hint = spelling_hint(.0).map(|h| format!(" (did you mean `{h}`?)")).unwrap_or_default())]
 pub struct UnknownCapability(pub String);
+
+/// The documented spelling a mistyped or undocumented capability name most likely meant.
+pub fn spelling_hint(name: &str) -> Option<String> {
+    let t = name.trim();
+    let lower = t.to_ascii_lowercase();
+    // Common undocumented aliases.
+    let alias = match lower.as_str() {
+        "fs:read" | "fs:r" | "fs:readonly" | "fs:read-only" | "fs" | "read" | "files" | "file" | "filesystem" => Some("fs:ro"),
+        "fs:write" | "fs:w" | "fs:readwrite" | "fs:read-write" | "fs:all" | "write" => Some("fs:rw"),
+        "network" | "http" | "https" | "internet" | "web" | "fetch" | "net:*" => Some("net"),
+        "shell" | "cmd" | "command" | "commands" | "docker" | "bash" | "sandbox" => Some("exec"),
+        "timer" | "sleep" | "schedule" | "time" => Some("timers"),
+        "mem" | "memories" => Some("memory"),
+        "msg" | "message" | "messages" | "mailbox" | "messaging" => Some("ipc"),
+        "webhooks" | "hook" | "hooks" | "http-in" => Some("webhook"),
+        "spawn_agent" | "children" | "child" => Some("spawn"),
+        "*" | "everything" => Some("all"),
+        _ => None,
+    };
+    if let Some(a) = alias {
+        return Some(a.to_string());
+    }
+    // A syscall name in the wrong case: `fs_read` is FS_READ.
+    if t.chars().any(|c| c.is_ascii_lowercase()) {
+        if let Some(c) = builtin_syscall_grant(t) {
+            return Some(c.to_string());
+        }
+    }
+    // The right name in the wrong case.
+    if lower != t && (lower == "all" || lower.parse::<Capability>().is_ok()) {
+        return Some(lower);
+    }
+    const FIXED: &[&str] =
+        &["fs:ro", "fs:rw", "net", "exec", "exec:net", "memory", "timers", "spawn", "ipc", "webhook", "all"];
+    if let Some(s) = crate::suggest::did_you_mean(&lower, FIXED.iter().copied()) {
+        return Some(s.to_string());
+    }
+    for (prefix, rest) in [("net:", "HOST"), ("memory:shared/", "NAME"), ("driver:", "NAME")] {
+        let head = prefix.trim_end_matches([':', '/']);
+        if let Some((p, _)) = lower.split_once([':', '/']) {
+            if p != head && crate::suggest::edit_distance(p, head) <= 2 {
+                return Some(format!("{prefix}{rest}"));
+            }
+        }
+    }
+    // An uppercase syscall name with a typo.
+    if t.chars().all(|c| c.is_ascii_uppercase() || c == '_') {
+        const SYSCALLS: &[&str] = &[
+            "FS_READ", "FS_LIST", "FS_WRITE", "FS_DELETE", "FS_MKDIR", "NET_FETCH", "EXEC_CMD", "MEM_READ", "MEM_WRITE",
+            "MEM_DELETE", "SLEEP", "SYS_SCHEDULE", "SPAWN_AGENT", "SEND_MSG", "RECV_MSG", "SYS_REGISTER_WEBHOOK",
+            "SYS_WEBHOOK_REPLY",
+        ];
+        return crate::suggest::did_you_mean(t, SYSCALLS.iter().copied()).map(str::to_string);
+    }
+    None
+}
+
+/// The capability that grants a syscall of the kernel or of a built-in
+/// driver, by name (any case) — for spelling hints only: grants of syscall
+/// names are resolved by the syscall sources (`CapabilitySet::parse_with`).
+fn builtin_syscall_grant(name: &str) -> Option<Capability> {
+    Some(match name.trim().to_ascii_uppercase().as_str() {
+        "FS_READ" | "FS_LIST" => Capability::FsRead,
+        "FS_WRITE" | "FS_DELETE" | "FS_MKDIR" => Capability::FsWrite,
+        "NET_FETCH" => Capability::Net,
+        "EXEC_CMD" => Capability::Exec,
+        "MEM_READ" | "MEM_WRITE" | "MEM_DELETE" => Capability::Memory,
+        "SLEEP" | "SYS_SCHEDULE" => Capability::Timers,
+        "SPAWN_AGENT" => Capability::Spawn,
+        "SEND_MSG" | "RECV_MSG" => Capability::Ipc,
+        "SYS_REGISTER_WEBHOOK" | "SYS_WEBHOOK_REPLY" => Capability::Webhook,
+        _ => return None,
+    })
+}
 
 fn valid_name(s: &str) -> bool {
     !s.is_empty()
@@ -74,8 +175,8 @@ impl FromStr for Capability {
         let err = || UnknownCapability(s.to_string());
         let t = s.trim();
         Ok(match t {
-            "fs:ro" | "fs:read" => Capability::FsRead,
-            "fs:rw" | "fs:write" => Capability::FsWrite,
+            "fs:ro" => Capability::FsRead,
+            "fs:rw" => Capability::FsWrite,
             "net" => Capability::Net,
             "exec" => Capability::Exec,
             "exec:net" => Capability::ExecNet,
@@ -354,6 +455,14 @@ mod tests {
             assert_eq!(c.to_string(), s);
         }
         assert!("fs".parse::<Capability>().is_err());
+        for (alias, right) in [("fs:write", "fs:rw"), ("fs:read", "fs:ro"), ("FS:RO", "fs:ro"), ("timer", "timers"), ("fs_read", "fs:ro"), ("network", "net")] {
+            let e = CapabilitySet::parse([alias]).unwrap_err().to_string();
+            assert!(e.contains(&format!("unknown capability `{alias}` (did you mean `{right}`?)")), "{e}");
+            assert!(e.contains("fs:ro, fs:rw, net"), "{e}");
+        }
+        let e = CapabilitySet::parse(["FS_REED"]).unwrap_err().to_string();
+        assert!(e.contains("did you mean `FS_READ`?"), "{e}");
+        assert!(!CapabilitySet::parse(["zzz"]).unwrap_err().to_string().contains("did you mean"));
         assert!("net:".parse::<Capability>().is_err());
         assert!("driver:../x".parse::<Capability>().is_err());
     }

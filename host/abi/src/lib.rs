@@ -1,11 +1,13 @@
 //! The host-side vocabulary of AgentOS, shared by every layer: capability
 //! names and sets ([`caps`]), the Rust mirror of the WIT syscall types
-//! ([`syscall`]), and the interface between the kernel and the sources of
+//! ([`syscall`]), "did you mean" suggestions for mistyped names
+//! ([`suggest`]), and the interface between the kernel and the sources of
 //! syscalls it does not implement itself ([`source`]). Deliberately free of
 //! wasmtime so the kernel, providers and tools can depend on it cheaply.
 
 pub mod caps;
 pub mod source;
+pub mod suggest;
 pub mod syscall;
 
 pub use caps::{Capability, CapabilitySet, MissingCapabilities, UnknownCapability};

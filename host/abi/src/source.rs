@@ -103,6 +103,12 @@ pub trait SyscallSource: Send + Sync {
     /// permission (`FS_WRITE` → `fs:rw`); `None` when not offered here.
     fn grant_for(&self, name: &str) -> Option<Vec<Capability>>;
 
+    /// The names of the installed drivers whose syscalls `driver:NAME`
+    /// grants (a grant naming none of them is refused at spawn).
+    fn driver_names(&self) -> Vec<String> {
+        Vec::new()
+    }
+
     /// The process `pid` ended: drop what was kept for it (instances,
     /// sandboxes).
     fn release(&self, pid: u64);

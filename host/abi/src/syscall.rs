@@ -5,6 +5,17 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
+/// The tag that opens a call in a model's reply: `[SYS_CALL::NAME] {json}`.
+/// One definition for the kernel's parser and the embedded model's grammar.
+pub const TAG_OPEN: &str = "[SYS_CALL::";
+
+/// Prefixes of the messages the kernel feeds back into a process's context
+/// (`aos_kernel::context` writes them; the embedded model reads them):
+/// `[TASK] text`, `[RESULT NAME#id] {json}`, `[ERROR NAME#id] kind: message`.
+pub const TASK_PREFIX: &str = "[TASK]";
+pub const RESULT_PREFIX: &str = "[RESULT ";
+pub const ERROR_PREFIX: &str = "[ERROR ";
+
 /// One syscall offered by a driver (or by the kernel itself).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct SyscallSpec {

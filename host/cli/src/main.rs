@@ -1,5 +1,7 @@
 //! `aos`: the AgentOS command line.
 
+#[macro_use]
+mod term;
 mod commands;
 mod home;
 
@@ -39,9 +41,11 @@ enum Cmd {
     /// The Docker sandbox EXEC_CMD runs commands in: build its image, check its status.
     #[command(subcommand)]
     Sandbox(commands::sandbox::SandboxCmd),
-    /// Show the effective configuration.
+    /// Show the effective configuration (of the running kernel, if one runs).
     #[command(subcommand)]
     Config(commands::config::ConfigCmd),
+    /// List the webhook paths processes registered: path, pid, URL (secret with --show-secret).
+    Webhooks(commands::webhooks::WebhooksArgs),
     /// Print a shell completion script.
     #[command(after_help = "Examples:\n  aos completions bash > ~/.local/share/bash-completion/completions/aos\n  aos completions zsh > ~/.zfunc/_aos")]
     Completions {
@@ -49,19 +53,41 @@ enum Cmd {
     },
 }
 
+/// An error and its causes on one line, each cause only once (a message
+/// that already contains its cause's text does not repeat it).
+fn one_line(e: &anyhow::Error) -> String {
+    let mut s = String::new();
+    for cause in e.chain() {
+        let t = cause.to_string();
+        if s.contains(t.trim()) {
+            continue;
+        }
+        if !s.is_empty() {
+            s.push_str(": ");
+        }
+        s.push_str(t.trim());
+    }
+    s.replace('\n', " ")
+}
+
 fn main() {
+    let cli = Cli::parse();
+    // The daemon logs what it does (timestamped lines in logs/daemon.log);
+    // other commands only warnings.
+    let daemon = matches!(cli.cmd, Cmd::Kernel(commands::kernel::KernelCmd::Start { foreground: true }));
+    let default_filter = if daemon { "warn,aos_daemon=info,aos_kernel=info" } else { "warn" };
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("AOS_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_filter)),
         )
-        .with_writer(std::io::stderr)
+        .with_ansi(term::color(true))
+        .with_writer(|| term::StderrWriter)
         .init();
-    let cli = Cli::parse();
     let rt = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,
         Err(e) => {
-            eprintln!("error: cannot start the async runtime: {e}");
+            errln!("error: cannot start the async runtime: {e}");
             std::process::exit(1);
         }
     };
@@ -78,9 +104,12 @@ fn main() {
             Cmd::Wait(a) => commands::procs::wait(a).await,
             Cmd::Top(a) => commands::top::run(a).await,
             Cmd::Sandbox(c) => commands::sandbox::run(c).await,
-            Cmd::Config(c) => commands::config::run(c),
+            Cmd::Config(c) => commands::config::run(c).await,
+            Cmd::Webhooks(a) => commands::webhooks::run(a).await,
             Cmd::Completions { shell } => {
-                clap_complete::generate(shell, &mut Cli::command(), "aos", &mut std::io::stdout());
+                let mut buf = Vec::new();
+                clap_complete::generate(shell, &mut Cli::command(), "aos", &mut buf);
+                out!("{}", String::from_utf8_lossy(&buf));
                 Ok(0)
             }
         }
@@ -88,11 +117,15 @@ fn main() {
     match code {
         Ok(c) => std::process::exit(c),
         Err(e) if aos_daemon::client::is_not_running(&e) => {
-            eprintln!("{}", aos_daemon::NOT_RUNNING);
+            errln!("{}", aos_daemon::NOT_RUNNING);
+            std::process::exit(1);
+        }
+        Err(e) if daemon => {
+            tracing::error!("{}", one_line(&e));
             std::process::exit(1);
         }
         Err(e) => {
-            eprintln!("error: {e:#}");
+            errln!("error: {}", one_line(&e));
             std::process::exit(1);
         }
     }

@@ -13,6 +13,11 @@
 //! | POST   | `/v1/procs/{pid}/message`     | [`TextBody`]            | `{"ok": true}` (mailbox, from pid 0) |
 //! | GET    | `/v1/procs/{pid}/wait`        |                         | `ExitStatus` (long poll until the process ends) |
 //! | GET    | `/v1/events`                  |                         | NDJSON of every `KernelEvent` from now on |
+//! | GET    | `/v1/config`                  |                         | [`ConfigReply`]: the configuration the daemon runs with, secrets masked |
+//! | GET    | `/v1/webhooks`                | `?secrets=1`            | `[`[`WebhookInfo`]`]`: registered paths (secrets only when asked) |
+//!
+//! Every route, with request and response bodies and examples, is described
+//! in `docs/CONTROL_API.md`.
 //!
 //! Errors: a 4xx/5xx status with [`ErrorBody`] (`{"error": "one line"}`).
 //!
@@ -91,6 +96,9 @@ pub struct StatusInfo {
     /// (`None` when `webhooks.listen = "off"`).
     #[serde(default)]
     pub webhooks: Option<String>,
+    /// The journal: segment, counters, and the fault while it cannot be written.
+    #[serde(default)]
+    pub journal: Option<crate::journal::JournalStatus>,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -98,4 +106,36 @@ pub struct ProcessCounts {
     pub total: usize,
     pub live: usize,
     pub exited: usize,
+    /// Live processes paused because the journal cannot be written.
+    #[serde(default)]
+    pub paused: usize,
+}
+
+/// `GET /v1/config`: what the running daemon loaded at its start.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ConfigReply {
+    /// The effective configuration (defaults, aos.toml, AOS_* variables of
+    /// the daemon's environment), secrets masked, default provider and model
+    /// filled in, unset options `null` (see `Config::shown`).
+    pub config: serde_json::Value,
+    /// SHA-256 of the unmasked configuration (see `Config::digest`): a
+    /// client compares it with the digest of what a restart would load.
+    pub digest: String,
+    /// The config file and whether it existed when the daemon started.
+    pub file: PathBuf,
+    pub file_present: bool,
+    /// When the daemon started (Unix ms), i.e. when this was loaded.
+    pub loaded_at_ms: u64,
+}
+
+/// One registered webhook path (`GET /v1/webhooks`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct WebhookInfo {
+    pub path: String,
+    pub pid: u64,
+    /// Where callers send requests (`None` when `webhooks.listen = "off"`).
+    pub url: Option<String>,
+    /// Only with `?secrets=1`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secret: Option<String>,
 }

@@ -154,7 +154,7 @@ impl Client {
 
     async fn json<T: DeserializeOwned>(resp: hyper::Response<Incoming>) -> Result<T> {
         let bytes = resp.into_body().collect().await.context("reading the kernel's answer")?.to_bytes();
-        serde_json::from_slice(&bytes).context("the kernel's answer is not the expected JSON")
+        aos_kernel::codec::decode(&bytes).context("the kernel's answer is not the expected JSON")
     }
 
     pub async fn get<T: DeserializeOwned>(&self, path: &str) -> Result<T> {
@@ -220,10 +220,10 @@ impl LineStream {
         }
     }
 
-    /// The next line parsed as JSON.
+    /// The next line parsed as JSON (the kernel's codec: any nesting depth).
     pub async fn next_json<T: DeserializeOwned>(&mut self) -> Result<Option<T>> {
         match self.next_line().await? {
-            Some(l) => Ok(Some(serde_json::from_str(&l).with_context(|| format!("bad line from the kernel: {l}"))?)),
+            Some(l) => Ok(Some(aos_kernel::codec::decode_str(&l).with_context(|| format!("bad line from the kernel: {l}"))?)),
             None => Ok(None),
         }
     }

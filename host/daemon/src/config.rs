@@ -25,8 +25,11 @@
 //!                                #   address (default: Unix socket only); clients need the bearer
 //!                                #   token in $AOS_HOME/control.token (see `aos help kernel`)
 //!
-//! [journal]
-//! fsync = true                   # AOS_JOURNAL_FSYNC  fsync every journal entry (else flush only)
+//! [journal]                      # every kernel event, for crash recovery (see journal.rs)
+//! fsync = true                   # AOS_JOURNAL_FSYNC  fsync each batch of events (group commit); off:
+//!                                #   written to the OS only, so a power loss may lose the last ones
+//! rotate_mib = 32                # AOS_JOURNAL_ROTATE_MIB  start a new segment (a snapshot, then the
+//!                                #   events) once the tail is this large; bounds what a restart reads
 //!
 //! [retention]                    # ended (exited, failed, killed) processes and archived journals
 //! max_ended = 256                # AOS_RETENTION_MAX_ENDED  ended processes kept for ps/logs/wait;
@@ -147,6 +150,7 @@ impl NetSettings {
             connect_timeout: Duration::from_secs_f64(self.connect_timeout_secs.max(0.001)),
             read_timeout: Duration::from_secs_f64(self.read_timeout_secs.max(0.001)),
             ca_files: self.ca_files.clone(),
+            resolver: None,
         }
     }
 }
@@ -227,6 +231,18 @@ impl ControlConfig {
 #[serde(default, deny_unknown_fields)]
 pub struct JournalConfig {
     pub fsync: bool,
+    pub rotate_mib: u64,
+}
+
+impl JournalConfig {
+    /// The file journal's options (archives kept by the `[retention]` rules).
+    pub fn to_options(&self, retention: &RetentionConfig) -> crate::journal::JournalOptions {
+        let mut o = crate::journal::JournalOptions::new(self.fsync);
+        o.rotate_bytes = self.rotate_mib.max(1) << 20;
+        o.max_archived = retention.max_archived_journals;
+        o.archive_ttl = retention.ended_ttl();
+        o
+    }
 }
 
 /// `[retention]`: how many ended processes the kernel keeps and for how
@@ -344,7 +360,7 @@ impl Default for LimitConfig {
 
 impl Default for JournalConfig {
     fn default() -> Self {
-        JournalConfig { fsync: true }
+        JournalConfig { fsync: true, rotate_mib: 32 }
     }
 }
 
@@ -363,7 +379,18 @@ impl Config {
             Err(e) => return Err(e).with_context(|| format!("cannot read {}", path.display())),
         };
         cfg.apply_env(env)?;
+        cfg.validate().with_context(|| format!("invalid configuration ({} and AOS_* variables)", path.display()))?;
         Ok(cfg)
+    }
+
+    /// Names that every spawn would trip over are refused when the config
+    /// is loaded: the default provider and the default grants.
+    fn validate(&self) -> Result<()> {
+        if let Some(p) = &self.provider {
+            aos_providers::check_provider_name(p).context("`provider` (AOS_PROVIDER)")?;
+        }
+        aos_abi::CapabilitySet::parse(&self.default_grants).context("`default_grants` (AOS_GRANTS)")?;
+        Ok(())
     }
 
     fn apply_env(&mut self, env: impl Fn(&str) -> Option<String>) -> Result<()> {
@@ -417,6 +444,9 @@ impl Config {
         if let Some(v) = get("AOS_JOURNAL_FSYNC") {
             self.journal.fsync = !matches!(v.as_str(), "0" | "false" | "no" | "off");
         }
+        if let Some(v) = get("AOS_JOURNAL_ROTATE_MIB") {
+            self.journal.rotate_mib = num("AOS_JOURNAL_ROTATE_MIB", &v)?;
+        }
         if let Some(v) = get("AOS_RETENTION_MAX_ENDED") {
             self.retention.max_ended = num("AOS_RETENTION_MAX_ENDED", &v)?;
         }
@@ -441,16 +471,161 @@ impl Config {
         Ok(())
     }
 
+    /// The provider of a spawn that names none: `provider`, else `local`
+    /// (the embedded offline model).
+    pub fn effective_provider(&self) -> String {
+        self.provider.clone().filter(|p| !p.trim().is_empty()).unwrap_or_else(|| "local".to_string())
+    }
+
+    /// The model of a spawn that names none for `provider`: `model`, else
+    /// `default` for `local`; `None` when the spawn must name one.
+    pub fn effective_model(&self, provider: &str) -> Option<String> {
+        self.model
+            .clone()
+            .filter(|m| !m.trim().is_empty())
+            .or_else(|| (provider == "local").then(|| "default".to_string()))
+    }
+
+    /// The effective config as JSON, secrets masked (see [`mask_json`]),
+    /// with the default provider and model filled in and unset options as
+    /// `null`. What `GET /v1/config` and `aos config show --json` give.
+    pub fn shown(&self) -> serde_json::Value {
+        let mut v = serde_json::to_value(self).unwrap_or_default();
+        mask_json(&mut v, "");
+        let provider = self.effective_provider();
+        v["provider"] = serde_json::Value::String(provider.clone());
+        v["model"] = self.effective_model(&provider).map(serde_json::Value::String).unwrap_or_default();
+        v
+    }
+
+    /// SHA-256 of the whole effective config, secrets included: two configs
+    /// with the same digest behave the same (the daemon reports the digest
+    /// of what it loaded; secrets themselves never leave it).
+    pub fn digest(&self) -> String {
+        use sha2::Digest;
+        hex::encode(sha2::Sha256::digest(serde_json::to_vec(self).unwrap_or_default()))
+    }
+
     /// The effective config as TOML, with secrets masked: every string value
     /// whose key contains `key`, `token` or `secret` is shown as `********`
-    /// (except `*_env` keys, which only name an environment variable).
+    /// (except `*_env` keys, which only name an environment variable);
+    /// defaults included, unset options as comments saying what unset means.
     pub fn show(&self) -> String {
-        let mut v = toml::Value::try_from(self).unwrap_or(toml::Value::Table(Default::default()));
-        mask(&mut v, "");
-        let mut s = String::from("# effective configuration (aos.toml + AOS_* environment overrides; unset = default)\n");
-        s.push_str(&toml::to_string_pretty(&v).unwrap_or_default());
+        let mut s = String::from("# effective configuration (defaults, aos.toml, AOS_* environment overrides)\n");
+        s.push_str(&render_toml(&self.shown()));
         s
     }
+}
+
+/// What an unset option means, by its dotted key (for [`render_toml`]).
+fn unset_meaning(key: &str) -> &'static str {
+    match key {
+        "model" => "each spawn must give --model",
+        "base_url" => "the provider's own default",
+        "budgets.max_steps" | "budgets.max_tokens" | "budgets.max_seconds" => "unlimited",
+        "control.tcp" => "the Unix socket only",
+        "sandbox.docker_host" => "$DOCKER_HOST, else unix:///var/run/docker.sock",
+        k if k.ends_with(".timeout_secs") => "120",
+        k if k.ends_with(".max_retries") => "3",
+        k if k.ends_with(".api_key_env") => "the provider's usual variable, e.g. OPENAI_API_KEY",
+        k if k.ends_with(".base_url") => "the provider's own default",
+        _ => "default",
+    }
+}
+
+/// Renders a JSON config (as [`Config::shown`] makes it) as TOML: scalars
+/// and arrays of each table under its `[header]`, then its sub-tables;
+/// `null` (unset) options as `# key = (unset: meaning)` comments.
+pub fn render_toml(v: &serde_json::Value) -> String {
+    fn scalar(v: &serde_json::Value) -> Option<String> {
+        let t: toml::Value = toml::Value::try_from(v).ok()?;
+        Some(t.to_string())
+    }
+    fn table(out: &mut String, path: &str, map: &serde_json::Map<String, serde_json::Value>) {
+        let mut lines = String::new();
+        for (k, v) in map {
+            let key = if path.is_empty() { k.clone() } else { format!("{path}.{k}") };
+            match v {
+                serde_json::Value::Object(_) => {}
+                serde_json::Value::Null => lines.push_str(&format!("# {k} = (unset: {})\n", unset_meaning(&key))),
+                other => match scalar(other) {
+                    Some(s) => lines.push_str(&format!("{} = {s}\n", toml_key(k))),
+                    None => lines.push_str(&format!("# {k} = {other}\n")),
+                },
+            }
+        }
+        if !path.is_empty() && (!lines.is_empty() || map.is_empty()) {
+            out.push_str(&format!("\n[{path}]\n"));
+        }
+        out.push_str(&lines);
+        for (k, v) in map {
+            if let serde_json::Value::Object(m) = v {
+                let sub = if path.is_empty() { toml_key(k) } else { format!("{path}.{}", toml_key(k)) };
+                table(out, &sub, m);
+            }
+        }
+    }
+    fn toml_key(k: &str) -> String {
+        if !k.is_empty() && k.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-') {
+            k.to_string()
+        } else {
+            format!("{k:?}")
+        }
+    }
+    let mut out = String::new();
+    if let serde_json::Value::Object(m) = v {
+        table(&mut out, "", m);
+    }
+    out
+}
+
+/// Masks secret-looking values of a JSON config in place (the rule of [`mask`]).
+pub fn mask_json(v: &mut serde_json::Value, key: &str) {
+    let k = key.to_ascii_lowercase();
+    let secret = (k.contains("key") || k.contains("token") || k.contains("secret")) && !k.ends_with("_env");
+    match v {
+        serde_json::Value::String(s) if secret => *s = "********".into(),
+        serde_json::Value::Object(t) => {
+            for (k, v) in t.iter_mut() {
+                mask_json(v, k);
+            }
+        }
+        serde_json::Value::Array(a) if secret => {
+            for x in a.iter_mut() {
+                if let serde_json::Value::String(s) = x {
+                    *s = "********".into();
+                }
+            }
+        }
+        _ => {}
+    }
+}
+
+/// The dotted keys whose values differ between two JSON configs, with both
+/// values (`old`, `new`), in key order.
+pub fn diff(old: &serde_json::Value, new: &serde_json::Value) -> Vec<(String, serde_json::Value, serde_json::Value)> {
+    fn flat(v: &serde_json::Value, path: String, out: &mut std::collections::BTreeMap<String, serde_json::Value>) {
+        match v {
+            serde_json::Value::Object(m) if !m.is_empty() => {
+                for (k, v) in m {
+                    flat(v, if path.is_empty() { k.clone() } else { format!("{path}.{k}") }, out);
+                }
+            }
+            other => {
+                out.insert(path, other.clone());
+            }
+        }
+    }
+    let (mut a, mut b) = (Default::default(), Default::default());
+    flat(old, String::new(), &mut a);
+    flat(new, String::new(), &mut b);
+    let keys: std::collections::BTreeSet<&String> = a.keys().chain(b.keys()).collect();
+    keys.into_iter()
+        .filter_map(|k| {
+            let (x, y) = (a.get(k).cloned().unwrap_or_default(), b.get(k).cloned().unwrap_or_default());
+            (x != y).then(|| (k.clone(), x, y))
+        })
+        .collect()
 }
 
 /// Masks secret-looking string values in place.
@@ -498,6 +673,26 @@ mod tests {
         assert!(!shown.contains("sk-secret"), "{shown}");
         assert!(shown.contains("MY_KEY"), "{shown}");
         assert!(shown.contains("********"), "{shown}");
+    }
+
+    #[test]
+    fn show_names_the_defaults_and_unset_options() {
+        let d = tempfile::tempdir().unwrap();
+        let c = Config::load_with_env(d.path(), |_| None).unwrap();
+        let shown = c.show();
+        assert!(shown.contains("provider = \"local\"\nmodel = \"default\"\n"), "{shown}");
+        assert!(shown.contains("# max_tokens = (unset: unlimited)"), "{shown}");
+        assert!(shown.contains("[budgets]\nmax_steps = 50"), "{shown}");
+        // What is shown is valid TOML that loads back to the same configuration.
+        std::fs::write(d.path().join("aos.toml"), shown.replace("model = \"default\"\n", "")).unwrap();
+        assert_eq!(Config::load_with_env(d.path(), |_| None).unwrap().digest(), Config { provider: Some("local".into()), ..c.clone() }.digest());
+        let c = Config { provider: Some("openai".into()), ..Config::default() };
+        assert!(c.show().contains("# model = (unset: each spawn must give --model)"), "{}", c.show());
+        let changes = diff(&Config::default().shown(), &c.shown());
+        assert_eq!(changes.len(), 2, "{changes:?}");
+        assert_eq!(changes[0].0, "model");
+        assert_eq!((changes[1].0.as_str(), changes[1].2.as_str()), ("provider", Some("openai")));
+        assert_ne!(c.digest(), Config::default().digest());
     }
 
     #[test]
@@ -583,6 +778,10 @@ mod tests {
     #[test]
     fn bad_values_are_reported() {
         let d = tempfile::tempdir().unwrap();
+        let e = Config::load_with_env(d.path(), |k| (k == "AOS_GRANTS").then(|| "fs:rw,fs:write".to_string())).unwrap_err();
+        assert!(format!("{e:#}").contains("`default_grants` (AOS_GRANTS): unknown capability `fs:write` (did you mean `fs:rw`?)"), "{e:#}");
+        let e = Config::load_with_env(d.path(), |k| (k == "AOS_PROVIDER").then(|| "openia".to_string())).unwrap_err();
+        assert!(format!("{e:#}").contains("did you mean `openai`?"), "{e:#}");
         std::fs::write(d.path().join("aos.toml"), "nope = 1\n").unwrap();
         assert!(Config::load_with_env(d.path(), |_| None).is_err());
         std::fs::remove_file(d.path().join("aos.toml")).unwrap();

@@ -1,508 +1,693 @@
-//! The journal: every kernel event of one daemon run, appended as JSON lines
-//! to `$AOS_HOME/journal/run-<start ms>-<os pid>.jsonl` by an
-//! [`EventSink`], flushed (and by default fsynced) at each line; and the
-//! reader that replays a journal into one [`ProcessSnapshot`] per process.
+//! The file journal: the kernel's [`Journal`] on local disk (the default;
+//! the interface is what a database-backed journal would implement too).
+//! This module is only file I/O; what events mean is the kernel's
+//! (`aos_kernel::replay`), and how lines are written is the kernel's codec
+//! (`aos_kernel::codec`), the same one every reader uses.
 //!
-//! Lines are [`KernelEvent`]s (`{"event": "spawned" | "entry" | "status" |
-//! "compacted" | "context_shrunk" | "exited" | "delivered" | "consumed" | "scheduled" | "fired" | "reaped", ...}`:
-//! queue items and timers not yet received are restored too) plus two records of the daemon's own:
-//! `{"event": "counters", "pid", "counters"}` after every model reply (token
-//! and step counters are not part of the events) and `{"event": "restored",
-//! "snapshot"}` when a process from an earlier run is resumed in this one.
+//! **Files.** `$AOS_HOME/journal/run-<ms>-<os pid>.jsonl` (0600, directory
+//! 0700) are *segments*. Each segment starts with a snapshot — `snapshot`,
+//! one `restored` line per process the journal knows (its whole
+//! [`RestoreRequest`]), `reaped_pids`, `snapshot_end` — followed by one
+//! line per [`KernelEvent`]. A segment whose snapshot is complete says
+//! everything: a restart reads the newest complete segment only (a
+//! snapshot plus a tail), never the whole history. Segments of the past
+//! move to `journal/archive/`, pruned by count and age ([`prune_archive`]).
+//! Journals of older versions (no snapshot) are read in full, oldest first.
 //!
-//! Recovery ([`recover`]) replays every earlier run's journal and rebuilds
-//! each process with `Kernel::restore` under its own pid: an unfinished one
-//! gets its full history back plus [`ProcessSnapshot::recovery_entries`] (the
-//! call that was running when the daemon died is reported to the model as
-//! interrupted, never re-run; later calls of the same reply as not run) and
-//! resumes at its next step; an ended one is kept for `ps --all` and `logs`.
-//! Earlier journals then move to `journal/archive/`.
+//! **Group commit.** [`FileJournal::append`] only queues the event (no
+//! I/O) and returns its lsn. One writer thread takes everything queued,
+//! encodes it, writes it with one `write` and one `fdatasync`, then
+//! publishes the new durable lsn to the kernel, which wakes exactly the
+//! processes waiting for it. While the thread writes, new events queue for
+//! the next batch, so the more processes run, the more events share a
+//! write and an fsync.
 //!
-//! Retention: a process reaped from the kernel's table (`[retention]` in
-//! aos.toml; `KernelEvent::Reaped`) is journalled as `reaped` and dropped by
-//! the replay, so it is not restored again; the kernel reaps after recovery
-//! by the same rules, so ended processes from earlier runs are kept only as
-//! long as those of this run. Archived journals are deleted by
-//! [`prune_archive`] (count and age) at every start. There are no
-//! per-process journal files: a process's state lives in the journal of the
-//! run that last saw it (a resumed or kept process is copied into the new
-//! run's journal as a `restored` snapshot at start).
+//! **Fail-stop.** A failed write or fsync is published as a
+//! [`JournalFault`] (the kernel pauses every process that waits for its
+//! events, visibly); the segment is cut back to its last good length (no
+//! torn line stays in the middle of a file, and after a failed fsync the
+//! same bytes are written again rather than trusted), and the batch is
+//! retried with backoff (50 ms to 2 s) until it succeeds; then the fault is
+//! cleared and the processes continue by themselves. Nothing is dropped.
+//!
+//! **Rotation.** The writer folds every durable event into its own
+//! [`Replay`] (the kernel's fold). When the tail of the current segment
+//! grows past `rotate_bytes` and past the size of its snapshot (so
+//! snapshots cost at most as much again as the events they replace), it
+//! writes a new segment starting with a snapshot of that fold, and moves
+//! the old one to the archive. A restart therefore reads at most one
+//! snapshot and a tail of about `max(rotate_bytes, snapshot size)`.
+//!
+//! File operations go through [`Storage`], so tests inject write and fsync
+//! failures ([`FaultyStorage`]).
 
-use std::collections::{BTreeMap, BTreeSet};
-use std::fs::{File, OpenOptions};
-use std::io::{BufRead, BufReader, Write};
+use std::io::{self, Write};
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, OnceLock};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
-use std::sync::Mutex;
 use serde::{Deserialize, Serialize};
 
-use aos_kernel::{
-    Counters, Entry, EventSink, ExitStatus, Kernel, KernelEvent, LogEntry, Pid, ProcessInfo, ProcessStatus, Queue, RestoreRequest,
-};
+use aos_kernel::codec;
+use aos_kernel::durability::{DurabilityWatch, Journal, JournalError, JournalFault, Lsn};
+use aos_kernel::replay::Replay;
+use aos_kernel::{now_ms, KernelEvent, Pid, RestoreRequest};
 
-/// A journal line.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(untagged)]
-pub enum Record {
-    Kernel(KernelEvent),
-    Daemon(DaemonRecord),
-}
-
+/// Journal records that are not kernel events: a segment's snapshot.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(tag = "event", rename_all = "snake_case")]
-pub enum DaemonRecord {
-    Counters { pid: Pid, counters: Counters },
-    Restored { snapshot: Box<ProcessSnapshot> },
+pub enum SnapshotRecord {
+    /// Start of a snapshot of `processes` processes, taken after event `lsn` of this run.
+    Snapshot { lsn: Lsn, processes: usize, at_ms: u64 },
+    /// One process's whole state.
+    Restored { snapshot: Box<RestoreRequest> },
+    /// Pids reaped by the retention rules (inclusive ranges).
+    ReapedPids { ranges: Vec<(Pid, Pid)> },
+    /// The snapshot is complete.
+    SnapshotEnd { lsn: Lsn },
 }
 
-/// The journal of this daemon run: an [`EventSink`].
-pub struct Journal {
+const SNAPSHOT_TAGS: [&str; 4] = ["snapshot", "restored", "reaped_pids", "snapshot_end"];
+
+/// Settings of the file journal (`[journal]` in aos.toml).
+#[derive(Clone)]
+pub struct JournalOptions {
+    /// fsync each batch (else only written to the OS).
+    pub fsync: bool,
+    /// Rotate when the current segment's tail exceeds this (and its snapshot's size).
+    pub rotate_bytes: u64,
+    /// Archived segments kept (count) and their age limit.
+    pub max_archived: usize,
+    pub archive_ttl: Duration,
+    /// Where file operations go (tests inject faults).
+    pub storage: Arc<dyn Storage>,
+}
+
+impl JournalOptions {
+    pub fn new(fsync: bool) -> Self {
+        JournalOptions {
+            fsync,
+            rotate_bytes: 32 << 20,
+            max_archived: 64,
+            archive_ttl: Duration::from_secs(86_400),
+            storage: Arc::new(OsStorage),
+        }
+    }
+}
+
+/// File operations of the journal.
+pub trait Storage: Send + Sync {
+    /// Creates a new segment file (0600), opened for appending.
+    fn create(&self, path: &Path) -> io::Result<Box<dyn SegmentFile>>;
+    /// Makes a directory's entries (a new file, a rename) durable.
+    fn sync_dir(&self, dir: &Path) -> io::Result<()>;
+}
+
+/// An open segment.
+pub trait SegmentFile: Send {
+    fn write_all(&mut self, buf: &[u8]) -> io::Result<()>;
+    fn sync_data(&mut self) -> io::Result<()>;
+    /// Cuts the file back to `len` bytes (after a failed write or fsync).
+    fn set_len(&mut self, len: u64) -> io::Result<()>;
+}
+
+/// Real files.
+pub struct OsStorage;
+
+impl Storage for OsStorage {
+    fn create(&self, path: &Path) -> io::Result<Box<dyn SegmentFile>> {
+        use std::os::unix::fs::OpenOptionsExt;
+        let f = std::fs::OpenOptions::new().create(true).append(true).mode(0o600).open(path)?;
+        Ok(Box::new(f))
+    }
+    fn sync_dir(&self, dir: &Path) -> io::Result<()> {
+        std::fs::File::open(dir)?.sync_all()
+    }
+}
+
+impl SegmentFile for std::fs::File {
+    fn write_all(&mut self, buf: &[u8]) -> io::Result<()> {
+        Write::write_all(self, buf)
+    }
+    fn sync_data(&mut self) -> io::Result<()> {
+        std::fs::File::sync_data(self)
+    }
+    fn set_len(&mut self, len: u64) -> io::Result<()> {
+        std::fs::File::set_len(self, len)
+    }
+}
+
+/// Real files, with write and fsync failures switched on and off by a test.
+#[derive(Default)]
+pub struct FaultyStorage {
+    /// Writes fail with this OS error (e.g. `libc::ENOSPC`), 0 = none.
+    pub fail_writes: Arc<AtomicU64>,
+    /// fsyncs fail with this OS error (e.g. `libc::EIO`), 0 = none.
+    pub fail_fsync: Arc<AtomicU64>,
+}
+
+struct FaultyFile {
+    file: std::fs::File,
+    fail_writes: Arc<AtomicU64>,
+    fail_fsync: Arc<AtomicU64>,
+}
+
+impl Storage for FaultyStorage {
+    fn create(&self, path: &Path) -> io::Result<Box<dyn SegmentFile>> {
+        use std::os::unix::fs::OpenOptionsExt;
+        let file = std::fs::OpenOptions::new().create(true).append(true).mode(0o600).open(path)?;
+        Ok(Box::new(FaultyFile { file, fail_writes: self.fail_writes.clone(), fail_fsync: self.fail_fsync.clone() }))
+    }
+    fn sync_dir(&self, dir: &Path) -> io::Result<()> {
+        OsStorage.sync_dir(dir)
+    }
+}
+
+impl SegmentFile for FaultyFile {
+    fn write_all(&mut self, buf: &[u8]) -> io::Result<()> {
+        match self.fail_writes.load(Ordering::SeqCst) {
+            0 => Write::write_all(&mut self.file, buf),
+            errno => {
+                // Like a disk filling up: part of the buffer lands, then the error.
+                let _ = Write::write_all(&mut self.file, &buf[..buf.len() / 2]);
+                Err(io::Error::from_raw_os_error(errno as i32))
+            }
+        }
+    }
+    fn sync_data(&mut self) -> io::Result<()> {
+        match self.fail_fsync.load(Ordering::SeqCst) {
+            0 => self.file.sync_data(),
+            errno => Err(io::Error::from_raw_os_error(errno as i32)),
+        }
+    }
+    fn set_len(&mut self, len: u64) -> io::Result<()> {
+        self.file.set_len(len)
+    }
+}
+
+/// Counters of the writer, for `aos kernel status` and the bench.
+#[derive(Debug, Default)]
+struct Stats {
+    events: AtomicU64,
+    batches: AtomicU64,
+    bytes: AtomicU64,
+    fsyncs: AtomicU64,
+    fsync_nanos: AtomicU64,
+    write_nanos: AtomicU64,
+    rotations: AtomicU64,
+    failures: AtomicU64,
+}
+
+/// What `aos kernel status` shows about the journal.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct JournalStatus {
+    /// The segment being written.
+    pub segment: PathBuf,
+    pub segment_bytes: u64,
+    pub fsync: bool,
+    /// Events appended / made durable in this run.
+    pub appended: Lsn,
+    pub durable: Lsn,
+    /// Set while events cannot be written (the processes waiting for them are paused).
+    pub fault: Option<JournalFault>,
+    pub batches: u64,
+    pub events: u64,
+    pub bytes: u64,
+    pub fsyncs: u64,
+    /// Time spent in fsync and in write, in this run (ms).
+    pub fsync_ms: u64,
+    pub write_ms: u64,
+    /// Snapshots written since start (rotations).
+    pub rotations: u64,
+    /// Write or fsync failures since start.
+    pub failures: u64,
+}
+
+struct Queue {
+    events: Vec<KernelEvent>,
+    appended: Lsn,
+    snapshot: bool,
+    closing: bool,
+}
+
+struct Shared {
+    dir: PathBuf,
+    opts: JournalOptions,
+    queue: Mutex<Queue>,
+    wake: Condvar,
+    watch: DurabilityWatch,
+    stats: Stats,
+    /// (path, bytes) of the current segment.
+    segment: Mutex<(PathBuf, u64)>,
+}
+
+/// The daemon's journal (see the module documentation).
+pub struct FileJournal {
+    shared: Arc<Shared>,
+    writer: Mutex<Option<std::thread::JoinHandle<()>>>,
+    opened: Mutex<Option<Replay>>,
+    /// What opening found (unreadable lines, incomplete snapshots ...).
+    pub report: Vec<String>,
+}
+
+/// Appends to `out` the snapshot lines of `state`.
+fn encode_snapshot(state: &Replay, lsn: Lsn, out: &mut Vec<u8>) {
+    let put = |r: &SnapshotRecord, out: &mut Vec<u8>| {
+        if let Err(e) = codec::encode_into(r, out) {
+            tracing::error!("journal: cannot encode a snapshot record: {e}");
+        }
+    };
+    put(&SnapshotRecord::Snapshot { lsn, processes: state.procs.len(), at_ms: now_ms() }, out);
+    for s in state.procs.values() {
+        // Encoded from a reference: no clone of the history.
+        #[derive(Serialize)]
+        #[serde(tag = "event", rename = "restored")]
+        struct RestoredRef<'a> {
+            snapshot: &'a RestoreRequest,
+        }
+        if let Err(e) = codec::encode_into(&RestoredRef { snapshot: s }, out) {
+            tracing::error!("journal: cannot encode the snapshot of pid {}: {e}", s.info.pid);
+        }
+    }
+    let ranges = state.reaped_ranges();
+    if !ranges.is_empty() {
+        put(&SnapshotRecord::ReapedPids { ranges }, out);
+    }
+    put(&SnapshotRecord::SnapshotEnd { lsn }, out);
+}
+
+/// What one segment file says.
+struct SegmentRead {
+    /// It starts with a snapshot ...
+    has_snapshot: bool,
+    /// ... that is complete.
+    complete: bool,
+    bad: usize,
+}
+
+/// Replays the lines of `data` into `state`.
+fn replay_bytes(data: &[u8], state: &mut Replay) -> SegmentRead {
+    let mut read = SegmentRead { has_snapshot: false, complete: false, bad: 0 };
+    let mut first = true;
+    for line in data.split(|&b| b == b'\n') {
+        if line.iter().all(u8::is_ascii_whitespace) {
+            continue;
+        }
+        let tag = codec::event_tag(line);
+        if first {
+            read.has_snapshot = tag == Some("snapshot");
+            first = false;
+        }
+        if tag.is_some_and(|t| SNAPSHOT_TAGS.contains(&t)) {
+            match codec::decode::<SnapshotRecord>(line) {
+                Ok(SnapshotRecord::Restored { snapshot }) => state.restored(*snapshot),
+                Ok(SnapshotRecord::ReapedPids { ranges }) => state.add_reaped_ranges(&ranges),
+                Ok(SnapshotRecord::SnapshotEnd { .. }) => read.complete = read.has_snapshot,
+                Ok(SnapshotRecord::Snapshot { .. }) => {}
+                Err(_) => read.bad += 1,
+            }
+            continue;
+        }
+        match codec::decode::<KernelEvent>(line) {
+            Ok(ev) => state.apply(&ev),
+            Err(_) => read.bad += 1,
+        }
+    }
+    read
+}
+
+/// Segment files in `dir`, oldest first (by the `<ms>` of `run-<ms>-<pid>.jsonl`).
+pub fn segments(dir: &Path) -> Vec<PathBuf> {
+    let mut v: Vec<PathBuf> = std::fs::read_dir(dir)
+        .map(|rd| {
+            rd.filter_map(|e| e.ok().map(|e| e.path()))
+                .filter(|p| p.is_file() && p.extension().is_some_and(|x| x == "jsonl"))
+                .collect()
+        })
+        .unwrap_or_default();
+    v.sort_by_key(|p| (segment_ms(p), p.clone()));
+    v
+}
+
+fn segment_ms(p: &Path) -> u64 {
+    p.file_stem()
+        .and_then(|s| s.to_str())
+        .and_then(|s| s.strip_prefix("run-"))
+        .and_then(|s| s.split('-').next())
+        .and_then(|s| s.parse::<u64>().ok())
+        .unwrap_or(0)
+}
+
+/// Reads what the segments of `dir` say: the newest segment with a
+/// complete snapshot (a snapshot plus its tail), or, with none, every file
+/// in order (journals of older versions). Returns the state and report lines.
+pub fn read_dir_state(dir: &Path) -> (Replay, Vec<String>) {
+    let files = segments(dir);
+    let mut report = Vec::new();
+    for f in files.iter().rev() {
+        let Ok(data) = std::fs::read(f) else { continue };
+        if data.iter().all(u8::is_ascii_whitespace) {
+            // Created, then the daemon died before its snapshot was written.
+            continue;
+        }
+        let mut state = Replay::new();
+        let r = replay_bytes(&data, &mut state);
+        if r.complete {
+            if r.bad > 1 {
+                report.push(format!("{}: {} unreadable lines skipped", f.display(), r.bad));
+            }
+            return (state, report);
+        }
+        if r.has_snapshot {
+            // A rotation or a start cut short: the segment before it has everything.
+            continue;
+        }
+        // A journal of an older version: no snapshots at all.
+        break;
+    }
+    let mut state = Replay::new();
+    for f in &files {
+        match std::fs::read(f) {
+            Ok(data) => {
+                let r = replay_bytes(&data, &mut state);
+                if r.bad > 1 {
+                    report.push(format!("{}: {} unreadable lines skipped", f.display(), r.bad));
+                }
+            }
+            Err(e) => report.push(format!("cannot read the journal {}: {e}", f.display())),
+        }
+    }
+    (state, report)
+}
+
+/// An open segment being appended to.
+struct Segment {
     path: PathBuf,
-    file: Mutex<File>,
-    fsync: bool,
-    kernel: OnceLock<Kernel>,
+    file: Box<dyn SegmentFile>,
+    /// Bytes known written (and synced, with fsync on).
+    len: u64,
+    snapshot_len: u64,
 }
 
-impl Journal {
-    /// Creates `dir/run-<started_ms>-<pid>.jsonl`.
-    pub fn create(dir: &Path, started_ms: u64, fsync: bool) -> Result<Arc<Journal>> {
+impl Segment {
+    /// Creates `path` with a snapshot of `state` at its start, made durable.
+    fn create(shared_dir: &Path, opts: &JournalOptions, path: PathBuf, state: &Replay, lsn: Lsn) -> io::Result<Segment> {
+        let mut buf = Vec::new();
+        encode_snapshot(state, lsn, &mut buf);
+        let mut file = opts.storage.create(&path)?;
+        let written = file.write_all(&buf).and_then(|_| if opts.fsync { file.sync_data() } else { Ok(()) });
+        if let Err(e) = written.and_then(|_| if opts.fsync { opts.storage.sync_dir(shared_dir) } else { Ok(()) }) {
+            drop(file);
+            let _ = std::fs::remove_file(&path);
+            return Err(e);
+        }
+        Ok(Segment { path, file, len: buf.len() as u64, snapshot_len: buf.len() as u64 })
+    }
+
+    /// Writes `buf` and syncs it; on failure cuts the file back to what was good.
+    fn commit(&mut self, buf: &[u8], fsync: bool, stats: &Stats) -> io::Result<()> {
+        let t = Instant::now();
+        let written = self.file.write_all(buf);
+        stats.write_nanos.fetch_add(t.elapsed().as_nanos() as u64, Ordering::Relaxed);
+        let synced = written.and_then(|_| {
+            if !fsync {
+                return Ok(());
+            }
+            let t = Instant::now();
+            let r = self.file.sync_data();
+            stats.fsyncs.fetch_add(1, Ordering::Relaxed);
+            stats.fsync_nanos.fetch_add(t.elapsed().as_nanos() as u64, Ordering::Relaxed);
+            r
+        });
+        match synced {
+            Ok(()) => {
+                self.len += buf.len() as u64;
+                Ok(())
+            }
+            Err(e) => {
+                // Never leave a torn line, and never trust pages a failed fsync may have dropped.
+                let _ = self.file.set_len(self.len);
+                Err(e)
+            }
+        }
+    }
+}
+
+fn new_segment_path(dir: &Path, after: Option<&Path>) -> PathBuf {
+    let last = after.map(segment_ms).unwrap_or(0);
+    let ms = now_ms().max(last + 1);
+    dir.join(format!("run-{ms}-{}.jsonl", std::process::id()))
+}
+
+impl FileJournal {
+    /// Opens the journal directory: reads what earlier runs left (see
+    /// [`read_dir_state`]), starts this run's segment with a snapshot of it,
+    /// moves the earlier segments to `archive/`, and starts the writer.
+    pub fn open(dir: &Path, opts: JournalOptions) -> Result<Arc<FileJournal>> {
         std::fs::create_dir_all(dir).with_context(|| format!("cannot create the journal directory {}", dir.display()))?;
         {
             // Journals hold whole conversations: owner only.
             use std::os::unix::fs::PermissionsExt;
             let _ = std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700));
         }
-        let path = dir.join(format!("run-{started_ms}-{}.jsonl", std::process::id()));
-        use std::os::unix::fs::OpenOptionsExt;
-        let file = OpenOptions::new()
-            .create(true)
-            .append(true)
-            .mode(0o600)
-            .open(&path)
+        let earlier = segments(dir);
+        let (state, report) = read_dir_state(dir);
+        let path = new_segment_path(dir, earlier.last().map(PathBuf::as_path));
+        let segment = Segment::create(dir, &opts, path.clone(), &state, 0)
             .with_context(|| format!("cannot create the journal {}", path.display()))?;
-        Ok(Arc::new(Journal { path, file: Mutex::new(file), fsync, kernel: OnceLock::new() }))
+        archive(dir, &earlier);
+        prune_archive(&dir.join("archive"), opts.max_archived, opts.archive_ttl, std::time::SystemTime::now());
+        let shared = Arc::new(Shared {
+            dir: dir.to_path_buf(),
+            opts,
+            queue: Mutex::new(Queue { events: Vec::new(), appended: 0, snapshot: false, closing: false }),
+            wake: Condvar::new(),
+            watch: DurabilityWatch::new(),
+            stats: Stats::default(),
+            segment: Mutex::new((path, segment.len)),
+        });
+        let fold = state.clone();
+        let s = shared.clone();
+        let writer = std::thread::Builder::new()
+            .name("aos-journal".into())
+            // Deeply nested values are encoded here.
+            .stack_size(16 << 20)
+            .spawn(move || writer(s, segment, fold))
+            .context("cannot start the journal writer thread")?;
+        Ok(Arc::new(FileJournal { shared, writer: Mutex::new(Some(writer)), opened: Mutex::new(Some(state)), report }))
     }
 
-    pub fn path(&self) -> &Path {
-        &self.path
+    /// The segment being written.
+    pub fn path(&self) -> PathBuf {
+        self.shared.segment.lock().unwrap_or_else(|e| e.into_inner()).0.clone()
     }
 
-    /// Starts recording `kernel`'s events.
-    pub fn attach(self: &Arc<Self>, kernel: &Kernel) {
-        let _ = self.kernel.set(kernel.clone());
-        kernel.add_sink(self.clone());
+    pub fn status(&self) -> JournalStatus {
+        let st = &self.shared.stats;
+        let (segment, segment_bytes) = self.shared.segment.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        let d = self.shared.watch.current();
+        JournalStatus {
+            segment,
+            segment_bytes,
+            fsync: self.shared.opts.fsync,
+            appended: self.appended(),
+            durable: d.durable,
+            fault: d.fault,
+            batches: st.batches.load(Ordering::Relaxed),
+            events: st.events.load(Ordering::Relaxed),
+            bytes: st.bytes.load(Ordering::Relaxed),
+            fsyncs: st.fsyncs.load(Ordering::Relaxed),
+            fsync_ms: st.fsync_nanos.load(Ordering::Relaxed) / 1_000_000,
+            write_ms: st.write_nanos.load(Ordering::Relaxed) / 1_000_000,
+            rotations: st.rotations.load(Ordering::Relaxed),
+            failures: st.failures.load(Ordering::Relaxed),
+        }
     }
 
-    /// Appends one record, flushed (and fsynced if configured) before returning.
-    pub fn write(&self, rec: &Record) {
-        self.write_all(std::slice::from_ref(rec));
+    /// Time spent in fsync so far.
+    pub fn fsync_time(&self) -> Duration {
+        Duration::from_nanos(self.shared.stats.fsync_nanos.load(Ordering::Relaxed))
     }
 
-    /// Appends records with one write (and one fsync).
-    pub fn write_all(&self, recs: &[Record]) {
-        let mut buf = Vec::new();
-        for rec in recs {
-            match serde_json::to_vec(rec) {
-                Ok(l) => {
-                    buf.extend_from_slice(&l);
-                    buf.push(b'\n');
+    /// Writes what is queued and stops the writer (at daemon shutdown).
+    pub fn close(&self) {
+        {
+            let mut q = self.shared.queue.lock().unwrap_or_else(|e| e.into_inner());
+            q.closing = true;
+        }
+        self.shared.wake.notify_one();
+        if let Some(h) = self.writer.lock().unwrap_or_else(|e| e.into_inner()).take() {
+            let _ = h.join();
+        }
+        self.shared.watch.close();
+    }
+}
+
+impl Drop for FileJournal {
+    fn drop(&mut self) {
+        self.close();
+    }
+}
+
+impl Journal for FileJournal {
+    fn append(&self, event: &KernelEvent) -> Lsn {
+        let mut q = self.shared.queue.lock().unwrap_or_else(|e| e.into_inner());
+        q.appended += 1;
+        q.events.push(event.clone());
+        let lsn = q.appended;
+        if q.events.len() == 1 {
+            self.shared.wake.notify_one();
+        }
+        lsn
+    }
+
+    fn appended(&self) -> Lsn {
+        self.shared.queue.lock().unwrap_or_else(|e| e.into_inner()).appended
+    }
+
+    fn watch(&self) -> &DurabilityWatch {
+        &self.shared.watch
+    }
+
+    fn snapshot(&self) {
+        self.shared.queue.lock().unwrap_or_else(|e| e.into_inner()).snapshot = true;
+        self.shared.wake.notify_one();
+    }
+
+    fn replay(&self) -> Result<Replay, JournalError> {
+        Ok(self.opened.lock().unwrap_or_else(|e| e.into_inner()).take().unwrap_or_default())
+    }
+}
+
+/// The writer thread: batches, writes, syncs, publishes, folds, rotates.
+fn writer(shared: Arc<Shared>, mut seg: Segment, mut fold: Replay) {
+    let opts = shared.opts.clone();
+    let mut buf: Vec<u8> = Vec::new();
+    let mut batch: Vec<KernelEvent> = Vec::new();
+    let mut upto: Lsn = 0;
+    let mut backoff: Option<Duration> = None;
+    let mut fault_since: Option<u64> = None;
+    let mut rotate_after = Instant::now();
+    loop {
+        let (events, appended, snapshot, closing) = {
+            let mut q = shared.queue.lock().unwrap_or_else(|e| e.into_inner());
+            match backoff {
+                // Failing: wait out the backoff (new events join the retry).
+                Some(d) => {
+                    let deadline = Instant::now() + d;
+                    while !q.closing {
+                        let left = deadline.saturating_duration_since(Instant::now());
+                        if left.is_zero() {
+                            break;
+                        }
+                        q = shared.wake.wait_timeout(q, left).unwrap_or_else(|e| e.into_inner()).0;
+                    }
                 }
-                Err(e) => tracing::error!("journal: cannot encode an event: {e}"),
+                None => {
+                    while q.events.is_empty() && !q.snapshot && !q.closing {
+                        q = shared.wake.wait(q).unwrap_or_else(|e| e.into_inner());
+                    }
+                }
             }
-        }
-        let mut f = self.file.lock().unwrap_or_else(|e| e.into_inner());
-        // One write call (O_APPEND): a crash leaves at most a torn last line.
-        if let Err(e) = f.write_all(&buf).and_then(|_| f.flush()) {
-            tracing::error!("journal {}: write failed: {e}", self.path.display());
-            return;
-        }
-        if self.fsync {
-            let _ = f.sync_data();
-        }
-    }
-}
-
-impl EventSink for Journal {
-    fn record(&self, event: &KernelEvent) {
-        let mut recs = vec![Record::Kernel(event.clone())];
-        // Token, step and syscall counters are not in the events: journal them
-        // with every reply, call result and exit.
-        let pid = match event {
-            KernelEvent::Entry { entry } if matches!(entry.entry, Entry::Reply { .. } | Entry::Result { .. } | Entry::Error { .. }) => Some(entry.pid),
-            KernelEvent::Exited { pid, .. } => Some(*pid),
-            _ => None,
+            (std::mem::take(&mut q.events), q.appended, std::mem::take(&mut q.snapshot), q.closing)
         };
-        if let Some(info) = pid.and_then(|pid| self.kernel.get().and_then(|k| k.info(pid).ok())) {
-            recs.push(Record::Daemon(DaemonRecord::Counters { pid: info.pid, counters: info.counters }));
-        }
-        self.write_all(&recs);
-    }
-}
-
-/// Everything the journal knows about one process: exactly what
-/// `Kernel::restore` needs to rebuild it (a [`RestoreRequest`], stored
-/// flattened), plus the replay logic.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct ProcessSnapshot {
-    #[serde(flatten)]
-    pub state: RestoreRequest,
-}
-
-impl std::ops::Deref for ProcessSnapshot {
-    type Target = RestoreRequest;
-    fn deref(&self) -> &RestoreRequest {
-        &self.state
-    }
-}
-
-impl std::ops::DerefMut for ProcessSnapshot {
-    fn deref_mut(&mut self) -> &mut RestoreRequest {
-        &mut self.state
-    }
-}
-
-impl ProcessSnapshot {
-    fn new(info: ProcessInfo) -> Self {
-        ProcessSnapshot { state: RestoreRequest::new(info) }
-    }
-
-    fn push(&mut self, e: LogEntry) {
-        // Replays are idempotent: an entry already present is skipped.
-        if e.seq < self.log.len() as u64 {
-            return;
-        }
-        match &e.entry {
-            Entry::Result { id, .. } | Entry::Error { id, .. } => self.next_call_id = self.next_call_id.max(id + 1),
-            _ => {}
-        }
-        self.log.push(e);
-    }
-
-    /// Whether the log has a gap (an entry missing), i.e. cannot be trusted.
-    pub fn is_complete(&self) -> bool {
-        self.log.iter().enumerate().all(|(i, e)| e.seq == i as u64)
-    }
-
-    /// The calls of the last model reply that have no result yet: for an
-    /// unfinished process, the first of them was running when the kernel
-    /// stopped (it may have had effects) and the others had not started.
-    pub fn pending_calls(&self) -> Vec<aos_kernel::ParsedCall> {
-        let Some(r) = self.log.iter().rposition(|e| matches!(e.entry, Entry::Reply { .. })) else {
-            return Vec::new();
-        };
-        let Entry::Reply { text, truncated } = &self.log[r].entry else { return Vec::new() };
-        if *truncated {
-            return Vec::new();
-        }
-        let done = self.log[r + 1..]
-            .iter()
-            .filter(|e| matches!(e.entry, Entry::Result { .. } | Entry::Error { .. }))
-            .count();
-        aos_kernel::parse_reply(text)
-            .into_iter()
-            .skip(done)
-            .map(|c| match c {
-                Ok(c) => c,
-                Err(e) => aos_kernel::ParsedCall {
-                    name: e.name.unwrap_or_else(|| "SYS_CALL".into()),
-                    args: serde_json::Value::Null,
-                    span: e.span,
-                },
-            })
-            .collect()
-    }
-
-    /// The entries to append when this process is resumed: an error for the
-    /// call that was interrupted (not retried) and a notice for the calls of
-    /// the same reply that never started. Empty when the process was between
-    /// steps (its next step simply runs).
-    pub fn recovery_entries(&self) -> Vec<Entry> {
-        let pending = self.pending_calls();
-        let mut out = Vec::new();
-        let mut id = self.next_call_id;
-        if let Some(first) = pending.first() {
-            out.push(Entry::Error {
-                id,
-                name: Some(first.name.clone()),
-                args: (!first.args.is_null()).then(|| first.args.clone()),
-                error: "interrupted: the kernel stopped while this call was running and has restarted; the call was \
-                        not retried and may or may not have taken effect — check before repeating it"
-                    .into(),
-            });
-            id += 1;
-        }
-        if pending.len() > 1 {
-            let names: Vec<&str> = pending[1..].iter().map(|c| c.name.as_str()).collect();
-            out.push(Entry::Notice {
-                text: format!(
-                    "{} later call(s) of your last reply were not run because the kernel restarted: {}; \
-                     repeat them if still needed",
-                    pending.len() - 1,
-                    names.join(", ")
-                ),
-            });
-        }
-        let _ = id;
-        out.push(Entry::Notice { text: "the kernel restarted; your process was resumed from its journal".into() });
-        out
-    }
-}
-
-/// What a journal says.
-#[derive(Debug, Default)]
-pub struct Replayed {
-    /// The last known state of each process it knows (reaped ones excluded).
-    pub procs: BTreeMap<Pid, ProcessSnapshot>,
-    /// Pids reaped by the retention rules in that run.
-    pub reaped: BTreeSet<Pid>,
-    /// Unreadable lines skipped.
-    pub bad: usize,
-}
-
-/// Replays journal lines into one snapshot per pid (and the unreadable line count).
-pub fn replay(lines: impl Iterator<Item = String>) -> (BTreeMap<Pid, ProcessSnapshot>, usize) {
-    let r = replay_all(lines);
-    (r.procs, r.bad)
-}
-
-/// Replays journal lines into one snapshot per pid, leaving out reaped ones.
-/// A torn last line (crash mid-write) is ignored; so are unreadable lines,
-/// which are counted.
-pub fn replay_all(lines: impl Iterator<Item = String>) -> Replayed {
-    let mut procs: BTreeMap<Pid, ProcessSnapshot> = BTreeMap::new();
-    let mut reaped = BTreeSet::new();
-    let mut bad = 0;
-    for line in lines {
-        if line.trim().is_empty() {
-            continue;
-        }
-        let rec: Record = match serde_json::from_str(&line) {
-            Ok(r) => r,
-            Err(_) => {
-                bad += 1;
+        for ev in events {
+            if let Err(e) = codec::encode_into(&ev, &mut buf) {
+                tracing::error!("journal: cannot encode an event of pid {}: {e}", ev.pid());
                 continue;
             }
-        };
-        match rec {
-            Record::Kernel(KernelEvent::Spawned { info }) => {
-                let pid = info.pid;
-                procs.insert(pid, ProcessSnapshot::new(*info));
-                if let Some(parent) = procs.get(&pid).and_then(|s| s.info.parent) {
-                    if let Some(pp) = procs.get_mut(&parent) {
-                        if !pp.info.children.contains(&pid) {
-                            pp.info.children.push(pid);
-                        }
-                    }
-                }
-            }
-            Record::Kernel(KernelEvent::Entry { entry }) => {
-                if let Some(s) = procs.get_mut(&entry.pid) {
-                    s.push(entry);
-                }
-            }
-            Record::Kernel(KernelEvent::Status { pid, status }) => {
-                if let Some(s) = procs.get_mut(&pid) {
-                    s.info.status = status;
-                }
-            }
-            Record::Kernel(KernelEvent::Compacted { pid, entries, context_start }) => {
-                if let Some(s) = procs.get_mut(&pid) {
-                    s.context_start = context_start;
-                    s.compacted += entries;
-                }
-            }
-            Record::Kernel(KernelEvent::ContextShrunk { pid, window, .. }) => {
-                if let Some(s) = procs.get_mut(&pid) {
-                    s.context_window = Some(window);
-                }
-            }
-            Record::Kernel(KernelEvent::Exited { pid, status }) => {
-                if let Some(s) = procs.get_mut(&pid) {
-                    s.info.status = status.as_status();
-                    s.exit = Some(status);
-                }
-            }
-            Record::Kernel(KernelEvent::Delivered { pid, queue, from, content, at_ms }) => {
-                if let Some(s) = procs.get_mut(&pid) {
-                    let q = &mut s.pending;
-                    match queue {
-                        Queue::Mailbox => q.mailbox.push(aos_kernel::IpcMessage { from: from.unwrap_or(0), content, sent_at_ms: at_ms }),
-                        Queue::Stdin => q.stdin.push(content),
-                        Queue::Events => q.events.push(content),
-                    }
-                }
-            }
-            Record::Kernel(KernelEvent::Consumed { pid, queue }) => {
-                if let Some(s) = procs.get_mut(&pid) {
-                    let q = &mut s.pending;
-                    let n = match queue {
-                        Queue::Mailbox => q.mailbox.len(),
-                        Queue::Stdin => q.stdin.len(),
-                        Queue::Events => q.events.len(),
-                    };
-                    if n > 0 {
-                        match queue {
-                            Queue::Mailbox => drop(q.mailbox.remove(0)),
-                            Queue::Stdin => drop(q.stdin.remove(0)),
-                            Queue::Events => drop(q.events.remove(0)),
-                        }
-                    }
-                }
-            }
-            Record::Kernel(KernelEvent::Scheduled { pid, id, due_ms, prompt }) => {
-                if let Some(s) = procs.get_mut(&pid) {
-                    s.pending.timers.push(aos_kernel::PendingTimer { id, due_ms, prompt });
-                }
-            }
-            Record::Kernel(KernelEvent::Fired { pid, id }) => {
-                if let Some(s) = procs.get_mut(&pid) {
-                    s.pending.timers.retain(|t| t.id != id);
-                }
-            }
-            Record::Kernel(KernelEvent::Reaped { pid }) => {
-                if let Some(parent) = procs.remove(&pid).and_then(|s| s.info.parent) {
-                    if let Some(pp) = procs.get_mut(&parent) {
-                        pp.info.children.retain(|c| *c != pid);
-                    }
-                }
-                reaped.insert(pid);
-            }
-            Record::Daemon(DaemonRecord::Counters { pid, counters }) => {
-                if let Some(s) = procs.get_mut(&pid) {
-                    s.info.counters = counters;
-                }
-            }
-            Record::Daemon(DaemonRecord::Restored { snapshot }) => {
-                procs.insert(snapshot.info.pid, *snapshot);
-            }
+            batch.push(ev);
         }
-    }
-    // A process whose last call was SYS_EXIT but whose exit was not journaled did exit.
-    for s in procs.values_mut() {
-        if s.exit.is_none() {
-            if let Some(LogEntry { entry: Entry::Result { name, output, .. }, .. }) =
-                s.log.iter().rev().find(|e| matches!(e.entry, Entry::Result { .. } | Entry::Error { .. }))
-            {
-                if name == "SYS_EXIT" {
-                    if let Some(code) = output.get("exiting").and_then(|c| c.as_i64()) {
-                        s.exit = Some(ExitStatus::Exited { code, result: None });
-                        s.info.status = ProcessStatus::Exited { code };
+        upto = upto.max(appended);
+        if !buf.is_empty() {
+            match seg.commit(&buf, opts.fsync, &shared.stats) {
+                Ok(()) => {
+                    let st = &shared.stats;
+                    st.batches.fetch_add(1, Ordering::Relaxed);
+                    st.events.fetch_add(batch.len() as u64, Ordering::Relaxed);
+                    st.bytes.fetch_add(buf.len() as u64, Ordering::Relaxed);
+                    shared.segment.lock().unwrap_or_else(|e| e.into_inner()).1 = seg.len;
+                    buf.clear();
+                    for ev in batch.drain(..) {
+                        fold.apply(&ev);
                     }
+                    if fault_since.take().is_some() {
+                        tracing::warn!("journal {}: writing again; paused processes continue", seg.path.display());
+                        shared.watch.publish_fault(None);
+                    }
+                    backoff = None;
+                }
+                Err(e) => {
+                    shared.stats.failures.fetch_add(1, Ordering::Relaxed);
+                    let since = *fault_since.get_or_insert_with(now_ms);
+                    let error = format!(
+                        "cannot write the journal {}: {e}{}",
+                        seg.path.display(),
+                        if e.raw_os_error() == Some(libc::ENOSPC) { " (free some space on its file system)" } else { "" }
+                    );
+                    if backoff.is_none() {
+                        tracing::error!("{error}; processes that need it are paused until it can be written");
+                    }
+                    shared.watch.publish_fault(Some(JournalFault { error, since_ms: since }));
+                    backoff = Some(backoff.map_or(Duration::from_millis(50), |d| (d * 2).min(Duration::from_secs(2))));
+                    if closing {
+                        tracing::error!("journal: stopping with {} event(s) not written", batch.len());
+                        return;
+                    }
+                    continue;
                 }
             }
         }
+        shared.watch.publish_durable(upto);
+        let tail = seg.len.saturating_sub(seg.snapshot_len);
+        let due = tail >= opts.rotate_bytes.max(seg.snapshot_len);
+        if (due || snapshot) && !closing && (snapshot || Instant::now() >= rotate_after) {
+            let path = new_segment_path(&shared.dir, Some(&seg.path));
+            match Segment::create(&shared.dir, &opts, path.clone(), &fold, upto) {
+                Ok(new) => {
+                    let old = std::mem::replace(&mut seg, new);
+                    archive(&shared.dir, std::slice::from_ref(&old.path));
+                    prune_archive(&shared.dir.join("archive"), opts.max_archived, opts.archive_ttl, std::time::SystemTime::now());
+                    *shared.segment.lock().unwrap_or_else(|e| e.into_inner()) = (path, seg.len);
+                    shared.stats.rotations.fetch_add(1, Ordering::Relaxed);
+                }
+                Err(e) => {
+                    // The current segment still works: keep it, try again later.
+                    tracing::warn!("journal: cannot start a new segment {}: {e}; retrying in a minute", path.display());
+                    rotate_after = Instant::now() + Duration::from_secs(60);
+                }
+            }
+        }
+        if closing {
+            return;
+        }
     }
-    Replayed { procs, reaped, bad }
 }
 
-/// Reads and replays one journal file.
-pub fn read(path: &Path) -> Result<Replayed> {
-    let f = File::open(path).with_context(|| format!("cannot open the journal {}", path.display()))?;
-    let lines = BufReader::new(f).lines().map_while(|l| l.ok());
-    Ok(replay_all(lines))
-}
-
-/// Journals of earlier runs (every `*.jsonl` in `dir` except `current`), oldest first.
-pub fn earlier_runs(dir: &Path, current: &Path) -> Vec<PathBuf> {
-    let mut v: Vec<PathBuf> = std::fs::read_dir(dir)
-        .map(|rd| {
-            rd.filter_map(|e| e.ok().map(|e| e.path()))
-                .filter(|p| p.extension().is_some_and(|x| x == "jsonl") && p != current)
-                .collect()
-        })
-        .unwrap_or_default();
-    v.sort_by_key(|p| {
-        // run-<ms>-<pid>.jsonl
-        p.file_stem()
-            .and_then(|s| s.to_str())
-            .and_then(|s| s.strip_prefix("run-"))
-            .and_then(|s| s.split('-').next())
-            .and_then(|s| s.parse::<u64>().ok())
-            .unwrap_or(0)
-    });
-    v
-}
-
-/// Rebuilds one process in `kernel` from its snapshot (`Kernel::restore`):
-/// an unfinished one resumes at its next step after the recovery entries
-/// (its interrupted call reported, never re-run); an ended one is kept for
-/// `ps --all` and `logs`. The snapshot is journaled first (`restored`), so
-/// this run's journal is complete on its own.
-pub async fn restore(kernel: &Kernel, journal: &Journal, snapshot: &ProcessSnapshot) -> Result<Pid, String> {
-    let entries = if snapshot.exit.is_none() { snapshot.recovery_entries() } else { Vec::new() };
-    journal.write(&Record::Daemon(DaemonRecord::Restored { snapshot: Box::new(snapshot.clone()) }));
-    let req = snapshot.state.clone();
-    kernel.restore(req, entries).await.map_err(|e| format!("pid {} was not resumed: {e}", snapshot.info.pid))
-}
-
-/// Recovery at daemon start: replays the journals of earlier runs, resumes
-/// (or reports) every process that had not exited, keeps the ended ones
-/// (those not reaped yet), reaps by the kernel's retention rules, and moves
-/// those journals to `journal/archive/`. Returns one line per unfinished process.
-pub async fn recover(dir: &Path, journal: &Journal, kernel: &Kernel) -> Vec<String> {
-    let runs = earlier_runs(dir, journal.path());
-    if runs.is_empty() {
-        return Vec::new();
-    }
-    let mut report = Vec::new();
-    // The latest state of each pid across runs (a pid restored into a later run
-    // continues there, under the same pid).
-    let mut latest: BTreeMap<Pid, ProcessSnapshot> = BTreeMap::new();
-    for run in &runs {
-        match read(run) {
-            Ok(r) => {
-                if r.bad > 1 {
-                    report.push(format!("{}: {} unreadable lines skipped", run.display(), r.bad));
-                }
-                latest.extend(r.procs);
-                // Reaped in that run: gone for good (an older run may still have it).
-                for pid in r.reaped {
-                    latest.remove(&pid);
-                    kernel.note_reaped(pid);
-                }
-            }
-            Err(e) => report.push(format!("{e:#}")),
-        }
-    }
-    // Parents before children (pids grow with spawn order).
-    for snap in latest.values() {
-        if !snap.is_complete() {
-            report.push(format!("pid {} was not resumed: its journal has a gap", snap.info.pid));
-            continue;
-        }
-        let unfinished = snap.exit.is_none();
-        let doing = snap.pending_calls().first().map(|c| format!(" (it was in {}; reported as interrupted)", c.name));
-        match restore(kernel, journal, snap).await {
-            Ok(pid) if unfinished => {
-                report.push(format!("pid {pid} resumed from the journal{}", doing.unwrap_or_default()))
-            }
-            Ok(_) => {}
-            Err(e) => report.push(e),
-        }
-    }
-    // Ended processes of earlier runs count against the retention limits
-    // like those of this run (journalled as `reaped`).
-    kernel.reap();
+/// Moves `files` into `dir/archive/` (0700).
+fn archive(dir: &Path, files: &[PathBuf]) {
     let archive = dir.join("archive");
-    if std::fs::create_dir_all(&archive).is_ok() {
-        use std::os::unix::fs::PermissionsExt;
-        let _ = std::fs::set_permissions(&archive, std::fs::Permissions::from_mode(0o700));
-        for run in runs {
-            if let Some(name) = run.file_name() {
-                let _ = std::fs::rename(&run, archive.join(name));
+    if files.is_empty() || std::fs::create_dir_all(&archive).is_err() {
+        return;
+    }
+    use std::os::unix::fs::PermissionsExt;
+    let _ = std::fs::set_permissions(&archive, std::fs::Permissions::from_mode(0o700));
+    for f in files {
+        if let Some(name) = f.file_name() {
+            if let Err(e) = std::fs::rename(f, archive.join(name)) {
+                tracing::warn!("cannot archive the journal {}: {e}", f.display());
             }
         }
     }
-    report
 }
 
 /// Deletes archived journals (`*.jsonl` in `archive`) that the retention
 /// rules no longer keep: every one last written `ttl` or longer before
 /// `now`, then the least recently written until at most `max` are left.
 /// Returns the deleted paths (a missing directory is no error).
-pub fn prune_archive(archive: &Path, max: usize, ttl: std::time::Duration, now: std::time::SystemTime) -> Vec<PathBuf> {
+pub fn prune_archive(archive: &Path, max: usize, ttl: Duration, now: std::time::SystemTime) -> Vec<PathBuf> {
     let Ok(rd) = std::fs::read_dir(archive) else { return Vec::new() };
     let mut files: Vec<(std::time::SystemTime, PathBuf)> = rd
         .filter_map(|e| e.ok())
@@ -515,7 +700,6 @@ pub fn prune_archive(archive: &Path, max: usize, ttl: std::time::Duration, now: 
     for (modified, path) in files {
         let expired = now.duration_since(modified).is_ok_and(|age| age >= ttl);
         if left <= max && !expired {
-            // The rest are newer and within the count.
             break;
         }
         match std::fs::remove_file(&path) {
@@ -532,7 +716,7 @@ pub fn prune_archive(archive: &Path, max: usize, ttl: std::time::Duration, now: 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use aos_kernel::Budgets;
+    use aos_kernel::{Budgets, Counters, Entry, ExitStatus, LogEntry, ProcessInfo, ProcessStatus, Queue};
     use serde_json::json;
 
     fn info(pid: Pid) -> ProcessInfo {
@@ -555,39 +739,56 @@ mod tests {
         }
     }
 
-    fn entry(pid: Pid, seq: u64, entry: Entry) -> String {
-        serde_json::to_string(&Record::Kernel(KernelEvent::Entry { entry: LogEntry { pid, seq, at_ms: 1, entry } }))
-            .unwrap()
+    fn entry(pid: Pid, seq: u64, entry: Entry) -> KernelEvent {
+        KernelEvent::Entry { entry: LogEntry { pid, seq, at_ms: 1, entry } }
+    }
+
+    fn line(ev: &KernelEvent) -> String {
+        serde_json::to_string(ev).unwrap()
+    }
+
+    fn replay_lines(lines: &[String]) -> (Replay, usize) {
+        let mut state = Replay::new();
+        let r = replay_bytes(lines.join("\n").as_bytes(), &mut state);
+        (state, r.bad)
+    }
+
+    /// Appends and waits until durable.
+    fn append_all(j: &FileJournal, events: &[KernelEvent]) {
+        let mut lsn = 0;
+        for e in events {
+            lsn = j.append(e);
+        }
+        let t = Instant::now();
+        while j.watch().current().durable < lsn {
+            assert!(t.elapsed() < Duration::from_secs(10), "not durable: {:?}", j.status());
+            std::thread::sleep(Duration::from_millis(2));
+        }
     }
 
     #[test]
-    fn replay_rebuilds_history_and_finds_the_interrupted_call() {
-        let mut lines = vec![serde_json::to_string(&KernelEvent::Spawned { info: Box::new(info(1)) }).unwrap()];
-        lines.push(entry(1, 0, Entry::Reply {
+    fn legacy_journal_replays_and_finds_the_interrupted_call() {
+        // A journal written by an older version: no snapshot, the daemon's
+        // own `counters` record (now a kernel event), a torn last line.
+        let mut lines = vec![line(&KernelEvent::Spawned { info: Box::new(info(1)) })];
+        lines.push(line(&entry(1, 0, Entry::Reply {
             text: "[SYS_CALL::FS_WRITE] {\"path\":\"a\",\"content\":\"x\"}\n[SYS_CALL::RECV_MSG] {}\n[SYS_CALL::SYS_EXIT] {}".into(),
             truncated: false,
-        }));
-        lines.push(serde_json::to_string(&Record::Daemon(DaemonRecord::Counters {
-            pid: 1,
-            counters: Counters { steps: 1, prompt_tokens: 10, ..Default::default() },
-        }))
-        .unwrap());
-        lines.push(entry(1, 1, Entry::Result { id: 1, name: "FS_WRITE".into(), args: json!({}), output: json!({}) }));
+        })));
+        lines.push(r#"{"event":"counters","pid":1,"counters":{"prompt_tokens":10,"completion_tokens":0,"tokens_estimated":false,"steps":1,"syscalls":{},"errors":0,"started_at_ms":0,"last_activity_ms":0}}"#.into());
+        lines.push(line(&entry(1, 1, Entry::Result { id: 1, name: "FS_WRITE".into(), args: json!({}), output: json!({}) })));
         lines.push("{\"event\":\"entry\",\"pid\":1,\"se".into()); // torn last line
-        let (procs, bad) = replay(lines.into_iter());
+        let (state, bad) = replay_lines(&lines);
         assert_eq!(bad, 1);
-        let s = &procs[&1];
+        let s = &state.procs[&1];
         assert!(s.exit.is_none() && s.is_complete());
-        assert_eq!(s.log.len(), 2);
-        assert_eq!(s.next_call_id, 2);
-        assert_eq!(s.info.counters.steps, 1);
+        assert_eq!((s.log.len(), s.next_call_id, s.info.counters.steps), (2, 2, 1));
         let pending = s.pending_calls();
         assert_eq!(pending.iter().map(|c| c.name.as_str()).collect::<Vec<_>>(), ["RECV_MSG", "SYS_EXIT"]);
         let rec = s.recovery_entries();
         match &rec[0] {
             Entry::Error { id, name, error, .. } => {
-                assert_eq!(*id, 2);
-                assert_eq!(name.as_deref(), Some("RECV_MSG"));
+                assert_eq!((*id, name.as_deref()), (2, Some("RECV_MSG")));
                 assert!(error.starts_with("interrupted"));
             }
             e => panic!("{e:?}"),
@@ -596,79 +797,147 @@ mod tests {
     }
 
     #[test]
-    fn exited_processes_are_not_recovered_and_sys_exit_counts_as_exit() {
+    fn exiting_marks_an_exit_whose_exited_event_was_lost() {
         let lines = vec![
-            serde_json::to_string(&KernelEvent::Spawned { info: Box::new(info(1)) }).unwrap(),
-            entry(1, 0, Entry::Reply { text: "[SYS_CALL::SYS_EXIT] {\"code\": 4}".into(), truncated: false }),
-            entry(1, 1, Entry::Result { id: 1, name: "SYS_EXIT".into(), args: json!({"code": 4}), output: json!({"exiting": 4}) }),
-            serde_json::to_string(&KernelEvent::Spawned { info: Box::new(info(2)) }).unwrap(),
-            serde_json::to_string(&KernelEvent::Exited { pid: 2, status: ExitStatus::Killed }).unwrap(),
+            line(&KernelEvent::Spawned { info: Box::new(info(1)) }),
+            line(&entry(1, 0, Entry::Reply { text: "[SYS_CALL::SYS_EXIT] {\"code\": 4, \"result\": \"ok\"}".into(), truncated: false })),
+            line(&KernelEvent::Exiting { pid: 1, code: 4, result: Some("ok".into()) }),
+            line(&KernelEvent::Spawned { info: Box::new(info(2)) }),
+            line(&KernelEvent::Exited { pid: 2, status: ExitStatus::Killed }),
         ];
-        let (procs, _) = replay(lines.into_iter());
-        assert_eq!(procs[&1].exit, Some(ExitStatus::Exited { code: 4, result: None }));
-        assert_eq!(procs[&2].exit, Some(ExitStatus::Killed));
-        assert!(procs[&1].pending_calls().is_empty());
-    }
-
-    #[test]
-    fn replay_keeps_the_compaction_point_and_the_shrunk_window() {
-        let ev = |e: KernelEvent| serde_json::to_string(&e).unwrap();
-        let lines = vec![
-            ev(KernelEvent::Spawned { info: Box::new(info(1)) }),
-            ev(KernelEvent::Compacted { pid: 1, entries: 4, context_start: 6 }),
-            ev(KernelEvent::ContextShrunk { pid: 1, prompt_tokens: 4200, limit: 4080, window: 2900 }),
-            ev(KernelEvent::Compacted { pid: 1, entries: 3, context_start: 11 }),
-            ev(KernelEvent::ContextShrunk { pid: 1, prompt_tokens: 4100, limit: 4080, window: 2600 }),
-        ];
-        let (procs, bad) = replay(lines.into_iter());
+        let (state, bad) = replay_lines(&lines);
         assert_eq!(bad, 0);
-        let s = &procs[&1];
-        assert_eq!((s.compacted, s.context_start, s.context_window), (7, 11, Some(2600)));
-    }
-
-    #[test]
-    fn replay_keeps_undelivered_input_and_unfired_timers() {
-        let ev = |e: KernelEvent| serde_json::to_string(&e).unwrap();
-        let lines = vec![
-            ev(KernelEvent::Spawned { info: Box::new(info(1)) }),
-            ev(KernelEvent::Delivered { pid: 1, queue: Queue::Mailbox, from: Some(2), content: "m1".into(), at_ms: 5 }),
-            ev(KernelEvent::Delivered { pid: 1, queue: Queue::Mailbox, from: Some(0), content: "m2".into(), at_ms: 6 }),
-            ev(KernelEvent::Delivered { pid: 1, queue: Queue::Stdin, from: None, content: "line".into(), at_ms: 6 }),
-            ev(KernelEvent::Consumed { pid: 1, queue: Queue::Mailbox }),
-            ev(KernelEvent::Scheduled { pid: 1, id: 1, due_ms: 100, prompt: "a".into() }),
-            ev(KernelEvent::Scheduled { pid: 1, id: 2, due_ms: 200, prompt: "b".into() }),
-            ev(KernelEvent::Delivered { pid: 1, queue: Queue::Events, from: None, content: "scheduled wake-up #1: a".into(), at_ms: 100 }),
-            ev(KernelEvent::Fired { pid: 1, id: 1 }),
-        ];
-        let (procs, bad) = replay(lines.into_iter());
-        assert_eq!(bad, 0);
-        let p = &procs[&1].pending;
-        assert_eq!(p.mailbox.iter().map(|m| (m.from, m.content.as_str())).collect::<Vec<_>>(), [(0, "m2")]);
-        assert_eq!(p.stdin, ["line"]);
-        assert_eq!(p.events, ["scheduled wake-up #1: a"]);
-        assert_eq!(p.timers.iter().map(|t| t.id).collect::<Vec<_>>(), [2]);
+        assert_eq!(state.procs[&1].exit, Some(ExitStatus::Exited { code: 4, result: Some("ok".into()) }));
+        assert_eq!(state.procs[&2].exit, Some(ExitStatus::Killed));
     }
 
     #[test]
     fn reaped_processes_are_not_replayed() {
-        let ev = |e: KernelEvent| serde_json::to_string(&e).unwrap();
         let mut child = info(2);
         child.parent = Some(1);
         let lines = vec![
-            ev(KernelEvent::Spawned { info: Box::new(info(1)) }),
-            ev(KernelEvent::Spawned { info: Box::new(child) }),
-            ev(KernelEvent::Exited { pid: 2, status: ExitStatus::Killed }),
-            ev(KernelEvent::Reaped { pid: 2 }),
+            line(&KernelEvent::Spawned { info: Box::new(info(1)) }),
+            line(&KernelEvent::Spawned { info: Box::new(child) }),
+            line(&KernelEvent::Exited { pid: 2, status: ExitStatus::Killed }),
+            line(&KernelEvent::Reaped { pid: 2 }),
         ];
-        let r = replay_all(lines.into_iter());
-        assert_eq!(r.procs.keys().copied().collect::<Vec<_>>(), [1]);
-        assert!(r.procs[&1].info.children.is_empty());
-        assert_eq!(r.reaped, BTreeSet::from([2]));
+        let (state, _) = replay_lines(&lines);
+        assert_eq!(state.procs.keys().copied().collect::<Vec<_>>(), [1]);
+        assert!(state.procs[&1].info.children.is_empty());
+        assert_eq!(state.reaped_ranges(), [(2, 2)]);
+    }
+
+    #[test]
+    fn a_restart_reads_the_snapshot_and_its_tail_and_archives_the_rest() {
+        let d = tempfile::tempdir().unwrap();
+        let dir = d.path().join("journal");
+        let j = FileJournal::open(&dir, JournalOptions::new(true)).unwrap();
+        assert!(j.replay().unwrap().procs.is_empty());
+        append_all(&j, &[
+            KernelEvent::Spawned { info: Box::new(info(3)) },
+            entry(3, 0, Entry::Stdout { text: "hi".into() }),
+            KernelEvent::Delivered { pid: 3, queue: Queue::Stdin, from: None, content: "line".into(), at_ms: 1 },
+            KernelEvent::Spawned { info: Box::new(info(4)) },
+            KernelEvent::Exited { pid: 4, status: ExitStatus::Killed },
+            KernelEvent::Reaped { pid: 4 },
+        ]);
+        let first = j.path();
+        drop(j);
+        // The next run: one new segment holding a snapshot of everything.
+        let j = FileJournal::open(&dir, JournalOptions::new(true)).unwrap();
+        let state = j.replay().unwrap();
+        assert_eq!(state.procs[&3].log.len(), 1);
+        assert_eq!(state.procs[&3].pending.stdin, ["line"]);
+        assert_eq!(state.reaped_ranges(), [(4, 4)]);
+        assert_eq!(segments(&dir), [j.path()]);
+        assert!(dir.join("archive").join(first.file_name().unwrap()).exists());
+        let text = std::fs::read_to_string(j.path()).unwrap();
+        assert!(text.starts_with("{\"event\":\"snapshot\"") && text.contains("\"event\":\"snapshot_end\""), "{text}");
+        append_all(&j, &[entry(3, 1, Entry::Stdout { text: "again".into() })]);
+        drop(j);
+        // The run after reads only the newest segment (the archived ones are not needed).
+        std::fs::remove_dir_all(dir.join("archive")).unwrap();
+        let j = FileJournal::open(&dir, JournalOptions::new(false)).unwrap();
+        let state = j.replay().unwrap();
+        assert_eq!(state.procs[&3].log.len(), 2);
+        assert!(!state.procs.contains_key(&4) && state.reaped.contains(&4));
+    }
+
+    #[test]
+    fn rotation_keeps_the_tail_bounded_and_loses_nothing() {
+        let d = tempfile::tempdir().unwrap();
+        let dir = d.path().join("journal");
+        let mut opts = JournalOptions::new(false);
+        opts.rotate_bytes = 4096;
+        let j = FileJournal::open(&dir, opts.clone()).unwrap();
+        append_all(&j, &[KernelEvent::Spawned { info: Box::new(info(1)) }]);
+        for seq in 0..400 {
+            append_all(&j, &[entry(1, seq, Entry::Stdout { text: format!("line {seq} {}", "x".repeat(40)) })]);
+        }
+        let st = j.status();
+        assert!(st.rotations >= 3, "{st:?}");
+        // The current segment is a snapshot plus a tail of about rotate_bytes (or the snapshot's size).
+        let len = std::fs::metadata(j.path()).unwrap().len();
+        drop(j);
+        let j = FileJournal::open(&dir, opts).unwrap();
+        let state = j.replay().unwrap();
+        assert_eq!(state.procs[&1].log.len(), 400);
+        assert!(state.procs[&1].is_complete());
+        // Rotated once the tail outgrew max(rotate_bytes, snapshot): at most about twice the state.
+        let mut snap = Vec::new();
+        encode_snapshot(&state, 0, &mut snap);
+        assert!(len <= 2 * snap.len() as u64 + 8192, "segment of {len} bytes, state of {}", snap.len());
+        assert_eq!(segments(&dir).len(), 1);
+    }
+
+    #[test]
+    fn fsync_and_write_failures_hold_events_back_and_resume() {
+        for (what, errno) in [("fsync", libc::EIO), ("write", libc::ENOSPC)] {
+            let d = tempfile::tempdir().unwrap();
+            let dir = d.path().join("journal");
+            let faults = Arc::new(FaultyStorage::default());
+            let mut opts = JournalOptions::new(true);
+            opts.storage = faults.clone();
+            let j = FileJournal::open(&dir, opts).unwrap();
+            append_all(&j, &[KernelEvent::Spawned { info: Box::new(info(1)) }]);
+            let switch = if what == "fsync" { &faults.fail_fsync } else { &faults.fail_writes };
+            switch.store(errno as u64, Ordering::SeqCst);
+            let lsn = j.append(&entry(1, 0, Entry::Stdout { text: "held back".into() }));
+            let t = Instant::now();
+            while j.watch().current().fault.is_none() {
+                assert!(t.elapsed() < Duration::from_secs(5), "{what}: no fault reported");
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            let d1 = j.watch().current();
+            assert!(d1.durable < lsn, "{what}: reported durable while failing");
+            let err = d1.fault.unwrap().error;
+            assert!(err.contains(&std::io::Error::from_raw_os_error(errno).to_string()), "{what}: {err}");
+            // More events while failing: queued, not lost.
+            let lsn2 = j.append(&entry(1, 1, Entry::Stdout { text: "also held".into() }));
+            std::thread::sleep(Duration::from_millis(150));
+            assert!(j.watch().current().durable < lsn);
+            switch.store(0, Ordering::SeqCst);
+            let t = Instant::now();
+            while j.watch().current().durable < lsn2 {
+                assert!(t.elapsed() < Duration::from_secs(10), "{what}: did not resume");
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            assert!(j.watch().current().fault.is_none());
+            assert!(j.status().failures >= 1);
+            // Every line whole, each once (the torn half-write was cut away).
+            let text = std::fs::read_to_string(j.path()).unwrap();
+            assert_eq!(text.matches("held back").count(), 1, "{what}: {text}");
+            assert!(text.lines().all(|l| codec::decode_str::<serde_json::Value>(l).is_ok()), "{what}: {text}");
+            drop(j);
+            let j = FileJournal::open(&dir, JournalOptions::new(false)).unwrap();
+            let state = j.replay().unwrap();
+            assert_eq!(state.procs[&1].log.len(), 2, "{what}");
+        }
     }
 
     #[test]
     fn archive_is_pruned_by_count_and_age() {
-        use std::time::{Duration, SystemTime};
+        use std::time::SystemTime;
         let d = tempfile::tempdir().unwrap();
         let now = SystemTime::now();
         let hour = Duration::from_secs(3600);
@@ -688,23 +957,11 @@ mod tests {
         // Age: older than 2.5 h goes (run-2 and run-3), within the count.
         let gone = prune_archive(d.path(), 4, hour * 5 / 2, now);
         assert_eq!(names(gone), ["run-2-9.jsonl", "run-3-9.jsonl"]);
-        let mut left: Vec<String> = std::fs::read_dir(d.path()).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+        let mut left: Vec<String> =
+            std::fs::read_dir(d.path()).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
         left.sort();
         assert_eq!(left, ["notes.txt", "run-4-9.jsonl", "run-5-9.jsonl"]);
-        // Nothing to do, and no directory at all, are fine.
         assert!(prune_archive(d.path(), 4, hour * 5 / 2, now).is_empty());
         assert!(prune_archive(&d.path().join("none"), 0, Duration::ZERO, now).is_empty());
-    }
-
-    #[test]
-    fn journal_writes_lines_that_replay() {
-        let d = tempfile::tempdir().unwrap();
-        let j = Journal::create(d.path(), 5, false).unwrap();
-        j.record(&KernelEvent::Spawned { info: Box::new(info(3)) });
-        j.record(&KernelEvent::Entry { entry: LogEntry { pid: 3, seq: 0, at_ms: 1, entry: Entry::Stdout { text: "hi".into() } } });
-        let r = read(j.path()).unwrap();
-        assert_eq!(r.bad, 0);
-        assert_eq!(r.procs[&3].log.len(), 1);
-        assert_eq!(earlier_runs(d.path(), Path::new("/nonexistent")), vec![j.path().to_path_buf()]);
     }
 }

@@ -10,6 +10,7 @@
 pub mod api;
 pub mod client;
 pub mod config;
+mod introspect;
 pub mod journal;
 pub mod server;
 pub mod stack;

@@ -23,7 +23,7 @@ use bytes::Bytes;
 use serde::Deserialize;
 use tokio::sync::{broadcast, mpsc, Notify};
 
-use aos_kernel::{Budgets, Kernel, KernelError, KernelEvent, SpawnRequest};
+use aos_kernel::{Budgets, Journal, Kernel, KernelError, KernelEvent, SpawnRequest};
 
 use crate::api::*;
 use crate::config::Config;
@@ -31,14 +31,17 @@ use crate::journal;
 use crate::Paths;
 
 #[derive(Clone)]
-struct AppState {
-    kernel: Kernel,
-    cfg: Arc<Config>,
-    paths: Arc<Paths>,
-    started_at_ms: u64,
+pub(crate) struct AppState {
+    pub(crate) kernel: Kernel,
+    pub(crate) cfg: Arc<Config>,
+    pub(crate) paths: Arc<Paths>,
+    pub(crate) started_at_ms: u64,
+    /// Whether aos.toml existed when the config was loaded.
+    pub(crate) file_present: bool,
     started: Instant,
     shutdown: Arc<Notify>,
     recovery: Arc<Vec<String>>,
+    journal: Arc<journal::FileJournal>,
     control_tcp: Option<String>,
     webhooks: Option<String>,
 }
@@ -122,22 +125,19 @@ pub async fn run_foreground(paths: Paths) -> Result<()> {
         None => None,
     };
 
-    // Journal: recover what the previous run left unfinished, then record this run.
-    let journal = journal::Journal::create(&paths.journal(), started_at_ms, cfg.journal.fsync)?;
-    journal.attach(&kernel);
-    let recovery = journal::recover(&paths.journal(), &journal, &kernel).await;
+    // Journal: read what earlier runs left (a snapshot and its tail), start
+    // this run's segment, then rebuild the processes in the kernel.
+    let opts = cfg.journal.to_options(&cfg.retention);
+    let dir = paths.journal();
+    let journal = tokio::task::spawn_blocking(move || journal::FileJournal::open(&dir, opts))
+        .await
+        .context("the journal reader stopped")??;
+    kernel.attach_journal(journal.clone());
+    let replay = journal.replay().map_err(|e| anyhow::anyhow!("{e}"))?;
+    let mut recovery = journal.report.clone();
+    recovery.extend(kernel.recover(replay).await);
     for line in &recovery {
-        eprintln!("recovery: {line}");
-    }
-    // Archived journals of earlier runs: kept by the same rules as ended processes.
-    let pruned = journal::prune_archive(
-        &paths.journal().join("archive"),
-        cfg.retention.max_archived_journals,
-        cfg.retention.ended_ttl(),
-        std::time::SystemTime::now(),
-    );
-    if !pruned.is_empty() {
-        tracing::info!("deleted {} archived journal(s) beyond the [retention] limits", pruned.len());
+        tracing::info!("recovery: {line}");
     }
 
     // The socket: created with mode 0600 (umask while binding, then chmod).
@@ -176,18 +176,20 @@ pub async fn run_foreground(paths: Paths) -> Result<()> {
     let state = AppState {
         kernel: kernel.clone(),
         cfg: Arc::new(cfg),
+        file_present: paths.config().exists(),
         paths: Arc::new(paths.clone()),
         started_at_ms,
         started: Instant::now(),
         shutdown: shutdown.clone(),
         recovery: Arc::new(recovery),
+        journal: journal.clone(),
         control_tcp: tcp.as_ref().map(|t| t.1.to_string()),
         webhooks: webhook_listener.as_ref().map(|(_, u)| u.clone()),
     };
     let app = router(state);
     let stop_tcp = Arc::new(Notify::new());
     let tcp_server = tcp.map(|(listener, bound, token)| {
-        eprintln!("control API also on http://{bound} (bearer token in {})", paths.control_token().display());
+        tracing::info!("control API also on http://{bound} (bearer token in {})", paths.control_token().display());
         let app = app.clone().layer(axum::middleware::from_fn_with_state(Arc::<str>::from(token), require_token));
         let stop = stop_tcp.clone();
         tokio::spawn(async move {
@@ -195,7 +197,7 @@ pub async fn run_foreground(paths: Paths) -> Result<()> {
         })
     });
     let webhook_server = webhook_listener.map(|(l, url)| {
-        eprintln!("webhooks on {url}");
+        tracing::info!("webhooks on {url}");
         let app = webhook_router(WebhookState {
             kernel: kernel.clone(),
             max_body: cfg_webhooks.max_body_bytes,
@@ -203,7 +205,7 @@ pub async fn run_foreground(paths: Paths) -> Result<()> {
         });
         tokio::spawn(async move { axum::serve(l, app).await })
     });
-    eprintln!("aos kernel {} listening on {} (pid {})", env!("CARGO_PKG_VERSION"), paths.socket().display(), std::process::id());
+    tracing::info!("aos kernel {} listening on {} (pid {})", env!("CARGO_PKG_VERSION"), paths.socket().display(), std::process::id());
 
     let stop = Arc::new(Notify::new());
     let stop2 = stop.clone();
@@ -219,7 +221,7 @@ pub async fn run_foreground(paths: Paths) -> Result<()> {
         _ = term.recv() => "SIGTERM",
         _ = int.recv() => "SIGINT",
     };
-    eprintln!("aos kernel stopping ({why}); unfinished processes stay in the journal");
+    tracing::info!("aos kernel stopping ({why}); unfinished processes stay in the journal");
     stop.notify_one();
     stop_tcp.notify_one();
     if let Some(w) = webhook_server {
@@ -233,6 +235,8 @@ pub async fn run_foreground(paths: Paths) -> Result<()> {
     let _ = std::fs::remove_file(paths.control_token());
     // Remove this kernel's sandbox containers.
     let _ = tokio::time::timeout(Duration::from_secs(20), kernel.shutdown()).await;
+    // What is still queued goes to disk.
+    journal.close();
     let _ = std::fs::remove_file(paths.socket());
     let _ = std::fs::remove_file(paths.pid_file());
     Ok(())
@@ -251,22 +255,26 @@ fn router(state: AppState) -> Router {
         .route("/v1/procs/{pid}/message", post(message))
         .route("/v1/procs/{pid}/wait", get(wait))
         .route("/v1/events", get(events))
+        .route("/v1/config", get(crate::introspect::config))
+        .route("/v1/webhooks", get(crate::introspect::webhooks))
         .with_state(state)
 }
 
 async fn status(State(s): State<AppState>) -> Json<StatusInfo> {
     let ps = s.kernel.ps();
     let live = ps.iter().filter(|p| !p.status.is_terminal()).count();
+    let paused = ps.iter().filter(|p| matches!(p.status, aos_kernel::ProcessStatus::Paused { .. })).count();
     Json(StatusInfo {
         pid: std::process::id(),
         version: env!("CARGO_PKG_VERSION").into(),
         home: s.paths.home.clone(),
         started_at_ms: s.started_at_ms,
         uptime_secs: s.started.elapsed().as_secs(),
-        processes: ProcessCounts { total: ps.len(), live, exited: ps.len() - live },
+        processes: ProcessCounts { total: ps.len(), live, exited: ps.len() - live, paused },
         recovery: s.recovery.as_ref().clone(),
         control_tcp: s.control_tcp.clone(),
         webhooks: s.webhooks.clone(),
+        journal: Some(s.journal.status()),
     })
 }
 
@@ -389,15 +397,14 @@ async fn shutdown(State(s): State<AppState>) -> Json<serde_json::Value> {
 async fn spawn(State(s): State<AppState>, Json(b): Json<SpawnBody>) -> Result<Json<SpawnReply>, AppErr> {
     let cfg = &s.cfg;
     // Default: the embedded offline model.
-    let provider = b.provider.clone().or(cfg.provider.clone()).unwrap_or_else(|| "local".to_string());
-    let model = b.model.clone().or(cfg.model.clone()).unwrap_or_else(|| {
-        if provider == "local" { "default".to_string() } else { String::new() }
-    });
-    if model.is_empty() {
+    let provider = b.provider.clone().filter(|p| !p.trim().is_empty()).unwrap_or_else(|| cfg.effective_provider());
+    // The provider first: a misspelt one is the error, not the missing model.
+    aos_providers::check_provider_name(&provider).map_err(|e| bad(e.to_string()))?;
+    let Some(model) = b.model.clone().filter(|m| !m.trim().is_empty()).or_else(|| cfg.effective_model(&provider)) else {
         return Err(bad(format!(
             "no model given for provider `{provider}`: pass --model or set `model` in aos.toml (or AOS_MODEL when starting the kernel)"
         )));
-    }
+    };
     let base_url = b.base_url.clone().or_else(|| {
         cfg.providers
             .get(&provider)
@@ -428,8 +435,24 @@ async fn spawn(State(s): State<AppState>, Json(b): Json<SpawnBody>) -> Result<Js
         parent: None,
     };
     let pid = s.kernel.spawn(req).await?;
+    // Acknowledged once journalled (a moment; not while the journal fails).
+    s.kernel.sync(ACK_WAIT).await;
     let workspace = s.kernel.info(pid)?.workspace;
     Ok(Json(SpawnReply { pid, workspace }))
+}
+
+/// How long an acknowledgement waits for what it queued to be journalled.
+const ACK_WAIT: Duration = Duration::from_secs(2);
+
+/// `{"ok": true}` once what was queued is durable; with a `warning` when
+/// the journal cannot be written now (it is queued and will be written;
+/// the control API does not hang on a failing disk).
+async fn ack(s: &AppState) -> serde_json::Value {
+    if s.kernel.sync(ACK_WAIT).await {
+        return serde_json::json!({"ok": true});
+    }
+    let why = s.kernel.durability().and_then(|d| d.fault).map(|f| f.error).unwrap_or_else(|| "the journal is slow".into());
+    serde_json::json!({"ok": true, "warning": format!("queued, but not journalled yet: {why}")})
 }
 
 async fn ps(State(s): State<AppState>) -> Json<Vec<aos_kernel::ProcessInfo>> {
@@ -440,8 +463,16 @@ async fn info(State(s): State<AppState>, UrlPath(pid): UrlPath<u64>) -> Result<J
     Ok(Json(s.kernel.info(pid)?))
 }
 
+/// Kills `pid` and its live descendants. Like `stdin`/`message`, a process
+/// that has ended (with nothing left running under it) is a 409 saying how it ended.
 async fn kill(State(s): State<AppState>, UrlPath(pid): UrlPath<u64>) -> Result<Json<KillReply>, AppErr> {
-    Ok(Json(KillReply { killed: s.kernel.kill(pid)? }))
+    let killed = s.kernel.kill(pid)?;
+    if killed.is_empty() {
+        if let Some(status) = s.kernel.exit_status(pid)? {
+            return Err(KernelError::NotRunning { pid, status }.into());
+        }
+    }
+    Ok(Json(KillReply { killed }))
 }
 
 async fn stdin(
@@ -450,7 +481,7 @@ async fn stdin(
     Json(b): Json<TextBody>,
 ) -> Result<Json<serde_json::Value>, AppErr> {
     s.kernel.send_stdin(pid, b.text)?;
-    Ok(Json(serde_json::json!({"ok": true})))
+    Ok(Json(ack(&s).await))
 }
 
 async fn message(
@@ -459,7 +490,7 @@ async fn message(
     Json(b): Json<TextBody>,
 ) -> Result<Json<serde_json::Value>, AppErr> {
     s.kernel.send_message(pid, b.text)?;
-    Ok(Json(serde_json::json!({"ok": true})))
+    Ok(Json(ack(&s).await))
 }
 
 async fn wait(State(s): State<AppState>, UrlPath(pid): UrlPath<u64>) -> Result<Json<aos_kernel::ExitStatus>, AppErr> {
@@ -476,8 +507,8 @@ struct LogsQuery {
 fn ndjson(rx: mpsc::Receiver<KernelEvent>) -> Response {
     let stream = futures_util::stream::unfold(rx, |mut rx| async move {
         let ev = rx.recv().await?;
-        let mut line = serde_json::to_vec(&ev).unwrap_or_default();
-        line.push(b'\n');
+        // The kernel's line codec: clients read every line back, however deeply nested.
+        let line = aos_kernel::codec::encode(&ev).unwrap_or_default();
         Some((Ok::<Bytes, Infallible>(Bytes::from(line)), rx))
     });
     Response::builder()
@@ -552,6 +583,9 @@ async fn logs(
                 | KernelEvent::Consumed { .. }
                 | KernelEvent::Scheduled { .. }
                 | KernelEvent::Fired { .. }
+                | KernelEvent::Exiting { .. }
+                | KernelEvent::Counters { .. }
+                | KernelEvent::WebhookRegistered { .. }
                 | KernelEvent::Reaped { .. } => (false, false),
             };
             if mine && tx.send(ev).await.is_err() {

@@ -86,6 +86,8 @@ pub fn providers(cfg: &Config) -> ProviderFactory {
     let settings = cfg.providers.clone();
     let registry = registry();
     Arc::new(move |provider: &str, base_url: Option<&str>| {
+        // A misspelt name is refused with the closest known one.
+        aos_providers::check_provider_name(provider)?;
         let s = settings.get(provider).cloned().unwrap_or_default();
         let mut pc = ProviderConfig::new(provider);
         pc.base_url = base_url.map(str::to_string).or(s.base_url);

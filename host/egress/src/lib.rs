@@ -5,18 +5,29 @@
 //!
 //! Whatever the component asks, the host: allows `GET` only; allows only the
 //! hosts the agent's grant names (`net` = any, `net:HOST` = that host);
-//! resolves the host itself and refuses loopback, private, link-local
-//! (including cloud metadata), multicast and other non-public addresses
-//! unless the operator allow-listed them, then connects to the address it
-//! checked (so DNS rebinding cannot swap it); applies connect and read
+//! resolves the host itself (numeric hosts in any IPv4 spelling are read as
+//! addresses, never resolved) and refuses every address that is not public
+//! by the IANA special-purpose registries (`addr.rs`: loopback, private,
+//! link-local and cloud metadata, IPv6 forms embedding such an IPv4
+//! address, …) unless the operator allow-listed it, then connects to the
+//! address it checked (so DNS rebinding cannot swap it); applies connect and read
 //! timeouts; refuses bodies whose `Content-Length` is over the cap and cuts
 //! longer streams. Redirects are followed by the guest, so each hop is a new
 //! request that passes this policy again. The reason for a refusal is
 //! recorded for the runtime to report to the model (the guest only sees a
 //! `wasi:http` error code).
+//!
+//! The same policy is applied to the commands of `exec:net` sandboxes by the
+//! egress proxy ([`proxy`]), their only way out; the address table is
+//! [`addr`].
+
+pub mod addr;
+pub mod proxy;
+
+pub use proxy::Egress;
 
 use std::future::Future;
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -45,6 +56,24 @@ pub struct NetConfig {
     /// PEM files of extra root certificates trusted for `https`, besides the
     /// Mozilla roots built in (e.g. a company's internal CA).
     pub ca_files: Vec<PathBuf>,
+    /// Resolves host names (default: the system resolver). A hook for tests
+    /// and embedders; whatever it answers still passes the address policy.
+    pub resolver: Option<ResolverHook>,
+}
+
+/// Resolves a host name to socket addresses for the network policy.
+pub trait Resolve: Send + Sync + 'static {
+    fn resolve(&self, host: &str, port: u16) -> Pin<Box<dyn Future<Output = std::io::Result<Vec<SocketAddr>>> + Send>>;
+}
+
+/// A [`Resolve`] implementation plugged into [`NetConfig::resolver`].
+#[derive(Clone)]
+pub struct ResolverHook(pub Arc<dyn Resolve>);
+
+impl std::fmt::Debug for ResolverHook {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ResolverHook(..)")
+    }
 }
 
 impl Default for NetConfig {
@@ -55,6 +84,7 @@ impl Default for NetConfig {
             connect_timeout: Duration::from_secs(10),
             read_timeout: Duration::from_secs(10),
             ca_files: Vec::new(),
+            resolver: None,
         }
     }
 }
@@ -138,74 +168,18 @@ fn ip_in_cidr(ip: IpAddr, cidr: &str) -> bool {
     }
 }
 
-/// Why `ip` is not a public address, if it is not.
-pub fn non_public_reason(ip: IpAddr) -> Option<&'static str> {
-    match ip {
-        IpAddr::V4(v4) => v4_reason(v4),
-        IpAddr::V6(v6) => {
-            if let Some(v4) = v6.to_ipv4_mapped() {
-                return v4_reason(v4);
-            }
-            let seg0 = v6.segments()[0];
-            if v6.is_loopback() {
-                Some("loopback")
-            } else if v6.is_unspecified() {
-                Some("unspecified")
-            } else if v6.is_multicast() {
-                Some("multicast")
-            } else if seg0 & 0xfe00 == 0xfc00 {
-                Some("private (unique local)")
-            } else if seg0 & 0xffc0 == 0xfe80 {
-                Some("link-local")
-            } else if ip_in_cidr(ip, "64:ff9b::/96") || ip_in_cidr(ip, "2002::/16") {
-                Some("an IPv4 translation range")
-            } else if ip_in_cidr(ip, "2001:db8::/32") {
-                Some("documentation")
-            } else {
-                None
-            }
-        }
-    }
-}
-
-fn v4_reason(v4: Ipv4Addr) -> Option<&'static str> {
-    let ip = IpAddr::V4(v4);
-    if v4.is_loopback() {
-        Some("loopback")
-    } else if v4.is_private() {
-        Some("private")
-    } else if v4 == Ipv4Addr::new(169, 254, 169, 254) {
-        Some("the cloud metadata service")
-    } else if v4.is_link_local() {
-        Some("link-local")
-    } else if v4.is_multicast() {
-        Some("multicast")
-    } else if v4.is_broadcast() || v4.is_unspecified() || ip_in_cidr(ip, "0.0.0.0/8") {
-        Some("unspecified or broadcast")
-    } else if ip_in_cidr(ip, "100.64.0.0/10") {
-        Some("carrier-grade NAT (shared)")
-    } else if ip_in_cidr(ip, "192.0.0.0/24")
-        || ip_in_cidr(ip, "198.18.0.0/15")
-        || ip_in_cidr(ip, "240.0.0.0/4")
-    {
-        Some("reserved")
-    } else if ip_in_cidr(ip, "192.0.2.0/24")
-        || ip_in_cidr(ip, "198.51.100.0/24")
-        || ip_in_cidr(ip, "203.0.113.0/24")
-    {
-        Some("documentation")
-    } else {
-        None
-    }
-}
-
 impl NetConfig {
-    fn host_allowed(&self, host: &str) -> bool {
+    pub(crate) fn host_allowed(&self, host: &str) -> bool {
         self.allow.iter().any(|a| a.eq_ignore_ascii_case(host))
     }
 
-    fn ip_allowed(&self, ip: IpAddr) -> bool {
-        self.allow.iter().any(|a| ip_in_cidr(ip, a))
+    /// Allow-listed: the address, or the IPv4 address an IPv4-mapped IPv6 address stands for.
+    pub(crate) fn ip_allowed(&self, ip: IpAddr) -> bool {
+        let mapped = match ip {
+            IpAddr::V6(v6) => v6.to_ipv4_mapped().map(IpAddr::V4),
+            IpAddr::V4(_) => None,
+        };
+        self.allow.iter().any(|a| ip_in_cidr(ip, a) || mapped.is_some_and(|m| ip_in_cidr(m, a)))
     }
 }
 
@@ -229,46 +203,98 @@ fn refuse(notes: &Notes, note: String, code: HttpError) -> HttpError {
     code
 }
 
-/// Resolves and vets the destination. Returns the address to connect to.
-async fn vet(
-    host: &str,
-    port: u16,
-    config: &NetConfig,
-    notes: &Notes,
-) -> Result<SocketAddr, HttpError> {
+/// A destination the policy refused: the reason for the model or the
+/// proxy's client, and the `wasi:http` code a guest sees.
+pub(crate) struct Refused {
+    pub code: HttpError,
+    pub note: String,
+}
+
+impl Refused {
+    fn new(code: HttpError, note: String) -> Self {
+        Refused { code, note }
+    }
+}
+
+/// The address a host name stands for when it is an IP address in any
+/// spelling (`[::1]`, `127.0.0.1`, `127.1`, `0x7f000001`, …): `Some(Ok)`;
+/// a numeric host out of range: `Some(Err)`; a name: `None`.
+pub(crate) fn literal_ip(host: &str) -> Option<Result<IpAddr, String>> {
     let bare = host.trim_start_matches('[').trim_end_matches(']');
-    let addrs: Vec<SocketAddr> = if let Ok(ip) = bare.parse::<IpAddr>() {
-        vec![SocketAddr::new(ip, port)]
-    } else {
-        match tokio::time::timeout(config.connect_timeout, tokio::net::lookup_host((bare, port))).await {
-            Err(_) => return Err(refuse(notes, format!("resolving `{host}` timed out"), HttpError::DnsTimeout)),
-            Ok(Err(e)) => {
-                return Err(refuse(
-                    notes,
-                    format!("cannot resolve `{host}`: {e}"),
-                    HttpError::DnsError { rcode: None, info_code: None },
-                ))
+    if let Ok(ip) = bare.parse::<IpAddr>() {
+        return Some(Ok(ip));
+    }
+    crate::addr::parse_ipv4_loose(bare).map(|r| r.map(IpAddr::V4))
+}
+
+/// Whether the grants in `caps` allow `host` (compared as written, and as
+/// the address it spells when it is numeric).
+pub(crate) fn host_granted(caps: &CapabilitySet, host: &str) -> bool {
+    let bare = host.trim_start_matches('[').trim_end_matches(']');
+    if caps.allows_net_host(bare) {
+        return true;
+    }
+    match literal_ip(bare) {
+        Some(Ok(ip)) => {
+            let mapped = match ip {
+                IpAddr::V6(v6) => v6.to_ipv4_mapped().map(|v4| v4.to_string()),
+                IpAddr::V4(_) => None,
+            };
+            caps.allows_net_host(&ip.to_string()) || mapped.is_some_and(|m| caps.allows_net_host(&m))
+        }
+        _ => false,
+    }
+}
+
+/// Resolves and vets the destination: every address the name resolves to
+/// must be public (or allow-listed). Returns the address to connect to —
+/// the one checked here, so the connection cannot go anywhere else.
+pub(crate) async fn vet(host: &str, port: u16, config: &NetConfig) -> Result<SocketAddr, Refused> {
+    let bare = host.trim_start_matches('[').trim_end_matches(']');
+    let addrs: Vec<SocketAddr> = match literal_ip(bare) {
+        Some(Ok(ip)) => vec![SocketAddr::new(ip, port)],
+        Some(Err(why)) => {
+            return Err(Refused::new(HttpError::HttpRequestUriInvalid, format!("{why}: not a valid IPv4 address")))
+        }
+        None => {
+            let lookup = async {
+                match &config.resolver {
+                    Some(r) => r.0.resolve(bare, port).await,
+                    None => tokio::net::lookup_host((bare, port)).await.map(|a| a.collect()),
+                }
+            };
+            match tokio::time::timeout(config.connect_timeout, lookup).await {
+                Err(_) => return Err(Refused::new(HttpError::DnsTimeout, format!("resolving `{host}` timed out"))),
+                Ok(Err(e)) => {
+                    return Err(Refused::new(
+                        HttpError::DnsError { rcode: None, info_code: None },
+                        format!("cannot resolve `{host}`: {e}"),
+                    ))
+                }
+                Ok(Ok(a)) => a,
             }
-            Ok(Ok(a)) => a.collect(),
         }
     };
     if addrs.is_empty() {
-        return Err(refuse(notes, format!("`{host}` has no addresses"), HttpError::DestinationNotFound));
+        return Err(Refused::new(HttpError::DestinationNotFound, format!("`{host}` has no addresses")));
     }
     let host_listed = config.host_allowed(bare);
     // Every address must pass: a name that resolves to a private address among
     // public ones is refused as a whole.
     for a in &addrs {
-        if let Some(why) = non_public_reason(a.ip()) {
+        if let Some(why) = crate::addr::non_public_reason(a.ip()) {
             if !host_listed && !config.ip_allowed(a.ip()) {
-                return Err(refuse(
-                    notes,
-                    format!(
-                        "`{host}` resolves to {}, a {why} address; requests to non-public addresses are refused \
-                         (an operator can allow it with `[net] allow` in aos.toml)",
-                        a.ip()
-                    ),
+                let what = if literal_ip(bare).is_some() {
+                    format!("`{host}` is {}", a.ip())
+                } else {
+                    format!("`{host}` resolves to {}", a.ip())
+                };
+                return Err(Refused::new(
                     HttpError::DestinationIpProhibited,
+                    format!(
+                        "{what}, which is not public: {why}; requests to non-public addresses are refused \
+                         (an operator can allow it with `[net] allow` in aos.toml)"
+                    ),
                 ));
             }
         }
@@ -374,7 +400,7 @@ async fn send(
         return Err(refuse(&notes, "the URL has no host".into(), HttpError::HttpRequestUriInvalid));
     };
     let bare = host.trim_start_matches('[').trim_end_matches(']').to_string();
-    if !caps.allows_net_host(&bare) {
+    if !host_granted(&caps, &bare) {
         return Err(refuse(
             &notes,
             format!("capability `net:{bare}` not granted (this process may fetch only the hosts it was granted)"),
@@ -382,7 +408,7 @@ async fn send(
         ));
     }
     let port = uri.port_u16().unwrap_or(if tls { 443 } else { 80 });
-    let addr = vet(&host, port, config, &notes).await?;
+    let addr = vet(&host, port, config).await.map_err(|r| refuse(&notes, r.note, r.code))?;
 
     let tcp = match tokio::time::timeout(config.connect_timeout, TcpStream::connect(addr)).await {
         Err(_) => {
@@ -481,30 +507,15 @@ mod tests {
     use super::*;
 
     #[test]
-    fn non_public_addresses_are_recognised() {
-        for (ip, public) in [
-            ("127.0.0.1", false),
-            ("10.1.2.3", false),
-            ("172.16.0.1", false),
-            ("192.168.1.1", false),
-            ("169.254.169.254", false),
-            ("169.254.1.1", false),
-            ("224.0.0.1", false),
-            ("0.0.0.0", false),
-            ("100.64.0.1", false),
-            ("::1", false),
-            ("fd00::1", false),
-            ("fe80::1", false),
-            ("::ffff:127.0.0.1", false),
-            ("::ffff:10.0.0.1", false),
-            ("64:ff9b::a00:1", false),
-            ("8.8.8.8", true),
-            ("1.1.1.1", true),
-            ("2606:4700:4700::1111", true),
-        ] {
-            let ip: IpAddr = ip.parse().unwrap();
-            assert_eq!(non_public_reason(ip).is_none(), public, "{ip}");
+    fn numeric_hosts_are_addresses() {
+        for h in ["127.1", "2130706433", "0x7f000001", "0177.0.0.1", "[::1]", "127.0.0.1"] {
+            assert!(matches!(literal_ip(h), Some(Ok(ip)) if ip.is_loopback()), "{h}");
         }
+        assert!(matches!(literal_ip("999.1.1.1"), Some(Err(_))));
+        assert!(literal_ip("example.com").is_none());
+        let caps = CapabilitySet::parse(["net:127.0.0.1"]).unwrap();
+        assert!(host_granted(&caps, "0x7f000001"));
+        assert!(!host_granted(&caps, "localhost"));
     }
 
     #[test]

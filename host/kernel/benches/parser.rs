@@ -24,7 +24,8 @@ fn time_ms(reply: &str, expect: usize) -> f64 {
 }
 
 fn main() {
-    let shapes: [(&str, fn(usize) -> String); 3] = [
+    type Shape = (&'static str, fn(usize) -> String);
+    let shapes: [Shape; 3] = [
         ("malformed, one line", |n| "[SYS_CALL::A ".repeat(n)),
         ("malformed, a line each", |n| "[SYS_CALL::B] oops\n".repeat(n)),
         ("well-formed calls", |n| "[SYS_CALL::SYS_WRITE_STDOUT] {\"text\": \"tick\"}\n".repeat(n)),

@@ -23,6 +23,7 @@
 //! `KernelEvent::Compacted`, so a restored process continues from the same
 //! point. This module depends only on the process vocabulary.
 
+use aos_abi::syscall::{ERROR_PREFIX, RESULT_PREFIX, TASK_PREFIX};
 use aos_abi::{Capability, CapabilitySet, SyscallSpec};
 use aos_providers::{Message, Role};
 
@@ -94,16 +95,16 @@ pub fn render_system_prompt(p: &PromptFacts, specs: &[SyscallSpec]) -> String {
 
 /// The user message carrying the task.
 pub fn task_message(task: &str) -> String {
-    format!("[TASK] {task}")
+    format!("{TASK_PREFIX} {task}")
 }
 
 /// Renders one history entry as a message (None for log-only entries).
 pub fn render(entry: &Entry) -> Option<Message> {
     let (role, content) = match entry {
         Entry::Reply { text, .. } => (Role::Assistant, text.clone()),
-        Entry::Result { id, name, output, .. } => (Role::User, format!("[RESULT {name}#{id}] {output}")),
+        Entry::Result { id, name, output, .. } => (Role::User, format!("{RESULT_PREFIX}{name}#{id}] {output}")),
         Entry::Error { id, name, error, .. } => {
-            (Role::User, format!("[ERROR {}#{id}] {error}", name.as_deref().unwrap_or("SYS_CALL")))
+            (Role::User, format!("{ERROR_PREFIX}{}#{id}] {error}", name.as_deref().unwrap_or("SYS_CALL")))
         }
         Entry::Event { text } => (Role::User, format!("[EVENT] {text}")),
         Entry::Notice { text } => (Role::User, format!("[KERNEL] {text}")),

@@ -10,13 +10,15 @@
 //!    where approvals (allow / ask / deny per syscall and argument pattern)
 //!    go; today every resolved, valid call is allowed;
 //! 4. **execute**: the kernel's implementation ([`crate::syscalls::run`])
-//!    or the source's handle.
+//!    or the source's handle — a call that acts on the world first waits
+//!    until the caller's journalled events are durable.
 
 use std::sync::Arc;
 
 use aos_abi::{AgentContext, SyscallError};
 use serde_json::Value;
 
+use crate::durability::await_durable;
 use crate::ipc::IpcInbox;
 use crate::parser::ParsedCall;
 use crate::pcb::Process;
@@ -28,7 +30,13 @@ use crate::syscalls::{run, Outcome};
 /// Resolves, validates, authorizes and runs one parsed call for `p`.
 pub(crate) async fn dispatch(env: CallEnv<'_>, p: &Arc<Process>, inbox: &mut IpcInbox, call: &ParsedCall) -> Outcome {
     match prepare(env, p, call) {
-        Ok(resolved) => execute(env, p, inbox, resolved, &call.args).await,
+        Ok(resolved) => {
+            if acts_on_world(&resolved, p) {
+                // The reply that asked for it is durable before it runs.
+                await_durable(env.events, p).await;
+            }
+            execute(env, p, inbox, resolved, &call.args).await
+        }
         Err(e) => Outcome::Err(e),
     }
 }
@@ -51,6 +59,16 @@ fn validate(resolved: &Resolved, name: &str, args: &Value) -> Result<(), Syscall
 /// a resolved, valid call is allowed.
 fn authorize(_p: &Process, _resolved: &Resolved, _args: &Value) -> Result<(), SyscallError> {
     Ok(())
+}
+
+/// Whether running it may have an effect outside `p` (driver calls,
+/// messages, spawns, webhooks, piped stdout): such a call waits until
+/// `p`'s journalled events are durable (see [`crate::durability`]).
+fn acts_on_world(resolved: &Resolved, p: &Process) -> bool {
+    match resolved {
+        Resolved::Kernel(k) => k.acts_on_world(p.pipe_to.is_some()),
+        Resolved::Source(_) => true,
+    }
 }
 
 async fn execute(env: CallEnv<'_>, p: &Arc<Process>, inbox: &mut IpcInbox, resolved: Resolved, args: &Value) -> Outcome {

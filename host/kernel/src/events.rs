@@ -1,19 +1,250 @@
-//! Kernel events: everything that happens to a process, as one serializable
-//! [`KernelEvent`] stream. Journals receive it synchronously through an
-//! [`EventSink`] (crash recovery replays it); `logs -f` and `top` subscribe
-//! to its broadcast. The [`EventBus`] is the one place events go out; the
-//! changes that produce them are in [`crate::pcb`] (a running process) and
-//! [`crate::lifecycle`] (spawn, end, reaping). A leaf module: it depends
-//! only on the process vocabulary ([`crate::process`], [`crate::ipc::Queue`]).
+//! The kernel's record, a leaf module (serde only): the serializable types
+//! that describe a process and its history ([`ProcessStatus`],
+//! [`ExitStatus`], [`Budgets`], [`Counters`], [`Entry`], [`LogEntry`],
+//! [`ProcessInfo`], queued input), the [`KernelEvent`]s that change them —
+//! what the journal stores, `logs -f` streams and [`crate::replay`] folds —
+//! and [`RestoreRequest`], the state a restore needs; and where events go:
+//! [`EventSink`]s (journals) and the event bus. A leaf module apart from the
+//! bus, which appends to the attached [`crate::durability::Journal`].
+//!
+//! Every event says which process it is about ([`KernelEvent::pid`]).
+//! Facts that recovery needs are events of their own (a webhook
+//! registered, `SYS_EXIT` called, the counters), so nothing has to be
+//! recovered by reading syscall results by name.
 
-use std::sync::Arc;
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use parking_lot::RwLock;
 use serde::{Deserialize, Serialize};
-use tokio::sync::broadcast;
+use serde_json::Value;
 
-use crate::ipc;
-use crate::process::{ExitStatus, LogEntry, Pid, ProcessInfo, ProcessStatus};
+/// Process id; the first process is 1.
+pub type Pid = u64;
+
+/// Milliseconds since the Unix epoch.
+pub fn now_ms() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
+}
+
+/// What a process is doing right now.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "state", rename_all = "snake_case")]
+pub enum ProcessStatus {
+    /// Runnable; waiting for its turn at the model (a provider slot).
+    Ready,
+    /// Executing syscalls.
+    Running,
+    /// A model call is in flight.
+    WaitingModel,
+    /// Blocked in `RECV_MSG`.
+    BlockedRecv,
+    /// Blocked in `SYS_READ_STDIN`.
+    BlockedStdin,
+    /// Suspended by `SLEEP` until this time (Unix ms).
+    Sleeping { until_ms: u64 },
+    /// Waiting until its journalled events are durable before its next
+    /// side effect, while the journal cannot be written (`reason` says why);
+    /// it resumes by itself once they are (see [`crate::durability`]).
+    Paused { reason: String },
+    Exited { code: i64 },
+    Killed,
+    Failed { reason: String },
+}
+
+impl ProcessStatus {
+    pub fn is_terminal(&self) -> bool {
+        matches!(self, ProcessStatus::Exited { .. } | ProcessStatus::Killed | ProcessStatus::Failed { .. })
+    }
+}
+
+/// How a process ended.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "status", rename_all = "snake_case")]
+pub enum ExitStatus {
+    /// `SYS_EXIT` (code and optional result text).
+    Exited { code: i64, result: Option<String> },
+    /// Killed by `kill` (itself or an ancestor).
+    Killed,
+    /// Ended by the kernel: budget exhausted, loop breaker, provider failure.
+    Failed { reason: String },
+}
+
+impl ExitStatus {
+    pub fn as_status(&self) -> ProcessStatus {
+        match self {
+            ExitStatus::Exited { code, .. } => ProcessStatus::Exited { code: *code },
+            ExitStatus::Killed => ProcessStatus::Killed,
+            ExitStatus::Failed { reason } => ProcessStatus::Failed { reason: reason.clone() },
+        }
+    }
+}
+
+impl std::fmt::Display for ExitStatus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ExitStatus::Exited { code, result: Some(r) } => write!(f, "exited with code {code}: {r}"),
+            ExitStatus::Exited { code, result: None } => write!(f, "exited with code {code}"),
+            ExitStatus::Killed => f.write_str("was killed"),
+            ExitStatus::Failed { reason } => write!(f, "failed: {reason}"),
+        }
+    }
+}
+
+/// Resource limits of a process. `None` = unlimited.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Budgets {
+    /// Model calls (steps).
+    pub max_steps: Option<u64>,
+    /// Prompt + completion tokens over all steps.
+    pub max_tokens: Option<u64>,
+    /// Wall time from spawn.
+    pub max_wall_time: Option<Duration>,
+}
+
+impl Budgets {
+    /// The element-wise minimum of `self` and `cap` (`None` = unlimited).
+    pub fn capped_by(&self, cap: &Budgets) -> Budgets {
+        fn min<T: Ord + Copy>(a: Option<T>, b: Option<T>) -> Option<T> {
+            match (a, b) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, None) => a,
+                (None, b) => b,
+            }
+        }
+        Budgets {
+            max_steps: min(self.max_steps, cap.max_steps),
+            max_tokens: min(self.max_tokens, cap.max_tokens),
+            max_wall_time: min(self.max_wall_time, cap.max_wall_time),
+        }
+    }
+}
+
+/// Usage counters.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Counters {
+    pub prompt_tokens: u64,
+    pub completion_tokens: u64,
+    /// True when any step's counts were estimated rather than reported.
+    pub tokens_estimated: bool,
+    pub steps: u64,
+    /// Calls per syscall name (including failed ones).
+    pub syscalls: BTreeMap<String, u64>,
+    /// Parse, validation and syscall errors.
+    pub errors: u64,
+    pub started_at_ms: u64,
+    pub last_activity_ms: u64,
+}
+
+impl Counters {
+    pub fn total_tokens(&self) -> u64 {
+        self.prompt_tokens + self.completion_tokens
+    }
+}
+
+/// One history entry. Everything except [`Entry::Stdout`] is shown to the model.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum Entry {
+    /// A model reply.
+    Reply { text: String, truncated: bool },
+    /// A syscall that succeeded; `id` numbers the process's calls from 1.
+    Result { id: u64, name: String, args: Value, output: Value },
+    /// A call that failed to parse, validate or run.
+    Error { id: u64, name: Option<String>, args: Option<Value>, error: String },
+    /// Something that happened to the process (timer, child exit, ...).
+    Event { text: String },
+    /// A message from the kernel itself (budget warnings, skipped calls, ...).
+    Notice { text: String },
+    /// Text the process wrote to stdout (log only).
+    Stdout { text: String },
+}
+
+impl Entry {
+    /// Whether this entry is rendered into the model's context.
+    pub fn in_context(&self) -> bool {
+        !matches!(self, Entry::Stdout { .. })
+    }
+}
+
+/// An entry with its position and time.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LogEntry {
+    pub pid: Pid,
+    /// Index in the process's log, from 0.
+    pub seq: u64,
+    pub at_ms: u64,
+    #[serde(flatten)]
+    pub entry: Entry,
+}
+
+/// Snapshot of a process for `ps` / `top`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ProcessInfo {
+    pub pid: Pid,
+    pub parent: Option<Pid>,
+    pub children: Vec<Pid>,
+    pub status: ProcessStatus,
+    pub role: String,
+    pub task: String,
+    pub provider: String,
+    pub model: String,
+    pub capabilities: Vec<String>,
+    pub budgets: Budgets,
+    /// What is left of the budgets.
+    pub remaining: Budgets,
+    pub counters: Counters,
+    pub workspace: PathBuf,
+    pub pipe_to: Option<Pid>,
+    /// Base URL of its provider, when not the provider's default.
+    #[serde(default)]
+    pub base_url: Option<String>,
+}
+
+/// A message in a mailbox.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct IpcMessage {
+    pub from: Pid,
+    pub content: String,
+    pub sent_at_ms: u64,
+}
+
+/// One of a process's input queues.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Queue {
+    Mailbox,
+    Stdin,
+    Events,
+}
+
+/// A `SYS_SCHEDULE` wake-up that has not fired yet.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PendingTimer {
+    pub id: u64,
+    /// When it fires (Unix ms).
+    pub due_ms: u64,
+    pub prompt: String,
+}
+
+/// Input queued for a process but not yet received, as journalled; put back by a restore.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct PendingInput {
+    #[serde(default)]
+    pub mailbox: Vec<IpcMessage>,
+    #[serde(default)]
+    pub stdin: Vec<String>,
+    #[serde(default)]
+    pub events: Vec<String>,
+    #[serde(default)]
+    pub timers: Vec<PendingTimer>,
+}
+
+impl PendingInput {
+    pub fn is_empty(&self) -> bool {
+        self.mailbox.is_empty() && self.stdin.is_empty() && self.events.is_empty() && self.timers.is_empty()
+    }
+}
 
 /// Something that happened in the kernel (serializable for journals and `logs -f`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -31,11 +262,18 @@ pub enum KernelEvent {
     /// `window` estimated tokens (for its later steps too) and the call is
     /// retried after compacting more.
     ContextShrunk { pid: Pid, prompt_tokens: u64, limit: u64, window: usize },
+    /// The process called `SYS_EXIT` (its result entry follows): it has
+    /// ended, even if the kernel stops before its `Exited` event.
+    Exiting { pid: Pid, code: i64, result: Option<String> },
     Exited { pid: Pid, status: ExitStatus },
+    /// Its token, step and syscall counters, after a reply, a call result or its exit.
+    Counters { pid: Pid, counters: Counters },
+    /// It registered a webhook path (`SYS_REGISTER_WEBHOOK`); a restore registers it again.
+    WebhookRegistered { pid: Pid, path: String, secret: String },
     /// An item was put in a queue of `pid` (`from`: the sender of a mailbox message).
-    Delivered { pid: Pid, queue: ipc::Queue, from: Option<Pid>, content: String, at_ms: u64 },
+    Delivered { pid: Pid, queue: Queue, from: Option<Pid>, content: String, at_ms: u64 },
     /// `pid` took the oldest item of that queue.
-    Consumed { pid: Pid, queue: ipc::Queue },
+    Consumed { pid: Pid, queue: Queue },
     /// A `SYS_SCHEDULE` wake-up was armed.
     Scheduled { pid: Pid, id: u64, due_ms: u64, prompt: String },
     /// It fired (its event was `Delivered` just before).
@@ -45,48 +283,153 @@ pub enum KernelEvent {
     Reaped { pid: Pid },
 }
 
+impl KernelEvent {
+    /// The process the event is about.
+    pub fn pid(&self) -> Pid {
+        match self {
+            KernelEvent::Spawned { info } => info.pid,
+            KernelEvent::Entry { entry } => entry.pid,
+            KernelEvent::Status { pid, .. }
+            | KernelEvent::Compacted { pid, .. }
+            | KernelEvent::ContextShrunk { pid, .. }
+            | KernelEvent::Exiting { pid, .. }
+            | KernelEvent::Exited { pid, .. }
+            | KernelEvent::Counters { pid, .. }
+            | KernelEvent::WebhookRegistered { pid, .. }
+            | KernelEvent::Delivered { pid, .. }
+            | KernelEvent::Consumed { pid, .. }
+            | KernelEvent::Scheduled { pid, .. }
+            | KernelEvent::Fired { pid, .. }
+            | KernelEvent::Reaped { pid } => *pid,
+        }
+    }
+}
+
+/// A process as rebuilt from a journal, for `Kernel::restore`
+/// (serializable: the daemon's journal stores it as is).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RestoreRequest {
+    /// Identity, lineage, rights (`capabilities`), budgets, workspace,
+    /// `pipe_to`, provider base URL, status and counters as they were last journalled.
+    pub info: ProcessInfo,
+    /// The full history, in order.
+    pub log: Vec<LogEntry>,
+    /// Log index where the model's context starts (after compaction).
+    pub context_start: usize,
+    /// How many in-context entries were compacted.
+    pub compacted: usize,
+    /// The process's shrunk compaction window ([`KernelEvent::ContextShrunk`]), if any.
+    #[serde(default)]
+    pub context_window: Option<usize>,
+    /// The id the next call gets.
+    pub next_call_id: u64,
+    /// Set for a process that had ended: it is kept for `ps`/`logs` only.
+    pub exit: Option<ExitStatus>,
+    /// Messages, stdin lines and events queued but not received, and
+    /// `SYS_SCHEDULE` wake-ups not yet fired.
+    #[serde(default)]
+    pub pending: PendingInput,
+    /// Webhook paths it registered ([`KernelEvent::WebhookRegistered`]), registered again on restore.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub webhooks: Vec<WebhookRoute>,
+}
+
+/// A webhook path and its secret.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WebhookRoute {
+    pub path: String,
+    pub secret: String,
+}
+
+impl RestoreRequest {
+    /// A request with an empty history.
+    pub fn new(info: ProcessInfo) -> Self {
+        RestoreRequest {
+            info,
+            log: Vec::new(),
+            context_start: 0,
+            compacted: 0,
+            context_window: None,
+            next_call_id: 1,
+            exit: None,
+            pending: PendingInput::default(),
+            webhooks: Vec::new(),
+        }
+    }
+}
+
+// ---- Where events go ----
+
 /// Receives every kernel event, synchronously and in order per process
 /// (e.g. a journal writing them to disk).
 pub trait EventSink: Send + Sync {
     fn record(&self, event: &KernelEvent);
 }
 
-/// Where events go: every sink, then the broadcast stream.
+/// Where events go: the attached journal (see [`crate::durability`]), every
+/// sink, then the broadcast stream. Emitting returns the event's lsn in the
+/// journal (0 without one), which the process the event is about keeps
+/// (`Process::announce` in `pcb.rs`): it waits for it to be durable before
+/// its next side effect.
 pub(crate) struct EventBus {
-    tx: broadcast::Sender<KernelEvent>,
-    sinks: RwLock<Vec<Arc<dyn EventSink>>>,
+    tx: tokio::sync::broadcast::Sender<KernelEvent>,
+    sinks: parking_lot::RwLock<Vec<std::sync::Arc<dyn EventSink>>>,
+    journal: std::sync::OnceLock<std::sync::Arc<dyn crate::durability::Journal>>,
 }
 
 impl EventBus {
     /// A bus whose broadcast keeps `capacity` events for slow subscribers.
     pub fn new(capacity: usize) -> EventBus {
-        EventBus { tx: broadcast::channel(capacity.max(16)).0, sinks: RwLock::new(Vec::new()) }
+        EventBus {
+            tx: tokio::sync::broadcast::channel(capacity.max(16)).0,
+            sinks: parking_lot::RwLock::new(Vec::new()),
+            journal: std::sync::OnceLock::new(),
+        }
     }
 
     /// Whether anyone listens (events are not even built otherwise).
     pub fn wants(&self) -> bool {
-        self.tx.receiver_count() > 0 || !self.sinks.read().is_empty()
+        self.journal.get().is_some() || self.tx.receiver_count() > 0 || !self.sinks.read().is_empty()
     }
 
-    pub fn emit(&self, ev: KernelEvent) {
+    /// Sends `ev` everywhere; returns its lsn in the journal (0 without one).
+    pub fn emit(&self, ev: KernelEvent) -> crate::durability::Lsn {
+        let lsn = self.journal.get().map_or(0, |j| j.append(&ev));
         for s in self.sinks.read().iter() {
             s.record(&ev);
         }
         let _ = self.tx.send(ev);
+        lsn
     }
 
-    /// Emits the event `f` builds, if anyone listens.
-    pub fn emit_with(&self, f: impl FnOnce() -> KernelEvent) {
+    /// Emits the event `f` builds, if anyone listens; its lsn (0: none).
+    pub fn emit_with(&self, f: impl FnOnce() -> KernelEvent) -> crate::durability::Lsn {
         if self.wants() {
-            self.emit(f());
+            self.emit(f())
+        } else {
+            0
         }
     }
 
-    pub fn subscribe(&self) -> broadcast::Receiver<KernelEvent> {
+    /// Sends `ev` to the live stream only (not journalled: a pause).
+    pub fn notify(&self, ev: KernelEvent) {
+        let _ = self.tx.send(ev);
+    }
+
+    pub fn subscribe(&self) -> tokio::sync::broadcast::Receiver<KernelEvent> {
         self.tx.subscribe()
     }
 
-    pub fn add_sink(&self, sink: Arc<dyn EventSink>) {
+    pub fn add_sink(&self, sink: std::sync::Arc<dyn EventSink>) {
         self.sinks.write().push(sink);
+    }
+
+    /// Journals every event from now on to `journal`; false if one is attached already.
+    pub fn attach_journal(&self, journal: std::sync::Arc<dyn crate::durability::Journal>) -> bool {
+        self.journal.set(journal).is_ok()
+    }
+
+    pub fn journal(&self) -> Option<&std::sync::Arc<dyn crate::durability::Journal>> {
+        self.journal.get()
     }
 }

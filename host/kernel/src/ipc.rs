@@ -23,27 +23,10 @@
 
 use std::time::Duration;
 
-use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
 
+pub use crate::events::{IpcMessage, PendingInput, PendingTimer, Queue};
 use crate::process::{now_ms, Pid};
-
-/// A message in a mailbox.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct IpcMessage {
-    pub from: Pid,
-    pub content: String,
-    pub sent_at_ms: u64,
-}
-
-/// One of a process's input queues.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Queue {
-    Mailbox,
-    Stdin,
-    Events,
-}
 
 /// An item of the event queue.
 #[derive(Debug, Clone, PartialEq)]
@@ -51,34 +34,6 @@ pub struct IpcEvent {
     pub text: String,
     /// Journalled (and restored after a crash).
     pub durable: bool,
-}
-
-/// A `SYS_SCHEDULE` wake-up that has not fired yet.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct PendingTimer {
-    pub id: u64,
-    /// When it fires (Unix ms).
-    pub due_ms: u64,
-    pub prompt: String,
-}
-
-/// Input queued for a process but not yet received, as journalled; put back by a restore.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct PendingInput {
-    #[serde(default)]
-    pub mailbox: Vec<IpcMessage>,
-    #[serde(default)]
-    pub stdin: Vec<String>,
-    #[serde(default)]
-    pub events: Vec<String>,
-    #[serde(default)]
-    pub timers: Vec<PendingTimer>,
-}
-
-impl PendingInput {
-    pub fn is_empty(&self) -> bool {
-        self.mailbox.is_empty() && self.stdin.is_empty() && self.events.is_empty() && self.timers.is_empty()
-    }
 }
 
 /// Sending halves, held by the process control block.
@@ -152,6 +107,22 @@ impl IpcInbox {
         }
     }
 
+    /// Next event only (the mailbox is left alone), waiting up to `timeout`:
+    /// `RECV_MSG` of a process that holds `webhook` but not `ipc`.
+    pub async fn wait_event(&mut self, timeout: Option<Duration>) -> Woke<IpcMessage> {
+        let events = &mut self.events;
+        let fut = async {
+            match events.recv().await {
+                Some(e) => Woke::Event(e),
+                None => std::future::pending().await,
+            }
+        };
+        match timeout {
+            None => fut.await,
+            Some(t) => tokio::time::timeout(t, fut).await.unwrap_or(Woke::TimedOut),
+        }
+    }
+
     /// Next stdin line, or an event; waits forever.
     pub async fn read_stdin(&mut self) -> Woke<String> {
         let IpcInbox { stdin, events, .. } = self;
@@ -192,6 +163,17 @@ mod tests {
         assert_eq!(inbox.recv_msg(Some(Duration::from_millis(10))).await, Woke::TimedOut);
         ends.send_event("child exited".into(), true);
         assert_eq!(inbox.recv_msg(None).await, Woke::Event(IpcEvent { text: "child exited".into(), durable: true }));
+    }
+
+    #[tokio::test]
+    async fn waiting_for_events_leaves_the_mailbox_alone() {
+        let (ends, mut inbox) = channels();
+        ends.send_msg(2, "not for a webhook-only process".into());
+        assert_eq!(inbox.wait_event(Some(Duration::from_millis(10))).await, Woke::TimedOut);
+        ends.send_event("webhook request #1".into(), false);
+        assert_eq!(inbox.wait_event(None).await, Woke::Event(IpcEvent { text: "webhook request #1".into(), durable: false }));
+        // The message is still there for a reader that holds `ipc`.
+        assert!(matches!(inbox.recv_msg(None).await, Woke::Got(m) if m.from == 2));
     }
 
     #[tokio::test]

@@ -7,7 +7,9 @@
 //! Every change to a process's history goes through one function,
 //! `Process::record` (`pcb.rs`), which appends the [`LogEntry`] and emits a
 //! [`KernelEvent`] to every [`EventSink`] and to the broadcast stream
-//! ([`Kernel::subscribe`]). A journal for crash recovery is an `EventSink`.
+//! ([`Kernel::subscribe`]). The journal for crash recovery is attached with
+//! `Kernel::attach_journal` ([`crate::durability`]); every event is appended
+//! to it first.
 //!
 //! Ended processes are reaped from the table by [`KernelConfig::retention`]
 //! (see [`crate::table`]) when a process ends and every
@@ -23,7 +25,8 @@ use tokio::sync::broadcast;
 use crate::config::KernelConfig;
 use crate::error::KernelError;
 use crate::events::{EventBus, EventSink, KernelEvent};
-use crate::lifecycle::{self, RestoreRequest};
+use crate::events::RestoreRequest;
+use crate::lifecycle;
 use crate::models::{Models, ProviderFactory};
 use crate::pcb::{Delivery, Process};
 use crate::process::{Entry, ExitStatus, LogEntry, Pid, ProcessInfo, SpawnRequest};
@@ -35,7 +38,7 @@ use crate::webhook::{WebhookError, WebhookRegistry, WebhookRequest, WebhookRespo
 /// The AgentOS kernel. Cheap to clone.
 #[derive(Clone)]
 pub struct Kernel {
-    inner: Arc<Shared>,
+    pub(crate) inner: Arc<Shared>,
 }
 
 impl Kernel {
@@ -235,6 +238,11 @@ impl Kernel {
     /// Webhook paths registered by `pid`.
     pub fn webhooks_of(&self, pid: Pid) -> Vec<String> {
         self.inner.webhooks.paths_of(pid)
+    }
+
+    /// Every registered webhook path with its owner, URL and secret.
+    pub fn webhook_routes(&self) -> Vec<crate::webhook::WebhookRoute> {
+        self.inner.webhooks.routes()
     }
 
     /// Delivers an HTTP request for a registered path: checks its secret

@@ -4,9 +4,11 @@
 //!
 //! | module        | owns |
 //! |---------------|------|
-//! | [`process`]   | what a process is, as data: pid, statuses, budgets, counters, history entries, `ProcessInfo`, `SpawnRequest` |
+//! | [`events`]    | the journal's record: process vocabulary (pid, statuses, budgets, counters, history entries, `ProcessInfo`), `KernelEvent`, `RestoreRequest`; `EventSink` (journals), the event bus |
+//! | [`process`]   | what a process is, as data (re-exported from [`events`]) and `SpawnRequest` |
+//! | [`codec`]     | the one line format of events for every journal writer and reader |
+//! | [`replay`]    | folds journalled events back into the state a restore needs |
 //! | [`ipc`]       | a process's queues: mailbox, stdin, events |
-//! | [`events`]    | `KernelEvent`, `EventSink` (journals), the event bus |
 //! | [`parser`], [`schema`], [`context`] | reply parsing, argument validation, the model's context and compaction |
 //! | [`pcb`]       | the process control block and **every change to a live process's state** (each announced as an event) |
 //! | [`table`]     | the process table: pids, lookup, subtrees, retention of ended processes |
@@ -17,15 +19,18 @@
 //! | [`models`]    | providers per (name, base URL), per-provider FIFO slots, context windows |
 //! | [`scheduler`] | a process's step loop, as named steps |
 //! | [`lifecycle`] | spawn, restore, finish, kill, reaping — where the rules on who may start what live |
+//! | [`durability`] | the journal interface (append, durable-up-to, snapshot, replay) the kernel waits on before side effects; pausing a process while the journal fails |
 //! | [`kernel`]    | the public facade (`Kernel`) |
 //!
 //! The kernel depends on no driver runtime: syscalls it does not implement
 //! come from [`aos_abi::SyscallSource`]s (the Wasm runtime, `aos-runtime`;
 //! later MCP servers), given to [`Kernel::new`].
 
+pub mod codec;
 pub mod config;
 pub mod context;
 mod dispatch;
+pub mod durability;
 pub mod error;
 pub mod events;
 pub mod ipc;
@@ -35,6 +40,7 @@ mod models;
 pub mod parser;
 pub mod pcb;
 pub mod process;
+pub mod replay;
 mod resolve;
 pub mod scheduler;
 pub mod schema;
@@ -44,13 +50,14 @@ pub mod table;
 pub mod webhook;
 
 pub use config::{KernelConfig, REAP_INTERVAL};
+pub use durability::{Durability, DurabilityWatch, Journal, JournalError, JournalFault, Lsn};
 pub use error::KernelError;
-pub use events::{EventSink, KernelEvent};
+pub use events::{EventSink, KernelEvent, RestoreRequest, WebhookRoute};
 pub use ipc::{IpcMessage, PendingInput, PendingTimer, Queue};
 pub use kernel::Kernel;
-pub use lifecycle::RestoreRequest;
 pub use models::ProviderFactory;
 pub use parser::{parse_reply, ParseError, ParsedCall};
-pub use process::{Budgets, Counters, Entry, ExitStatus, LogEntry, Pid, ProcessInfo, ProcessStatus, SpawnRequest};
+pub use process::{now_ms, Budgets, Counters, Entry, ExitStatus, LogEntry, Pid, ProcessInfo, ProcessStatus, SpawnRequest};
+pub use replay::Replay;
 pub use table::Retention;
 pub use webhook::{WebhookError, WebhookRequest, WebhookResponse};

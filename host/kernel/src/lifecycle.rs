@@ -9,58 +9,15 @@
 use std::sync::Arc;
 
 use aos_abi::CapabilitySet;
-use serde::{Deserialize, Serialize};
 
+use crate::durability::await_durable;
 use crate::error::KernelError;
-use crate::events::KernelEvent;
-use crate::ipc::{self, IpcInbox, PendingInput};
+use crate::events::{KernelEvent, RestoreRequest};
+use crate::ipc::{self, IpcInbox};
 use crate::pcb::{Delivery, NewProcess, Process, Restored};
-use crate::process::{now_ms, Entry, ExitStatus, LogEntry, Pid, ProcessInfo, SpawnRequest};
+use crate::process::{now_ms, Entry, ExitStatus, Pid, SpawnRequest};
 use crate::scheduler;
 use crate::shared::Shared;
-
-/// A process as rebuilt from a journal, for [`Kernel::restore`]
-/// (serializable: the daemon's journal stores it as is).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct RestoreRequest {
-    /// Identity, lineage, rights (`capabilities`), budgets, workspace,
-    /// `pipe_to`, provider base URL, status and counters as they were last journalled.
-    pub info: ProcessInfo,
-    /// The full history, in order.
-    pub log: Vec<LogEntry>,
-    /// Log index where the model's context starts (after compaction).
-    pub context_start: usize,
-    /// How many in-context entries were compacted.
-    pub compacted: usize,
-    /// The process's shrunk compaction window ([`KernelEvent::ContextShrunk`]), if any.
-    #[serde(default)]
-    pub context_window: Option<usize>,
-    /// The id the next call gets.
-    pub next_call_id: u64,
-    /// Set for a process that had ended: it is kept for `ps`/`logs` only.
-    pub exit: Option<ExitStatus>,
-    /// Messages, stdin lines and events queued but not received, and
-    /// `SYS_SCHEDULE` wake-ups not yet fired.
-    #[serde(default)]
-    pub pending: PendingInput,
-}
-
-impl RestoreRequest {
-    /// A request with an empty history.
-    pub fn new(info: ProcessInfo) -> Self {
-        RestoreRequest {
-            info,
-            log: Vec::new(),
-            context_start: 0,
-            compacted: 0,
-            context_window: None,
-            next_call_id: 1,
-            exit: None,
-            pending: PendingInput::default(),
-        }
-    }
-}
-
 
 /// Starts a process and returns its pid.
 pub(crate) fn spawn(k: &Arc<Shared>, req: SpawnRequest) -> Result<Pid, KernelError> {
@@ -88,9 +45,13 @@ pub(crate) fn spawn(k: &Arc<Shared>, req: SpawnRequest) -> Result<Pid, KernelErr
     budgets.max_steps = budgets.max_steps.or(d.max_steps);
     budgets.max_tokens = budgets.max_tokens.or(d.max_tokens);
     budgets.max_wall_time = budgets.max_wall_time.or(d.max_wall_time);
+    k.syscalls.check_drivers(&caps)?;
     let provider = k
         .models
         .provider(&req.provider, req.base_url.as_deref())
+        .map_err(|source| KernelError::Provider { provider: req.provider.clone(), source })?;
+    provider
+        .check_model(&req.model)
         .map_err(|source| KernelError::Provider { provider: req.provider.clone(), source })?;
 
     let pid = k.table.allocate_pid();
@@ -125,7 +86,7 @@ pub(crate) fn spawn(k: &Arc<Shared>, req: SpawnRequest) -> Result<Pid, KernelErr
             p.signal_kill();
         }
     }
-    k.events.emit_with(|| KernelEvent::Spawned { info: Box::new(p.info()) });
+    p.announce_with(&k.events, || KernelEvent::Spawned { info: Box::new(p.info()) });
     start(k.clone(), p, inbox);
     Ok(pid)
 }
@@ -151,16 +112,21 @@ fn start(k: Arc<Shared>, p: Arc<Process>, inbox: IpcInbox) {
         };
         // A kill that raced with the loop's last poll still wins.
         let status = if p.is_killed() { ExitStatus::Killed } else { status };
-        finish(&k, &p, status);
+        finish(&k, &p, &status);
+        // Waiters learn the exit only once it is durable: an exit code is
+        // never reported that a restart could take back.
+        await_durable(&k.events, &p).await;
+        p.announce_exit(status);
     });
 }
 
-/// Final bookkeeping of a process that ended (called once, by its task).
-pub(crate) fn finish(k: &Shared, p: &Process, status: ExitStatus) {
+/// Final bookkeeping of a process that ended (called once, by its task,
+/// which then tells its waiters once the end is durable).
+pub(crate) fn finish(k: &Shared, p: &Process, status: &ExitStatus) {
     p.record(&k.events, Entry::Notice { text: format!("process {} {status}", p.pid) });
     let ended_at = now_ms();
     let seq = k.table.mark_ended(p.pid, ended_at);
-    p.end(&status, ended_at, seq);
+    p.end(status, ended_at, seq);
     // Stops pending timers of this process.
     p.cancel.cancel();
     p.provider.release(p.pid);
@@ -172,13 +138,13 @@ pub(crate) fn finish(k: &Shared, p: &Process, status: ExitStatus) {
         parent.deliver(&k.events, Delivery::Event { text: format!("child {} {status}", p.pid), durable: true });
     }
     if k.events.wants() {
-        k.events.emit(KernelEvent::Status { pid: p.pid, status: status.as_status() });
-        k.events.emit(KernelEvent::Exited { pid: p.pid, status: status.clone() });
+        p.emit_counters(&k.events);
+        p.announce(&k.events, KernelEvent::Status { pid: p.pid, status: status.as_status() });
+        p.announce(&k.events, KernelEvent::Exited { pid: p.pid, status: status.clone() });
     }
     // Whoever waits already holds the process, so it may go at once
     // (with `max_ended = 0` or a zero TTL).
     reap(k);
-    p.announce_exit(status);
 }
 
 /// Kills `pid` and its whole subtree; returns the pids that were signalled
@@ -299,10 +265,10 @@ pub(crate) fn restore(k: &Arc<Shared>, r: RestoreRequest, entries: Vec<Entry>) -
         scheduler::arm_timer(k.events.clone(), &p, t.id, t.due_ms, t.prompt);
     }
     // Webhook routes the process registered keep their paths and secrets.
-    for output in p.results_of("SYS_REGISTER_WEBHOOK") {
-        let Some(path) = output["path"].as_str() else { continue };
-        let secret = output["secret"].as_str().map(str::to_string);
-        if let Err(e) = k.webhooks.register(pid, path, secret) {
+    // (journalled as `KernelEvent::WebhookRegistered`, given in the request).
+    for route in r.webhooks {
+        let path = route.path;
+        if let Err(e) = k.webhooks.register(pid, &path, Some(route.secret)) {
             p.record(&k.events, Entry::Notice { text: format!("webhook {path} could not be registered again: {e}") });
         }
     }

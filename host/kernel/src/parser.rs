@@ -17,8 +17,8 @@ use std::ops::Range;
 
 use serde_json::Value;
 
-/// The literal that opens a call.
-pub const TAG_OPEN: &str = "[SYS_CALL::";
+/// The literal that opens a call (defined once, in `aos_abi`).
+pub use aos_abi::syscall::TAG_OPEN;
 
 /// One syntactically valid call.
 #[derive(Debug, Clone, PartialEq)]
@@ -156,7 +156,7 @@ pub fn parse_reply(reply: &str) -> Vec<Result<ParsedCall, ParseError>> {
             continue;
         }
         let name = raw_name.to_ascii_uppercase();
-        let tag_text = format!("[SYS_CALL::{name}]");
+        let tag_text = format!("{TAG_OPEN}{name}]");
 
         // Skip whitespace and an optional opening code fence (```json / ```).
         let p0 = skip_ws(reply, after_tag);

@@ -10,7 +10,7 @@
 //! which uses the constructors and end-of-life methods here.
 
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -54,6 +54,8 @@ struct ProcState {
     end_seq: u64,
     /// Set by a restore of a process that was sleeping: sleep until then (Unix ms) first.
     sleep_until_ms: Option<u64>,
+    /// While [`ProcessStatus::Paused`]: the status to go back to.
+    paused_from: Option<ProcessStatus>,
 }
 
 /// The process control block.
@@ -79,6 +81,8 @@ pub struct Process {
     /// whatever its loop was doing at that moment.
     killed: AtomicBool,
     exit_tx: watch::Sender<Option<ExitStatus>>,
+    /// The lsn of its last journalled event: durable before its next side effect.
+    lsn: AtomicU64,
 }
 
 /// Identity, rights and plumbing of a new process.
@@ -141,11 +145,13 @@ impl Process {
                 ended_at_ms: None,
                 end_seq: 0,
                 sleep_until_ms: None,
+                paused_from: None,
             }),
             ipc: n.ipc,
             cancel: CancellationToken::new(),
             killed: AtomicBool::new(false),
             exit_tx: watch::channel(None).0,
+            lsn: AtomicU64::new(0),
         }
     }
 
@@ -248,19 +254,6 @@ impl Process {
         self.state.lock().log.clone()
     }
 
-    /// Every successful result of syscall `name` in the history.
-    pub(crate) fn results_of(&self, name: &str) -> Vec<serde_json::Value> {
-        self.state
-            .lock()
-            .log
-            .iter()
-            .filter_map(|e| match &e.entry {
-                Entry::Result { name: n, output, .. } if n == name => Some(output.clone()),
-                _ => None,
-            })
-            .collect()
-    }
-
     /// (model calls made, tokens used).
     pub(crate) fn usage(&self) -> (u64, u64) {
         let st = self.state.lock();
@@ -286,20 +279,101 @@ impl Process {
         self.exit_tx.subscribe()
     }
 
+    /// The lsn of its last journalled event (0: none).
+    pub(crate) fn lsn(&self) -> crate::durability::Lsn {
+        self.lsn.load(Ordering::Acquire)
+    }
+
     // ---- Changing (each change announced on the bus) ----
+
+    /// Emits `ev`, an event about this process, keeping its lsn.
+    pub(crate) fn announce(&self, bus: &EventBus, ev: KernelEvent) {
+        self.lsn.fetch_max(bus.emit(ev), Ordering::AcqRel);
+    }
+
+    /// Emits the event `f` builds, if anyone listens, keeping its lsn.
+    pub(crate) fn announce_with(&self, bus: &EventBus, f: impl FnOnce() -> KernelEvent) {
+        self.lsn.fetch_max(bus.emit_with(f), Ordering::AcqRel);
+    }
 
     /// THE function through which a process's history changes: appends the
     /// entry to its log and emits [`KernelEvent::Entry`].
+    /// Token, step and syscall counters change with replies and call
+    /// results, so those entries are followed by [`KernelEvent::Counters`].
     pub(crate) fn record(&self, bus: &EventBus, entry: Entry) {
         let now = now_ms();
-        let le = {
+        let counted = matches!(entry, Entry::Reply { .. } | Entry::Result { .. } | Entry::Error { .. });
+        let (le, counters) = {
             let mut st = self.state.lock();
             let le = LogEntry { pid: self.pid, seq: st.log.len() as u64, at_ms: now, entry };
             st.log.push(le.clone());
             st.counters.last_activity_ms = now;
-            le
+            (le, counted.then(|| st.counters.clone()))
         };
-        bus.emit_with(|| KernelEvent::Entry { entry: le });
+        if bus.wants() {
+            self.announce(bus, KernelEvent::Entry { entry: le });
+            if let Some(counters) = counters {
+                self.announce(bus, KernelEvent::Counters { pid: self.pid, counters });
+            }
+        }
+    }
+
+    /// Announces its counters (before its end).
+    pub(crate) fn emit_counters(&self, bus: &EventBus) {
+        self.announce_with(bus, || KernelEvent::Counters { pid: self.pid, counters: self.state.lock().counters.clone() });
+    }
+
+    /// Shows it as `status` (a [`ProcessStatus::Paused`]) while it waits for
+    /// the journal; false when it has ended or is paused already.
+    pub(crate) fn pause(&self, status: ProcessStatus) -> bool {
+        let mut st = self.state.lock();
+        if st.status.is_terminal() || st.paused_from.is_some() {
+            return false;
+        }
+        let before = std::mem::replace(&mut st.status, status);
+        st.paused_from = Some(before);
+        true
+    }
+
+    /// Back to the status it had before [`Process::pause`]; that status,
+    /// or `None` when it was not paused (or has changed since).
+    pub(crate) fn unpause(&self) -> Option<ProcessStatus> {
+        let mut st = self.state.lock();
+        let before = st.paused_from.take()?;
+        if !matches!(st.status, ProcessStatus::Paused { .. }) {
+            return None;
+        }
+        st.status = before.clone();
+        Some(before)
+    }
+
+    /// Its state as a restore would need it (see `Kernel::checkpoint`):
+    /// queued input and webhook routes are left empty.
+    pub(crate) fn checkpoint(&self) -> crate::events::RestoreRequest {
+        let mut info = self.info();
+        let st = self.state.lock();
+        if let Some(before) = &st.paused_from {
+            info.status = before.clone();
+        }
+        crate::events::RestoreRequest {
+            info,
+            log: st.log.clone(),
+            context_start: st.compaction.context_start,
+            compacted: st.compaction.compacted,
+            context_window: st.context_window,
+            next_call_id: st
+                .log
+                .iter()
+                .filter_map(|e| match &e.entry {
+                    Entry::Result { id, .. } | Entry::Error { id, .. } => Some(id + 1),
+                    _ => None,
+                })
+                .max()
+                .unwrap_or(1),
+            exit: st.exit.clone(),
+            pending: Default::default(),
+            webhooks: Vec::new(),
+        }
     }
 
     pub(crate) fn set_status(&self, bus: &EventBus, status: ProcessStatus) {
@@ -310,7 +384,7 @@ impl Process {
             }
             st.status = status.clone();
         }
-        bus.emit_with(|| KernelEvent::Status { pid: self.pid, status });
+        self.announce_with(bus, || KernelEvent::Status { pid: self.pid, status });
     }
 
     /// Puts an item in this process's queue, announcing it first
@@ -324,7 +398,7 @@ impl Process {
             Delivery::Event { text, durable } => (ipc::Queue::Events, None, text, *durable),
         };
         if durable && self.is_running() {
-            bus.emit_with(|| KernelEvent::Delivered {
+            self.announce_with(bus, || KernelEvent::Delivered {
                 pid: self.pid,
                 queue,
                 from,
@@ -354,7 +428,7 @@ impl Process {
 
     /// This process took the oldest item of `queue` (not announced for non-durable events).
     pub(crate) fn consumed(&self, bus: &EventBus, queue: ipc::Queue) {
-        bus.emit_with(|| KernelEvent::Consumed { pid: self.pid, queue });
+        self.announce_with(bus, || KernelEvent::Consumed { pid: self.pid, queue });
     }
 
     /// Records a received event in the history (and its consumption).
@@ -414,7 +488,7 @@ impl Process {
             (m, n, st.compaction.context_start)
         };
         if newly > 0 {
-            bus.emit(KernelEvent::Compacted { pid: self.pid, entries: newly, context_start: start });
+            self.announce(bus, KernelEvent::Compacted { pid: self.pid, entries: newly, context_start: start });
         }
         (messages, newly > 0)
     }
@@ -423,7 +497,7 @@ impl Process {
     /// prompt of `prompt_tokens` (its limit: `limit`).
     pub(crate) fn shrink_window(&self, bus: &EventBus, prompt_tokens: u64, limit: u64, window: usize) {
         self.state.lock().context_window = Some(window);
-        bus.emit(KernelEvent::ContextShrunk { pid: self.pid, prompt_tokens, limit, window });
+        self.announce(bus, KernelEvent::ContextShrunk { pid: self.pid, prompt_tokens, limit, window });
     }
 
     /// The wake-up time of a sleep a restore interrupted, once.

@@ -14,6 +14,7 @@ use aos_abi::{
     Capability, CapabilitySet, Missing, Refusal, SyscallHandle, SyscallSource, SyscallSpec, UnknownCapability,
 };
 
+use crate::error::KernelError;
 use crate::syscalls::KernelSyscall;
 
 /// A syscall resolved for one process's grants.
@@ -53,7 +54,7 @@ impl Syscalls {
     pub fn resolve(&self, name: &str, caps: &CapabilitySet) -> Result<Resolved, Refusal> {
         if let Some(k) = KernelSyscall::from_name(name) {
             return match k.capability() {
-                Some(c) if !caps.grants(&c) => {
+                Some(c) if !k.granted_to(caps) => {
                     Err(Refusal::Denied { name: name.to_string(), missing: Missing::capability(c) })
                 }
                 _ => Ok(Resolved::Kernel(k)),
@@ -92,5 +93,33 @@ impl Syscalls {
     /// permissions.
     pub fn parse_grants<S: AsRef<str>>(&self, grants: &[S]) -> Result<CapabilitySet, UnknownCapability> {
         CapabilitySet::parse_with(grants, &|name| self.grant_for(name))
+    }
+
+    /// Every `driver:NAME` in `caps` names an installed driver (a grant of
+    /// a driver that does not exist is a mistake, not an empty right).
+    pub fn check_drivers(&self, caps: &CapabilitySet) -> Result<(), KernelError> {
+        let wanted: Vec<&str> = caps
+            .iter()
+            .filter_map(|c| match c {
+                Capability::Driver(n) => Some(n.as_str()),
+                _ => None,
+            })
+            .collect();
+        if wanted.is_empty() {
+            return Ok(());
+        }
+        let installed: Vec<String> = self.sources.iter().flat_map(|s| s.driver_names()).collect();
+        for name in wanted {
+            if !installed.iter().any(|d| d == name) {
+                let hint = aos_abi::suggest::did_you_mean(name, installed.iter().map(String::as_str))
+                    .map(|s| format!(" (did you mean `driver:{s}`?)"))
+                    .unwrap_or_default();
+                return Err(KernelError::Invalid(format!(
+                    "no driver `{name}` is installed, so `driver:{name}` would grant nothing{hint}; \
+                     `aos driver ls` lists the drivers, `aos driver install FILE` adds one"
+                )));
+            }
+        }
+        Ok(())
     }
 }

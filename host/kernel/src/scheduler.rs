@@ -52,6 +52,7 @@ use aos_providers::{estimate_prompt_tokens, Completion, CompletionRequest, Messa
 use crate::config::KernelConfig;
 use crate::context::{self, PromptFacts};
 use crate::dispatch::dispatch;
+use crate::durability::await_durable;
 use crate::events::{EventBus, KernelEvent};
 use crate::ipc::IpcInbox;
 use crate::models::Models;
@@ -230,6 +231,8 @@ impl Loop<'_> {
     async fn think(&mut self) -> Step<Completion> {
         let (p, bus) = (self.p, self.env.events);
         p.set_status(bus, ProcessStatus::Ready);
+        // The model call is a side effect: what led to it must be durable.
+        await_durable(bus, p).await;
         let slots = self.env.models.slots(&p.provider_name);
         let permit = slots.acquire().await.expect("semaphores are never closed");
         p.set_status(bus, ProcessStatus::WaitingModel);
@@ -381,7 +384,7 @@ impl Loop<'_> {
                 Effect::Sleep { seconds } => sleep = Some(sleep.unwrap_or(0.0).max(seconds)),
                 Effect::Schedule { id, seconds, prompt } => {
                     let due_ms = now_ms() + (seconds.clamp(0.0, 1e9) * 1000.0) as u64;
-                    bus.emit_with(|| KernelEvent::Scheduled { pid: p.pid, id, due_ms, prompt: prompt.clone() });
+                    p.announce_with(bus, || KernelEvent::Scheduled { pid: p.pid, id, due_ms, prompt: prompt.clone() });
                     arm_timer(bus.clone(), p, id, due_ms, prompt);
                 }
             }
@@ -467,7 +470,7 @@ pub(crate) fn arm_timer(bus: Arc<EventBus>, p: &Arc<Process>, id: u64, due_ms: u
                 let Some(p) = target.upgrade() else { return };
                 let text = format!("scheduled wake-up #{id}: {prompt}");
                 if p.deliver(&bus, Delivery::Event { text, durable: true }) {
-                    bus.emit_with(|| KernelEvent::Fired { pid: p.pid, id });
+                    p.announce_with(&bus, || KernelEvent::Fired { pid: p.pid, id });
                 }
             }
         }

@@ -18,6 +18,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use parking_lot::{Mutex, RwLock};
+use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
@@ -49,6 +50,16 @@ impl WebhookRequest {
     fn header(&self, name: &str) -> Option<&str> {
         self.headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
     }
+}
+
+/// A registered path (for `aos webhooks`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WebhookRoute {
+    pub path: String,
+    pub pid: Pid,
+    /// Where it is served (`None` while no listener is configured).
+    pub url: Option<String>,
+    pub secret: String,
 }
 
 /// The answer to a webhook request: the process's `SYS_WEBHOOK_REPLY`.
@@ -191,11 +202,36 @@ impl WebhookRegistry {
         Ok(json!({"url": self.url(path), "path": path, "secret": secret}))
     }
 
+    /// Routes (path and secret) owned by `pid`, by path.
+    pub fn routes_of(&self, pid: Pid) -> Vec<crate::events::WebhookRoute> {
+        let mut v: Vec<crate::events::WebhookRoute> = self
+            .routes
+            .lock()
+            .iter()
+            .filter(|(_, r)| r.pid == pid)
+            .map(|(p, r)| crate::events::WebhookRoute { path: p.clone(), secret: r.secret.clone() })
+            .collect();
+        v.sort_by(|a, b| a.path.cmp(&b.path));
+        v
+    }
+
     /// Paths owned by `pid`.
     pub fn paths_of(&self, pid: Pid) -> Vec<String> {
         let mut v: Vec<String> =
             self.routes.lock().iter().filter(|(_, r)| r.pid == pid).map(|(p, _)| p.clone()).collect();
         v.sort();
+        v
+    }
+
+    /// Every registered route, ordered by path.
+    pub fn routes(&self) -> Vec<WebhookRoute> {
+        let mut v: Vec<WebhookRoute> = self
+            .routes
+            .lock()
+            .iter()
+            .map(|(path, r)| WebhookRoute { path: path.clone(), pid: r.pid, url: self.url(path), secret: r.secret.clone() })
+            .collect();
+        v.sort_by(|a, b| a.path.cmp(&b.path));
         v
     }
 

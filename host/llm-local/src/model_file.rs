@@ -62,6 +62,17 @@ pub struct ModelRef {
 pub enum ModelFileError {
     #[error("model file {} is missing: run scripts/fetch-model.sh", .0.display())]
     Missing(PathBuf),
+    /// A model name that is no file and does not look like a path (e.g. `llama3.2`).
+    #[error(
+        "`{0}` is not a local GGUF model file: the `local` provider runs a GGUF file in-process \
+         (`--model default` for the embedded SmolLM2 model, or `--model /path/to/model.gguf`); for a model \
+         served by Ollama, a llama.cpp server or vLLM use the OpenAI-compatible provider: \
+         `--provider openai --base-url http://127.0.0.1:11434/v1 --model {0}`"
+    )]
+    NotAModelPath(String),
+    /// A path to a GGUF file that does not exist.
+    #[error("there is no model file {} (the `local` provider needs the path of a GGUF file, or `default`)", .0.display())]
+    NoSuchFile(PathBuf),
     #[error("model file {} is corrupt (size/checksum mismatch): delete it and run scripts/fetch-model.sh", .path.display())]
     Corrupt { path: PathBuf, detail: String },
     #[error("model file {} is not a GGUF file", .0.display())]
@@ -101,6 +112,28 @@ fn marker_key(size: u64, meta: &std::fs::Metadata, sha: &str) -> String {
     format!("size={size} mtime_ns={mtime} sha256={sha}\n")
 }
 
+/// The cheap check made when a process is spawned: the file exists. A
+/// missing file is explained by what `model` looks like: the default model
+/// (fetch it), a path (no such file) or a name meant for a model server.
+pub fn precheck(model: &str, mref: &ModelRef) -> Result<(), ModelFileError> {
+    match std::fs::metadata(&mref.path) {
+        Ok(m) if m.is_file() => Ok(()),
+        Ok(_) | Err(_) if mref.expected.is_some() => Err(ModelFileError::Missing(mref.path.clone())),
+        Ok(_) => Err(ModelFileError::NoSuchFile(mref.path.clone())),
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+            Err(ModelFileError::Io { path: mref.path.clone(), detail: e.to_string() })
+        }
+        Err(_) => {
+            let m = model.trim();
+            if m.contains('/') || m.to_ascii_lowercase().ends_with(".gguf") {
+                Err(ModelFileError::NoSuchFile(mref.path.clone()))
+            } else {
+                Err(ModelFileError::NotAModelPath(m.to_string()))
+            }
+        }
+    }
+}
+
 /// Checks `model` before it is loaded: it exists; a known model has the
 /// expected size (always) and SHA-256 (once per size+mtime, cached in the
 /// `.verified` marker); any other file starts with the GGUF magic.
@@ -108,6 +141,9 @@ pub fn verify(model: &ModelRef) -> Result<(), ModelFileError> {
     let path = &model.path;
     let meta = match std::fs::metadata(path) {
         Ok(m) if m.is_file() => m,
+        _ if model.expected.is_none() => {
+            return Err(precheck(&path.display().to_string(), model).err().unwrap_or(ModelFileError::NoSuchFile(path.clone())))
+        }
         Ok(_) => return Err(ModelFileError::Missing(path.clone())),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(ModelFileError::Missing(path.clone())),
         Err(e) => return Err(ModelFileError::Io { path: path.clone(), detail: e.to_string() }),
@@ -164,5 +200,20 @@ mod tests {
         let other = ModelRef { path: dir.path().join("x.gguf"), expected: None };
         std::fs::write(&other.path, b"nope").unwrap();
         assert!(matches!(verify(&other), Err(ModelFileError::NotGguf(_))));
+    }
+
+    #[test]
+    fn a_model_name_is_not_taken_for_a_missing_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let e = precheck("llama3.2", &resolve_model("llama3.2", dir.path())).unwrap_err().to_string();
+        assert!(e.starts_with("`llama3.2` is not a local GGUF model file"), "{e}");
+        assert!(e.contains("--provider openai --base-url http://127.0.0.1:11434/v1 --model llama3.2"), "{e}");
+        assert!(!e.contains("fetch-model"), "{e}");
+        let e = precheck("/nope/m.gguf", &resolve_model("/nope/m.gguf", dir.path())).unwrap_err().to_string();
+        assert!(e.starts_with("there is no model file /nope/m.gguf"), "{e}");
+        let e = precheck("default", &resolve_model("default", dir.path())).unwrap_err().to_string();
+        assert!(e.contains("run scripts/fetch-model.sh"), "{e}");
+        let e = verify(&resolve_model("llama3.2", dir.path())).unwrap_err().to_string();
+        assert!(e.starts_with("`llama3.2` is not a local GGUF model file"), "{e}");
     }
 }

@@ -278,6 +278,13 @@ impl Provider for LocalProvider {
         self.inner.release(pid);
     }
 
+    /// At spawn: the model names an existing file (the full check, size,
+    /// checksum or GGUF magic, runs when it is loaded).
+    fn check_model(&self, model: &str) -> Result<(), ProviderError> {
+        let mref = model_file::resolve_model(model, &self.inner.cfg.model_dir);
+        model_file::precheck(model, &mref).map_err(|e| err(e.to_string()))
+    }
+
     /// `n_ctx` minus room for a reply (`default_max_tokens`, at most a
     /// quarter of `n_ctx`), whatever the model. A prompt beyond the whole
     /// `n_ctx` (less a few tokens) fails with [`ProviderError::ContextOverflow`].

@@ -8,6 +8,10 @@
 //! nothing before it is lost. When a log holds mostly dead frames it is
 //! rewritten (to a temporary file, then renamed) on open.
 //!
+//! Memories are private to the kernel's user: the store's directories are
+//! created (and tightened, if an older kernel made them wider) with mode
+//! 0700, and its files with 0600, like the journal.
+//!
 //! In memory each space keeps its vectors in one flat `Vec<f32>` of unit
 //! vectors, so a query is an exact cosine search: one dot product per memory
 //! (384 multiply-adds), about 4 MB of vectors to scan per 10k memories.
@@ -16,6 +20,7 @@
 use std::collections::{BinaryHeap, HashMap};
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Write};
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -270,6 +275,33 @@ fn io_err(path: &Path, e: std::io::Error) -> MemoryError {
     MemoryError::Io(format!("memory store {}: {e}", path.display()))
 }
 
+/// Mode of the store's directories and files: the kernel's user only.
+const DIR_MODE: u32 = 0o700;
+const FILE_MODE: u32 = 0o600;
+
+/// Creates `dir` (and its parents) with [`DIR_MODE`] and makes sure `dir`
+/// itself has that mode, even if it existed with a wider one.
+fn private_dir(dir: &Path) -> Result<(), MemoryError> {
+    std::fs::DirBuilder::new().recursive(true).mode(DIR_MODE).create(dir).map_err(|e| io_err(dir, e))?;
+    tighten(dir, DIR_MODE)
+}
+
+/// Sets `path`'s mode to `mode` if it has any bit more.
+fn tighten(path: &Path, mode: u32) -> Result<(), MemoryError> {
+    let md = std::fs::symlink_metadata(path).map_err(|e| io_err(path, e))?;
+    if md.permissions().mode() & 0o777 & !mode != 0 {
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).map_err(|e| io_err(path, e))?;
+    }
+    Ok(())
+}
+
+/// Opens (creating it with [`FILE_MODE`]) a store file for appending.
+fn open_log(path: &Path, create: bool) -> Result<File, MemoryError> {
+    let f = OpenOptions::new().create(create).append(true).mode(FILE_MODE).open(path).map_err(|e| io_err(path, e))?;
+    tighten(path, FILE_MODE)?;
+    Ok(f)
+}
+
 /// The embedded store. Share it behind an `Arc`.
 pub struct EmbeddedStore {
     root: PathBuf,
@@ -280,7 +312,7 @@ impl EmbeddedStore {
     /// A store under `root` (normally `$AOS_HOME/memory`), created if missing.
     pub fn open(root: impl Into<PathBuf>) -> Result<Self, MemoryError> {
         let root = root.into();
-        std::fs::create_dir_all(&root).map_err(|e| io_err(&root, e))?;
+        private_dir(&root)?;
         Ok(EmbeddedStore { root, spaces: Mutex::new(HashMap::new()) })
     }
 
@@ -290,7 +322,7 @@ impl EmbeddedStore {
 
     fn open_space(&self, id: &str) -> Result<SpaceData, MemoryError> {
         let dir = self.root.join(id);
-        std::fs::create_dir_all(&dir).map_err(|e| io_err(&dir, e))?;
+        private_dir(&dir)?;
         let path = dir.join("log.bin");
         let mut bytes = Vec::new();
         if path.exists() {
@@ -298,7 +330,7 @@ impl EmbeddedStore {
         }
         let (ops, intact) = read_log(&bytes);
         let frames = ops.len();
-        let log = OpenOptions::new().create(true).append(true).open(&path).map_err(|e| io_err(&path, e))?;
+        let log = open_log(&path, true)?;
         let mut s = SpaceData {
             dim: 0,
             entries: Vec::new(),
@@ -340,7 +372,13 @@ impl EmbeddedStore {
     fn compact(&self, dir: &Path, s: &mut SpaceData) -> Result<(), MemoryError> {
         let tmp = dir.join("log.bin.tmp");
         let path = dir.join("log.bin");
-        let mut f = File::create(&tmp).map_err(|e| io_err(&tmp, e))?;
+        let _ = std::fs::remove_file(&tmp);
+        let mut f = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(FILE_MODE)
+            .open(&tmp)
+            .map_err(|e| io_err(&tmp, e))?;
         let mut buf = Vec::new();
         for (i, e) in s.entries.iter().enumerate() {
             buf.extend_from_slice(&frame(&upsert_payload(e, &s.vectors[i * s.dim..(i + 1) * s.dim])));
@@ -355,7 +393,7 @@ impl EmbeddedStore {
         if let Ok(d) = File::open(dir) {
             let _ = d.sync_all();
         }
-        s.log = OpenOptions::new().append(true).open(&path).map_err(|e| io_err(&path, e))?;
+        s.log = open_log(&path, false)?;
         s.frames = s.entries.len();
         s.log_len = len;
         Ok(())
@@ -564,5 +602,44 @@ mod tests {
         assert_eq!(hits[0].text, "v1499");
         let size = std::fs::metadata(dir.path().join("agent-1/log.bin")).unwrap().len();
         assert!(size < 200, "log not compacted: {size} bytes");
+    }
+
+    fn mode(p: &Path) -> u32 {
+        std::fs::symlink_metadata(p).unwrap().permissions().mode() & 0o777
+    }
+
+    /// Memories are as private as the journal: directories 0700, files 0600,
+    /// whatever the umask, also after a compaction, and wider modes left by
+    /// an older kernel are tightened on open.
+    #[tokio::test]
+    async fn store_files_are_private_to_the_kernel_user() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("memory");
+        // An older kernel's store, world-readable.
+        std::fs::create_dir_all(root.join("agent-2")).unwrap();
+        std::fs::write(root.join("agent-2/log.bin"), b"").unwrap();
+        for p in [root.clone(), root.join("agent-2")] {
+            std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).unwrap();
+        }
+        std::fs::set_permissions(root.join("agent-2/log.bin"), std::fs::Permissions::from_mode(0o644)).unwrap();
+        let st = EmbeddedStore::open(&root).unwrap();
+        st.upsert(&Space::Private(1), rec("a", "secret"), vec![1.0, 0.0]).await.unwrap();
+        st.upsert(&Space::Shared("team".into()), rec("b", "shared"), vec![1.0, 0.0]).await.unwrap();
+        assert_eq!(st.count(&Space::Private(2)).await.unwrap(), 0);
+        assert_eq!(mode(&root), 0o700, "the store's root");
+        for space in ["agent-1", "shared-team", "agent-2"] {
+            assert_eq!(mode(&root.join(space)), 0o700, "{space}");
+            assert_eq!(mode(&root.join(space).join("log.bin")), 0o600, "{space}/log.bin");
+        }
+        drop(st);
+        // A compaction writes a new log: private too.
+        let st = EmbeddedStore::open(&root).unwrap();
+        let items = (0..1500).map(|i| (rec("same", &format!("v{i}")), vec![1.0, i as f32])).collect();
+        st.upsert_many(&Space::Private(3), items).unwrap();
+        drop(st);
+        let st = EmbeddedStore::open(&root).unwrap();
+        assert_eq!(st.count(&Space::Private(3)).await.unwrap(), 1);
+        assert!(std::fs::metadata(root.join("agent-3/log.bin")).unwrap().len() < 200, "compacted");
+        assert_eq!(mode(&root.join("agent-3/log.bin")), 0o600, "compacted log");
     }
 }

@@ -15,7 +15,10 @@ pub use anthropic::AnthropicProvider;
 pub use gemini::GeminiProvider;
 pub use http::HttpSettings;
 pub use openai::OpenAiProvider;
-pub use registry::{build_provider, build_provider_with, Constructor, ProviderConfig, ProviderRegistry, KNOWN_PROVIDERS};
+pub use registry::{
+    build_provider, build_provider_with, check_provider_name, Constructor, ProviderConfig, ProviderRegistry,
+    KNOWN_PROVIDERS, PROVIDER_NAMES,
+};
 pub use script::ScriptProvider;
 
 pub use aos_abi::SyscallSpec;
@@ -112,8 +115,18 @@ mod error {
             attempts: u32,
             detail: String,
         },
-        #[error("{provider} timed out after {secs} s (a slow model or long reply may need a longer provider timeout)")]
+        #[error(
+            "{provider} timed out after {secs} s without an answer: a slow model or a long reply needs a longer \
+             timeout, `timeout_secs` under `[providers.{provider}]` in aos.toml (read by `aos run` and at kernel start)"
+        )]
         Timeout { provider: String, secs: u64 },
+        /// A provider name that is not one of [`crate::PROVIDER_NAMES`].
+        #[error(
+            "unknown provider `{name}`{hint}; the providers are {known}",
+            hint = suggestion.as_ref().map(|s| format!(" (did you mean `{s}`?)")).unwrap_or_default(),
+            known = crate::PROVIDER_NAMES.join(", ")
+        )]
+        UnknownProvider { name: String, suggestion: Option<String> },
         #[error("{provider} returned an error ({status}): {detail}")]
         Api {
             provider: String,
@@ -147,6 +160,12 @@ pub trait Provider: Send + Sync {
     /// Short name, e.g. `openai`, `gemini`, `anthropic`, `script`, `local`.
     fn name(&self) -> &str;
     async fn complete(&self, req: CompletionRequest) -> Result<Completion, ProviderError>;
+    /// Checked when a process is spawned, before its first model call: can
+    /// `model` be used at all (e.g. `local`: the GGUF file exists)? The
+    /// error reaches the spawner (`aos spawn`, `SPAWN_AGENT`). Default: yes.
+    fn check_model(&self, _model: &str) -> Result<(), ProviderError> {
+        Ok(())
+    }
     /// Called when a process exits, so per-process state (caches) can be dropped.
     fn release(&self, _pid: u64) {}
     /// Called when process `pid` is restored after a restart, having already

@@ -81,11 +81,19 @@ impl ProviderRegistry {
         let name = cfg.provider.trim().to_ascii_lowercase();
         match self.entries.iter().find(|(n, _)| *n == name) {
             Some((_, ctor)) => ctor(cfg, cfg.http_settings(http)),
-            None => Err(ProviderError::Other(format!(
-                "unknown provider `{}`: known providers are {}",
-                cfg.provider,
-                self.names().join(", ")
-            ))),
+            None if name == "local" => Err(ProviderError::Other(
+                "the `local` provider is built by aos-llm-local (registered by aos_daemon::stack), \
+                 not by the built-in registry"
+                    .into(),
+            )),
+            None => {
+                check_provider_name(&cfg.provider)?;
+                Err(ProviderError::Other(format!(
+                    "provider `{}` is not registered here: registered providers are {}",
+                    cfg.provider,
+                    self.names().join(", ")
+                )))
+            }
         }
     }
 }
@@ -96,6 +104,23 @@ fn base_url(cfg: &ProviderConfig) -> Option<&str> {
 
 fn key_env(cfg: &ProviderConfig) -> Option<&str> {
     cfg.api_key_env.as_deref().filter(|k| !k.trim().is_empty())
+}
+
+/// Every provider name AgentOS accepts: [`KNOWN_PROVIDERS`] and `local`.
+pub const PROVIDER_NAMES: &[&str] = &["local", "openai", "gemini", "anthropic", "script"];
+
+/// Checks a provider name (case-insensitive) against [`PROVIDER_NAMES`],
+/// before anything else is looked at: an unknown one is
+/// [`ProviderError::UnknownProvider`] with the closest known name.
+pub fn check_provider_name(name: &str) -> Result<(), ProviderError> {
+    let n = name.trim().to_ascii_lowercase();
+    if PROVIDER_NAMES.contains(&n.as_str()) {
+        return Ok(());
+    }
+    Err(ProviderError::UnknownProvider {
+        name: name.to_string(),
+        suggestion: aos_abi::suggest::did_you_mean(&n, PROVIDER_NAMES.iter().copied()).map(str::to_string),
+    })
 }
 
 /// Which provider to use and how to reach it.

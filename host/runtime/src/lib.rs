@@ -17,7 +17,10 @@
 //! syscalls and what each requires), `interfaces` (one module per host
 //! interface: WIT names, enabling grants, linking, per-instance set-up, host
 //! functions; the linker is built from them), `state` (per-instance store
-//! state, limits, what instances share), `bindings` (WIT bindings). The
+//! state, limits, the call clock the watchdog reads, what instances share),
+//! `fs_guard` (the `wasi:filesystem` host: no blocking opens, no special
+//! files, the workspace owner's ids), `workspace` (who owns a workspace),
+//! `bindings` (WIT bindings). The
 //! heavy machinery behind two interfaces lives in its own crate: the
 //! outgoing HTTP policy behind `net` in `aos-egress`, the container engine
 //! behind `exec` in `aos-sandbox`; long-term memory behind `memory` is
@@ -26,8 +29,10 @@
 mod bindings;
 pub mod driver;
 mod engine;
+mod fs_guard;
 mod interfaces;
 mod state;
+mod workspace;
 
 pub use aos_abi::{
     AgentContext, CallOutcome, Capability, CapabilitySet, Effect, Missing, Refusal, SyscallError, SyscallHandle,
@@ -36,7 +41,7 @@ pub use aos_abi::{
 pub use driver::{DriverLoadError, DriverSource};
 pub use engine::CacheOutcome;
 // The types of `RuntimeConfig`'s fields, from the crates that own them.
-pub use aos_egress::{NetConfig, NetConfigError};
+pub use aos_egress::{NetConfig, NetConfigError, Resolve, ResolverHook};
 pub use aos_sandbox::{ContainerAgent, ContainerBackend, ExecOutput};
 pub use aos_memory;
 
@@ -70,6 +75,11 @@ const BUILTIN_DRIVERS: &[(&str, &[u8])] = &[
     ("net", include_bytes!(concat!(env!("AOS_BUILT_DRIVERS_DIR"), "/aos_driver_net.wasm"))),
     ("memory", include_bytes!(concat!(env!("AOS_BUILT_DRIVERS_DIR"), "/aos_driver_memory.wasm"))),
 ];
+
+/// How long past its deadline a call suspended in a host future may run
+/// before the watchdog ends it (guest code is interrupted by the epoch at
+/// the deadline itself).
+const WATCHDOG_GRACE: Duration = Duration::from_millis(250);
 
 /// Names third-party drivers may not take.
 const RESERVED_NAMES: &[&str] = &["fs", "timers", "net", "exec", "memory", "kernel", "all"];
@@ -283,6 +293,7 @@ impl DriverRuntime {
             timer_ids: Arc::new(AtomicU64::new(1)),
             driver_settings: config.driver_config.iter().map(|(k, v)| (k.clone(), Arc::new(v.clone()))).collect(),
             no_settings: Arc::default(),
+            workspaces_root: config.home.join("workspaces"),
         };
         let mut rt = DriverRuntime {
             shared,
@@ -404,6 +415,8 @@ impl DriverRuntime {
         let pre = self.pre(d, profile).map_err(InstantiateError::Link)?;
         let stderr = MemoryOutputPipe::new(STDERR_CAPTURE);
         let mut wasi = WasiCtxBuilder::new();
+        // File work inline: `fs_guard` makes sure none of it can block or
+        // take long (non-blocking opens, listings and syncs offloaded).
         wasi.allow_blocking_current_thread(true).stderr(stderr.clone());
         let mut hosts = HostStates::new(&self.shared);
         if let Some(agent) = agent {
@@ -428,6 +441,7 @@ impl DriverRuntime {
             stderr,
             timed_out: false,
             deadline: Instant::now() + self.config.timeout_for(&d.name),
+            clock: Default::default(),
             http: wasmtime_wasi_http::WasiHttpCtx::new(),
             hosts,
         };
@@ -554,20 +568,33 @@ impl DriverRuntime {
             }
         };
         let deadline = self.config.timeout_for(&d.name);
-        {
+        let clock = {
             let s = inst.store.data_mut();
             s.effects.clear();
             s.hosts.net.notes.lock().clear();
             s.deadline = Instant::now() + deadline;
-        }
-        // Backstop for time spent in host functions, which the epoch deadline
-        // does not interrupt.
+            s.clock.start(s.deadline);
+            s.clock.clone()
+        };
+        // The epoch interrupts guest code at the deadline; the watchdog ends
+        // a call suspended in a host future past it (host calls that bound
+        // their own time are exempt while they run), and the backstop bounds
+        // everything.
         let backstop = deadline + self.config.host_call_allowance;
-        let result = tokio::time::timeout(
-            backstop,
-            inst.bindings.aos_kernel_driver().call_handle(&mut inst.store, name, &args_json),
-        )
-        .await;
+        let result = {
+            let call = inst.bindings.aos_kernel_driver().call_handle(&mut inst.store, name, &args_json);
+            let mut call = std::pin::pin!(call);
+            // Most calls finish in their first poll (file work is inline): no
+            // timers for them. A call that waits gets the watchdog and the backstop.
+            let first = std::future::poll_fn(|cx| std::task::Poll::Ready(std::future::Future::poll(call.as_mut(), cx))).await;
+            match first {
+                std::task::Poll::Ready(r) => Some(r),
+                std::task::Poll::Pending => tokio::select! {
+                    r = tokio::time::timeout(backstop, call) => r.ok(),
+                    _ = clock.expired(WATCHDOG_GRACE) => None,
+                },
+            }
+        };
         let timeout_err = || {
             SyscallError::Timeout(format!(
                 "driver `{}` did not answer {name} within its {:.1} s deadline; the call was stopped",
@@ -576,8 +603,8 @@ impl DriverRuntime {
             ))
         };
         let reply = match result {
-            Err(_) => return Err(timeout_err()),
-            Ok(Err(trap)) => {
+            None => return Err(timeout_err()),
+            Some(Err(trap)) => {
                 let st = inst.store.data();
                 if st.timed_out {
                     return Err(timeout_err());
@@ -594,7 +621,7 @@ impl DriverRuntime {
                     describe_trap(&trap, st)
                 )));
             }
-            Ok(Ok(reply)) => reply,
+            Some(Ok(reply)) => reply,
         };
         let effects = std::mem::take(&mut inst.store.data_mut().effects);
         let notes = std::mem::take(&mut *inst.store.data().hosts.net.notes.lock());
@@ -672,12 +699,11 @@ impl DriverRuntime {
         Ok(info)
     }
 
-    /// Unregisters an installed driver.
+    /// Unregisters an installed driver. The name is checked like at
+    /// installation, so it can only ever name a file in the drivers folder.
     pub fn remove(&self, name: &str) -> Result<(), RuntimeError> {
+        check_name(name)?;
         let path = self.config.installed_dir().join(format!("{name}.wasm"));
-        if RESERVED_NAMES.contains(&name) {
-            return Err(RuntimeError::ReservedName(name.to_string()));
-        }
         if !path.exists() {
             return Err(RuntimeError::NotInstalled(name.to_string()));
         }
@@ -738,6 +764,10 @@ impl SyscallSource for DriverRuntime {
             Err(Refusal::Unknown { .. }) => None,
             Err(r) => Some(Err(r)),
         }
+    }
+
+    fn driver_names(&self) -> Vec<String> {
+        self.list().into_iter().map(|d| d.name).collect()
     }
 
     fn grant_for(&self, name: &str) -> Option<Vec<Capability>> {
@@ -815,16 +845,23 @@ fn read_driver_file(path: &Path, name: Option<&str>) -> Result<(String, Vec<u8>)
             stem.strip_prefix("aos_driver_").unwrap_or(&stem).replace('_', "-")
         }
     };
+    check_name(&name)?;
+    Ok((name, bytes))
+}
+
+/// A third-party driver's name: 1-32 characters of `a-z`, `0-9`, `-`, `_`
+/// (so never a path), and not a built-in driver's.
+fn check_name(name: &str) -> Result<(), RuntimeError> {
     if name.is_empty()
         || name.len() > 32
         || !name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_')
     {
-        return Err(RuntimeError::BadName(name));
+        return Err(RuntimeError::BadName(name.to_string()));
     }
-    if RESERVED_NAMES.contains(&name.as_str()) {
-        return Err(RuntimeError::ReservedName(name));
+    if RESERVED_NAMES.contains(&name) {
+        return Err(RuntimeError::ReservedName(name.to_string()));
     }
-    Ok((name, bytes))
+    Ok(())
 }
 
 /// A short explanation of a trap: its code, plus the guest's panic message if

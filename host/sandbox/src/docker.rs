@@ -13,15 +13,22 @@
 //! Every container gets:
 //! - the process's workspace bind-mounted at `/workspace` (read-only unless the
 //!   process holds `fs:rw`), which is also the working directory;
-//! - network mode `none` unless the process holds `exec:net` (then `bridge`);
+//! - network mode `none`: only a loopback interface. With `exec:net` the
+//!   kernel's egress proxy (`aos_egress::proxy`) listens on that loopback and
+//!   `HTTP_PROXY`/`HTTPS_PROXY` point to it: the only way out, under the
+//!   process's `net` grants and the address policy of `NET_FETCH`;
 //! - memory (no swap), pids and CPU limits, `cap-drop ALL`,
 //!   `no-new-privileges`, no privileges, a read-only root filesystem with a
 //!   tmpfs `/tmp` (also `$HOME`), and an init process that reaps zombies;
-//! - a non-root user: the owner of the workspace, or uid/gid 1000 when the
-//!   workspace belongs to root. When the kernel itself runs as root, entries of
-//!   a writable workspace owned by root (created through `FS_WRITE`) are handed
-//!   to that user before each command, so commands can modify them; files the
-//!   command creates are read back by `FS_READ` either way.
+//! - a non-root user: the configured `user`, else the owner of the
+//!   workspace, else (a workspace owned by root) uid/gid 1000. A workspace
+//!   the kernel made is given to that user before first use, and the host's
+//!   own file work in a user's workspace runs with that user's ids
+//!   (`workspace.rs`, `fs_guard.rs`), so files written by `FS_WRITE` and by
+//!   commands belong to the same user without any chown: the kernel never
+//!   walks, chowns or chmods anything inside a workspace. An operator-named
+//!   workspace owned by root is left as it is (commands then cannot write
+//!   into it; give it to a user).
 //!
 //! Each command runs as `bash -lc CMD` (`sh -c CMD` in an image without bash)
 //! under `timeout -s KILL` (whole seconds, rounded up), which kills its whole
@@ -51,6 +58,8 @@ use futures_util::StreamExt;
 
 use aos_abi::SyscallError;
 
+use aos_egress::proxy::{self as egress, Egress, Proxy};
+
 use crate::{ContainerAgent, ContainerBackend, ExecOutput};
 
 /// Default sandbox image.
@@ -77,8 +86,6 @@ const WRAPPER: &str = "timeout -s KILL \"$1\" \"$2\" \"$3\" \"$4\" & p=$!; wait 
 
 /// Environment marker that every process of one command inherits.
 const EXEC_MARK: &str = "AOS_EXEC_ID";
-/// Largest number of workspace entries handed to the sandbox user per command.
-const CHOWN_WALK_LIMIT: usize = 20_000;
 
 /// How sandboxes are made. [`DockerConfig::default`] gives the documented
 /// defaults; [`DockerConfig::for_home`] also labels the containers with the
@@ -178,17 +185,16 @@ pub struct DockerStatus {
 }
 
 /// One process's container.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 struct Sandbox {
     id: String,
     workspace: PathBuf,
     writable: bool,
-    network: bool,
+    egress: Option<Egress>,
+    /// The egress proxy serving this container (`exec:net`).
+    proxy: Option<Arc<Proxy>>,
     /// Whether `bash` exists in the image (else `sh`).
     bash: bool,
-    /// uid/gid the commands run as.
-    uid: u32,
-    gid: u32,
 }
 
 /// Runs commands in per-process Docker containers. See the module docs.
@@ -356,20 +362,27 @@ impl DockerBackend {
         self.sandboxes.lock().entry(pid).or_default().clone()
     }
 
-    /// The uid/gid commands for `agent` run as.
-    fn user_for(&self, agent: &ContainerAgent) -> (u32, u32, String) {
+    /// The configured `user`, as uid/gid.
+    fn configured_user(&self) -> Option<(u32, u32)> {
+        let u = self.config.user.as_ref()?;
+        let mut it = u.split(':');
+        let uid = it.next().and_then(|x| x.parse().ok()).unwrap_or(SANDBOX_USER.0);
+        let gid = it.next().and_then(|x| x.parse().ok()).unwrap_or(uid);
+        Some((uid, gid))
+    }
+
+    /// The `user[:group]` commands for `agent` run as: the configured
+    /// user, else the workspace's owner, else (a root-owned workspace) 1000:1000.
+    fn user_for(&self, agent: &ContainerAgent) -> String {
         if let Some(u) = &self.config.user {
-            let mut it = u.split(':');
-            let uid = it.next().and_then(|x| x.parse().ok()).unwrap_or(SANDBOX_USER.0);
-            let gid = it.next().and_then(|x| x.parse().ok()).unwrap_or(uid);
-            return (uid, gid, u.clone());
+            return u.clone();
         }
         use std::os::unix::fs::MetadataExt;
         let (uid, gid) = match std::fs::metadata(&agent.workspace) {
             Ok(m) if m.uid() != 0 => (m.uid(), m.gid()),
             _ => SANDBOX_USER,
         };
-        (uid, gid, format!("{uid}:{gid}"))
+        format!("{uid}:{gid}")
     }
 
     async fn create(&self, d: &Docker, agent: &ContainerAgent) -> Result<Sandbox, SyscallError> {
@@ -377,7 +390,7 @@ impl DockerBackend {
             return Err(SyscallError::Io(format!("the workspace {} does not exist", agent.workspace.display())));
         }
         let workspace = std::fs::canonicalize(&agent.workspace).unwrap_or_else(|_| agent.workspace.clone());
-        let (uid, gid, user) = self.user_for(agent);
+        let user = self.user_for(agent);
         let name = format!("aos-{}-{}-{}", self.config.kernel_label, self.instance, agent.pid);
         // A leftover with this name (an earlier sandbox of this pid whose removal failed).
         let _ = d.remove_container(&name, Some(force_remove())).await;
@@ -392,9 +405,17 @@ impl DockerBackend {
         .map(|(k, v)| (k.to_string(), v))
         .collect();
         let mode = if agent.workspace_writable { "rw" } else { "ro" };
+        let mut env: Vec<String> = vec!["HOME=/tmp".into(), "LANG=C.UTF-8".into(), "TERM=dumb".into()];
+        if agent.egress.is_some() {
+            if !(self.endpoint.starts_with("unix://") || self.endpoint.starts_with('/')) {
+                return Err(egress::unavailable(&format!("the Docker engine at {} is not local", self.endpoint)));
+            }
+            env.extend(egress::proxy_env());
+        }
         let host_config = HostConfig {
             binds: Some(vec![format!("{}:/workspace:{mode}", workspace.display())]),
-            network_mode: Some(if agent.network { "bridge" } else { "none" }.to_string()),
+            // No network of its own, ever: `exec:net` goes through the egress proxy.
+            network_mode: Some("none".to_string()),
             memory: Some(self.config.memory_bytes),
             memory_swap: Some(self.config.memory_bytes),
             pids_limit: Some(self.config.pids_limit),
@@ -417,9 +438,8 @@ impl DockerBackend {
             entrypoint: Some(vec![]),
             user: Some(user),
             working_dir: Some("/workspace".into()),
-            env: Some(vec!["HOME=/tmp".into(), "LANG=C.UTF-8".into(), "TERM=dumb".into()]),
+            env: Some(env),
             labels: Some(labels),
-            network_disabled: Some(!agent.network),
             host_config: Some(host_config),
             ..Default::default()
         };
@@ -438,14 +458,23 @@ impl DockerBackend {
             return Err(self.api_err("start the sandbox container", e));
         }
         tracing::debug!(target: "aos::exec", pid = agent.pid, container = %created.id, "sandbox created");
+        let proxy = match &agent.egress {
+            None => None,
+            Some(e) => match self.start_proxy(d, &created.id, e.clone(), agent.pid).await {
+                Ok(p) => Some(Arc::new(p)),
+                Err(err) => {
+                    let _ = d.remove_container(&created.id, Some(force_remove())).await;
+                    return Err(err);
+                }
+            },
+        };
         let mut sb = Sandbox {
             id: created.id,
             workspace: agent.workspace.clone(),
             writable: agent.workspace_writable,
-            network: agent.network,
+            egress: agent.egress.clone(),
+            proxy,
             bash: true,
-            uid,
-            gid,
         };
         // Which shell the image has.
         let probe = self
@@ -456,6 +485,20 @@ impl DockerBackend {
             tracing::warn!(target: "aos::exec", image = %self.config.image, "the sandbox image has no bash; commands run with sh -c");
         }
         Ok(sb)
+    }
+
+    /// Opens the egress proxy's listener in container `id`'s network
+    /// namespace and serves it for `pid`.
+    async fn start_proxy(&self, d: &Docker, id: &str, e: Egress, pid: u64) -> Result<Proxy, SyscallError> {
+        let info = d.inspect_container(id, None).await.map_err(|e| self.api_err("inspect the sandbox", e))?;
+        let host_pid = info.state.and_then(|s| s.pid).filter(|p| *p > 0).ok_or_else(|| {
+            egress::unavailable("Docker did not report the sandbox's process id")
+        })?;
+        let cid = id.to_string();
+        let listener = tokio::task::spawn_blocking(move || egress::listen_in(host_pid, &cid))
+            .await
+            .map_err(|e| SyscallError::Internal(format!("the egress set-up task failed: {e}")))??;
+        egress::serve(listener, e, pid).map_err(|e| egress::unavailable(&format!("cannot serve the egress proxy: {e}")))
     }
 
     /// Runs `argv` in `sb` and collects its output until it ends or `limit`
@@ -569,39 +612,6 @@ async fn list_with_label(d: &Docker, label: &str) -> Result<Vec<bollard::models:
     d.list_containers(Some(ListContainersOptions { all: true, filters: Some(filters), ..Default::default() })).await
 }
 
-/// Hands entries of `root` owned by uid 0 to `uid:gid` (without following
-/// symlinks, skipping files with several hard links), so a non-root sandbox
-/// can modify what the kernel, running as root, wrote into the workspace.
-fn hand_over(root: &Path, uid: u32, gid: u32) {
-    use std::os::unix::fs::MetadataExt;
-    let mut stack = vec![root.to_path_buf()];
-    let mut seen = 0usize;
-    while let Some(dir) = stack.pop() {
-        let Ok(md) = std::fs::symlink_metadata(&dir) else { continue };
-        if md.uid() == 0 {
-            let _ = std::os::unix::fs::lchown(&dir, Some(uid), Some(gid));
-        }
-        let Ok(rd) = std::fs::read_dir(&dir) else { continue };
-        for e in rd.flatten() {
-            seen += 1;
-            if seen > CHOWN_WALK_LIMIT {
-                return;
-            }
-            let Ok(m) = e.metadata() else { continue };
-            if m.is_dir() {
-                stack.push(e.path());
-            } else if m.uid() == 0 && !m.file_type().is_symlink() && m.nlink() == 1 {
-                let _ = std::os::unix::fs::lchown(e.path(), Some(uid), Some(gid));
-            }
-        }
-    }
-}
-
-fn running_as_root() -> bool {
-    use std::os::unix::fs::MetadataExt;
-    std::fs::metadata("/proc/self").map(|m| m.uid() == 0).unwrap_or(false)
-}
-
 /// An error's message without its kind prefix.
 fn plain(e: SyscallError) -> String {
     match e {
@@ -624,7 +634,7 @@ impl ContainerBackend for DockerBackend {
         let slot = self.slot(agent.pid);
         let mut guard = slot.lock().await;
         let stale = guard.as_ref().is_some_and(|sb| {
-            sb.workspace != agent.workspace || sb.writable != agent.workspace_writable || sb.network != agent.network
+            sb.workspace != agent.workspace || sb.writable != agent.workspace_writable || sb.egress != agent.egress
         });
         if stale {
             if let Some(old) = guard.take() {
@@ -635,11 +645,6 @@ impl ContainerBackend for DockerBackend {
             *guard = Some(self.create(&d, agent).await?);
         }
         let mut sb = guard.clone().expect("sandbox exists");
-
-        if sb.writable && running_as_root() {
-            let (root, uid, gid) = (sb.workspace.clone(), sb.uid, sb.gid);
-            let _ = tokio::task::spawn_blocking(move || hand_over(&root, uid, gid)).await;
-        }
 
         let mark = self.exec_ids.fetch_add(1, Ordering::Relaxed);
         // In-container kill: `timeout` signals the command's whole process group.
@@ -680,7 +685,15 @@ impl ContainerBackend for DockerBackend {
             res = self.run(&d, &sb, argv(&sb), limit, mark).await;
         }
         let res = res?;
-        let (mut code, out, err, truncated, ended) = res;
+        let (mut code, out, mut err, truncated, ended) = res;
+        // What the egress proxy refused during the command, so the model sees why.
+        if let Some(p) = &sb.proxy {
+            for line in p.take_refusals() {
+                if err.len() < self.config.output_cap_bytes {
+                    err.extend_from_slice(format!("[aos] the egress proxy refused {line}\n").as_bytes());
+                }
+            }
+        }
         let elapsed = started.elapsed();
         let timed_out = !ended || (elapsed + Duration::from_millis(50) >= timeout && (code == 137 || code == 124));
         if timed_out {
@@ -695,6 +708,10 @@ impl ContainerBackend for DockerBackend {
             truncated,
             timed_out,
         })
+    }
+
+    fn default_user(&self) -> Option<(u32, u32)> {
+        Some(self.configured_user().unwrap_or(SANDBOX_USER))
     }
 
     async fn release(&self, pid: u64) {
@@ -717,11 +734,22 @@ impl ContainerBackend for DockerBackend {
             }
         }
         // Anything else of this backend (e.g. a creation that raced with shutdown).
-        if let Ok(list) = list_with_label(&d, &format!("{LABEL_INSTANCE}={}", self.instance)).await {
+        let label = format!("{LABEL_INSTANCE}={}", self.instance);
+        if let Ok(list) = list_with_label(&d, &label).await {
             for c in list {
                 if let Some(id) = c.id {
                     self.remove(&d, &id).await;
                 }
+            }
+        }
+        // A removal started elsewhere (a process's `release`) may still be in
+        // progress (Docker answers 409 to a second one): return only once the
+        // containers are gone, so nothing outlives the kernel (bounded wait).
+        let t0 = Instant::now();
+        while t0.elapsed() < Duration::from_secs(15) {
+            match list_with_label(&d, &label).await {
+                Ok(list) if !list.is_empty() => tokio::time::sleep(Duration::from_millis(100)).await,
+                _ => break,
             }
         }
     }

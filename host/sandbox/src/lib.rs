@@ -18,6 +18,8 @@ use async_trait::async_trait;
 
 use aos_abi::SyscallError;
 
+pub use aos_egress::Egress;
+
 /// Who runs a command, and with what rights.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ContainerAgent {
@@ -25,8 +27,9 @@ pub struct ContainerAgent {
     /// Host directory mounted at `/workspace` (read-write only with `fs:rw`).
     pub workspace: PathBuf,
     pub workspace_writable: bool,
-    /// `exec:net`: network inside the container.
-    pub network: bool,
+    /// `exec:net`: network through the egress proxy, under the process's
+    /// `net`/`net:HOST` grants and the address policy (`aos_egress::proxy`).
+    pub egress: Option<Egress>,
 }
 
 /// The result of one command.
@@ -48,6 +51,12 @@ pub trait ContainerBackend: Send + Sync {
     async fn release(&self, pid: u64);
     /// Removes every sandbox (the kernel stops).
     async fn shutdown(&self);
+    /// The uid/gid commands run as in a workspace that belongs to root (a
+    /// workspace the kernel made is given to this user before first use;
+    /// see `workspace.rs`). `None`: the backend has no such user.
+    fn default_user(&self) -> Option<(u32, u32)> {
+        None
+    }
 }
 
 /// Error text when `exec` is granted but no container engine is configured.

@@ -52,11 +52,10 @@ pub struct CallArgs {
     /// Arguments as a JSON object.
     #[arg(default_value = "{}")]
     pub args: String,
-    /// Capability to grant the calling agent (repeatable): fs:ro, fs:rw, net, net:HOST,
-    /// exec, memory, timers, spawn, ipc, driver:NAME, all. None are granted by default.
-    #[arg(long = "grant", short = 'g')]
+    /// Capability to grant the calling agent. None are granted by default.
+    #[arg(long = "grant", short = 'g', value_delimiter = ',', long_help = aos_abi::caps::GRANT_HELP)]
     pub grants: Vec<String>,
-    /// Host directory preopened at /workspace (default: the current directory).
+    /// Host directory preopened at /workspace, created if missing (default: the current directory).
     #[arg(long)]
     pub workspace: Option<PathBuf>,
     /// Per-call deadline in seconds.
@@ -91,7 +90,7 @@ pub async fn run(cmd: DriverCmd) -> Result<i32> {
             let rt = open_runtime(RuntimeConfig::new("")).await?;
             let list = rt.list();
             if json {
-                println!("{}", serde_json::to_string_pretty(&list)?);
+                outln!("{}", serde_json::to_string_pretty(&list)?);
             } else {
                 for d in &list {
                     print_info(d);
@@ -103,7 +102,7 @@ pub async fn run(cmd: DriverCmd) -> Result<i32> {
             let rt = open_runtime(RuntimeConfig::new("")).await?;
             let info = rt.inspect(&file, None).await?;
             if json {
-                println!("{}", serde_json::to_string_pretty(&info)?);
+                outln!("{}", serde_json::to_string_pretty(&info)?);
             } else {
                 print_info(&info);
             }
@@ -112,7 +111,7 @@ pub async fn run(cmd: DriverCmd) -> Result<i32> {
         DriverCmd::Install { file, name } => {
             let rt = open_runtime(RuntimeConfig::new("")).await?;
             let info = rt.install(&file, name.as_deref()).await?;
-            println!(
+            outln!(
                 "installed driver `{}` ({} syscalls); grant it to agents with --grant driver:{}",
                 info.name,
                 info.syscalls.len(),
@@ -123,7 +122,7 @@ pub async fn run(cmd: DriverCmd) -> Result<i32> {
         DriverCmd::Remove { name } => {
             let rt = open_runtime(RuntimeConfig::new("")).await?;
             rt.remove(&name)?;
-            println!("removed driver `{name}`");
+            outln!("removed driver `{name}`");
             Ok(0)
         }
         DriverCmd::Call(a) => call(a).await,
@@ -131,14 +130,14 @@ pub async fn run(cmd: DriverCmd) -> Result<i32> {
 }
 
 fn print_info(d: &DriverInfo) {
-    println!("{}  ({})", d.name, d.source);
-    println!(
+    outln!("{}  ({})", d.name, d.source);
+    outln!(
         "  requires: {}",
         if d.requires.is_empty() { "nothing".to_string() } else { d.requires.join(", ") }
     );
     for s in &d.syscalls {
-        println!("  {:<14} [{}] {}", s.name, s.requires.join(", "), s.description);
-        println!("  {:<14} args: {}", "", s.args_schema);
+        outln!("  {:<14} [{}] {}", s.name, s.requires.join(", "), s.description);
+        outln!("  {:<14} args: {}", "", s.args_schema);
     }
 }
 
@@ -182,15 +181,23 @@ async fn call(a: CallArgs) -> Result<i32> {
         Some(w) => w,
         None => std::env::current_dir()?,
     };
-    let workspace = workspace
-        .canonicalize()
-        .with_context(|| format!("the workspace {} does not exist", workspace.display()))?;
+    let workspace = super::workspace_dir(&workspace)?;
+    for c in caps.iter() {
+        if let aos_abi::Capability::Driver(name) = c {
+            if !rt.list().iter().any(|d| &d.name == name) {
+                bail!(
+                    "no driver `{name}` is installed, so `driver:{name}` would grant nothing; \
+                     `aos driver ls` lists the drivers, `aos driver install FILE` adds one"
+                );
+            }
+        }
+    }
     let handle = match rt.resolve(&a.syscall, &caps) {
         Ok(h) => h,
         Err(refusal) => {
-            eprintln!("error: {}", aos_abi::SyscallError::from(refusal.clone()));
+            errln!("error: {}", aos_abi::SyscallError::from(refusal.clone()));
             if let Refusal::Denied { missing, .. } = refusal {
-                eprintln!("hint: grant it with --grant {}", missing.capability);
+                errln!("hint: grant it with --grant {}", missing.capability);
             }
             rt.shutdown().await;
             return Ok(1);
@@ -204,21 +211,21 @@ async fn call(a: CallArgs) -> Result<i32> {
     rt.shutdown().await;
     match result.expect("at least one call") {
         Ok(out) => {
-            println!("{}", serde_json::to_string_pretty(&out.output)?);
+            outln!("{}", serde_json::to_string_pretty(&out.output)?);
             for e in out.effects {
-                eprintln!("effect requested from the kernel: {}", serde_json::to_string(&e)?);
+                errln!("effect requested from the kernel: {}", serde_json::to_string(&e)?);
             }
             Ok(0)
         }
         Err(e) => {
-            eprintln!("error: {e}");
+            errln!("error: {e}");
             if let aos_abi::SyscallError::Denied(m) = &e {
                 let missing = m
                     .strip_prefix("capability `")
                     .and_then(|rest| rest.split_once("` not granted"))
                     .map(|(cap, _)| cap);
                 if let Some(cap) = missing {
-                    eprintln!("hint: grant it with --grant {}", cap.split(' ').next().unwrap_or(cap));
+                    errln!("hint: grant it with --grant {}", cap.split(' ').next().unwrap_or(cap));
                 }
             }
             Ok(1)

@@ -12,7 +12,7 @@ use anyhow::{anyhow, bail, Context, Result};
 use clap::Subcommand;
 
 use aos_daemon::api::StatusInfo;
-use aos_daemon::client::Client;
+use aos_daemon::client::{is_not_running, Client};
 use aos_daemon::Paths;
 
 #[derive(Debug, Subcommand)]
@@ -25,9 +25,16 @@ pub enum KernelCmd {
         foreground: bool,
     },
     /// Ask the kernel to shut down (unfinished processes stay in the journal).
-    Stop,
-    /// Whether the kernel runs: pid, uptime, process counts.
+    /// Succeeds when no kernel runs, like `systemctl stop`.
+    Stop {
+        /// Print `{"stopped": true, "pid": N}` (or `{"stopped": false, "running": false}`).
+        #[arg(long)]
+        json: bool,
+    },
+    /// Whether the kernel runs: pid, uptime, process counts. Exits 1 when it does not run.
+    #[command(after_help = "Examples:\n  aos kernel status\n  aos kernel status --json | jq .running   # {\"running\": false} when no kernel runs")]
     Status {
+        /// Print JSON (`{"running": true, "pid": .., ...}` or `{"running": false, "home": ..}`).
         #[arg(long)]
         json: bool,
     },
@@ -58,26 +65,55 @@ pub async fn run(cmd: KernelCmd) -> Result<i32> {
         }
         KernelCmd::Start { foreground: false } => {
             if let Ok(st) = client.get::<StatusInfo>("/v1/status").await {
-                println!("kernel already running (pid {}) for {}", st.pid, paths.home().display());
+                outln!("kernel already running (pid {}) for {}", st.pid, paths.home().display());
                 return Ok(0);
             }
             let pid = start_background(&paths).await?;
-            println!("kernel started (pid {pid}); socket {}", paths.socket().display());
+            outln!("kernel started (pid {pid}); socket {}", paths.socket().display());
             Ok(0)
         }
-        KernelCmd::Stop => {
-            let st: StatusInfo = client.get("/v1/status").await?;
+        KernelCmd::Stop { json } => {
+            let st: StatusInfo = match client.get("/v1/status").await {
+                Ok(st) => st,
+                Err(e) if is_not_running(&e) => {
+                    if json {
+                        outln!("{}", serde_json::json!({"stopped": false, "running": false}));
+                    } else {
+                        outln!("kernel not running for {}; nothing to stop", paths.home().display());
+                    }
+                    return Ok(0);
+                }
+                Err(e) => return Err(e),
+            };
             let _: serde_json::Value = client.post("/v1/shutdown", &serde_json::json!({})).await?;
             wait_gone(&paths, st.pid as i32, Duration::from_secs(10)).await?;
-            println!("kernel stopped (pid {})", st.pid);
+            if json {
+                outln!("{}", serde_json::json!({"stopped": true, "pid": st.pid}));
+            } else {
+                outln!("kernel stopped (pid {})", st.pid);
+            }
             Ok(0)
         }
         KernelCmd::Status { json } => {
-            let st: StatusInfo = client.get("/v1/status").await?;
+            let st: StatusInfo = match client.get("/v1/status").await {
+                Ok(st) => st,
+                Err(e) if json && is_not_running(&e) => {
+                    outln!("{}", serde_json::json!({"running": false, "home": paths.home()}));
+                    return Ok(1);
+                }
+                Err(e) => return Err(e),
+            };
             if json {
-                println!("{}", serde_json::to_string_pretty(&st)?);
+                let mut v = serde_json::to_value(&st)?;
+                if let serde_json::Value::Object(m) = &mut v {
+                    let mut out = serde_json::Map::new();
+                    out.insert("running".into(), serde_json::Value::Bool(true));
+                    out.extend(std::mem::take(m));
+                    v = serde_json::Value::Object(out);
+                }
+                outln!("{}", serde_json::to_string_pretty(&v)?);
             } else {
-                println!(
+                outln!(
                     "kernel running (pid {}), up {}, home {}\nprocesses: {} live, {} exited, {} total",
                     st.pid,
                     super::output::age(st.uptime_secs),
@@ -87,13 +123,30 @@ pub async fn run(cmd: KernelCmd) -> Result<i32> {
                     st.processes.total
                 );
                 if let Some(addr) = &st.control_tcp {
-                    println!("control API also on http://{addr} (token in {})", paths.control_token().display());
+                    outln!("control API also on http://{addr} (token in {})", paths.control_token().display());
                 }
                 if let Some(w) = &st.webhooks {
-                    println!("webhooks: {w}");
+                    outln!("webhooks: {w}");
+                }
+                if let Some(j) = &st.journal {
+                    match &j.fault {
+                        Some(f) => println!(
+                            "journal: FAILING since {} ago: {}; {} process(es) paused until it can be written",
+                            super::output::age(aos_kernel::now_ms().saturating_sub(f.since_ms) / 1000),
+                            f.error,
+                            st.processes.paused
+                        ),
+                        None => println!(
+                            "journal: {} ({} events, {} fsyncs, {} snapshots this run)",
+                            j.segment.display(),
+                            j.events,
+                            j.fsyncs,
+                            j.rotations
+                        ),
+                    }
                 }
                 for line in &st.recovery {
-                    println!("recovery: {line}");
+                    outln!("recovery: {line}");
                 }
             }
             Ok(0)
@@ -150,9 +203,15 @@ pub async fn start_background(paths: &Paths) -> Result<u32> {
     }
 }
 
+/// The last line of the daemon's log, without its timestamp, level and target.
 fn last_line(p: &Path) -> Option<String> {
     let s = std::fs::read_to_string(p).ok()?;
-    s.lines().rev().find(|l| !l.trim().is_empty()).map(|l| l.trim().to_string())
+    let l = s.lines().rev().find(|l| !l.trim().is_empty())?.trim();
+    let msg = ["ERROR ", "WARN ", "INFO "]
+        .iter()
+        .find_map(|lvl| l.split_once(lvl).map(|(_, rest)| rest.split_once(": ").map(|(_, m)| m).unwrap_or(rest)))
+        .unwrap_or(l);
+    Some(msg.trim().to_string())
 }
 
 /// Whether `pid` is alive (a zombie counts as gone).

@@ -1,4 +1,4 @@
-//! One module per `aos` subcommand group.
+//! One module per `aos` subcommand group, plus helpers they share.
 pub mod config;
 pub mod driver;
 pub mod kernel;
@@ -7,3 +7,30 @@ pub mod procs;
 pub mod run;
 pub mod sandbox;
 pub mod top;
+pub mod webhooks;
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context, Result};
+
+/// The workspace directory `dir`, absolute; created (and said so on
+/// stderr) when it does not exist yet, like `mkdir -p`.
+pub fn workspace_dir(dir: &Path) -> Result<PathBuf> {
+    match std::fs::metadata(dir) {
+        Ok(m) if m.is_dir() => {}
+        Ok(_) => bail!("the workspace {} exists but is not a directory", dir.display()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            std::fs::create_dir_all(dir)
+                .with_context(|| format!("cannot create the workspace {}", dir.display()))?;
+            errln!("created the workspace {}", dir.display());
+        }
+        Err(e) => return Err(e).with_context(|| format!("cannot use the workspace {}", dir.display())),
+    }
+    dir.canonicalize().with_context(|| format!("cannot use the workspace {}", dir.display()))
+}
+
+/// Parses `--grant` values (already split at commas) early, so a misspelt
+/// capability is reported before anything starts.
+pub fn check_grants(grants: &[String]) -> Result<aos_abi::CapabilitySet> {
+    Ok(aos_abi::CapabilitySet::parse(grants)?)
+}

@@ -1,17 +1,22 @@
 //! `aos run`: start a kernel in this process, run one root agent to the end
-//! while printing its log (replies, syscalls with results or errors, events,
-//! stdout), and exit with the agent's exit code. The kernel is built like
-//! the daemon's (`aos_daemon::stack::build`, from `aos.toml` and `AOS_*`),
-//! with this command's flags applied on top; `run` needs no daemon.
+//! and exit with the agent's exit code. Its log (replies, syscalls with
+//! results or errors, events) goes to stderr; stdout gets the agent's answer
+//! (what it wrote with `SYS_WRITE_STDOUT`, then its `SYS_EXIT` result), so
+//! `aos run … > out` keeps the answer. With `--json`, log entries go to stdout
+//! as JSON lines. Ctrl-C (or SIGTERM) kills the agent and removes its sandbox
+//! containers before the command exits (130). The kernel is built like the daemon's
+//! (`aos_daemon::stack::build`, from `aos.toml` and `AOS_*`), with this
+//! command's flags applied on top; `run` needs no daemon.
 
 use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
 use clap::Args;
+use tokio::signal::unix::{signal, SignalKind};
 
 use aos_abi::CapabilitySet;
-use aos_kernel::{Budgets, ExitStatus, KernelEvent, SpawnRequest};
+use aos_kernel::{Budgets, ExitStatus, Kernel, KernelEvent, SpawnRequest};
 
 #[derive(Debug, Args)]
 #[command(after_help = "Examples:\n  \
@@ -26,7 +31,8 @@ pub struct RunArgs {
     /// OpenAI-compatible server), gemini, anthropic, script.
     #[arg(long, env = "AOS_PROVIDER", default_value = "local")]
     pub provider: String,
-    /// Model name (for `local`: `default` or a GGUF file; for `script`: the script file).
+    /// Model name (for `local`: `default` or the path of a GGUF file; for
+    /// `script`: the script file; for `openai`: the server's model name).
     #[arg(long, env = "AOS_MODEL", default_value = "default")]
     pub model: String,
     /// Base URL of the provider's API (e.g. http://127.0.0.1:11434/v1 for Ollama).
@@ -35,13 +41,14 @@ pub struct RunArgs {
     /// The agent's role, shown in its system prompt.
     #[arg(long, default_value = "a careful, autonomous assistant")]
     pub role: String,
-    /// Capability to grant (repeatable). Default: all built-in capabilities.
-    #[arg(long = "grant", short = 'g')]
+    /// Capability to grant. Default: all built-in capabilities.
+    #[arg(long = "grant", short = 'g', value_delimiter = ',', long_help = aos_abi::caps::GRANT_HELP)]
     pub grants: Vec<String>,
     /// Grant nothing (overrides the default of all built-in capabilities).
     #[arg(long, conflicts_with = "grants")]
     pub no_grants: bool,
-    /// Workspace directory preopened at /workspace (default: a new one under $AOS_HOME/workspaces).
+    /// Workspace directory preopened at /workspace, created if missing
+    /// (default: a new one under $AOS_HOME/workspaces).
     #[arg(long)]
     pub workspace: Option<PathBuf>,
     #[arg(long, default_value_t = 50)]
@@ -51,7 +58,7 @@ pub struct RunArgs {
     /// Wall-time budget in seconds.
     #[arg(long)]
     pub max_seconds: Option<u64>,
-    /// Print log entries as JSON lines.
+    /// Print log entries as JSON lines on stdout (instead of the log on stderr and the answer on stdout).
     #[arg(long)]
     pub json: bool,
     /// Let NET_FETCH reach this non-public host, IP or CIDR range (repeatable).
@@ -66,10 +73,24 @@ pub struct RunArgs {
     pub sandbox_image: Option<String>,
 }
 
-use super::output::print_entry;
+use super::output::{format_entry, EntryFormat};
 
 pub async fn run(a: RunArgs) -> Result<i32> {
+    // Ctrl-C and SIGTERM are handled from here on: the agent is killed and
+    // its sandbox removed before the command exits.
+    let mut sigint = signal(SignalKind::interrupt()).context("cannot handle Ctrl-C")?;
+    let mut sigterm = signal(SignalKind::terminate()).context("cannot handle SIGTERM")?;
+    // The agent's work matters more than a reader that went away: keep running.
+    crate::term::keep_going_on_closed_stdout();
+    if !a.no_grants {
+        super::check_grants(&a.grants)?;
+    }
+    aos_providers::check_provider_name(&a.provider)?;
     let home = crate::home::aos_home()?;
+    let workspace = match &a.workspace {
+        Some(w) => Some(super::workspace_dir(w)?),
+        None => None,
+    };
     // The same stack as the daemon's, with this command's flags on top.
     let mut cfg = aos_daemon::config::Config::load(&home)?;
     cfg.net.allow.extend(a.net_allow.iter().cloned());
@@ -86,10 +107,6 @@ pub async fn run(a: RunArgs) -> Result<i32> {
         kernel.parse_grants(&a.grants)?
     };
     let mut events = kernel.subscribe();
-    let workspace = match a.workspace {
-        Some(w) => Some(w.canonicalize().with_context(|| format!("the workspace {} does not exist", w.display()))?),
-        None => None,
-    };
     let pid = kernel
         .spawn(SpawnRequest {
             task: a.task,
@@ -110,7 +127,7 @@ pub async fn run(a: RunArgs) -> Result<i32> {
         .await?;
     if !a.json {
         let info = kernel.info(pid)?;
-        eprintln!(
+        errln!(
             "started pid {pid} ({} / {}), workspace {}, capabilities: {}",
             info.provider,
             info.model,
@@ -121,42 +138,86 @@ pub async fn run(a: RunArgs) -> Result<i32> {
     let k = kernel.clone();
     let waiter = tokio::spawn(async move { k.wait(pid).await });
     tokio::pin!(waiter);
+    let fmt = EntryFormat { json: a.json, timestamps: false };
+    // The log on stderr, the root agent's stdout on stdout (or JSON lines on stdout).
+    let show = |entry: &aos_kernel::LogEntry| {
+        if a.json {
+            out!("{}", format_entry(entry, fmt));
+            return;
+        }
+        errln!("{}", format_entry(entry, fmt).trim_end_matches('\n'));
+        if entry.pid == pid {
+            if let Some(t) = super::output::stdout_text(entry, false) {
+                out!("{t}");
+            }
+        }
+    };
     // Stream the log of every process of this run until the root exits.
     let status = loop {
         tokio::select! {
             ev = events.recv() => match ev {
-                Ok(KernelEvent::Entry { entry }) => print_entry(&entry, a.json),
+                Ok(KernelEvent::Entry { entry }) => show(&entry),
                 Ok(KernelEvent::Exited { pid: p, status }) if !a.json => {
-                    if p != pid { println!("[{p}] exited: {status:?}"); }
+                    if p != pid { errln!("[{p}] exited: {status}"); }
                 }
                 Ok(_) => {}
-                Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => eprintln!("({n} log entries skipped; see `aos logs`)"),
+                Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => errln!("({n} log entries skipped)"),
                 Err(_) => {}
             },
             st = &mut waiter => break st.context("the kernel task failed")??,
+            _ = sigint.recv() => return interrupted(&kernel, pid, "Ctrl-C", &mut sigint).await,
+            _ = sigterm.recv() => return interrupted(&kernel, pid, "SIGTERM", &mut sigint).await,
         }
     };
     // Drain what is already queued.
     while let Ok(ev) = events.try_recv() {
         if let KernelEvent::Entry { entry } = ev {
-            print_entry(&entry, a.json);
+            show(&entry);
         }
     }
     // Remove this run's sandbox containers.
     kernel.shutdown().await;
     let code = match &status {
         ExitStatus::Exited { code, result } => {
-            eprintln!("pid {pid} exited with code {code}{}", result.as_ref().map(|r| format!(": {r}")).unwrap_or_default());
+            if let (Some(r), false) = (result, a.json) {
+                outln!("{r}");
+            }
+            errln!("pid {pid} exited with code {code}{}", result.as_ref().map(|r| format!(": {r}")).unwrap_or_default());
             (*code).clamp(0, 255) as i32
         }
         ExitStatus::Killed => {
-            eprintln!("pid {pid} was killed");
+            errln!("pid {pid} was killed");
             137
         }
         ExitStatus::Failed { reason } => {
-            eprintln!("pid {pid} failed: {reason}");
+            errln!("pid {pid} failed: {reason}");
             1
         }
     };
     Ok(code)
+}
+
+/// After Ctrl-C or SIGTERM: kill the agent (and its children), wait for it
+/// to end, remove the sandbox containers, exit 130. A second Ctrl-C exits
+/// at once, saying what may be left.
+async fn interrupted(
+    kernel: &Kernel,
+    pid: u64,
+    why: &str,
+    sigint: &mut tokio::signal::unix::Signal,
+) -> Result<i32> {
+    errln!("\n{why}: killing pid {pid} and removing its sandbox (Ctrl-C again to exit at once)");
+    let _ = kernel.kill(pid);
+    let cleanup = async {
+        let _ = tokio::time::timeout(Duration::from_secs(10), kernel.wait(pid)).await;
+        kernel.shutdown().await;
+    };
+    tokio::select! {
+        _ = cleanup => errln!("pid {pid} was killed; its sandbox containers are removed"),
+        _ = sigint.recv() => errln!(
+            "exiting without cleaning up: sandbox containers of pid {pid} may remain \
+             (`docker ps --filter label=aos.pid={pid}`); the next `aos run` or `aos kernel start` of this home removes them"
+        ),
+    }
+    Ok(130)
 }

@@ -53,11 +53,11 @@ pub async fn run(cmd: SandboxCmd) -> Result<i32> {
             let backend = DockerBackend::connect(DockerConfig { image, ..Default::default() })?;
             let st = backend.status().await;
             if json {
-                println!("{}", serde_json::to_string_pretty(&st)?);
+                outln!("{}", serde_json::to_string_pretty(&st)?);
             } else {
                 match &st.server_version {
-                    Some(v) => println!("docker:  reachable at {} (engine {v})", st.endpoint),
-                    None => println!(
+                    Some(v) => outln!("docker:  reachable at {} (engine {v})", st.endpoint),
+                    None => outln!(
                         "docker:  NOT reachable at {}\n         {}",
                         st.endpoint,
                         st.error.as_deref().unwrap_or("")
@@ -65,13 +65,13 @@ pub async fn run(cmd: SandboxCmd) -> Result<i32> {
                 }
                 if st.server_version.is_some() {
                     if st.image_present {
-                        println!("image:   {} present", st.image);
+                        outln!("image:   {} present", st.image);
                     } else {
-                        println!("image:   {} MISSING — build it with `aos sandbox build`", st.image);
+                        outln!("image:   {} MISSING — build it with `aos sandbox build`", st.image);
                     }
-                    println!("sandboxes running: {}", st.containers);
+                    outln!("sandboxes running: {}", st.containers);
                 } else {
-                    println!("image:   unknown (start Docker first: as root, scripts/setup-docker.sh)");
+                    outln!("image:   unknown (start Docker first: as root, scripts/setup-docker.sh)");
                 }
             }
             Ok(if st.server_version.is_some() && st.image_present { 0 } else { 1 })

@@ -7,7 +7,7 @@
 //! | syscall            | capability | arguments                                             |
 //! |--------------------|------------|-------------------------------------------------------|
 //! | `SEND_MSG`         | `ipc`      | `to_pid`, `content`                                   |
-//! | `RECV_MSG`         | `ipc`      | `timeout?` (seconds; waits forever without)            |
+//! | `RECV_MSG`         | `ipc` or `webhook` | `timeout?` (seconds; waits forever without); with `webhook` alone it waits for the process's own events only (webhook requests, child exits, timers), never reading its mailbox |
 //! | `SYS_WRITE_STDOUT` | —          | `text`                                                |
 //! | `SYS_READ_STDIN`   | —          | —                                                     |
 //! | `SYS_EXIT`         | —          | `code?`, `result?`                                    |
@@ -88,6 +88,36 @@ kernel_syscalls! {
 }
 
 impl KernelSyscall {
+    /// Another capability that also grants the call, in a narrower form:
+    /// `RECV_MSG` with `webhook` alone waits for the process's own events
+    /// (the mailbox stays closed to it; see `run`).
+    pub fn also_granted_by(self) -> Option<Capability> {
+        match self {
+            KernelSyscall::RecvMsg => Some(Capability::Webhook),
+            _ => None,
+        }
+    }
+
+    /// Whether a holder of `caps` may make this call.
+    pub fn granted_to(self, caps: &CapabilitySet) -> bool {
+        match self.capability() {
+            None => true,
+            Some(c) => caps.grants(&c) || self.also_granted_by().is_some_and(|a| caps.grants(&a)),
+        }
+    }
+
+    /// Whether running it may have an effect outside the caller (messages,
+    /// spawns, webhooks, stdout piped to another process): such a call
+    /// waits until the caller's journalled events are durable (see
+    /// [`crate::durability`]). Driver calls always do.
+    pub fn acts_on_world(self, pipes_stdout: bool) -> bool {
+        match self {
+            KernelSyscall::RecvMsg | KernelSyscall::ReadStdin | KernelSyscall::Exit => false,
+            KernelSyscall::WriteStdout => pipes_stdout,
+            _ => true,
+        }
+    }
+
     /// The kernel syscall called `name`, if any.
     pub fn from_name(name: &str) -> Option<KernelSyscall> {
         Self::ALL.iter().copied().find(|k| k.name() == name)
@@ -111,8 +141,15 @@ impl KernelSyscall {
 pub fn kernel_specs_for(caps: &CapabilitySet) -> Vec<SyscallSpec> {
     KernelSyscall::ALL
         .iter()
-        .filter(|k| k.capability().is_none_or(|c| caps.grants(&c)))
-        .map(|k| k.spec().clone())
+        .filter(|k| k.granted_to(caps))
+        .map(|k| match k.capability() {
+            // Granted through `also_granted_by` only: say what the narrower form does.
+            Some(c) if *k == KernelSyscall::RecvMsg && !caps.grants(&c) => SyscallSpec {
+                description: "Wait for the next event (a webhook request, a child's exit, a timer) for up to `timeout` seconds (forever without); the event is added to your context. Messages from other processes need the `ipc` right and are not read. Result: {\"interrupted\": ...} when an event arrived, or {\"timed_out\": true}.".into(),
+                ..k.spec().clone()
+            },
+            _ => k.spec().clone(),
+        })
         .collect()
 }
 

@@ -6,12 +6,12 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use aos_abi::SyscallError;
+use aos_abi::{Capability, SyscallError};
 use serde_json::{json, Value};
 
 use super::{args, KernelCall, Outcome};
 use crate::error::KernelError;
-use crate::events::EventBus;
+use crate::events::{EventBus, KernelEvent};
 use crate::ipc::{IpcInbox, Queue, Woke};
 use crate::pcb::{Delivery, Process};
 use crate::process::{Entry, Pid, ProcessStatus, SpawnRequest};
@@ -52,7 +52,12 @@ pub(crate) async fn run(env: CallEnv<'_>, p: &Arc<Process>, inbox: &mut IpcInbox
         KernelCall::RecvMsg(a) => {
             let timeout = a.timeout.map(|s| Duration::from_secs_f64(s.clamp(0.0, 1e9)));
             p.set_status(bus, ProcessStatus::BlockedRecv);
-            let r = inbox.recv_msg(timeout).await;
+            // Without `ipc` (granted through `webhook`): events only, the mailbox is not read.
+            let r = if p.caps.grants(&Capability::Ipc) {
+                inbox.recv_msg(timeout).await
+            } else {
+                inbox.wait_event(timeout).await
+            };
             p.set_status(bus, ProcessStatus::Running);
             match r {
                 Woke::Got(m) => {
@@ -103,11 +108,24 @@ pub(crate) async fn run(env: CallEnv<'_>, p: &Arc<Process>, inbox: &mut IpcInbox
                 Some(Value::String(s)) => Some(s),
                 Some(v) => Some(v.to_string()),
             };
-            Outcome::Exit { code: a.code.unwrap_or(0), result }
+            let code = a.code.unwrap_or(0);
+            // It has ended, even if the kernel stops before its `Exited` event.
+            p.announce_with(bus, || KernelEvent::Exiting { pid: p.pid, code, result: result.clone() });
+            Outcome::Exit { code, result }
         }
         KernelCall::SpawnAgent(a) => spawn_agent(env, p, a),
         KernelCall::RegisterWebhook(a) => match env.webhooks.register(p.pid, &a.path, None) {
-            Ok(out) => ok(out),
+            Ok(out) => {
+                // A restore registers it again with the same secret.
+                if let (Some(path), Some(secret)) = (out["path"].as_str(), out["secret"].as_str()) {
+                    p.announce_with(bus, || KernelEvent::WebhookRegistered {
+                        pid: p.pid,
+                        path: path.to_string(),
+                        secret: secret.to_string(),
+                    });
+                }
+                ok(out)
+            }
             Err(e) => Outcome::Err(SyscallError::InvalidArguments(format!("SYS_REGISTER_WEBHOOK: {e}"))),
         },
         KernelCall::WebhookReply(a) => {

@@ -8,7 +8,7 @@ use proptest::prelude::*;
 
 const POOL: &[&str] = &[
     "fs:ro", "fs:rw", "net", "net:a.example", "net:b.example", "exec", "exec:net", "memory",
-    "memory:shared/team", "timers", "spawn", "ipc", "driver:wc", "FS_WRITE", "NET_FETCH",
+    "memory:shared/team", "timers", "spawn", "ipc", "driver:wordcount", "FS_WRITE", "NET_FETCH",
 ];
 
 fn caps_strategy() -> impl Strategy<Value = Vec<&'static str>> {
@@ -24,7 +24,7 @@ proptest! {
     ) {
         let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
         rt.block_on(async {
-            let h = crate::support::harness().await;
+            let h = crate::support::harness_on(crate::support::backend_with_wordcount().await, |_| {}).await;
             let model = h.script("idle", &[r#"[SYS_CALL::SYS_READ_STDIN] {}"#]);
             let root_pid = h.kernel.spawn(h.req("root", &model, &root)).await.unwrap();
             let mut pids = vec![root_pid];

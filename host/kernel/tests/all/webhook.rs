@@ -181,7 +181,16 @@ async fn a_restored_process_keeps_its_paths_and_secrets() {
 
     let b = harness().await;
     b.kernel
-        .restore(aos_kernel::RestoreRequest { log, next_call_id: 3, ..aos_kernel::RestoreRequest::new(info) }, vec![])
+        .restore(
+            aos_kernel::RestoreRequest {
+                log,
+                next_call_id: 3,
+                // What the journal's `webhook_registered` event gives back.
+                webhooks: vec![aos_kernel::WebhookRoute { path: "/kept".into(), secret: secret.clone() }],
+                ..aos_kernel::RestoreRequest::new(info)
+            },
+            vec![],
+        )
         .await
         .unwrap();
     assert_eq!(b.kernel.webhooks_of(pid), vec!["/kept".to_string()]);
@@ -190,4 +199,41 @@ async fn a_restored_process_keeps_its_paths_and_secrets() {
     let resp = b.kernel.webhook_deliver(request("/kept", &[("X-AOS-Secret", &secret)], "x"), T).await.unwrap();
     assert_eq!(resp.body, "after restart");
     b.kernel.kill(pid).unwrap();
+}
+
+#[tokio::test]
+async fn a_webhook_only_process_waits_for_its_requests_but_not_for_messages() {
+    let h = harness().await;
+    let pid = h
+        .spawn(
+            "serve hooks without ipc",
+            &[
+                r#"[SYS_CALL::SYS_REGISTER_WEBHOOK] {"path": "/only/hooks"}"#,
+                "[SYS_CALL::RECV_MSG] {}",
+                r#"[SYS_CALL::SYS_WEBHOOK_REPLY] {"request_id": 1, "body": "ok"}"#,
+                r#"[SYS_CALL::RECV_MSG] {"timeout": 0.2}"#,
+                "[SYS_CALL::SEND_MSG] {\"to_pid\": 1, \"content\": \"x\"}",
+                r#"[SYS_CALL::SYS_EXIT] {"code": 0}"#,
+            ],
+            &["webhook"],
+        )
+        .await;
+    h.wait_status(pid, "BlockedRecv").await;
+    // Offered to it as a wait for events, and the rest of `ipc` is not.
+    let prompt = h.seen(pid, 1);
+    assert!(prompt.contains("Wait for the next event") && !prompt.contains("SEND_MSG:"), "{prompt}");
+    // A mailbox message does not reach it.
+    h.kernel.send_message(pid, "from the operator").unwrap();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert_eq!(h.kernel.info(pid).unwrap().counters.steps, 2, "a message woke a process without `ipc`");
+    // A webhook request does.
+    let secret = registration(&h, pid)["secret"].as_str().unwrap().to_string();
+    let r = h.kernel.webhook_deliver(request("/only/hooks", &[("X-AOS-Secret", &secret)], "{}"), T).await.unwrap();
+    assert_eq!(r.body, "ok");
+    h.wait(pid).await;
+    let log = format!("{:?}", h.kernel.logs(pid).unwrap());
+    assert!(log.contains("webhook request #1"), "{log}");
+    assert!(log.contains("timed_out"), "the second wait times out, the message stays unread: {log}");
+    assert!(!log.contains("from the operator"), "{log}");
+    assert!(log.contains("capability `ipc` not granted"), "SEND_MSG still needs ipc: {log}");
 }

@@ -1,7 +1,8 @@
 use std::time::Duration;
 
 use aos_providers::{
-    build_provider, build_provider_with, ProviderConfig, ProviderError, KNOWN_PROVIDERS,
+    build_provider, build_provider_with, check_provider_name, ProviderConfig, ProviderError, KNOWN_PROVIDERS,
+    PROVIDER_NAMES,
 };
 use serde_json::json;
 
@@ -14,9 +15,15 @@ fn unknown_provider_lists_known_ones() {
         .expect("must fail");
     let msg = err.to_string();
     assert!(msg.contains("`gpt`"), "{msg}");
-    for known in KNOWN_PROVIDERS {
+    for known in PROVIDER_NAMES {
         assert!(msg.contains(known), "{msg}");
     }
+    // Named once, with the closest known name.
+    let msg = build_provider(&ProviderConfig::new("openia")).err().expect("must fail").to_string();
+    assert_eq!(msg.matches("openia").count(), 1, "{msg}");
+    assert!(msg.starts_with("unknown provider `openia` (did you mean `openai`?); the providers are local, openai"), "{msg}");
+    assert!(check_provider_name("Local").is_ok());
+    assert!(matches!(check_provider_name("ollama"), Err(ProviderError::UnknownProvider { suggestion: None, .. })));
 }
 
 #[test]

@@ -281,6 +281,12 @@ pub async fn timeout<W: Wire>() {
         "{err:?}"
     );
     assert_eq!(server.hits(), 1, "timeouts are not retried");
+    // The message names the setting to raise.
+    let msg = err.to_string();
+    assert!(
+        msg.contains(&format!("`timeout_secs` under `[providers.{}]`", W::PROVIDER)),
+        "{msg}"
+    );
 }
 
 pub async fn estimated_without_usage<W: Wire>() {

@@ -1,5 +1,5 @@
 //! `aos:kernel/container` (capability `exec`; `exec:net` adds network
-//! inside the container): commands run in the calling process's sandbox
+//! through the egress proxy, `aos_egress::proxy`): commands run in the calling process's sandbox
 //! container through the configured [`ContainerBackend`](crate::ContainerBackend)
 //! (Docker: `aos-sandbox`). The workspace is mounted read-write only with
 //! `fs:rw`. Without a backend the interface is still linked for `exec`
@@ -14,7 +14,7 @@ use aos_abi::{Capability, CapabilitySet, SyscallError};
 use super::{HostInterface, Prepare};
 use crate::bindings::aos::kernel::container;
 use crate::bindings::WitSyscallError;
-use aos_sandbox::{no_backend, ContainerAgent};
+use aos_sandbox::{no_backend, ContainerAgent, Egress};
 use crate::state::DriverState;
 
 pub(crate) struct Exec;
@@ -33,13 +33,16 @@ impl HostInterface for Exec {
         container::add_to_linker::<DriverState, HasSelf<DriverState>>(l, |s| s)
     }
     fn prepare(&self, cx: &mut Prepare<'_>) -> Result<(), SyscallError> {
+        cx.workspace_owner();
         let a = cx.agent;
         cx.hosts.container = cx.shared.container.clone();
         cx.hosts.container_agent = Some(ContainerAgent {
             pid: a.pid,
             workspace: a.workspace.clone(),
             workspace_writable: a.caps.grants(&Capability::FsWrite),
-            network: a.caps.grants(&Capability::ExecNet),
+            // `exec:net`: through the egress proxy, under the agent's `net`
+            // grants and the same policy as `NET_FETCH`.
+            egress: a.caps.grants(&Capability::ExecNet).then(|| Egress::new(a.caps.clone(), cx.shared.net_policy.clone())),
         });
         Ok(())
     }
@@ -54,6 +57,7 @@ impl container::Host for DriverState {
             return Err(WitSyscallError::Denied("capability `exec` not granted".into()));
         };
         let started = std::time::Instant::now();
+        let _bounded = self.clock.host_call();
         let timeout = std::time::Duration::from_millis(u64::from(req.timeout_ms.max(1)));
         let out = backend.exec(&agent, &req.cmd, timeout).await;
         self.deadline += started.elapsed();

@@ -2,16 +2,19 @@
 //! workspace preopened at `/workspace`, read-only unless the agent holds
 //! `fs:rw`, and nothing else. WASI path resolution refuses `..`, absolute
 //! paths and symlinks leading out of the preopen; a read-only preopen
-//! refuses writes whatever the driver declares.
+//! refuses writes whatever the driver declares. The host is wasmtime-wasi's
+//! behind `fs_guard.rs` (non-blocking opens, FIFOs, sockets and devices
+//! refused, long work off the calling thread, the workspace owner's ids:
+//! `workspace.rs`).
 
 use wasmtime::component::Linker;
-use wasmtime_wasi::filesystem::{WasiFilesystem, WasiFilesystemView};
 use wasmtime_wasi::p2::bindings as wasi;
 use wasmtime_wasi::FsPerms;
 
 use aos_abi::{Capability, CapabilitySet, SyscallError};
 
 use super::{HostInterface, Prepare};
+use crate::fs_guard::{self, GuardedFs};
 use crate::state::DriverState;
 
 /// Where the workspace appears inside the component.
@@ -31,11 +34,15 @@ impl HostInterface for Fs {
     }
     fn add_to_linker(&self, l: &mut Linker<DriverState>) -> wasmtime::Result<()> {
         type S = DriverState;
-        wasi::filesystem::types::add_to_linker::<S, WasiFilesystem>(l, <S as WasiFilesystemView>::filesystem)?;
-        wasi::filesystem::preopens::add_to_linker::<S, WasiFilesystem>(l, <S as WasiFilesystemView>::filesystem)?;
+        // wasmtime-wasi's filesystem behind `fs_guard` (non-blocking opens,
+        // special files refused, long work off the calling thread, the
+        // workspace owner's ids).
+        wasi::filesystem::types::add_to_linker::<S, GuardedFs>(l, fs_guard::view)?;
+        wasi::filesystem::preopens::add_to_linker::<S, GuardedFs>(l, fs_guard::view)?;
         Ok(())
     }
     fn prepare(&self, cx: &mut Prepare<'_>) -> Result<(), SyscallError> {
+        cx.workspace_owner();
         let agent = cx.agent;
         let perms = if agent.caps.grants(&Capability::FsWrite) { FsPerms::ReadWrite } else { FsPerms::ReadOnly };
         if !agent.workspace.is_dir() {

@@ -105,6 +105,7 @@ impl embedder::Host for DriverState {
     async fn embed(&mut self, texts: Vec<String>) -> Result<Vec<Vec<f32>>, WitSyscallError> {
         let m = self.memory_service()?;
         let started = std::time::Instant::now();
+        let _bounded = self.clock.host_call();
         let r = m.embed(texts).await;
         self.deadline += started.elapsed();
         r.map_err(to_wit)
@@ -122,6 +123,7 @@ impl vector_store::Host for DriverState {
         let space = resolve_space(self.pid, &self.hosts.memory_caps, &space)?;
         let rec = aos_memory::MemoryRecord { key: record.key, text: record.text, metadata: record.metadata };
         let started = std::time::Instant::now();
+        let _bounded = self.clock.host_call();
         let r = m.upsert(&space, rec, embedding).await;
         self.deadline += started.elapsed();
         r.map_err(to_wit)
@@ -136,6 +138,7 @@ impl vector_store::Host for DriverState {
         let m = self.memory_service()?;
         let space = resolve_space(self.pid, &self.hosts.memory_caps, &space)?;
         let started = std::time::Instant::now();
+        let _bounded = self.clock.host_call();
         let r = m.query(&space, embedding, k as usize).await;
         self.deadline += started.elapsed();
         Ok(r.map_err(to_wit)?
@@ -148,6 +151,7 @@ impl vector_store::Host for DriverState {
         let m = self.memory_service()?;
         let space = resolve_space(self.pid, &self.hosts.memory_caps, &space)?;
         let started = std::time::Instant::now();
+        let _bounded = self.clock.host_call();
         let r = m.delete(&space, &key).await;
         self.deadline += started.elapsed();
         r.map_err(to_wit)

@@ -64,6 +64,21 @@ pub(crate) struct Prepare<'a> {
     pub shared: &'a Shared,
 }
 
+impl Prepare<'_> {
+    /// Works out once per instance who the workspace's files belong to
+    /// (and gives a workspace the kernel made to the sandbox user first);
+    /// for `fs` and `exec` (see `workspace.rs`).
+    pub fn workspace_owner(&mut self) -> Option<(u32, u32)> {
+        if let Some(owner) = self.hosts.fs_owner {
+            return owner;
+        }
+        let sandbox_user = self.shared.container.as_ref().and_then(|c| c.default_user());
+        let owner = crate::workspace::prepare(&self.shared.workspaces_root, &self.agent.workspace, sandbox_user);
+        self.hosts.fs_owner = Some(owner);
+        owner
+    }
+}
+
 /// Every optional interface, in the order refusals check them.
 pub(crate) const ALL: [&dyn HostInterface; 5] = [&fs::Fs, &net::Net, &timers::Timers, &exec::Exec, &memory::Memory];
 

@@ -173,3 +173,74 @@ async fn pooled_instances_are_bound_to_caps_and_workspace() {
     assert!(env.rt.call(&ro_bad, "BAD_WRITE", &json!({"path": "/workspace/x"})).await.is_err());
     assert!(!other_ws.join("x").exists());
 }
+
+/// `remove` takes a driver's name, never a path: names that would reach
+/// outside the drivers folder are refused like at installation, and the
+/// files they point to stay.
+#[tokio::test]
+async fn remove_refuses_names_that_are_paths() {
+    let env = crate::common::Env::new().await;
+    let home = env.dir.path().join("home");
+    std::fs::create_dir_all(home.join("drivers")).unwrap();
+    std::fs::write(home.join("victim.wasm"), "keep").unwrap();
+    std::fs::write(env.dir.path().join("outside.wasm"), "keep").unwrap();
+    std::fs::write(home.join("drivers").join("Upper.wasm"), "keep").unwrap();
+    for name in ["../victim", "../../outside", "/etc/passwd", "a/b", "..", ".", "", "Upper", "x\0y", &"n".repeat(33)] {
+        match env.rt.remove(name) {
+            Err(aos_runtime::RuntimeError::BadName(n)) => assert_eq!(n, name),
+            other => panic!("remove({name:?}): {other:?}"),
+        }
+    }
+    for name in ["fs", "exec", "all"] {
+        assert!(matches!(env.rt.remove(name), Err(aos_runtime::RuntimeError::ReservedName(_))), "{name}");
+    }
+    assert_eq!(std::fs::read_to_string(home.join("victim.wasm")).unwrap(), "keep");
+    assert_eq!(std::fs::read_to_string(env.dir.path().join("outside.wasm")).unwrap(), "keep");
+    assert!(home.join("drivers").join("Upper.wasm").exists());
+    // A real installed driver still goes.
+    env.install_example("wordcount").await;
+    env.rt.remove("wordcount").unwrap();
+    assert!(!home.join("drivers").join("wordcount.wasm").exists());
+}
+
+/// A warm start uses the compiled artifacts: every driver reports a cache
+/// hit, and the artifacts are the same files, untouched (a recompile would
+/// write new ones).
+#[tokio::test]
+async fn warm_start_loads_the_cached_artifacts() {
+    use std::os::unix::fs::MetadataExt;
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = || aos_runtime::RuntimeConfig::new(dir.path().join("home"));
+    let cold = aos_runtime::DriverRuntime::open(cfg()).await.unwrap();
+    let report = cold.load_report().to_vec();
+    assert!(!report.is_empty());
+    assert!(report.iter().all(|(_, o)| *o == aos_runtime::CacheOutcome::Compiled), "{report:?}");
+    drop(cold);
+    let cache = dir.path().join("home/cache/drivers");
+    let files = || -> Vec<(String, u64, i64, i64)> {
+        let mut v: Vec<_> = std::fs::read_dir(&cache)
+            .unwrap()
+            .map(|e| {
+                let e = e.unwrap();
+                let m = e.metadata().unwrap();
+                (e.file_name().to_string_lossy().to_string(), m.ino(), m.mtime(), m.mtime_nsec())
+            })
+            .collect();
+        v.sort();
+        v
+    };
+    let before = files();
+    assert_eq!(before.len(), report.len(), "one artifact per driver");
+    let warm = aos_runtime::DriverRuntime::open(cfg()).await.unwrap();
+    let report = warm.load_report();
+    assert!(report.iter().all(|(_, o)| *o == aos_runtime::CacheOutcome::Hit), "{report:?}");
+    assert_eq!(files(), before, "the artifacts were rewritten");
+    // And the warm runtime works.
+    std::fs::create_dir_all(dir.path().join("ws")).unwrap();
+    let a = aos_runtime::AgentContext {
+        pid: 1,
+        caps: CapabilitySet::parse(["fs:ro"]).unwrap(),
+        workspace: dir.path().join("ws"),
+    };
+    assert!(warm.call(&a, "FS_LIST", &json!({})).await.is_ok());
+}

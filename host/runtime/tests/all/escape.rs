@@ -1,5 +1,7 @@
 //! Generated escape attempts against the fs driver: every one must fail with
-//! an error and leave everything outside the workspace untouched.
+//! the refusal that fits it (`denied` for leaving the workspace), carry
+//! nothing from outside in its message, and leave everything outside the
+//! workspace untouched.
 
 
 use std::collections::BTreeMap;
@@ -84,11 +86,59 @@ fn attempts(outside_abs: &str) -> Vec<String> {
     v.push(format!("{}etc/passwd", "../".repeat(2000)));
     v.push(format!("{}x", "a/".repeat(3000)));
     v.push("n".repeat(300));
-    v.push(format!("{}/secret.txt", "../outside".repeat(1)) + &"\0".repeat(1));
+    v.push("../outside/secret.txt\0".to_string());
     v.push("secret\0.txt".into());
     v.push("\0".into());
     v.push("../\0outside/secret.txt".into());
     v
+}
+
+/// `path` folded like the fs driver folds it: the part under /workspace,
+/// or `None` when it leads outside.
+fn fold(path: &str) -> Option<String> {
+    let absolute = path.starts_with('/');
+    let mut parts: Vec<&str> = Vec::new();
+    for c in path.split('/') {
+        match c {
+            "" | "." => {}
+            ".." => match parts.last() {
+                Some(&l) if l != ".." => {
+                    parts.pop();
+                }
+                _ if absolute => {}
+                _ => parts.push(".."),
+            },
+            c => parts.push(c),
+        }
+    }
+    if parts.first() == Some(&"..") {
+        return None;
+    }
+    if absolute {
+        if parts.first() != Some(&"workspace") {
+            return None;
+        }
+        parts.remove(0);
+    }
+    Some(parts.join("/"))
+}
+
+/// The refusal kind each attempt must get: `denied` for anything leading out
+/// of the workspace (lexically or through a symlink), `invalid_arguments`
+/// for NUL bytes and over-long names, `io` for a symlink loop, `not_found`
+/// for a path that stays inside and names nothing.
+fn expected_kind(path: &str) -> &'static str {
+    let Some(rel) = fold(path) else { return "denied" };
+    if rel.contains('\0') || rel.len() > 4000 || rel.split('/').any(|c| c.len() > 255) {
+        return "invalid_arguments";
+    }
+    if rel.starts_with("link_loop") {
+        return "io";
+    }
+    if ["link_dir", "link_abs", "link_file", "sub/link_up"].iter().any(|l| rel == *l || rel.starts_with(&format!("{l}/"))) {
+        return "denied";
+    }
+    "not_found"
 }
 
 #[tokio::test]
@@ -98,6 +148,7 @@ async fn escape_attempts_all_fail_and_touch_nothing_outside() {
     let outside = root.join("outside");
     std::fs::create_dir_all(&outside).unwrap();
     std::fs::write(outside.join("secret.txt"), "SECRET").unwrap();
+    std::fs::write(outside.join("leak-canary.txt"), "SECRET").unwrap();
     let ws = env.ws();
     std::fs::create_dir_all(ws.join("sub")).unwrap();
     std::fs::write(ws.join("inside.txt"), "fine").unwrap();
@@ -125,8 +176,18 @@ async fn escape_attempts_all_fail_and_touch_nothing_outside() {
             // Deleting a symlink itself or listing "link_dir/" would be legal
             // operations on the workspace: only attempts that target outside count.
             let r = env.rt.call(&agent, name, &args).await;
-            if let Ok(out) = &r {
-                panic!("{name} {args} succeeded but must not: {}", out.output);
+            let e = match r {
+                Ok(out) => panic!("{name} {args} succeeded but must not: {}", out.output),
+                Err(e) => e,
+            };
+            // The exact refusal for what the path is.
+            let effective = args["path"].as_str().unwrap();
+            let want = expected_kind(effective);
+            assert_eq!(e.kind(), want, "{name} {args}: {e}");
+            // Nothing from outside the workspace in the error: no content,
+            // no names the attempt did not already contain.
+            for leak in ["SECRET", "leak-canary", "root:x:0:0", "daemon:"] {
+                assert!(!e.message().contains(leak), "{name} {args} leaked `{leak}`: {e}");
             }
             calls += 1;
         }

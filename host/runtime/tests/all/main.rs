@@ -6,6 +6,7 @@
 
 mod common;
 
+mod blocking;
 mod capabilities;
 mod escape;
 mod exec;

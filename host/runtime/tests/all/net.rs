@@ -218,3 +218,150 @@ async fn only_get_leaves_the_host_whatever_the_driver_asks() {
     let e = env.rt.call(&b, "RAW_HTTP", &json!({"method": "GET", "url": format!("http://127.0.0.1:{port}/hello")})).await.unwrap_err();
     assert!(matches!(e, SyscallError::Denied(ref msg) if msg.contains("`net:127.0.0.1` not granted")), "{e}");
 }
+
+/// A listener on `ip` that counts the connections it accepts and answers
+/// `name` to each.
+async fn counting_server(ip: &str, port: u16, name: &'static str) -> Option<(u16, std::sync::Arc<std::sync::atomic::AtomicUsize>)> {
+    let l = TcpListener::bind((ip, port)).await.ok()?;
+    let port = l.local_addr().unwrap().port();
+    let hits = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let h = hits.clone();
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = l.accept().await {
+            h.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            tokio::spawn(async move {
+                let mut buf = vec![0u8; 4096];
+                let _ = s.read(&mut buf).await;
+                let resp = format!("HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\ncontent-length: {}\r\n\r\n{name}", name.len());
+                let _ = s.write_all(resp.as_bytes()).await;
+                let _ = s.shutdown().await;
+            });
+        }
+    });
+    Some((port, hits))
+}
+
+/// IPv4 addresses in other spellings, and IPv6 forms that embed IPv4
+/// loopback, private or metadata addresses: all refused before any
+/// connection is made, through the net driver and through a driver that
+/// builds its own requests. With the address allow-listed, the numeric
+/// spellings reach it (they are read as that address, not resolved).
+#[tokio::test]
+async fn unusual_address_spellings_are_read_as_the_address_they_are() {
+    let (port, hits) = counting_server("127.0.0.1", 0, "loopback-server").await.unwrap();
+    let env = env(&[]).await;
+    env.install_example("rawhttp").await;
+    let a = env.agent(1, &["net", "driver:rawhttp"]);
+    let hosts = [
+        "127.1",
+        "127.0.1",
+        "2130706433",
+        "0x7f000001",
+        "0X7F.0.0.1",
+        "0177.0.0.1",
+        "0177.1",
+        "127.0.0.1.",
+        "[::ffff:127.0.0.1]",
+        "[::ffff:7f00:1]",
+        "[::127.0.0.1]",
+        "[::ffff:0:127.0.0.1]",
+        "[64:ff9b::7f00:1]",
+        "[64:ff9b:1::7f00:1]",
+        "[2002:7f00:1::1]",
+        "[2001:0:808:808::80ff:fffe]",
+        "[::ffff:169.254.169.254]",
+        "[::ffff:a9fe:a9fe]",
+        "[2002:a9fe:a9fe::1]",
+        "0xa9fea9fe",
+        "[fe80::1]",
+        "[fd00::1]",
+        "[::]",
+    ];
+    for host in hosts {
+        let url = format!("http://{host}:{port}/hello");
+        for (call, args) in [
+            ("NET_FETCH", json!({ "url": url })),
+            ("RAW_HTTP", json!({ "method": "GET", "url": url })),
+        ] {
+            let e = env.rt.call(&a, call, &args).await.unwrap_err();
+            assert!(
+                matches!(e, SyscallError::Denied(ref m) if m.contains("non-public addresses are refused")),
+                "{call} {url}: {e}"
+            );
+        }
+    }
+    // Out-of-range numbers are refused as invalid, never handed to a resolver.
+    for host in ["256.0.0.1", "4294967296", "0x100000000", "1.2.3.4.5"] {
+        let e = env.rt.call(&a, "NET_FETCH", &json!({"url": format!("http://{host}:{port}/")})).await.unwrap_err();
+        assert!(matches!(e, SyscallError::InvalidArguments(_) | SyscallError::Denied(_)), "{host}: {e}");
+    }
+    assert_eq!(hits.load(std::sync::atomic::Ordering::SeqCst), 0, "a refused address was connected to");
+
+    // Allow-listed: every spelling of 127.0.0.1 reaches it, and a
+    // `net:127.0.0.1` grant covers them.
+    let env = self::env(&["127.0.0.1"]).await;
+    let only = env.agent(2, &["net:127.0.0.1"]);
+    for host in ["127.1", "2130706433", "0x7f000001", "0177.0.0.1", "[::ffff:127.0.0.1]"] {
+        let r = env.rt.call(&only, "NET_FETCH", &json!({"url": format!("http://{host}:{port}/")})).await;
+        assert_eq!(r.unwrap_or_else(|e| panic!("{host}: {e}")).output["body"], "loopback-server", "{host}");
+    }
+}
+
+/// The test resolver: `rebind.test` answers 127.0.0.3 (allow-listed) the
+/// first time and 127.0.0.1 every time after; `mixed.test` answers an
+/// allowed and a private address at once.
+struct Rebinding(std::sync::atomic::AtomicUsize);
+
+impl aos_runtime::Resolve for Rebinding {
+    fn resolve(
+        &self,
+        host: &str,
+        port: u16,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = std::io::Result<Vec<std::net::SocketAddr>>> + Send>> {
+        let n = self.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        let ips: Vec<&str> = match host {
+            "rebind.test" if n == 0 => vec!["127.0.0.3"],
+            "rebind.test" => vec!["127.0.0.1"],
+            "mixed.test" => vec!["127.0.0.3", "10.0.0.1"],
+            _ => vec![],
+        };
+        let addrs = ips.into_iter().map(|ip| std::net::SocketAddr::new(ip.parse().unwrap(), port)).collect();
+        Box::pin(async move { Ok(addrs) })
+    }
+}
+
+/// DNS rebinding: the host resolves once, checks every address, and
+/// connects to the address it checked — a second answer never gets used.
+#[tokio::test]
+async fn dns_rebinding_cannot_swap_the_checked_address() {
+    // The allowed server on 127.0.0.3:P and a forbidden one on 127.0.0.1:P.
+    let (mut allowed, mut forbidden) = (None, None);
+    for _ in 0..20 {
+        let (p, h) = counting_server("127.0.0.3", 0, "allowed-server").await.unwrap();
+        if let Some(f) = counting_server("127.0.0.1", p, "forbidden-server").await {
+            allowed = Some((p, h));
+            forbidden = Some(f);
+            break;
+        }
+    }
+    let ((port, allowed_hits), (_, forbidden_hits)) = (allowed.unwrap(), forbidden.unwrap());
+    let resolver = std::sync::Arc::new(Rebinding(Default::default()));
+    let r2 = resolver.clone();
+    let env = crate::common::Env::with(move |c| {
+        c.net.allow = vec!["127.0.0.3".into()];
+        c.net.resolver = Some(aos_runtime::ResolverHook(r2));
+    })
+    .await;
+    let a = env.agent(1, &["net"]);
+    let r = env.rt.call(&a, "NET_FETCH", &json!({"url": format!("http://rebind.test:{port}/")})).await.unwrap();
+    assert_eq!(r.output["body"], "allowed-server");
+    assert_eq!(resolver.0.load(std::sync::atomic::Ordering::SeqCst), 1, "resolved exactly once");
+    // The next lookup answers loopback: refused, by the check, not connected.
+    let e = env.rt.call(&a, "NET_FETCH", &json!({"url": format!("http://rebind.test:{port}/")})).await.unwrap_err();
+    assert!(matches!(e, SyscallError::Denied(ref m) if m.contains("127.0.0.1") && m.contains("loopback")), "{e}");
+    // One bad address among good ones refuses the name.
+    let e = env.rt.call(&a, "NET_FETCH", &json!({"url": format!("http://mixed.test:{port}/")})).await.unwrap_err();
+    assert!(matches!(e, SyscallError::Denied(ref m) if m.contains("10.0.0.1") && m.contains("private-use")), "{e}");
+    assert_eq!(allowed_hits.load(std::sync::atomic::Ordering::SeqCst), 1);
+    assert_eq!(forbidden_hits.load(std::sync::atomic::Ordering::SeqCst), 0, "the rebound address was connected to");
+}

@@ -21,6 +21,15 @@ const NAMES: [&str; 5] = ["FS_READ", "FS_WRITE", "SLEEP", "SYS_SCHEDULE", "NET_F
 #[derive(Default)]
 pub struct FakeSource {
     timer_ids: Arc<AtomicU64>,
+    /// Third-party drivers it says are installed (they offer no syscalls
+    /// here; enough for grants of `driver:NAME` to be accepted).
+    drivers: Vec<String>,
+}
+
+impl FakeSource {
+    pub fn with_drivers(names: &[&str]) -> FakeSource {
+        FakeSource { drivers: names.iter().map(|n| n.to_string()).collect(), ..Default::default() }
+    }
 }
 
 fn spec(name: &str) -> SyscallSpec {
@@ -84,6 +93,10 @@ impl SyscallSource for FakeSource {
             "NET_FETCH" => Capability::Net,
             _ => return None,
         }])
+    }
+
+    fn driver_names(&self) -> Vec<String> {
+        self.drivers.clone()
     }
 
     fn release(&self, _pid: u64) {}

@@ -15,3 +15,9 @@ pub use harness::*;
 pub async fn backend() -> Arc<dyn SyscallSource> {
     Arc::new(fake::FakeSource::default())
 }
+
+/// A syscall source on which the third-party driver `wordcount` is
+/// installed (a grant of `driver:NAME` must name an installed driver).
+pub async fn backend_with_wordcount() -> Arc<dyn SyscallSource> {
+    Arc::new(fake::FakeSource::with_drivers(&["wordcount"]))
+}

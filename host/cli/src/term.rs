@@ -1,0 +1,93 @@
+//! Writing to the terminal or a pipe: every command prints through
+//! [`outln!`]/[`out!`] (stdout) and [`errln!`] (stderr) instead of
+//! `println!`/`eprintln!`, which panic when the reader has gone away
+//! (`aos logs 1 | head -3`).
+//!
+//! When stdout is closed, the command ends quietly with exit code 0, like
+//! `ls | head`; a command that owns work which must be cleaned up first
+//! (`aos run`: its agent and sandbox container) calls [`keep_going_on_closed_stdout`]
+//! first, and its later output is dropped. Failed writes to stderr are ignored.
+//!
+//! Colour: only when the stream is a terminal, `NO_COLOR` is unset or empty
+//! and `TERM` is not `dumb` ([`color`]).
+
+use std::fmt;
+use std::io::{IsTerminal, Write};
+use std::sync::atomic::{AtomicBool, Ordering};
+
+static CLOSED: AtomicBool = AtomicBool::new(false);
+static KEEP_GOING: AtomicBool = AtomicBool::new(false);
+
+/// From now on a closed stdout does not end the process; output is dropped.
+pub fn keep_going_on_closed_stdout() {
+    KEEP_GOING.store(true, Ordering::SeqCst);
+}
+
+/// Writes to stdout; on a closed pipe, exits 0 (or, after
+/// [`keep_going_on_closed_stdout`], drops this and later output).
+pub fn write_out(args: fmt::Arguments<'_>) {
+    if CLOSED.load(Ordering::Relaxed) {
+        return;
+    }
+    let mut out = std::io::stdout().lock();
+    if let Err(e) = out.write_fmt(args).and_then(|_| out.flush()) {
+        CLOSED.store(true, Ordering::SeqCst);
+        if !KEEP_GOING.load(Ordering::SeqCst) {
+            drop(out);
+            // Any other write error (disk full behind a redirect) is reported once.
+            if e.kind() != std::io::ErrorKind::BrokenPipe {
+                write_err(format_args!("error: cannot write to stdout: {e}\n"));
+                std::process::exit(1);
+            }
+            std::process::exit(0);
+        }
+    }
+}
+
+/// Writes to stderr, ignoring failures (nobody is left to tell).
+pub fn write_err(args: fmt::Arguments<'_>) {
+    let mut err = std::io::stderr().lock();
+    let _ = err.write_fmt(args);
+    let _ = err.flush();
+}
+
+/// stderr for `tracing`, ignoring failed writes.
+pub struct StderrWriter;
+
+impl Write for StderrWriter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let _ = std::io::stderr().write_all(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        let _ = std::io::stderr().flush();
+        Ok(())
+    }
+}
+
+/// Whether colour (ANSI styling) may be written to stdout (`stderr = false`) or stderr.
+pub fn color(stderr: bool) -> bool {
+    let tty = if stderr { std::io::stderr().is_terminal() } else { std::io::stdout().is_terminal() };
+    tty && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
+        && std::env::var("TERM").map(|t| t != "dumb").unwrap_or(true)
+}
+
+/// `println!` that survives a closed stdout.
+#[macro_export]
+macro_rules! outln {
+    () => { $crate::term::write_out(format_args!("\n")) };
+    ($($arg:tt)*) => { $crate::term::write_out(format_args!("{}\n", format_args!($($arg)*))) };
+}
+
+/// `print!` that survives a closed stdout.
+#[macro_export]
+macro_rules! out {
+    ($($arg:tt)*) => { $crate::term::write_out(format_args!($($arg)*)) };
+}
+
+/// `eprintln!` that never panics.
+#[macro_export]
+macro_rules! errln {
+    () => { $crate::term::write_err(format_args!("\n")) };
+    ($($arg:tt)*) => { $crate::term::write_err(format_args!("{}\n", format_args!($($arg)*))) };
+}
