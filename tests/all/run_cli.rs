@@ -71,7 +71,8 @@ fn run_reads_the_daemons_configuration() {
     let ws = aos.ws().display().to_string();
     let (code, out, err) = aos.run(&["run", "--provider", "script", "--model", &model, "--workspace", &ws, "--grant", "FS_READ", "t"]);
     assert_eq!(code, 0, "{out}\n{err}");
-    assert!(out.contains("\"content\":\"0123\"") && out.contains("read limit 4 bytes"), "{out}");
+    // The log goes to stderr (stdout is the agent's answer).
+    assert!(err.contains("\"content\":\"0123\"") && err.contains("read limit 4 bytes"), "{err}");
 }
 
 #[test]

@@ -1,6 +1,6 @@
 //! Which IP addresses are public: the address half of the outgoing-network
-//! policy shared by `NET_FETCH` (`net.rs`) and the `exec:net` egress proxy
-//! (`egress.rs`).
+//! policy shared by `NET_FETCH` (the `wasi:http` hook, `lib.rs`) and the `exec:net` egress proxy
+//! (`proxy.rs`).
 //!
 //! The table is the IANA special-purpose address registries, entry by entry:
 //! - IPv4: <https://www.iana.org/assignments/iana-ipv4-special-registry/>

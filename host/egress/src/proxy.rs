@@ -10,7 +10,7 @@
 //! destination the operator allow-listed), absolute-form requests
 //! (`GET http://host/…`, any method) for plain `http`. `HTTP_PROXY`/`HTTPS_PROXY`
 //! (and the lower-case forms, `ALL_PROXY`) point there. For every request
-//! the proxy applies what `net.rs` applies to `NET_FETCH`: the destination
+//! the proxy applies what the `wasi:http` hook (`lib.rs`) applies to `NET_FETCH`: the destination
 //! host must be granted (`net` = any, `net:HOST` = that host; `exec:net`
 //! alone grants none), it is resolved by the host and every address must be
 //! public by the IANA registries (`addr.rs`) unless allow-listed (`[net]
