@@ -40,6 +40,6 @@ pub use kernel::{
 };
 pub use parser::{parse_reply, ParseError, ParsedCall};
 pub use table::Retention;
-pub use webhook::{WebhookError, WebhookRequest, WebhookResponse, WebhookRoute};
+pub use webhook::{WebhookError, WebhookRequest, WebhookResponse};
 pub use process::{now_ms, Budgets, Counters, Entry, ExitStatus, LogEntry, Pid, ProcessInfo, ProcessStatus};
 pub use replay::Replay;
