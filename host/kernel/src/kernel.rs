@@ -241,7 +241,7 @@ impl Kernel {
     }
 
     /// Every registered webhook path with its owner, URL and secret.
-    pub fn webhook_routes(&self) -> Vec<crate::webhook::WebhookRoute> {
+    pub fn webhook_routes(&self) -> Vec<crate::webhook::RegisteredWebhook> {
         self.inner.webhooks.routes()
     }
 

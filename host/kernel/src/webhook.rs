@@ -54,7 +54,7 @@ impl WebhookRequest {
 
 /// A registered path (for `aos webhooks`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct WebhookRoute {
+pub struct RegisteredWebhook {
     pub path: String,
     pub pid: Pid,
     /// Where it is served (`None` while no listener is configured).
@@ -224,12 +224,12 @@ impl WebhookRegistry {
     }
 
     /// Every registered route, ordered by path.
-    pub fn routes(&self) -> Vec<WebhookRoute> {
-        let mut v: Vec<WebhookRoute> = self
+    pub fn routes(&self) -> Vec<RegisteredWebhook> {
+        let mut v: Vec<RegisteredWebhook> = self
             .routes
             .lock()
             .iter()
-            .map(|(path, r)| WebhookRoute { path: path.clone(), pid: r.pid, url: self.url(path), secret: r.secret.clone() })
+            .map(|(path, r)| RegisteredWebhook { path: path.clone(), pid: r.pid, url: self.url(path), secret: r.secret.clone() })
             .collect();
         v.sort_by(|a, b| a.path.cmp(&b.path));
         v

@@ -144,9 +144,9 @@ fn status_rank(s: &ProcessStatus) -> u8 {
     match s {
         ProcessStatus::Running => 0,
         ProcessStatus::WaitingModel => 1,
-        ProcessStatus::Ready => 2,
+        ProcessStatus::Ready | ProcessStatus::Paused { .. } => 2,
         ProcessStatus::Sleeping { .. } => 3,
-        ProcessStatus::BlockedRecv | ProcessStatus::BlockedStdin | ProcessStatus::Paused { .. } => 4,
+        ProcessStatus::BlockedRecv | ProcessStatus::BlockedStdin => 4,
         ProcessStatus::Exited { .. } => 5,
         ProcessStatus::Failed { .. } => 6,
         ProcessStatus::Killed => 7,
@@ -505,7 +505,7 @@ impl App {
         };
         f.render_widget(Paragraph::new(footer), foot);
         if matches!(self.mode, Mode::Help) {
-            let area = centered(f.area(), 64, 19);
+            let area = centered(f.area(), 64, 20);
             f.render_widget(Clear, area);
             f.render_widget(
                 Paragraph::new(HELP).wrap(Wrap { trim: false }).block(Block::default().borders(Borders::ALL).title(" aos top: keys ")),
@@ -590,7 +590,8 @@ q, Esc      quit (Ctrl-C too)
 
 STATUS: ready, model (waiting for the model), running
 (syscalls), recv (RECV_MSG), stdin (SYS_READ_STDIN),
-sleeping(T) (wakes in T), exited(code), killed, failed.
+sleeping(T) (wakes in T), paused (journal failing),
+exited(code), killed, failed.
 TOK/S, CALL/S: over the last refresh.
 
 any key closes this help";
