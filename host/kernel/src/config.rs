@@ -9,7 +9,7 @@ use crate::table::Retention;
 /// Kernel settings.
 #[derive(Debug, Clone)]
 pub struct KernelConfig {
-    /// `$AOS_HOME`; root workspaces default to `{home}/workspaces/{pid}`.
+    /// `$AOS_HOME`; root workspaces default to a new `{home}/workspaces/{pid}-{ms}`.
     pub home: PathBuf,
     /// Context window (tokens, estimated as characters / 4) used for
     /// compaction; a provider that knows its model's real capacity

@@ -97,7 +97,7 @@ pub(crate) fn spawn(k: &Arc<Shared>, req: SpawnRequest) -> Result<Pid, KernelErr
     let workspace = match (&req.workspace, &parent) {
         (Some(w), _) => w.clone(),
         (None, Some(pp)) => pp.workspace.clone(),
-        (None, None) => k.config.home.join("workspaces").join(pid.to_string()),
+        (None, None) => new_workspace(&k.config.home.join("workspaces"), pid)?,
     };
     std::fs::create_dir_all(&workspace).map_err(|source| KernelError::Workspace { path: workspace.clone(), source })?;
 
@@ -128,6 +128,26 @@ pub(crate) fn spawn(k: &Arc<Shared>, req: SpawnRequest) -> Result<Pid, KernelErr
     k.events.emit_with(|| KernelEvent::Spawned { info: Box::new(p.info()) });
     start(k.clone(), p, inbox);
     Ok(pid)
+}
+
+/// A new, empty default workspace for root process `pid`:
+/// `{root}/{pid}-{ms since the epoch}[-n]`, made with `create_dir`, so a
+/// directory that already exists (an earlier run's process with the same
+/// pid, or anything planted there) is never reused. Only a workspace the
+/// operator names is an existing directory.
+fn new_workspace(root: &std::path::Path, pid: Pid) -> Result<std::path::PathBuf, KernelError> {
+    let err = |path: &std::path::Path, source| KernelError::Workspace { path: path.to_path_buf(), source };
+    std::fs::create_dir_all(root).map_err(|e| err(root, e))?;
+    let stem = format!("{pid}-{}", now_ms());
+    let mut n = 0u32;
+    loop {
+        let path = if n == 0 { root.join(&stem) } else { root.join(format!("{stem}-{n}")) };
+        match std::fs::create_dir(&path) {
+            Ok(()) => return Ok(path),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists && n < 1000 => n += 1,
+            Err(e) => return Err(err(&path, e)),
+        }
+    }
 }
 
 /// Starts the task running `p`'s loop; when the loop ends (or the process

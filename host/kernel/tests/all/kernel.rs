@@ -20,7 +20,8 @@ async fn exit_with_code_and_result() {
     assert_eq!(info.status, ProcessStatus::Exited { code: 3 });
     assert_eq!(info.counters.steps, 1);
     assert_eq!(info.counters.syscalls.get("SYS_EXIT"), Some(&1));
-    assert!(info.workspace.ends_with("workspaces/1") && info.workspace.is_dir());
+    let name = info.workspace.file_name().unwrap().to_string_lossy().into_owned();
+    assert!(info.workspace.parent().unwrap().ends_with("workspaces") && name.starts_with("1-") && info.workspace.is_dir(), "{name}");
     // System prompt lists exactly the allowed syscalls; the task is there.
     let first = h.seen(pid, 0);
     assert!(first.contains("[SYS_CALL::NAME]"));

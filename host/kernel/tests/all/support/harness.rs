@@ -94,6 +94,13 @@ pub async fn harness_with(f: impl FnOnce(&mut KernelConfig)) -> Harness {
 /// long-term memory).
 pub async fn harness_on(source: Arc<dyn SyscallSource>, f: impl FnOnce(&mut KernelConfig)) -> Harness {
     let dir = tempfile::tempdir().unwrap();
+    let mut cfg = KernelConfig::new(dir.path());
+    f(&mut cfg);
+    kernel_in(dir, source, cfg)
+}
+
+/// A harness whose kernel runs in `dir` (its `$AOS_HOME`) with `cfg`.
+fn kernel_in(dir: tempfile::TempDir, source: Arc<dyn SyscallSource>, cfg: KernelConfig) -> Harness {
     let rec = Arc::new(Recorder {
         inner: ScriptProvider::new(),
         requests: Mutex::new(Vec::new()),
@@ -101,8 +108,6 @@ pub async fn harness_on(source: Arc<dyn SyscallSource>, f: impl FnOnce(&mut Kern
         rejected: Mutex::new(Vec::new()),
     });
     let r2 = rec.clone();
-    let mut cfg = KernelConfig::new(dir.path());
-    f(&mut cfg);
     let kernel = Kernel::new(
         cfg,
         vec![source],
@@ -119,6 +124,16 @@ pub async fn harness() -> Harness {
 }
 
 impl Harness {
+    /// Stops this kernel and starts a new one in the same home with the same
+    /// settings and no journal: what a second `aos run` in that home is
+    /// (its pids start at 1 again).
+    pub async fn next_run(self) -> Harness {
+        let cfg = self.kernel.config().clone();
+        self.kernel.shutdown().await;
+        drop(self.kernel);
+        kernel_in(self.dir, super::backend().await, cfg)
+    }
+
     /// Writes a script file and returns its path (the `model` of a process).
     pub fn script(&self, name: &str, replies: &[&str]) -> String {
         let path: PathBuf = self.dir.path().join(format!("{name}.json"));
