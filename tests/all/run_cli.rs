@@ -125,3 +125,25 @@ fn local_model_writes_the_haiku_and_exits() {
     // The plan's second clause ("exit") comes right after the write succeeded.
     assert!(out.contains("SYS_EXIT#2"), "the agent exits by itself right after writing:\n{out}\n{err}");
 }
+
+/// Issue 12 class 7: every `aos run` in a home is pid 1; the second run
+/// gets a new workspace and cannot read what the first one left.
+#[test]
+fn a_second_run_in_the_same_home_gets_a_new_workspace() {
+    let aos = Aos::new();
+    let writer = script(&aos, "w.txt", concat!(
+        "[SYS_CALL::FS_WRITE] {\"path\": \"secret.txt\", \"content\": \"hunter2\"}\n---\n",
+        "[SYS_CALL::SYS_EXIT] {}\n",
+    ));
+    let (code, out, err) = aos.run(&["run", "--provider", "script", "--model", &writer, "--grant", "fs:rw", "t"]);
+    assert_eq!(code, 0, "{out}\n{err}");
+    let reader = script(&aos, "r.txt", concat!(
+        "[SYS_CALL::FS_READ] {\"path\": \"secret.txt\"}\n---\n",
+        "[SYS_CALL::SYS_EXIT] {}\n",
+    ));
+    let (code, out, err) = aos.run(&["run", "--provider", "script", "--model", &reader, "--grant", "fs:ro", "t"]);
+    assert_eq!(code, 0, "{out}\n{err}");
+    assert!(out.contains("FS_READ#1") && !out.contains("hunter2"), "{out}");
+    let workspaces: Vec<_> = std::fs::read_dir(aos.home().join("workspaces")).unwrap().map(|e| e.unwrap().file_name()).collect();
+    assert_eq!(workspaces.len(), 2, "{workspaces:?}");
+}

@@ -22,7 +22,8 @@
 //! | `memory:shared/NAME`  | the shared memory space NAME                                    |
 //! | `timers`              | `SLEEP`, `SYS_SCHEDULE`                                         |
 //! | `spawn`               | `SPAWN_AGENT`                                                   |
-//! | `ipc`                 | `SEND_MSG`, `RECV_MSG`                                          |
+//! | `ipc`                 | `SEND_MSG`, `RECV_MSG`, `pipe_to`, within the process's own tree |
+//! | `ipc:any`             | the same to any process (implies `ipc`; not part of `all`)      |
 //! | `webhook`             | `SYS_REGISTER_WEBHOOK`, `SYS_WEBHOOK_REPLY`                     |
 //! | `driver:NAME`         | the syscalls of the installed third-party driver NAME           |
 //!
@@ -51,6 +52,8 @@ pub enum Capability {
     Timers,
     Spawn,
     Ipc,
+    /// `ipc` reaching processes outside the holder's own tree (never in `all`).
+    IpcAny,
     /// Incoming HTTP requests on registered paths.
     Webhook,
     Driver(String),
@@ -58,7 +61,7 @@ pub enum Capability {
 
 /// A capability name that could not be parsed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("unknown capability `{0}`: expected one of fs:ro, fs:rw, net, net:HOST, exec, exec:net, memory, memory:shared/NAME, timers, spawn, ipc, webhook, driver:NAME, all")]
+#[error("unknown capability `{0}`: expected one of fs:ro, fs:rw, net, net:HOST, exec, exec:net, memory, memory:shared/NAME, timers, spawn, ipc, ipc:any, webhook, driver:NAME, all")]
 pub struct UnknownCapability(pub String);
 
 fn valid_name(s: &str) -> bool {
@@ -83,6 +86,7 @@ impl FromStr for Capability {
             "timers" => Capability::Timers,
             "spawn" => Capability::Spawn,
             "ipc" => Capability::Ipc,
+            "ipc:any" => Capability::IpcAny,
             "webhook" => Capability::Webhook,
             _ => {
                 if let Some(host) = t.strip_prefix("net:") {
@@ -123,6 +127,7 @@ impl fmt::Display for Capability {
             Capability::Timers => f.write_str("timers"),
             Capability::Spawn => f.write_str("spawn"),
             Capability::Ipc => f.write_str("ipc"),
+            Capability::IpcAny => f.write_str("ipc:any"),
             Capability::Webhook => f.write_str("webhook"),
             Capability::Driver(n) => write!(f, "driver:{n}"),
         }
@@ -149,6 +154,7 @@ impl Capability {
         match self {
             Capability::FsWrite => vec![Capability::FsWrite, Capability::FsRead],
             Capability::ExecNet => vec![Capability::ExecNet, Capability::Exec],
+            Capability::IpcAny => vec![Capability::IpcAny, Capability::Ipc],
             other => vec![other.clone()],
         }
     }
@@ -202,7 +208,8 @@ impl CapabilitySet {
         Self::default()
     }
 
-    /// Every built-in capability (not third-party drivers, not shared memory spaces).
+    /// Every built-in capability (not third-party drivers, not shared memory
+    /// spaces, not `ipc:any`).
     pub fn all_builtin() -> Self {
         use Capability::*;
         [FsWrite, Net, ExecNet, Memory, Timers, Spawn, Ipc, Webhook].into_iter().collect()
