@@ -37,13 +37,14 @@ pub mod pcb;
 pub mod process;
 mod resolve;
 pub mod scheduler;
+mod spawn_policy;
 pub mod schema;
 mod shared;
 pub mod syscalls;
 pub mod table;
 pub mod webhook;
 
-pub use config::{KernelConfig, REAP_INTERVAL};
+pub use config::{KernelConfig, SpawnPolicy, REAP_INTERVAL};
 pub use error::KernelError;
 pub use events::{EventSink, KernelEvent};
 pub use ipc::{IpcMessage, PendingInput, PendingTimer, Queue};

@@ -3,8 +3,8 @@
 //! ended processes by the retention rules ([`reap`]). Rules about who may
 //! start what — a child's rights within its parent's, its budgets within
 //! what the parent has left, and the hardening still to come (tree-wide
-//! budgets and process caps, providers chosen among the operator's) — are
-//! enforced here, in [`spawn`].
+//! budgets and process caps) — and the providers and models a model may
+//! choose for a child (`crate::spawn_policy`) are enforced here, in [`spawn`].
 
 use std::sync::Arc;
 
@@ -88,10 +88,24 @@ pub(crate) fn spawn(k: &Arc<Shared>, req: SpawnRequest) -> Result<Pid, KernelErr
     budgets.max_steps = budgets.max_steps.or(d.max_steps);
     budgets.max_tokens = budgets.max_tokens.or(d.max_tokens);
     budgets.max_wall_time = budgets.max_wall_time.or(d.max_wall_time);
+    // A child's provider and model are chosen by its parent's model: only
+    // its own or what the operator's `[spawn]` policy allows.
+    if let Some(pp) = &parent {
+        k.config.spawn.check_provider(&pp.provider_name, &req.provider)?;
+    }
     let provider = k
         .models
         .provider(&req.provider, req.base_url.as_deref())
         .map_err(|source| KernelError::Provider { provider: req.provider.clone(), source })?;
+    let model = match &parent {
+        Some(pp) => {
+            let workspaces = k.config.home.join("workspaces");
+            let own = (pp.provider_name.as_str(), pp.model.as_str());
+            let ws: [&std::path::Path; 2] = [&workspaces, &pp.workspace];
+            k.config.spawn.check_model(own, &req.provider, &req.model, provider.as_ref(), &ws)?
+        }
+        None => req.model,
+    };
 
     let pid = k.table.allocate_pid();
     let workspace = match (&req.workspace, &parent) {
@@ -109,7 +123,7 @@ pub(crate) fn spawn(k: &Arc<Shared>, req: SpawnRequest) -> Result<Pid, KernelErr
         task: req.task,
         provider_name: req.provider,
         base_url: req.base_url,
-        model: req.model,
+        model,
         caps,
         budgets,
         workspace,

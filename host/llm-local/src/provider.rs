@@ -281,6 +281,10 @@ impl Provider for LocalProvider {
     /// `n_ctx` minus room for a reply (`default_max_tokens`, at most a
     /// quarter of `n_ctx`), whatever the model. A prompt beyond the whole
     /// `n_ctx` (less a few tokens) fails with [`ProviderError::ContextOverflow`].
+    fn model_is_file(&self, model: &str) -> bool {
+        model_file::resolve_model(model, &self.inner.cfg.model_dir).expected.is_none()
+    }
+
     fn context_window(&self, _model: &str) -> Option<usize> {
         Some(self.inner.cfg.context_window())
     }

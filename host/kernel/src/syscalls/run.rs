@@ -186,6 +186,7 @@ fn spawn_agent(env: CallEnv<'_>, p: &Arc<Process>, a: args::SpawnAgent) -> Outco
         Ok(pid) => Outcome::Ok { output: json!({"pid": pid}), effects: Vec::new() },
         Err(e) => Outcome::Err(match e {
             KernelError::Denied(m) => SyscallError::Denied(m.to_string()),
+            KernelError::NotAllowed(m) => SyscallError::Denied(format!("SPAWN_AGENT: {m}")),
             KernelError::Invalid(m) => SyscallError::InvalidArguments(format!("SPAWN_AGENT: {m}")),
             KernelError::Provider { .. } => SyscallError::InvalidArguments(format!("SPAWN_AGENT: {e}")),
             other => SyscallError::Internal(other.to_string()),

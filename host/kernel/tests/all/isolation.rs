@@ -127,3 +127,107 @@ async fn ipc_any_is_explicit_and_reaches_other_trees() {
     h.wait(victim).await;
     assert!(h.seen(victim, 1).contains("hello"));
 }
+
+/// Runs a parent whose one reply is `calls`, then exits; returns the
+/// parent's view of the results.
+async fn spawn_attempts(h: &Harness, provider: &str, calls: &[String], workspace: Option<std::path::PathBuf>) -> String {
+    let reply = calls.join(" ");
+    let model = h.script(&format!("p{}", rand_id()), &[&reply, r#"[SYS_CALL::SYS_EXIT] {}"#]);
+    let mut req = h.req("spawn", &model, &["spawn"]);
+    req.provider = provider.into();
+    req.workspace = workspace;
+    let pid = h.kernel.spawn(req).await.unwrap();
+    h.wait(pid).await;
+    h.seen(pid, 1)
+}
+
+fn spawn_call(extra: &str) -> String {
+    format!(r#"[SYS_CALL::SPAWN_AGENT] {{"task": "t", "permissions": []{extra}}}"#)
+}
+
+/// Class 3: a model picks only among the providers and models the operator
+/// allowed; `script` never.
+#[tokio::test]
+async fn a_model_chooses_only_allowed_providers_and_models() {
+    let h = harness_with(|c| {
+        c.spawn.providers = vec!["script".into()];
+        c.spawn.models = vec!["ok.json".into(), "/etc/shadow".into()];
+    })
+    .await;
+    let ok = h.script("ok", &[r#"[SYS_CALL::SYS_EXIT] {"result": "child ran"}"#]);
+    let s = spawn_attempts(
+        &h,
+        "mock",
+        &[
+            spawn_call(r#", "provider": "script", "model": "/etc/shadow""#),
+            spawn_call(r#", "provider": "local", "model": "/tmp/evil.gguf""#),
+            spawn_call(r#", "model": "gpt-9""#),
+            spawn_call(r#", "model": "ok.json""#),
+        ],
+        None,
+    )
+    .await;
+    assert!(s.contains("[ERROR SPAWN_AGENT#1] denied: SPAWN_AGENT: a model cannot choose the `script` provider"), "{s}");
+    assert!(s.contains("[ERROR SPAWN_AGENT#2] denied: SPAWN_AGENT: provider `local` is not allowed for a child: keep your own provider (`mock`), or the operator must list it in `[spawn] providers` in aos.toml (now: script)"), "{s}");
+    assert!(s.contains("[ERROR SPAWN_AGENT#3] denied: SPAWN_AGENT: model `gpt-9` of provider `mock` is not allowed for a child"), "{s}");
+    assert!(s.contains("`[spawn] models` in aos.toml (now: ok.json, /etc/shadow)"), "{s}");
+    assert!(s.contains("[RESULT SPAWN_AGENT#4] {\"pid\":2}"), "{s}");
+    assert_eq!(h.kernel.ps().len(), 2, "no other child started");
+    assert_eq!(h.wait(2).await, aos_kernel::ExitStatus::Exited { code: 0, result: Some("child ran".into()) });
+    assert_eq!(std::path::Path::new(&h.kernel.info(2).unwrap().model), std::path::Path::new(&ok).canonicalize().unwrap());
+
+    // By default a model keeps its own provider and model, nothing else.
+    let h = harness_with(|c| c.spawn = aos_kernel::SpawnPolicy::default()).await;
+    let s = spawn_attempts(&h, "script", &[spawn_call(r#", "model": "/etc/shadow""#), spawn_call("")], None).await;
+    assert!(s.contains("[ERROR SPAWN_AGENT#1] denied: SPAWN_AGENT: model `/etc/shadow` of provider `script` is not allowed for a child"), "{s}");
+    assert!(s.contains("(now: none)"), "{s}");
+    assert!(s.contains("[RESULT SPAWN_AGENT#2] {\"pid\":2}"), "its own provider and model: {s}");
+}
+
+/// Class 3: a model file chosen by a model is a regular file inside the
+/// operator's model directory, reached without symlinks, outside every
+/// workspace, size-capped — never a device, a FIFO, a file elsewhere.
+#[tokio::test]
+async fn a_model_file_chosen_by_a_model_is_confined() {
+    let h = harness_with(|c| c.spawn.max_model_file_bytes = 4096).await;
+    let home = h.dir.path().to_path_buf();
+    let m = home.join("m");
+    std::fs::create_dir_all(&m).unwrap();
+    std::fs::write(m.join("ok.json"), r#"["[SYS_CALL::SYS_EXIT] {}"]"#).unwrap();
+    assert!(std::process::Command::new("mkfifo").arg(m.join("fifo.json")).status().unwrap().success());
+    std::os::unix::fs::symlink("/etc/passwd", m.join("link.json")).unwrap();
+    std::os::unix::fs::symlink("/etc", m.join("etc")).unwrap();
+    std::fs::write(m.join("big.json"), format!("[{:?}]", "x".repeat(8000))).unwrap();
+    let ws = home.join("ws");
+    std::fs::create_dir_all(&ws).unwrap();
+    std::fs::write(ws.join("planted.json"), r#"["[SYS_CALL::SYS_EXIT] {}"]"#).unwrap();
+    let other = home.join("workspaces").join("9-1");
+    std::fs::create_dir_all(&other).unwrap();
+    std::fs::write(other.join("planted.json"), r#"["[SYS_CALL::SYS_EXIT] {}"]"#).unwrap();
+    let attempts = [
+        ("/etc/shadow", "it is outside the model directory"),
+        ("/dev/zero", "it is outside the model directory"),
+        ("m/fifo.json", "fifo.json is not a regular file"),
+        ("m/link.json", "link.json is a symlink"),
+        ("m/etc/passwd", "etc is a symlink"),
+        ("m/../../escape.json", "it leaves the model directory"),
+        ("m/big.json", "big.json is 8004 bytes, more than the limit"),
+        ("ws/planted.json", "planted.json is inside a workspace"),
+        ("workspaces/9-1/planted.json", "planted.json is inside a workspace"),
+    ];
+    let calls: Vec<String> = attempts.iter().map(|(model, _)| spawn_call(&format!(r#", "model": "{model}""#))).collect();
+    let s = spawn_attempts(&h, "script", &calls, Some(ws.clone())).await;
+    for (i, (model, why)) in attempts.iter().enumerate() {
+        let want = format!("[ERROR SPAWN_AGENT#{}] denied: SPAWN_AGENT: model file `{model}` cannot be used: ", i + 1);
+        let line = s.lines().find(|l| l.contains(&want)).unwrap_or_else(|| panic!("{model}: {s}"));
+        assert!(line.contains(why) && line.contains("inside `[spawn] model_dir`"), "{model}: {line}");
+    }
+    assert_eq!(h.kernel.ps().len(), 1, "no child started");
+    let s = spawn_attempts(&h, "script", &[spawn_call(r#", "model": "m/ok.json""#)], None).await;
+    assert!(s.contains("[RESULT SPAWN_AGENT#1] {\"pid\":3}"), "{s}");
+
+    // Without a model directory, no file can be chosen.
+    let h = harness_with(|c| c.spawn.model_dir = None).await;
+    let s = spawn_attempts(&h, "script", &[spawn_call(r#", "model": "/etc/shadow""#)], None).await;
+    assert!(s.contains("model `/etc/shadow` is a file of provider `script`: a model may only choose files in the operator's model directory, `[spawn] model_dir` in aos.toml, which is not set"), "{s}");
+}

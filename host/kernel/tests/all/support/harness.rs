@@ -78,6 +78,9 @@ impl Provider for Recorder {
     fn context_window(&self, _model: &str) -> Option<usize> {
         self.limit.lock().and_then(|l| l.window)
     }
+    fn model_is_file(&self, model: &str) -> bool {
+        self.inner.model_is_file(model)
+    }
 }
 
 pub struct Harness {
@@ -95,6 +98,9 @@ pub async fn harness_with(f: impl FnOnce(&mut KernelConfig)) -> Harness {
 pub async fn harness_on(source: Arc<dyn SyscallSource>, f: impl FnOnce(&mut KernelConfig)) -> Harness {
     let dir = tempfile::tempdir().unwrap();
     let mut cfg = KernelConfig::new(dir.path());
+    // Children may run any script of the test's directory (`Harness::script`).
+    cfg.spawn.models = vec!["*".into()];
+    cfg.spawn.model_dir = Some(dir.path().to_path_buf());
     f(&mut cfg);
     kernel_in(dir, source, cfg)
 }
@@ -112,7 +118,8 @@ fn kernel_in(dir: tempfile::TempDir, source: Arc<dyn SyscallSource>, cfg: Kernel
         cfg,
         vec![source],
         Arc::new(move |name: &str, _base: Option<&str>| match name {
-            "script" => Ok(r2.clone() as Arc<dyn Provider>),
+            // `mock`: the same recorder under another provider name.
+            "script" | "mock" => Ok(r2.clone() as Arc<dyn Provider>),
             other => Err(ProviderError::Other(format!("unknown provider `{other}` in tests"))),
         }),
     );
