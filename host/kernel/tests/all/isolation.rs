@@ -231,3 +231,63 @@ async fn a_model_file_chosen_by_a_model_is_confined() {
     let s = spawn_attempts(&h, "script", &[spawn_call(r#", "model": "/etc/shadow""#)], None).await;
     assert!(s.contains("model `/etc/shadow` is a file of provider `script`: a model may only choose files in the operator's model directory, `[spawn] model_dir` in aos.toml, which is not set"), "{s}");
 }
+
+/// Class 4, other ways in: a process cannot answer a webhook request that
+/// was delivered to a process of another tree.
+#[tokio::test]
+async fn a_webhook_request_is_answered_only_by_its_process() {
+    let h = harness().await;
+    let owner = h
+        .spawn(
+            "serve",
+            &[
+                r#"[SYS_CALL::SYS_REGISTER_WEBHOOK] {"path": "/hook"}"#,
+                r#"[SYS_CALL::RECV_MSG] {}"#,
+                r#"[SYS_CALL::RECV_MSG] {"timeout": 5}"#,
+                r#"[SYS_CALL::SYS_WEBHOOK_REPLY] {"request_id": 1, "body": "from the owner"}"#,
+                r#"[SYS_CALL::SYS_EXIT] {}"#,
+            ],
+            &["webhook", "ipc"],
+        )
+        .await;
+    h.wait_status(owner, "BlockedRecv").await;
+    let secret = h
+        .kernel
+        .logs(owner)
+        .unwrap()
+        .into_iter()
+        .find_map(|e| match e.entry {
+            aos_kernel::Entry::Result { output, .. } => output["secret"].as_str().map(str::to_string),
+            _ => None,
+        })
+        .unwrap();
+    let k = h.kernel.clone();
+    let call = tokio::spawn(async move {
+        let req = aos_kernel::WebhookRequest {
+            method: "POST".into(),
+            path: "/hook".into(),
+            headers: vec![("X-AOS-Secret".into(), secret)],
+            body: b"x".to_vec(),
+        };
+        k.webhook_deliver(req, std::time::Duration::from_secs(20)).await
+    });
+    // The request is pending once the owner got its event.
+    for _ in 0..2000 {
+        if h.kernel.logs(owner).unwrap().iter().any(|e| matches!(e.entry, aos_kernel::Entry::Event { .. })) {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+    let intruder = h
+        .spawn(
+            "answer it",
+            &[r#"[SYS_CALL::SYS_WEBHOOK_REPLY] {"request_id": 1, "body": "forged"}"#, r#"[SYS_CALL::SYS_EXIT] {}"#],
+            &["webhook"],
+        )
+        .await;
+    h.wait(intruder).await;
+    let s = h.seen(intruder, 1);
+    assert!(s.contains("[ERROR SYS_WEBHOOK_REPLY#1] not found: webhook request #1 was delivered to another process"), "{s}");
+    let resp = call.await.unwrap().unwrap();
+    assert_eq!(resp.body, "from the owner");
+}
