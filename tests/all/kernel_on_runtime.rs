@@ -4,6 +4,8 @@
 
 #[path = "../../host/kernel/tests/all/caps_prop.rs"]
 mod caps_prop;
+#[path = "../../host/kernel/tests/all/isolation.rs"]
+mod isolation;
 #[path = "../../host/kernel/tests/all/kernel.rs"]
 mod kernel;
 #[path = "../../host/kernel/tests/all/restore.rs"]

@@ -128,3 +128,51 @@ fn local_model_writes_the_haiku_and_exits() {
     // The plan's second clause ("exit") comes right after the write succeeded.
     assert!(err.contains("SYS_EXIT#2"), "the agent exits by itself right after writing:\n{out}\n{err}");
 }
+
+/// Issue 12 class 7: every `aos run` in a home is pid 1; the second run
+/// gets a new workspace and cannot read what the first one left.
+#[test]
+fn a_second_run_in_the_same_home_gets_a_new_workspace() {
+    let aos = Aos::new();
+    let writer = script(&aos, "w.txt", concat!(
+        "[SYS_CALL::FS_WRITE] {\"path\": \"secret.txt\", \"content\": \"hunter2\"}\n---\n",
+        "[SYS_CALL::SYS_EXIT] {}\n",
+    ));
+    let (code, out, err) = aos.run(&["run", "--provider", "script", "--model", &writer, "--grant", "fs:rw", "t"]);
+    assert_eq!(code, 0, "{out}\n{err}");
+    let reader = script(&aos, "r.txt", concat!(
+        "[SYS_CALL::FS_READ] {\"path\": \"secret.txt\"}\n---\n",
+        "[SYS_CALL::SYS_EXIT] {}\n",
+    ));
+    let (code, out, err) = aos.run(&["run", "--provider", "script", "--model", &reader, "--grant", "fs:ro", "t"]);
+    assert_eq!(code, 0, "{out}\n{err}");
+    assert!(out.contains("FS_READ#1") && !out.contains("hunter2"), "{out}");
+    let workspaces: Vec<_> = std::fs::read_dir(aos.home().join("workspaces")).unwrap().map(|e| e.unwrap().file_name()).collect();
+    assert_eq!(workspaces.len(), 2, "{workspaces:?}");
+}
+
+/// Issue 12 class 3: the model cannot make the kernel read a host file as a
+/// child's script; a file in the operator's `[spawn] model_dir` is fine.
+#[test]
+fn a_model_cannot_choose_a_host_file_as_a_childs_model() {
+    let aos = Aos::new();
+    let model = script(&aos, "s.txt", concat!(
+        "[SYS_CALL::SPAWN_AGENT] {\"task\": \"t\", \"permissions\": [], \"provider\": \"script\", \"model\": \"/etc/shadow\"}\n---\n",
+        "[SYS_CALL::SPAWN_AGENT] {\"task\": \"t\", \"permissions\": [], \"model\": \"child.txt\"}\n---\n",
+        "[SYS_CALL::SYS_EXIT] {}\n",
+    ));
+    let (code, out, err) = aos.run(&["run", "--provider", "script", "--model", &model, "--grant", "spawn", "t"]);
+    assert_eq!(code, 0, "{out}\n{err}");
+    assert!(out.contains("model `/etc/shadow` of provider `script` is not allowed for a child"), "{out}");
+    assert!(out.contains("model `child.txt` of provider `script` is not allowed for a child"), "{out}");
+    assert!(!out.contains("root:"), "{out}");
+
+    std::fs::create_dir_all(aos.home().join("models")).unwrap();
+    std::fs::write(aos.home().join("models/child.txt"), "[SYS_CALL::SYS_EXIT] {\"result\": \"child ran\"}\n").unwrap();
+    std::fs::write(aos.home().join("aos.toml"), "[spawn]\nmodels = [\"*\"]\nmodel_dir = \"models\"\n").unwrap();
+    let (code, out, err) = aos.run(&["run", "--provider", "script", "--model", &model, "--grant", "spawn", "t"]);
+    assert_eq!(code, 0, "{out}\n{err}");
+    assert!(out.contains("model file `/etc/shadow` cannot be used: it is outside the model directory"), "{out}");
+    assert!(out.contains("\"pid\":2"), "{out}");
+    assert!(!out.contains("root:"), "{out}");
+}

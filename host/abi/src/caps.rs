@@ -22,7 +22,8 @@
 //! | `memory:shared/NAME`  | the shared memory space NAME                                    |
 //! | `timers`              | `SLEEP`, `SYS_SCHEDULE`                                         |
 //! | `spawn`               | `SPAWN_AGENT`                                                   |
-//! | `ipc`                 | `SEND_MSG`, `RECV_MSG`                                          |
+//! | `ipc`                 | `SEND_MSG`, `RECV_MSG`, `pipe_to`, within the process's own tree |
+//! | `ipc:any`             | the same to any process (implies `ipc`; not part of `all`)      |
 //! | `webhook`             | `SYS_REGISTER_WEBHOOK`, `SYS_WEBHOOK_REPLY`                     |
 //! | `driver:NAME`         | the syscalls of the installed third-party driver NAME           |
 //!
@@ -54,6 +55,8 @@ pub enum Capability {
     Timers,
     Spawn,
     Ipc,
+    /// `ipc` reaching processes outside the holder's own tree (never in `all`).
+    IpcAny,
     /// Incoming HTTP requests on registered paths.
     Webhook,
     Driver(String),
@@ -61,7 +64,7 @@ pub enum Capability {
 
 /// The documented capability names, in one line (for error messages).
 pub const CAPABILITY_NAMES: &str =
-    "fs:ro, fs:rw, net, net:HOST, exec, exec:net, memory, memory:shared/NAME, timers, spawn, ipc, webhook, driver:NAME, all";
+    "fs:ro, fs:rw, net, net:HOST, exec, exec:net, memory, memory:shared/NAME, timers, spawn, ipc, ipc:any, webhook, driver:NAME, all";
 
 /// What each capability grants, for `--grant` help texts.
 pub const GRANT_HELP: &str = "\
@@ -76,7 +79,8 @@ Capability to grant (repeatable, or comma-separated: --grant fs:rw,net):
   memory:shared/NAME   the shared memory space NAME
   timers               SLEEP, SYS_SCHEDULE
   spawn                SPAWN_AGENT
-  ipc                  SEND_MSG, RECV_MSG
+  ipc                  SEND_MSG, RECV_MSG (and pipe_to) within its own process tree
+  ipc:any              the same, to any process (not part of all)
   webhook              SYS_REGISTER_WEBHOOK, SYS_WEBHOOK_REPLY
   driver:NAME          the syscalls of the installed driver NAME (see `aos driver ls`)
   all                  every built-in capability above (not drivers, not shared memory)
@@ -120,7 +124,7 @@ pub fn spelling_hint(name: &str) -> Option<String> {
         return Some(lower);
     }
     const FIXED: &[&str] =
-        &["fs:ro", "fs:rw", "net", "exec", "exec:net", "memory", "timers", "spawn", "ipc", "webhook", "all"];
+        &["fs:ro", "fs:rw", "net", "exec", "exec:net", "memory", "timers", "spawn", "ipc", "ipc:any", "webhook", "all"];
     if let Some(s) = crate::suggest::did_you_mean(&lower, FIXED.iter().copied()) {
         return Some(s.to_string());
     }
@@ -184,6 +188,7 @@ impl FromStr for Capability {
             "timers" => Capability::Timers,
             "spawn" => Capability::Spawn,
             "ipc" => Capability::Ipc,
+            "ipc:any" => Capability::IpcAny,
             "webhook" => Capability::Webhook,
             _ => {
                 if let Some(host) = t.strip_prefix("net:") {
@@ -224,6 +229,7 @@ impl fmt::Display for Capability {
             Capability::Timers => f.write_str("timers"),
             Capability::Spawn => f.write_str("spawn"),
             Capability::Ipc => f.write_str("ipc"),
+            Capability::IpcAny => f.write_str("ipc:any"),
             Capability::Webhook => f.write_str("webhook"),
             Capability::Driver(n) => write!(f, "driver:{n}"),
         }
@@ -250,6 +256,7 @@ impl Capability {
         match self {
             Capability::FsWrite => vec![Capability::FsWrite, Capability::FsRead],
             Capability::ExecNet => vec![Capability::ExecNet, Capability::Exec],
+            Capability::IpcAny => vec![Capability::IpcAny, Capability::Ipc],
             other => vec![other.clone()],
         }
     }
@@ -303,7 +310,8 @@ impl CapabilitySet {
         Self::default()
     }
 
-    /// Every built-in capability (not third-party drivers, not shared memory spaces).
+    /// Every built-in capability (not third-party drivers, not shared memory
+    /// spaces, not `ipc:any`).
     pub fn all_builtin() -> Self {
         use Capability::*;
         [FsWrite, Net, ExecNet, Memory, Timers, Spawn, Ipc, Webhook].into_iter().collect()

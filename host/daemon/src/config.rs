@@ -62,6 +62,14 @@
 //! max_body_bytes = 1048576       # AOS_WEBHOOK_MAX_BODY_BYTES  larger requests get 413
 //! timeout_secs = 30              # AOS_WEBHOOK_TIMEOUT_SECS    no SYS_WEBHOOK_REPLY by then → 504
 //!
+//! [spawn]                        # what a model may choose in SPAWN_AGENT's provider and model
+//! providers = ["openai"]         #   providers besides its own (default none; `script` never)
+//! models = ["gpt-4o-mini"]       #   models besides its own (default none; "*" = any name)
+//! model_dir = "/srv/aos/models"  #   where a chosen model file (script, GGUF) must be: a regular
+//!                                #   file, no symlinks, outside workspaces (default: none may be chosen;
+//!                                #   relative to $AOS_HOME)
+//! max_model_file_mb = 8192       #   largest model file a model may choose
+//!
 //! [providers.openai]             # per-provider HTTP settings
 //! base_url = "https://api.openai.com/v1"
 //! api_key_env = "OPENAI_API_KEY"
@@ -98,6 +106,7 @@ pub struct Config {
     pub net: NetSettings,
     pub sandbox: SandboxSettings,
     pub webhooks: WebhookConfig,
+    pub spawn: SpawnSettings,
     pub providers: BTreeMap<String, ProviderSettings>,
     pub drivers: BTreeMap<String, toml::Table>,
     /// Long-term memory: embedder and vector store (see `aos_memory::config`).
@@ -310,6 +319,35 @@ impl WebhookConfig {
     }
 }
 
+/// `[spawn]`: the providers and models a model may choose for a child
+/// (`aos_kernel::SpawnPolicy`; by default only its own).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SpawnSettings {
+    pub providers: Vec<String>,
+    pub models: Vec<String>,
+    pub model_dir: Option<PathBuf>,
+    pub max_model_file_mb: u64,
+}
+
+impl Default for SpawnSettings {
+    fn default() -> Self {
+        SpawnSettings { providers: Vec::new(), models: Vec::new(), model_dir: None, max_model_file_mb: 8192 }
+    }
+}
+
+impl SpawnSettings {
+    /// The kernel's policy; a relative `model_dir` is under `home`.
+    pub fn to_kernel(&self, home: &Path) -> aos_kernel::SpawnPolicy {
+        aos_kernel::SpawnPolicy {
+            providers: self.providers.clone(),
+            models: self.models.clone(),
+            model_dir: self.model_dir.as_ref().map(|d| home.join(d)),
+            max_model_file_bytes: self.max_model_file_mb.saturating_mul(1 << 20),
+        }
+    }
+}
+
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct ProviderSettings {
@@ -339,6 +377,7 @@ impl Default for Config {
             net: NetSettings::default(),
             sandbox: SandboxSettings::default(),
             webhooks: WebhookConfig::default(),
+            spawn: SpawnSettings::default(),
             providers: BTreeMap::new(),
             drivers: BTreeMap::new(),
             memory: Default::default(),

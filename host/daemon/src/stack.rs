@@ -53,7 +53,7 @@ pub async fn runtime(home: &Path, cfg: &Config) -> Result<Arc<DriverRuntime>> {
 }
 
 /// The kernel's settings: concurrency, compaction window, default budgets,
-/// retention of ended processes.
+/// retention of ended processes, what a model may choose for a child.
 pub fn kernel_config(home: &Path, cfg: &Config) -> KernelConfig {
     let mut kc = KernelConfig::new(home);
     kc.model_concurrency = cfg.model_concurrency.max(1);
@@ -64,6 +64,7 @@ pub fn kernel_config(home: &Path, cfg: &Config) -> KernelConfig {
         max_wall_time: cfg.budgets.max_seconds.map(Duration::from_secs),
     };
     kc.retention = cfg.retention.to_kernel();
+    kc.spawn = cfg.spawn.to_kernel(home);
     kc
 }
 

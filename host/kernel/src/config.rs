@@ -9,7 +9,7 @@ use crate::table::Retention;
 /// Kernel settings.
 #[derive(Debug, Clone)]
 pub struct KernelConfig {
-    /// `$AOS_HOME`; root workspaces default to `{home}/workspaces/{pid}`.
+    /// `$AOS_HOME`; root workspaces default to a new `{home}/workspaces/{pid}-{ms}`.
     pub home: PathBuf,
     /// Context window (tokens, estimated as characters / 4) used for
     /// compaction; a provider that knows its model's real capacity
@@ -32,6 +32,34 @@ pub struct KernelConfig {
     pub event_capacity: usize,
     /// How many ended processes are kept, and how long (see [`crate::table`]).
     pub retention: Retention,
+    /// The providers and models a model may choose for a child (`SPAWN_AGENT`).
+    pub spawn: SpawnPolicy,
+}
+
+/// What a model may choose in `SPAWN_AGENT`'s `provider` and `model`
+/// (`[spawn]` in aos.toml). A child keeps its parent's provider and model
+/// unless the reply names others; any other (provider, model) pair must be
+/// allowed here. By default nothing else is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SpawnPolicy {
+    /// Providers a model may choose besides its own. `script` is never
+    /// selectable by a model (it replays files of the host), even if listed.
+    pub providers: Vec<String>,
+    /// Models a model may choose besides its own; `"*"` allows any name.
+    pub models: Vec<String>,
+    /// For providers whose model is a file they open (`script`, `local`
+    /// with a GGUF path): the directory a chosen file must be in. The file is
+    /// named relative to it (or by an absolute path inside it), must be a
+    /// regular file reached without symlinks, outside every workspace, and
+    /// at most `max_model_file_bytes` long. `None`: a model can choose no file.
+    pub model_dir: Option<PathBuf>,
+    pub max_model_file_bytes: u64,
+}
+
+impl Default for SpawnPolicy {
+    fn default() -> Self {
+        SpawnPolicy { providers: Vec::new(), models: Vec::new(), model_dir: None, max_model_file_bytes: 8 << 30 }
+    }
 }
 
 /// The longest time between two reaping passes over the table (shorter when
@@ -53,6 +81,7 @@ impl KernelConfig {
             temperature: None,
             event_capacity: 4096,
             retention: Retention::default(),
+            spawn: SpawnPolicy::default(),
         }
     }
 }

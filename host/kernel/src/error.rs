@@ -35,6 +35,9 @@ pub enum KernelError {
     Denied(#[from] MissingCapabilities),
     #[error("invalid spawn request: {0}")]
     Invalid(String),
+    /// A child's provider or model that the operator's `[spawn]` policy does not allow.
+    #[error("{0}")]
+    NotAllowed(String),
     #[error("cannot restore process {pid}: {why}")]
     Restore { pid: Pid, why: String },
 }

@@ -43,13 +43,14 @@ pub mod process;
 pub mod replay;
 mod resolve;
 pub mod scheduler;
+mod spawn_policy;
 pub mod schema;
 mod shared;
 pub mod syscalls;
 pub mod table;
 pub mod webhook;
 
-pub use config::{KernelConfig, REAP_INTERVAL};
+pub use config::{KernelConfig, SpawnPolicy, REAP_INTERVAL};
 pub use durability::{Durability, DurabilityWatch, Journal, JournalError, JournalFault, Lsn};
 pub use error::KernelError;
 pub use events::{EventSink, KernelEvent, RestoreRequest, WebhookRoute};

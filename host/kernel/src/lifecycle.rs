@@ -3,8 +3,8 @@
 //! ended processes by the retention rules ([`reap`]). Rules about who may
 //! start what — a child's rights within its parent's, its budgets within
 //! what the parent has left, and the hardening still to come (tree-wide
-//! budgets and process caps, providers chosen among the operator's) — are
-//! enforced here, in [`spawn`].
+//! budgets and process caps) — and the providers and models a model may
+//! choose for a child (`crate::spawn_policy`) are enforced here, in [`spawn`].
 
 use std::sync::Arc;
 
@@ -46,19 +46,33 @@ pub(crate) fn spawn(k: &Arc<Shared>, req: SpawnRequest) -> Result<Pid, KernelErr
     budgets.max_tokens = budgets.max_tokens.or(d.max_tokens);
     budgets.max_wall_time = budgets.max_wall_time.or(d.max_wall_time);
     k.syscalls.check_drivers(&caps)?;
+    // A child's provider and model are chosen by its parent's model: only
+    // its own or what the operator's `[spawn]` policy allows.
+    if let Some(pp) = &parent {
+        k.config.spawn.check_provider(&pp.provider_name, &req.provider)?;
+    }
     let provider = k
         .models
         .provider(&req.provider, req.base_url.as_deref())
         .map_err(|source| KernelError::Provider { provider: req.provider.clone(), source })?;
+    let model = match &parent {
+        Some(pp) => {
+            let workspaces = k.config.home.join("workspaces");
+            let own = (pp.provider_name.as_str(), pp.model.as_str());
+            let ws: [&std::path::Path; 2] = [&workspaces, &pp.workspace];
+            k.config.spawn.check_model(own, &req.provider, &req.model, provider.as_ref(), &ws)?
+        }
+        None => req.model,
+    };
     provider
-        .check_model(&req.model)
+        .check_model(&model)
         .map_err(|source| KernelError::Provider { provider: req.provider.clone(), source })?;
 
     let pid = k.table.allocate_pid();
     let workspace = match (&req.workspace, &parent) {
         (Some(w), _) => w.clone(),
         (None, Some(pp)) => pp.workspace.clone(),
-        (None, None) => k.config.home.join("workspaces").join(pid.to_string()),
+        (None, None) => new_workspace(&k.config.home.join("workspaces"), pid)?,
     };
     std::fs::create_dir_all(&workspace).map_err(|source| KernelError::Workspace { path: workspace.clone(), source })?;
 
@@ -70,7 +84,7 @@ pub(crate) fn spawn(k: &Arc<Shared>, req: SpawnRequest) -> Result<Pid, KernelErr
         task: req.task,
         provider_name: req.provider,
         base_url: req.base_url,
-        model: req.model,
+        model,
         caps,
         budgets,
         workspace,
@@ -89,6 +103,26 @@ pub(crate) fn spawn(k: &Arc<Shared>, req: SpawnRequest) -> Result<Pid, KernelErr
     p.announce_with(&k.events, || KernelEvent::Spawned { info: Box::new(p.info()) });
     start(k.clone(), p, inbox);
     Ok(pid)
+}
+
+/// A new, empty default workspace for root process `pid`:
+/// `{root}/{pid}-{ms since the epoch}[-n]`, made with `create_dir`, so a
+/// directory that already exists (an earlier run's process with the same
+/// pid, or anything planted there) is never reused. Only a workspace the
+/// operator names is an existing directory.
+fn new_workspace(root: &std::path::Path, pid: Pid) -> Result<std::path::PathBuf, KernelError> {
+    let err = |path: &std::path::Path, source| KernelError::Workspace { path: path.to_path_buf(), source };
+    std::fs::create_dir_all(root).map_err(|e| err(root, e))?;
+    let stem = format!("{pid}-{}", now_ms());
+    let mut n = 0u32;
+    loop {
+        let path = if n == 0 { root.join(&stem) } else { root.join(format!("{stem}-{n}")) };
+        match std::fs::create_dir(&path) {
+            Ok(()) => return Ok(path),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists && n < 1000 => n += 1,
+            Err(e) => return Err(err(&path, e)),
+        }
+    }
 }
 
 /// Starts the task running `p`'s loop; when the loop ends (or the process

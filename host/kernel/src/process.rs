@@ -31,7 +31,7 @@ pub struct SpawnRequest {
     /// `None` fields take `KernelConfig::default_budgets`; a child's are also capped by
     /// what its parent has left.
     pub budgets: Budgets,
-    /// Default: `{home}/workspaces/{pid}` for a root, the parent's for a child.
+    /// Default: a new directory `{home}/workspaces/{pid}-{ms}` for a root (never an existing one), the parent's for a child.
     pub workspace: Option<PathBuf>,
     /// Also deliver this process's stdout to that process's stdin.
     pub pipe_to: Option<Pid>,

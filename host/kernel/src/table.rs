@@ -112,6 +112,21 @@ impl ProcessTable {
         infos
     }
 
+    /// The root of `pid`'s process tree: its oldest ancestor in the table
+    /// (itself for a root). The ancestors of a running process are never
+    /// reaped, so a running process's root is its tree's real root.
+    pub fn root_of(&self, pid: Pid) -> Pid {
+        let procs = self.procs.read();
+        let mut at = pid;
+        for _ in 0..procs.len() {
+            match procs.get(&at).and_then(|p| p.parent) {
+                Some(parent) if procs.contains_key(&parent) => at = parent,
+                _ => break,
+            }
+        }
+        at
+    }
+
     /// `pid` and all its descendants (pre-order).
     pub fn subtree(&self, pid: Pid) -> Vec<Pid> {
         let mut out = Vec::new();

@@ -288,7 +288,29 @@ impl Provider for LocalProvider {
     /// `n_ctx` minus room for a reply (`default_max_tokens`, at most a
     /// quarter of `n_ctx`), whatever the model. A prompt beyond the whole
     /// `n_ctx` (less a few tokens) fails with [`ProviderError::ContextOverflow`].
+    fn model_is_file(&self, model: &str) -> bool {
+        model_file::resolve_model(model, &self.inner.cfg.model_dir).expected.is_none()
+    }
+
     fn context_window(&self, _model: &str) -> Option<usize> {
         Some(self.inner.cfg.context_window())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The kernel lets a model choose a GGUF path for a child only inside
+    /// `[spawn] model_dir`; the embedded default model is a name, not a file.
+    #[test]
+    fn paths_are_model_files_and_the_default_model_is_not() {
+        let p = LocalProvider::new(LocalConfig::default());
+        for name in ["", "default", model_file::MODEL_FILE_NAME] {
+            assert!(!p.model_is_file(name), "{name}");
+        }
+        for name in ["/workspace/evil.gguf", "x.gguf", "../m.gguf"] {
+            assert!(p.model_is_file(name), "{name}");
+        }
     }
 }

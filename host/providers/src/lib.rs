@@ -179,6 +179,13 @@ pub trait Provider: Send + Sync {
     fn context_window(&self, _model: &str) -> Option<usize> {
         None
     }
+    /// Whether `model` names a file the provider opens on the host (a
+    /// script, a GGUF path) rather than a model of a service. The kernel
+    /// lets an agent choose such a model for a child only inside the
+    /// operator's `[spawn] model_dir`. Default: no.
+    fn model_is_file(&self, _model: &str) -> bool {
+        false
+    }
 }
 
 /// Rough token estimate (≈4 characters per token) for providers that report none.

@@ -2,7 +2,9 @@
 //! of a script file whose replies each process (keyed by `pid`) replays in
 //! order, one per call. Owns the file formats (`.json` = array of strings;
 //! otherwise replies separated by lines that are exactly `---`), the parsed
-//! file cache and the per-process cursors.
+//! file cache and the per-process cursors. A script is read only from a
+//! regular file of at most [`MAX_SCRIPT_BYTES`], opened without blocking (a
+//! FIFO or device named as the model is refused, never read).
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -14,6 +16,9 @@ use async_trait::async_trait;
 use crate::{estimated_usage, Completion, CompletionRequest, Provider, ProviderError};
 
 const NAME: &str = "script";
+
+/// The largest script file the provider reads.
+pub const MAX_SCRIPT_BYTES: u64 = 16 << 20;
 
 /// One parsed script file, with the modification time and size it had.
 struct Script {
@@ -67,7 +72,7 @@ impl ScriptProvider {
                 }
             }
         }
-        let bytes = tokio::fs::read(path).await.map_err(unreadable)?;
+        let bytes = read_capped(path).await.map_err(unreadable)?;
         let text = String::from_utf8(bytes).map_err(|_| {
             ProviderError::Other(format!("script {} is not valid UTF-8", path.display()))
         })?;
@@ -83,6 +88,31 @@ impl ScriptProvider {
         Ok(replies)
     }
 }
+
+/// Reads a script file: opened with `O_NONBLOCK` (opening a FIFO does not
+/// wait for a writer), then refused unless the opened file is a regular file
+/// of at most [`MAX_SCRIPT_BYTES`]; at most that many bytes are read.
+async fn read_capped(path: &Path) -> std::io::Result<Vec<u8>> {
+    use tokio::io::AsyncReadExt;
+    let invalid = |m: String| std::io::Error::new(std::io::ErrorKind::InvalidInput, m);
+    let f = tokio::fs::OpenOptions::new().read(true).custom_flags(O_NONBLOCK).open(path).await?;
+    let meta = f.metadata().await?;
+    if !meta.is_file() {
+        return Err(invalid("not a regular file".into()));
+    }
+    if meta.len() > MAX_SCRIPT_BYTES {
+        return Err(invalid(format!("{} bytes, more than the {MAX_SCRIPT_BYTES}-byte limit of a script", meta.len())));
+    }
+    let mut bytes = Vec::with_capacity(meta.len() as usize);
+    f.take(MAX_SCRIPT_BYTES + 1).read_to_end(&mut bytes).await?;
+    if bytes.len() as u64 > MAX_SCRIPT_BYTES {
+        return Err(invalid(format!("more than the {MAX_SCRIPT_BYTES}-byte limit of a script")));
+    }
+    Ok(bytes)
+}
+
+/// `O_NONBLOCK` on Linux (every architecture AgentOS builds for).
+const O_NONBLOCK: i32 = 0o4000;
 
 /// Parses a script: `.json` files hold a JSON array of strings; any other
 /// file holds replies separated by lines consisting solely of `---`. Each
@@ -124,6 +154,10 @@ pub fn parse_script(path: &Path, text: &str) -> Result<Vec<String>, ProviderErro
 impl Provider for ScriptProvider {
     fn name(&self) -> &str {
         NAME
+    }
+
+    fn model_is_file(&self, _model: &str) -> bool {
+        true
     }
 
     async fn complete(&self, req: CompletionRequest) -> Result<Completion, ProviderError> {
@@ -218,6 +252,30 @@ mod tests {
         assert_eq!(p.complete(req(8)).await.unwrap().text, "one");
         p.release(7);
         assert_eq!(p.complete(req(7)).await.unwrap().text, "one");
+    }
+
+    #[tokio::test]
+    async fn only_regular_files_within_the_size_cap_are_read() {
+        let d = tempfile::tempdir().unwrap();
+        let p = ScriptProvider::new();
+        let ask = |model: &str| CompletionRequest { model: model.to_string(), ..Default::default() };
+        let fifo = d.path().join("fifo");
+        assert!(std::process::Command::new("mkfifo").arg(&fifo).status().unwrap().success());
+        let big = d.path().join("big.txt");
+        std::fs::write(&big, vec![b'a'; MAX_SCRIPT_BYTES as usize + 1]).unwrap();
+        for (model, why) in [
+            ("/dev/zero", "not a regular file"),
+            (d.path().to_str().unwrap(), "not a regular file"),
+            (fifo.to_str().unwrap(), "not a regular file"),
+            (big.to_str().unwrap(), "byte limit of a script"),
+        ] {
+            let e = tokio::time::timeout(std::time::Duration::from_secs(5), p.complete(ask(model)))
+                .await
+                .expect("refused at once, without blocking")
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains("cannot read the script file") && e.contains(why), "{model}: {e}");
+        }
     }
 
     #[test]

@@ -6,12 +6,12 @@
 //!
 //! | syscall            | capability | arguments                                             |
 //! |--------------------|------------|-------------------------------------------------------|
-//! | `SEND_MSG`         | `ipc`      | `to_pid`, `content`                                   |
+//! | `SEND_MSG`         | `ipc`      | `to_pid`, `content` (a process of the same tree, unless `ipc:any`) |
 //! | `RECV_MSG`         | `ipc` or `webhook` | `timeout?` (seconds; waits forever without); with `webhook` alone it waits for the process's own events only (webhook requests, child exits, timers), never reading its mailbox |
 //! | `SYS_WRITE_STDOUT` | —          | `text`                                                |
 //! | `SYS_READ_STDIN`   | —          | —                                                     |
 //! | `SYS_EXIT`         | —          | `code?`, `result?`                                    |
-//! | `SPAWN_AGENT`      | `spawn`    | `task`, `permissions`, `role?`, `model?`, `provider?`, `pipe_to?` |
+//! | `SPAWN_AGENT`      | `spawn`    | `task`, `permissions`, `role?`, `model?`, `provider?`, `pipe_to?` (`pipe_to` as `SEND_MSG`) |
 //! | `SYS_REGISTER_WEBHOOK` | `webhook` | `path`                                           |
 //! | `SYS_WEBHOOK_REPLY`    | `webhook` | `request_id`, `status?`, `body?`                 |
 
@@ -70,7 +70,7 @@ macro_rules! kernel_syscalls {
 
 kernel_syscalls! {
     SendMsg = "SEND_MSG", args::SendMsg, Some(Capability::Ipc),
-        "Send a text message to another process's mailbox. Result: {\"delivered\": true}.";
+        "Send a text message to the mailbox of another process of your process tree (your root and its descendants). Result: {\"delivered\": true}.";
     RecvMsg = "RECV_MSG", args::RecvMsg, Some(Capability::Ipc),
         "Wait for the next message in your mailbox (up to `timeout` seconds; forever without). Result: {\"from\": pid, \"content\": text}, {\"timed_out\": true}, or {\"interrupted\": ...} when an event (child exit, timer) arrives first.";
     WriteStdout = "SYS_WRITE_STDOUT", args::WriteStdout, None,
@@ -80,7 +80,7 @@ kernel_syscalls! {
     Exit = "SYS_EXIT", args::Exit, None,
         "End this process. `code` 0 means success; `result` is reported to your parent. Calls after it in the same reply are not run.";
     SpawnAgent = "SPAWN_AGENT", args::SpawnAgent, Some(Capability::Spawn),
-        "Start a child agent process working on `task`. `permissions` lists the rights it gets (capability names such as fs:ro, fs:rw, net, ipc, spawn, timers, webhook; you can only grant rights you hold; [] = none). It shares your workspace and at most your remaining budget. `pipe_to` sends its stdout to that process's stdin. You get an [EVENT] when it exits. Result: {\"pid\": n}.";
+        "Start a child agent process working on `task`. `permissions` lists the rights it gets (capability names such as fs:ro, fs:rw, net, ipc, spawn, timers, webhook; you can only grant rights you hold; [] = none). It shares your workspace and at most your remaining budget. `pipe_to` sends its stdout to that process's stdin (needs ipc; a process of your own tree). You get an [EVENT] when it exits. Result: {\"pid\": n}.";
     RegisterWebhook = "SYS_REGISTER_WEBHOOK", args::RegisterWebhook, Some(Capability::Webhook),
         "Receive HTTP requests sent to `path` (e.g. \"/github/push\"; letters, digits, '/', '-', '_', '.'). Callers must send the returned secret in the header X-AOS-Secret (or X-AOS-Signature: sha256=HMAC-SHA256(body, secret)). Each request arrives as an [EVENT] `webhook request #ID` (it also wakes RECV_MSG, SYS_READ_STDIN and SLEEP); answer it with SYS_WEBHOOK_REPLY. Result: {\"url\", \"path\", \"secret\"}.";
     WebhookReply = "SYS_WEBHOOK_REPLY", args::WebhookReply, Some(Capability::Webhook),

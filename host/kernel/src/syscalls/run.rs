@@ -46,6 +46,9 @@ pub(crate) async fn run(env: CallEnv<'_>, p: &Arc<Process>, inbox: &mut IpcInbox
             if let Some(exit) = target.exit_status() {
                 return Outcome::Err(SyscallError::NotFound(format!("process {to} has ended (it {exit})")));
             }
+            if let Err(e) = may_write_to(env.table, p, to, "SEND_MSG") {
+                return Outcome::Err(e);
+            }
             target.deliver(bus, Delivery::Msg { from: p.pid, content: a.content });
             ok(json!({"delivered": true}))
         }
@@ -139,7 +142,36 @@ pub(crate) async fn run(env: CallEnv<'_>, p: &Arc<Process>, inbox: &mut IpcInbox
     }
 }
 
+/// Whether `p` may write into the stdin or mailbox of `target` (`what` is
+/// the syscall or argument, for the message): it needs `ipc`, and `target`
+/// must be in `p`'s own process tree (same root) unless `p` holds
+/// `ipc:any`, which the operator grants explicitly (never part of `all`).
+/// The operator's own `aos send` and control API do not go through here.
+fn may_write_to(table: &ProcessTable, p: &Process, target: Pid, what: &str) -> Result<(), SyscallError> {
+    if !p.caps.grants(&Capability::Ipc) {
+        return Err(SyscallError::Denied(format!("capability `ipc` not granted (needed by {what})")));
+    }
+    if p.caps.grants(&Capability::IpcAny) {
+        return Ok(());
+    }
+    let root = table.root_of(p.pid);
+    if table.root_of(target) != root {
+        return Err(SyscallError::Denied(format!(
+            "{what}: process {target} is not in your process tree (root {root}); a process may only write \
+             to the stdin or mailbox of processes descending from its own root, unless the operator grants `ipc:any`"
+        )));
+    }
+    Ok(())
+}
+
 fn spawn_agent(env: CallEnv<'_>, p: &Arc<Process>, a: args::SpawnAgent) -> Outcome {
+    if let Some(t) = a.pipe_to {
+        if env.table.get(t).is_some() {
+            if let Err(e) = may_write_to(env.table, p, t, "SPAWN_AGENT `pipe_to`") {
+                return Outcome::Err(e);
+            }
+        }
+    }
     let requested = match env.syscalls.parse_grants(&a.permissions) {
         Ok(s) => s,
         Err(e) => return Outcome::Err(SyscallError::InvalidArguments(format!("SPAWN_AGENT: field `permissions`: {e}"))),
@@ -172,6 +204,7 @@ fn spawn_agent(env: CallEnv<'_>, p: &Arc<Process>, a: args::SpawnAgent) -> Outco
         Ok(pid) => Outcome::Ok { output: json!({"pid": pid}), effects: Vec::new() },
         Err(e) => Outcome::Err(match e {
             KernelError::Denied(m) => SyscallError::Denied(m.to_string()),
+            KernelError::NotAllowed(m) => SyscallError::Denied(format!("SPAWN_AGENT: {m}")),
             KernelError::Invalid(m) => SyscallError::InvalidArguments(format!("SPAWN_AGENT: {m}")),
             KernelError::Provider { .. } => SyscallError::InvalidArguments(format!("SPAWN_AGENT: {e}")),
             other => SyscallError::Internal(other.to_string()),

@@ -10,6 +10,7 @@
 mod support;
 
 mod caps_prop;
+mod isolation;
 mod kernel;
 mod parser_fuzz;
 mod restore;

@@ -78,6 +78,9 @@ impl Provider for Recorder {
     fn context_window(&self, _model: &str) -> Option<usize> {
         self.limit.lock().and_then(|l| l.window)
     }
+    fn model_is_file(&self, model: &str) -> bool {
+        self.inner.model_is_file(model)
+    }
 }
 
 pub struct Harness {
@@ -94,6 +97,16 @@ pub async fn harness_with(f: impl FnOnce(&mut KernelConfig)) -> Harness {
 /// long-term memory).
 pub async fn harness_on(source: Arc<dyn SyscallSource>, f: impl FnOnce(&mut KernelConfig)) -> Harness {
     let dir = tempfile::tempdir().unwrap();
+    let mut cfg = KernelConfig::new(dir.path());
+    // Children may run any script of the test's directory (`Harness::script`).
+    cfg.spawn.models = vec!["*".into()];
+    cfg.spawn.model_dir = Some(dir.path().to_path_buf());
+    f(&mut cfg);
+    kernel_in(dir, source, cfg)
+}
+
+/// A harness whose kernel runs in `dir` (its `$AOS_HOME`) with `cfg`.
+fn kernel_in(dir: tempfile::TempDir, source: Arc<dyn SyscallSource>, cfg: KernelConfig) -> Harness {
     let rec = Arc::new(Recorder {
         inner: ScriptProvider::new(),
         requests: Mutex::new(Vec::new()),
@@ -101,13 +114,12 @@ pub async fn harness_on(source: Arc<dyn SyscallSource>, f: impl FnOnce(&mut Kern
         rejected: Mutex::new(Vec::new()),
     });
     let r2 = rec.clone();
-    let mut cfg = KernelConfig::new(dir.path());
-    f(&mut cfg);
     let kernel = Kernel::new(
         cfg,
         vec![source],
         Arc::new(move |name: &str, _base: Option<&str>| match name {
-            "script" => Ok(r2.clone() as Arc<dyn Provider>),
+            // `mock`: the same recorder under another provider name.
+            "script" | "mock" => Ok(r2.clone() as Arc<dyn Provider>),
             other => Err(ProviderError::Other(format!("unknown provider `{other}` in tests"))),
         }),
     );
@@ -119,6 +131,16 @@ pub async fn harness() -> Harness {
 }
 
 impl Harness {
+    /// Stops this kernel and starts a new one in the same home with the same
+    /// settings and no journal: what a second `aos run` in that home is
+    /// (its pids start at 1 again).
+    pub async fn next_run(self) -> Harness {
+        let cfg = self.kernel.config().clone();
+        self.kernel.shutdown().await;
+        drop(self.kernel);
+        kernel_in(self.dir, super::backend().await, cfg)
+    }
+
     /// Writes a script file and returns its path (the `model` of a process).
     pub fn script(&self, name: &str, replies: &[&str]) -> String {
         let path: PathBuf = self.dir.path().join(format!("{name}.json"));
