@@ -32,6 +32,11 @@ pub struct KernelConfig {
     pub event_capacity: usize,
     /// How many ended processes are kept, and how long (see [`crate::table`]).
     pub retention: Retention,
+    /// Most live (not ended) processes in one process tree (a root and all
+    /// its descendants); a spawn beyond it is refused.
+    pub max_processes_per_tree: usize,
+    /// Most live processes in the whole kernel.
+    pub max_processes: usize,
 }
 
 /// The longest time between two reaping passes over the table (shorter when
@@ -53,6 +58,8 @@ impl KernelConfig {
             temperature: None,
             event_capacity: 4096,
             retention: Retention::default(),
+            max_processes_per_tree: 64,
+            max_processes: 10_000,
         }
     }
 }

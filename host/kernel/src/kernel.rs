@@ -67,6 +67,7 @@ impl Kernel {
             models: Models::new(providers, &config),
             syscalls: Syscalls::new(sources),
             webhooks: WebhookRegistry::default(),
+            live: Default::default(),
             config,
         });
         lifecycle::start_reaper(&inner);

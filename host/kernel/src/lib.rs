@@ -5,6 +5,7 @@
 //! | module        | owns |
 //! |---------------|------|
 //! | [`process`]   | what a process is, as data: pid, statuses, budgets, counters, history entries, `ProcessInfo`, `SpawnRequest` |
+//! | [`budget`]    | tree-wide budget accounts (steps, tokens) and the live-process caps |
 //! | [`ipc`]       | a process's queues: mailbox, stdin, events |
 //! | [`events`]    | `KernelEvent`, `EventSink` (journals), the event bus |
 //! | [`parser`], [`schema`], [`context`] | reply parsing, argument validation, the model's context and compaction |
@@ -23,6 +24,7 @@
 //! come from [`aos_abi::SyscallSource`]s (the Wasm runtime, `aos-runtime`;
 //! later MCP servers), given to [`Kernel::new`].
 
+pub mod budget;
 pub mod config;
 pub mod context;
 mod dispatch;
