@@ -11,10 +11,12 @@
 //! context_window = 8192          # AOS_CONTEXT_WINDOW     tokens, for compaction (at most the model's real context)
 //! default_grants = ["all"]       # AOS_GRANTS (comma-separated)  rights of a spawn without --grant
 //!
-//! [budgets]
+//! [budgets]                      # of a root process, shared by it and all its descendants
 //! max_steps = 50                 # AOS_MAX_STEPS
 //! max_tokens = 200000            # AOS_MAX_TOKENS   (absent = unlimited)
 //! max_seconds = 3600             # AOS_MAX_SECONDS  (absent = unlimited)
+//! max_processes_per_tree = 64    # AOS_MAX_PROCESSES_PER_TREE  live processes of one root and its descendants
+//! max_processes = 10000          # AOS_MAX_PROCESSES           live processes of the kernel
 //!
 //! [limits]                       # driver limits
 //! call_timeout_secs = 5          # AOS_DRIVER_TIMEOUT_SECS
@@ -190,6 +192,8 @@ pub struct BudgetConfig {
     pub max_steps: Option<u64>,
     pub max_tokens: Option<u64>,
     pub max_seconds: Option<u64>,
+    pub max_processes_per_tree: usize,
+    pub max_processes: usize,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -332,7 +336,14 @@ impl Default for Config {
 
 impl Default for BudgetConfig {
     fn default() -> Self {
-        BudgetConfig { max_steps: Some(50), max_tokens: None, max_seconds: None }
+        let k = aos_kernel::KernelConfig::new("");
+        BudgetConfig {
+            max_steps: Some(50),
+            max_tokens: None,
+            max_seconds: None,
+            max_processes_per_tree: k.max_processes_per_tree,
+            max_processes: k.max_processes,
+        }
     }
 }
 
@@ -397,6 +408,12 @@ impl Config {
         }
         if let Some(v) = get("AOS_MAX_SECONDS") {
             self.budgets.max_seconds = Some(num("AOS_MAX_SECONDS", &v)?);
+        }
+        if let Some(v) = get("AOS_MAX_PROCESSES_PER_TREE") {
+            self.budgets.max_processes_per_tree = num("AOS_MAX_PROCESSES_PER_TREE", &v)?;
+        }
+        if let Some(v) = get("AOS_MAX_PROCESSES") {
+            self.budgets.max_processes = num("AOS_MAX_PROCESSES", &v)?;
         }
         if let Some(v) = get("AOS_DRIVER_TIMEOUT_SECS") {
             self.limits.call_timeout_secs = num("AOS_DRIVER_TIMEOUT_SECS", &v)?;
@@ -493,7 +510,11 @@ mod tests {
         assert_eq!(c.provider.as_deref(), Some("openai"));
         assert_eq!(c.model.as_deref(), Some("m2"));
         assert_eq!(c.budgets.max_steps, Some(7));
+        assert_eq!((c.budgets.max_processes_per_tree, c.budgets.max_processes), (64, 10_000));
         assert_eq!(c.net, NetSettings::default());
+        let c = Config::load_with_env(d.path(), |k| (k == "AOS_MAX_PROCESSES_PER_TREE").then(|| "8".to_string())).unwrap();
+        let kc = crate::stack::kernel_config(d.path(), &c);
+        assert_eq!((kc.max_processes_per_tree, kc.max_processes), (8, 10_000));
         let shown = c.show();
         assert!(!shown.contains("sk-secret"), "{shown}");
         assert!(shown.contains("MY_KEY"), "{shown}");

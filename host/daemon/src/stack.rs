@@ -53,7 +53,7 @@ pub async fn runtime(home: &Path, cfg: &Config) -> Result<Arc<DriverRuntime>> {
 }
 
 /// The kernel's settings: concurrency, compaction window, default budgets,
-/// retention of ended processes.
+/// process caps, retention of ended processes.
 pub fn kernel_config(home: &Path, cfg: &Config) -> KernelConfig {
     let mut kc = KernelConfig::new(home);
     kc.model_concurrency = cfg.model_concurrency.max(1);
@@ -64,6 +64,8 @@ pub fn kernel_config(home: &Path, cfg: &Config) -> KernelConfig {
         max_wall_time: cfg.budgets.max_seconds.map(Duration::from_secs),
     };
     kc.retention = cfg.retention.to_kernel();
+    kc.max_processes_per_tree = cfg.budgets.max_processes_per_tree.max(1);
+    kc.max_processes = cfg.budgets.max_processes.max(1);
     kc
 }
 
