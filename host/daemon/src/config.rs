@@ -60,6 +60,10 @@
 //! allow_non_loopback = false     # AOS_WEBHOOK_ALLOW_NON_LOOPBACK  required to listen beyond 127.0.0.1/::1
 //! max_body_bytes = 1048576       # AOS_WEBHOOK_MAX_BODY_BYTES  larger requests get 413
 //! timeout_secs = 30              # AOS_WEBHOOK_TIMEOUT_SECS    no SYS_WEBHOOK_REPLY by then → 504
+//! signature_tolerance_secs = 300 # AOS_WEBHOOK_SIGNATURE_TOLERANCE_SECS  how far X-AOS-Timestamp may be
+//!                                #   from the kernel's clock; each signature is accepted once
+//! allow_secret_header = false    # AOS_WEBHOOK_ALLOW_SECRET_HEADER  also accept the plain X-AOS-Secret
+//!                                #   header (replayable, does not cover the body)
 //!
 //! [providers.openai]             # per-provider HTTP settings
 //! base_url = "https://api.openai.com/v1"
@@ -269,15 +273,33 @@ pub struct WebhookConfig {
     pub allow_non_loopback: bool,
     pub max_body_bytes: usize,
     pub timeout_secs: f64,
+    pub signature_tolerance_secs: u64,
+    pub allow_secret_header: bool,
 }
 
 impl Default for WebhookConfig {
     fn default() -> Self {
-        WebhookConfig { listen: "127.0.0.1:0".into(), allow_non_loopback: false, max_body_bytes: 1 << 20, timeout_secs: 30.0 }
+        let auth = aos_kernel::WebhookAuth::default();
+        WebhookConfig {
+            listen: "127.0.0.1:0".into(),
+            allow_non_loopback: false,
+            max_body_bytes: 1 << 20,
+            timeout_secs: 30.0,
+            signature_tolerance_secs: auth.tolerance.as_secs(),
+            allow_secret_header: auth.allow_secret_header,
+        }
     }
 }
 
 impl WebhookConfig {
+    /// How the kernel authenticates requests.
+    pub fn auth(&self) -> aos_kernel::WebhookAuth {
+        aos_kernel::WebhookAuth {
+            tolerance: Duration::from_secs(self.signature_tolerance_secs),
+            allow_secret_header: self.allow_secret_header,
+        }
+    }
+
     /// The address to listen on (`None` = webhooks disabled), refusing a
     /// non-loopback address unless `allow_non_loopback` is set.
     pub fn listen_addr(&self) -> Result<Option<std::net::SocketAddr>> {
@@ -455,6 +477,12 @@ impl Config {
         if let Some(v) = get("AOS_WEBHOOK_TIMEOUT_SECS") {
             self.webhooks.timeout_secs = num("AOS_WEBHOOK_TIMEOUT_SECS", &v)?;
         }
+        if let Some(v) = get("AOS_WEBHOOK_SIGNATURE_TOLERANCE_SECS") {
+            self.webhooks.signature_tolerance_secs = num("AOS_WEBHOOK_SIGNATURE_TOLERANCE_SECS", &v)?;
+        }
+        if let Some(v) = get("AOS_WEBHOOK_ALLOW_SECRET_HEADER") {
+            self.webhooks.allow_secret_header = matches!(v.as_str(), "1" | "true" | "yes" | "on");
+        }
         Ok(())
     }
 
@@ -572,6 +600,11 @@ mod tests {
         let d = tempfile::tempdir().unwrap();
         let c = Config::load_with_env(d.path(), |k| (k == "AOS_WEBHOOK_TIMEOUT_SECS").then(|| "2.5".to_string())).unwrap();
         assert_eq!(c.webhooks.timeout_secs, 2.5);
+        assert_eq!(c.webhooks.auth(), aos_kernel::WebhookAuth::default());
+        std::fs::write(d.path().join("aos.toml"), "[webhooks]\nsignature_tolerance_secs = 60\nallow_secret_header = true\n").unwrap();
+        let c = Config::load_with_env(d.path(), |_| None).unwrap();
+        let kc = crate::stack::kernel_config(d.path(), &c);
+        assert_eq!(kc.webhook_auth, aos_kernel::WebhookAuth { tolerance: Duration::from_secs(60), allow_secret_header: true });
     }
 
     #[test]

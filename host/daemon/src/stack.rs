@@ -53,7 +53,7 @@ pub async fn runtime(home: &Path, cfg: &Config) -> Result<Arc<DriverRuntime>> {
 }
 
 /// The kernel's settings: concurrency, compaction window, default budgets,
-/// process caps, retention of ended processes.
+/// process caps, retention of ended processes, webhook authentication.
 pub fn kernel_config(home: &Path, cfg: &Config) -> KernelConfig {
     let mut kc = KernelConfig::new(home);
     kc.model_concurrency = cfg.model_concurrency.max(1);
@@ -66,6 +66,7 @@ pub fn kernel_config(home: &Path, cfg: &Config) -> KernelConfig {
     kc.retention = cfg.retention.to_kernel();
     kc.max_processes_per_tree = cfg.budgets.max_processes_per_tree.max(1);
     kc.max_processes = cfg.budgets.max_processes.max(1);
+    kc.webhook_auth = cfg.webhooks.auth();
     kc
 }
 

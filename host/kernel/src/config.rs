@@ -5,6 +5,7 @@ use std::path::PathBuf;
 
 use crate::process::Budgets;
 use crate::table::Retention;
+use crate::webhook::WebhookAuth;
 
 /// Kernel settings.
 #[derive(Debug, Clone)]
@@ -37,6 +38,8 @@ pub struct KernelConfig {
     pub max_processes_per_tree: usize,
     /// Most live processes in the whole kernel.
     pub max_processes: usize,
+    /// How webhook requests are authenticated (signature window, plain secret).
+    pub webhook_auth: WebhookAuth,
 }
 
 /// The longest time between two reaping passes over the table (shorter when
@@ -60,6 +63,7 @@ impl KernelConfig {
             retention: Retention::default(),
             max_processes_per_tree: 64,
             max_processes: 10_000,
+            webhook_auth: WebhookAuth::default(),
         }
     }
 }

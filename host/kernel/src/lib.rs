@@ -55,4 +55,4 @@ pub use models::ProviderFactory;
 pub use parser::{parse_reply, ParseError, ParsedCall};
 pub use process::{Budgets, Counters, Entry, ExitStatus, LogEntry, Pid, ProcessInfo, ProcessStatus, SpawnRequest};
 pub use table::Retention;
-pub use webhook::{WebhookError, WebhookRequest, WebhookResponse};
+pub use webhook::{WebhookAuth, WebhookError, WebhookRequest, WebhookResponse};
