@@ -9,7 +9,9 @@
 //! base_url = "http://127.0.0.1:11434/v1"  # AOS_BASE_URL
 //! model_concurrency = 4          # AOS_MODEL_CONCURRENCY  concurrent model calls per provider
 //! context_window = 8192          # AOS_CONTEXT_WINDOW     tokens, for compaction (at most the model's real context)
-//! default_grants = ["all"]       # AOS_GRANTS (comma-separated)  rights of a spawn without --grant
+//! default_grants = ["fs:rw", "timers", "ipc"]  # AOS_GRANTS (comma-separated)  rights of `aos spawn`
+//!                                #   and `aos run` without --grant: nothing that reaches the network
+//!                                #   or runs commands (["all"]: every built-in right, exec:net included)
 //!
 //! [budgets]                      # of a root process, shared by it and all its descendants
 //! max_steps = 50                 # AOS_MAX_STEPS
@@ -81,6 +83,11 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
+
+/// The rights of a process started without `--grant` (`default_grants`):
+/// its workspace read-write, timers and IPC; nothing that reaches the
+/// network, runs commands or starts processes. `--grant all` is explicit.
+pub const DEFAULT_GRANTS: &[&str] = &["fs:rw", "timers", "ipc"];
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -340,7 +347,7 @@ impl Default for Config {
             base_url: None,
             model_concurrency: 4,
             context_window: 8192,
-            default_grants: vec!["all".into()],
+            default_grants: DEFAULT_GRANTS.iter().map(|g| g.to_string()).collect(),
             budgets: BudgetConfig::default(),
             limits: LimitConfig::default(),
             journal: JournalConfig::default(),
@@ -539,6 +546,8 @@ mod tests {
         assert_eq!(c.model.as_deref(), Some("m2"));
         assert_eq!(c.budgets.max_steps, Some(7));
         assert_eq!((c.budgets.max_processes_per_tree, c.budgets.max_processes), (64, 10_000));
+        // The default grant reaches neither the network nor a shell.
+        assert_eq!(c.default_grants, ["fs:rw", "timers", "ipc"]);
         assert_eq!(c.net, NetSettings::default());
         let c = Config::load_with_env(d.path(), |k| (k == "AOS_MAX_PROCESSES_PER_TREE").then(|| "8".to_string())).unwrap();
         let kc = crate::stack::kernel_config(d.path(), &c);

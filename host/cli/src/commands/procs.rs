@@ -35,7 +35,8 @@ pub struct SpawnArgs {
     /// The agent's role, shown in its system prompt.
     #[arg(long)]
     pub role: Option<String>,
-    /// Capability to grant (repeatable). Default: `default_grants` of aos.toml (all built-in).
+    /// Capability to grant (repeatable; `all` = every built-in one, exec:net included).
+    /// Default: `default_grants` of aos.toml, else fs:rw, timers, ipc.
     #[arg(long = "grant", short = 'g')]
     pub grants: Vec<String>,
     /// Grant nothing.
