@@ -458,41 +458,62 @@ fn webhooks_refuse_bad_secrets_and_deliver_good_ones() {
         })
     };
 
+    // Signed requests: X-AOS-Timestamp and the HMAC of "TIMESTAMP.BODY".
+    let now = || std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
+    let signed = |secret: &str, ts: u64, body: &str| aos_kernel::webhook::sign(secret, ts, body.as_bytes());
+    let send_signed = |path: &str, s: &[(String, String); 2], extra: &[(&str, &str)], body: String| {
+        let mut headers: Vec<(&str, &str)> = s.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        headers.extend_from_slice(extra);
+        send(path, &headers, body)
+    };
+
     // Refused before reaching the process.
     let (code, body) = send("/hooks/ci", &[], "{}".into());
     assert_eq!(code, 401, "{body}");
-    assert!(body.contains("X-AOS-Secret"), "{body}");
-    let (code, _) = send("/hooks/ci", &[("X-AOS-Secret", "not-the-secret")], "{}".into());
+    assert!(body.contains("X-AOS-Signature") && body.contains("X-AOS-Timestamp"), "{body}");
+    // The plain secret is not accepted by default (replayable, body not covered).
+    let (code, body) = send("/hooks/ci", &[("X-AOS-Secret", &secret)], "{}".into());
+    assert_eq!(code, 401, "{body}");
+    assert!(body.contains("allow_secret_header"), "{body}");
+    let (code, _) = send_signed("/hooks/ci", &signed("guess", now(), "{}"), &[], "{}".into());
     assert_eq!(code, 403);
-    let forged = format!("sha256={}", aos_kernel::webhook::hmac_sha256_hex(b"guess", b"{}"));
-    let (code, _) = send("/hooks/ci", &[("X-AOS-Signature", &forged)], "{}".into());
+    // Signed more than 5 minutes ago: a captured request is not accepted.
+    let (code, body) = send_signed("/hooks/ci", &signed(&secret, now() - 400, "{}"), &[], "{}".into());
+    assert_eq!(code, 403, "{body}");
+    assert!(body.contains("X-AOS-Timestamp is"), "{body}");
+    // A body changed under a valid signature.
+    let (code, _) = send_signed("/hooks/ci", &signed(&secret, now(), "{}"), &[], "{\"x\": 1}".into());
     assert_eq!(code, 403);
-    let (code, _) = send("/hooks/other", &[("X-AOS-Secret", &secret)], "{}".into());
+    let (code, _) = send_signed("/hooks/other", &signed(&secret, now(), "{}"), &[], "{}".into());
     assert_eq!(code, 404);
-    let (code, body) = send("/hooks/ci", &[("X-AOS-Secret", &secret)], "x".repeat(2000));
+    let (code, body) = send_signed("/hooks/ci", &signed(&secret, now(), "{}"), &[], "x".repeat(2000));
     assert_eq!(code, 413, "{body}");
     std::thread::sleep(Duration::from_millis(200));
     let (_, out, _) = aos.run(&["logs", "--json", &pid.to_string()]);
     assert!(!out.contains("\"type\":\"event\""), "a refused request reached the process: {out}");
     wait_blocked_after(&aos, pid, 2);
 
-    // The right secret: delivered, and answered with the process's status and body.
-    let (code, body) = send("/hooks/ci", &[("X-AOS-Secret", &secret), ("Content-Type", "application/json")], r#"{"build": 42}"#.into());
+    // Signed with the secret: delivered, and answered with the process's status and body.
+    let build = r#"{"build": 42}"#;
+    let first = signed(&secret, now(), build);
+    let (code, body) = send_signed("/hooks/ci", &first, &[("Content-Type", "application/json")], build.into());
     assert_eq!((code, body.as_str()), (201, "queued build"));
     let (_, out, _) = aos.run(&["logs", &pid.to_string()]);
     assert!(out.contains("webhook request #1") && out.contains("build"), "{out}");
 
-    // A valid HMAC signature instead of the secret.
+    // The same request again is a replay; a new signature (clock skew within the window) is accepted.
     wait_blocked_after(&aos, pid, 4);
+    let (code, body) = send_signed("/hooks/ci", &first, &[("Content-Type", "application/json")], build.into());
+    assert_eq!(code, 403, "{body}");
+    assert!(body.contains("already used"), "{body}");
     let payload = r#"{"signed": true}"#;
-    let sig = format!("sha256={}", aos_kernel::webhook::hmac_sha256_hex(secret.as_bytes(), payload.as_bytes()));
-    let (code, body) = send("/hooks/ci", &[("X-AOS-Signature", &sig)], payload.into());
+    let (code, body) = send_signed("/hooks/ci", &signed(&secret, now() - 100, payload), &[], payload.into());
     assert_eq!((code, body.as_str()), (200, "signed ok"));
 
     // No reply within webhooks.timeout_secs: 504, and the late reply is an error for the model.
     wait_blocked_after(&aos, pid, 6);
     let t0 = Instant::now();
-    let (code, body) = send("/hooks/ci", &[("X-AOS-Secret", &secret)], "slow".into());
+    let (code, body) = send_signed("/hooks/ci", &signed(&secret, now(), "slow"), &[], "slow".into());
     assert_eq!(code, 504, "{body}");
     assert!(body.contains("did not answer"), "{body}");
     assert!(t0.elapsed() < Duration::from_secs(5));
@@ -508,7 +529,7 @@ fn webhooks_refuse_bad_secrets_and_deliver_good_ones() {
     // Routes end with the process.
     assert_eq!(aos.run(&["kill", &pid.to_string()]).0, 0);
     wait_state(&aos, pid, "killed");
-    let (code, _) = send("/hooks/ci", &[("X-AOS-Secret", &secret)], "{}".into());
+    let (code, _) = send_signed("/hooks/ci", &signed(&secret, now(), "{}"), &[], "{}".into());
     assert_eq!(code, 404);
 }
 

@@ -2,6 +2,8 @@
 //! aos-kernel runs on an in-process fake), here on the real driver runtime:
 //! the same tests pass whichever `SyscallSource` the kernel is given.
 
+#[path = "../../host/kernel/tests/all/budget.rs"]
+mod budget;
 #[path = "../../host/kernel/tests/all/caps_prop.rs"]
 mod caps_prop;
 #[path = "../../host/kernel/tests/all/isolation.rs"]

@@ -55,6 +55,34 @@ fn an_agent_without_grants_is_refused_and_fails_clearly() {
     assert!(!aos.ws().join("x").exists());
 }
 
+/// Without `--grant`, an agent gets the safe default (its workspace, timers,
+/// ipc): no network, no commands, no children; `--grant all` is explicit.
+#[test]
+fn the_default_grant_reaches_neither_the_network_nor_a_shell() {
+    let aos = Aos::new();
+    let model = script(&aos, "s.txt", concat!(
+        "[SYS_CALL::NET_FETCH] {\"url\": \"http://example.com/\"}\n",
+        "[SYS_CALL::EXEC_CMD] {\"cmd\": \"id\"}\n",
+        "[SYS_CALL::SPAWN_AGENT] {\"task\": \"t\", \"permissions\": []}\n",
+        "[SYS_CALL::FS_WRITE] {\"path\": \"ok.txt\", \"content\": \"y\"}\n---\n",
+        "[SYS_CALL::SYS_EXIT] {}\n",
+    ));
+    let ws = aos.ws().display().to_string();
+    let (code, out, err) = aos.run(&["run", "--provider", "script", "--model", &model, "--workspace", &ws, "t"]);
+    assert_eq!(code, 0, "{out}\n{err}");
+    assert!(err.contains("capabilities: fs:ro, fs:rw, timers, ipc"), "the start line shows the granted set: {err}");
+    for (call, cap) in [("NET_FETCH", "`net"), ("EXEC_CMD", "`exec`"), ("SPAWN_AGENT", "`spawn`")] {
+        assert!(out.contains(&format!("ERROR denied: capability {cap}")), "{call}: {out}");
+        assert!(out.contains(&format!("not granted (needed by {call})")), "{call}: {out}");
+    }
+    assert_eq!(std::fs::read_to_string(aos.ws().join("ok.txt")).unwrap(), "y");
+    // The broad set is one explicit flag away, and the start line says what it holds.
+    let model = script(&aos, "e.txt", "[SYS_CALL::SYS_EXIT] {}\n");
+    let (code, _, err) = aos.run(&["run", "--provider", "script", "--model", &model, "--workspace", &ws, "--grant", "all", "t"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(err.contains("exec:net") && err.contains(" net,") && err.contains("spawn"), "{err}");
+}
+
 /// `aos run` builds its kernel exactly like the daemon (one composition
 /// root): the driver settings of aos.toml reach its drivers (it used to
 /// build its runtime from defaults and ignore `[drivers.*]`, `[limits]`,

@@ -9,12 +9,16 @@
 //! base_url = "http://127.0.0.1:11434/v1"  # AOS_BASE_URL
 //! model_concurrency = 4          # AOS_MODEL_CONCURRENCY  concurrent model calls per provider
 //! context_window = 8192          # AOS_CONTEXT_WINDOW     tokens, for compaction (at most the model's real context)
-//! default_grants = ["all"]       # AOS_GRANTS (comma-separated)  rights of a spawn without --grant
+//! default_grants = ["fs:rw", "timers", "ipc"]  # AOS_GRANTS (comma-separated)  rights of `aos spawn`
+//!                                #   and `aos run` without --grant: nothing that reaches the network
+//!                                #   or runs commands (["all"]: every built-in right, exec:net included)
 //!
-//! [budgets]
+//! [budgets]                      # of a root process, shared by it and all its descendants
 //! max_steps = 50                 # AOS_MAX_STEPS
 //! max_tokens = 200000            # AOS_MAX_TOKENS   (absent = unlimited)
 //! max_seconds = 3600             # AOS_MAX_SECONDS  (absent = unlimited)
+//! max_processes_per_tree = 64    # AOS_MAX_PROCESSES_PER_TREE  live processes of one root and its descendants
+//! max_processes = 10000          # AOS_MAX_PROCESSES           live processes of the kernel
 //!
 //! [limits]                       # driver limits
 //! call_timeout_secs = 5          # AOS_DRIVER_TIMEOUT_SECS
@@ -61,6 +65,10 @@
 //! allow_non_loopback = false     # AOS_WEBHOOK_ALLOW_NON_LOOPBACK  required to listen beyond 127.0.0.1/::1
 //! max_body_bytes = 1048576       # AOS_WEBHOOK_MAX_BODY_BYTES  larger requests get 413
 //! timeout_secs = 30              # AOS_WEBHOOK_TIMEOUT_SECS    no SYS_WEBHOOK_REPLY by then → 504
+//! signature_tolerance_secs = 300 # AOS_WEBHOOK_SIGNATURE_TOLERANCE_SECS  how far X-AOS-Timestamp may be
+//!                                #   from the kernel's clock; each signature is accepted once
+//! allow_secret_header = false    # AOS_WEBHOOK_ALLOW_SECRET_HEADER  also accept the plain X-AOS-Secret
+//!                                #   header (replayable, does not cover the body)
 //!
 //! [spawn]                        # what a model may choose in SPAWN_AGENT's provider and model
 //! providers = ["openai"]         #   providers besides its own (default none; `script` never)
@@ -86,6 +94,11 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
+
+/// The rights of a process started without `--grant` (`default_grants`):
+/// its workspace read-write, timers and IPC; nothing that reaches the
+/// network, runs commands or starts processes. `--grant all` is explicit.
+pub const DEFAULT_GRANTS: &[&str] = &["fs:rw", "timers", "ipc"];
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -203,6 +216,8 @@ pub struct BudgetConfig {
     pub max_steps: Option<u64>,
     pub max_tokens: Option<u64>,
     pub max_seconds: Option<u64>,
+    pub max_processes_per_tree: usize,
+    pub max_processes: usize,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -290,15 +305,33 @@ pub struct WebhookConfig {
     pub allow_non_loopback: bool,
     pub max_body_bytes: usize,
     pub timeout_secs: f64,
+    pub signature_tolerance_secs: u64,
+    pub allow_secret_header: bool,
 }
 
 impl Default for WebhookConfig {
     fn default() -> Self {
-        WebhookConfig { listen: "127.0.0.1:0".into(), allow_non_loopback: false, max_body_bytes: 1 << 20, timeout_secs: 30.0 }
+        let auth = aos_kernel::WebhookAuth::default();
+        WebhookConfig {
+            listen: "127.0.0.1:0".into(),
+            allow_non_loopback: false,
+            max_body_bytes: 1 << 20,
+            timeout_secs: 30.0,
+            signature_tolerance_secs: auth.tolerance.as_secs(),
+            allow_secret_header: auth.allow_secret_header,
+        }
     }
 }
 
 impl WebhookConfig {
+    /// How the kernel authenticates requests.
+    pub fn auth(&self) -> aos_kernel::WebhookAuth {
+        aos_kernel::WebhookAuth {
+            tolerance: Duration::from_secs(self.signature_tolerance_secs),
+            allow_secret_header: self.allow_secret_header,
+        }
+    }
+
     /// The address to listen on (`None` = webhooks disabled), refusing a
     /// non-loopback address unless `allow_non_loopback` is set.
     pub fn listen_addr(&self) -> Result<Option<std::net::SocketAddr>> {
@@ -368,7 +401,7 @@ impl Default for Config {
             base_url: None,
             model_concurrency: 4,
             context_window: 8192,
-            default_grants: vec!["all".into()],
+            default_grants: DEFAULT_GRANTS.iter().map(|g| g.to_string()).collect(),
             budgets: BudgetConfig::default(),
             limits: LimitConfig::default(),
             journal: JournalConfig::default(),
@@ -387,7 +420,14 @@ impl Default for Config {
 
 impl Default for BudgetConfig {
     fn default() -> Self {
-        BudgetConfig { max_steps: Some(50), max_tokens: None, max_seconds: None }
+        let k = aos_kernel::KernelConfig::new("");
+        BudgetConfig {
+            max_steps: Some(50),
+            max_tokens: None,
+            max_seconds: None,
+            max_processes_per_tree: k.max_processes_per_tree,
+            max_processes: k.max_processes,
+        }
     }
 }
 
@@ -468,6 +508,12 @@ impl Config {
         if let Some(v) = get("AOS_MAX_SECONDS") {
             self.budgets.max_seconds = Some(num("AOS_MAX_SECONDS", &v)?);
         }
+        if let Some(v) = get("AOS_MAX_PROCESSES_PER_TREE") {
+            self.budgets.max_processes_per_tree = num("AOS_MAX_PROCESSES_PER_TREE", &v)?;
+        }
+        if let Some(v) = get("AOS_MAX_PROCESSES") {
+            self.budgets.max_processes = num("AOS_MAX_PROCESSES", &v)?;
+        }
         if let Some(v) = get("AOS_DRIVER_TIMEOUT_SECS") {
             self.limits.call_timeout_secs = num("AOS_DRIVER_TIMEOUT_SECS", &v)?;
         }
@@ -510,6 +556,12 @@ impl Config {
         }
         if let Some(v) = get("AOS_WEBHOOK_TIMEOUT_SECS") {
             self.webhooks.timeout_secs = num("AOS_WEBHOOK_TIMEOUT_SECS", &v)?;
+        }
+        if let Some(v) = get("AOS_WEBHOOK_SIGNATURE_TOLERANCE_SECS") {
+            self.webhooks.signature_tolerance_secs = num("AOS_WEBHOOK_SIGNATURE_TOLERANCE_SECS", &v)?;
+        }
+        if let Some(v) = get("AOS_WEBHOOK_ALLOW_SECRET_HEADER") {
+            self.webhooks.allow_secret_header = matches!(v.as_str(), "1" | "true" | "yes" | "on");
         }
         Ok(())
     }
@@ -711,7 +763,13 @@ mod tests {
         assert_eq!(c.provider.as_deref(), Some("openai"));
         assert_eq!(c.model.as_deref(), Some("m2"));
         assert_eq!(c.budgets.max_steps, Some(7));
+        assert_eq!((c.budgets.max_processes_per_tree, c.budgets.max_processes), (64, 10_000));
+        // The default grant reaches neither the network nor a shell.
+        assert_eq!(c.default_grants, ["fs:rw", "timers", "ipc"]);
         assert_eq!(c.net, NetSettings::default());
+        let c = Config::load_with_env(d.path(), |k| (k == "AOS_MAX_PROCESSES_PER_TREE").then(|| "8".to_string())).unwrap();
+        let kc = crate::stack::kernel_config(d.path(), &c);
+        assert_eq!((kc.max_processes_per_tree, kc.max_processes), (8, 10_000));
         let shown = c.show();
         assert!(!shown.contains("sk-secret"), "{shown}");
         assert!(shown.contains("MY_KEY"), "{shown}");
@@ -789,6 +847,11 @@ mod tests {
         let d = tempfile::tempdir().unwrap();
         let c = Config::load_with_env(d.path(), |k| (k == "AOS_WEBHOOK_TIMEOUT_SECS").then(|| "2.5".to_string())).unwrap();
         assert_eq!(c.webhooks.timeout_secs, 2.5);
+        assert_eq!(c.webhooks.auth(), aos_kernel::WebhookAuth::default());
+        std::fs::write(d.path().join("aos.toml"), "[webhooks]\nsignature_tolerance_secs = 60\nallow_secret_header = true\n").unwrap();
+        let c = Config::load_with_env(d.path(), |_| None).unwrap();
+        let kc = crate::stack::kernel_config(d.path(), &c);
+        assert_eq!(kc.webhook_auth, aos_kernel::WebhookAuth { tolerance: Duration::from_secs(60), allow_secret_header: true });
     }
 
     #[test]

@@ -59,6 +59,7 @@ impl From<KernelError> for AppErr {
         let code = match &e {
             KernelError::NoSuchProcess(_) | KernelError::Reaped(_) => StatusCode::NOT_FOUND,
             KernelError::NotRunning { .. } => StatusCode::CONFLICT,
+            KernelError::Limit(_) => StatusCode::TOO_MANY_REQUESTS,
             _ => StatusCode::BAD_REQUEST,
         };
         AppErr(code, one_line(&e))

@@ -53,7 +53,8 @@ pub async fn runtime(home: &Path, cfg: &Config) -> Result<Arc<DriverRuntime>> {
 }
 
 /// The kernel's settings: concurrency, compaction window, default budgets,
-/// retention of ended processes, what a model may choose for a child.
+/// process caps, retention of ended processes, webhook authentication, what a
+/// model may choose for a child.
 pub fn kernel_config(home: &Path, cfg: &Config) -> KernelConfig {
     let mut kc = KernelConfig::new(home);
     kc.model_concurrency = cfg.model_concurrency.max(1);
@@ -65,6 +66,9 @@ pub fn kernel_config(home: &Path, cfg: &Config) -> KernelConfig {
     };
     kc.retention = cfg.retention.to_kernel();
     kc.spawn = cfg.spawn.to_kernel(home);
+    kc.max_processes_per_tree = cfg.budgets.max_processes_per_tree.max(1);
+    kc.max_processes = cfg.budgets.max_processes.max(1);
+    kc.webhook_auth = cfg.webhooks.auth();
     kc
 }
 

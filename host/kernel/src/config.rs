@@ -5,6 +5,7 @@ use std::path::PathBuf;
 
 use crate::process::Budgets;
 use crate::table::Retention;
+use crate::webhook::WebhookAuth;
 
 /// Kernel settings.
 #[derive(Debug, Clone)]
@@ -34,6 +35,13 @@ pub struct KernelConfig {
     pub retention: Retention,
     /// The providers and models a model may choose for a child (`SPAWN_AGENT`).
     pub spawn: SpawnPolicy,
+    /// Most live (not ended) processes in one process tree (a root and all
+    /// its descendants); a spawn beyond it is refused.
+    pub max_processes_per_tree: usize,
+    /// Most live processes in the whole kernel.
+    pub max_processes: usize,
+    /// How webhook requests are authenticated (signature window, plain secret).
+    pub webhook_auth: WebhookAuth,
 }
 
 /// What a model may choose in `SPAWN_AGENT`'s `provider` and `model`
@@ -82,6 +90,9 @@ impl KernelConfig {
             event_capacity: 4096,
             retention: Retention::default(),
             spawn: SpawnPolicy::default(),
+            max_processes_per_tree: 64,
+            max_processes: 10_000,
+            webhook_auth: WebhookAuth::default(),
         }
     }
 }

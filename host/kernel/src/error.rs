@@ -33,6 +33,9 @@ pub enum KernelError {
     },
     #[error("{0}; request only rights the parent holds")]
     Denied(#[from] MissingCapabilities),
+    /// A budget or process cap; the message says which.
+    #[error("{0}")]
+    Limit(#[from] crate::budget::Limit),
     #[error("invalid spawn request: {0}")]
     Invalid(String),
     /// A child's provider or model that the operator's `[spawn]` policy does not allow.

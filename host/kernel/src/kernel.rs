@@ -69,7 +69,8 @@ impl Kernel {
             table: ProcessTable::new(),
             models: Models::new(providers, &config),
             syscalls: Syscalls::new(sources),
-            webhooks: WebhookRegistry::default(),
+            webhooks: WebhookRegistry::new(config.webhook_auth.clone()),
+            live: Default::default(),
             config,
         });
         lifecycle::start_reaper(&inner);

@@ -8,6 +8,7 @@
 //! | [`process`]   | what a process is, as data (re-exported from [`events`]) and `SpawnRequest` |
 //! | [`codec`]     | the one line format of events for every journal writer and reader |
 //! | [`replay`]    | folds journalled events back into the state a restore needs |
+//! | [`budget`]    | tree-wide budget accounts (steps, tokens) and the live-process caps |
 //! | [`ipc`]       | a process's queues: mailbox, stdin, events |
 //! | [`parser`], [`schema`], [`context`] | reply parsing, argument validation, the model's context and compaction |
 //! | [`pcb`]       | the process control block and **every change to a live process's state** (each announced as an event) |
@@ -27,6 +28,7 @@
 //! later MCP servers), given to [`Kernel::new`].
 
 pub mod codec;
+pub mod budget;
 pub mod config;
 pub mod context;
 mod dispatch;
@@ -61,4 +63,4 @@ pub use parser::{parse_reply, ParseError, ParsedCall};
 pub use process::{now_ms, Budgets, Counters, Entry, ExitStatus, LogEntry, Pid, ProcessInfo, ProcessStatus, SpawnRequest};
 pub use replay::Replay;
 pub use table::Retention;
-pub use webhook::{WebhookError, WebhookRequest, WebhookResponse};
+pub use webhook::{WebhookAuth, WebhookError, WebhookRequest, WebhookResponse};

@@ -2,15 +2,17 @@
 //! that runs it, its end ([`finish`]), [`kill`] of a subtree, and reaping
 //! ended processes by the retention rules ([`reap`]). Rules about who may
 //! start what — a child's rights within its parent's, its budgets within
-//! what the parent has left, and the hardening still to come (tree-wide
-//! budgets and process caps) — and the providers and models a model may
-//! choose for a child (`crate::spawn_policy`) are enforced here, in [`spawn`].
+//! what the parent (and every ancestor) has left, charged to every
+//! ancestor's account ([`crate::budget`]), the live-process caps per tree
+//! and per kernel, and the providers and models a model may choose for a
+//! child (`crate::spawn_policy`) — are enforced here, in [`spawn`].
 
 use std::sync::Arc;
 
 use aos_abi::CapabilitySet;
 
 use crate::durability::await_durable;
+use crate::budget::{Account, Limit};
 use crate::error::KernelError;
 use crate::events::{KernelEvent, RestoreRequest};
 use crate::ipc::{self, IpcInbox};
@@ -46,9 +48,20 @@ pub(crate) fn spawn(k: &Arc<Shared>, req: SpawnRequest) -> Result<Pid, KernelErr
     budgets.max_tokens = budgets.max_tokens.or(d.max_tokens);
     budgets.max_wall_time = budgets.max_wall_time.or(d.max_wall_time);
     k.syscalls.check_drivers(&caps)?;
-    // A child's provider and model are chosen by its parent's model: only
-    // its own or what the operator's `[spawn]` policy allows.
     if let Some(pp) = &parent {
+        // A child that could not make a single model call is not started.
+        if budgets.max_steps == Some(0) {
+            return Err(Limit("step budget exhausted: no model calls are left for a child (this process's budget, \
+                 shared with its descendants, or an ancestor's is used up)".into())
+            .into());
+        }
+        if budgets.max_tokens == Some(0) {
+            return Err(Limit("token budget exhausted: no tokens are left for a child (this process's budget, \
+                 shared with its descendants, or an ancestor's is used up)".into())
+            .into());
+        }
+        // A child's provider and model are chosen by its parent's model: only
+        // its own or what the operator's `[spawn]` policy allows.
         k.config.spawn.check_provider(&pp.provider_name, &req.provider)?;
     }
     let provider = k
@@ -69,12 +82,23 @@ pub(crate) fn spawn(k: &Arc<Shared>, req: SpawnRequest) -> Result<Pid, KernelErr
         .map_err(|source| KernelError::Provider { provider: req.provider.clone(), source })?;
 
     let pid = k.table.allocate_pid();
+    let account = Account::new(pid, &budgets, parent.as_ref().map(|pp| pp.account.clone()));
+    k.live.admit(&account, k.config.max_processes_per_tree, k.config.max_processes)?;
     let workspace = match (&req.workspace, &parent) {
         (Some(w), _) => w.clone(),
         (None, Some(pp)) => pp.workspace.clone(),
-        (None, None) => new_workspace(&k.config.home.join("workspaces"), pid)?,
+        (None, None) => match new_workspace(&k.config.home.join("workspaces"), pid) {
+            Ok(w) => w,
+            Err(e) => {
+                k.live.release(&account);
+                return Err(e);
+            }
+        },
     };
-    std::fs::create_dir_all(&workspace).map_err(|source| KernelError::Workspace { path: workspace.clone(), source })?;
+    if let Err(source) = std::fs::create_dir_all(&workspace) {
+        k.live.release(&account);
+        return Err(KernelError::Workspace { path: workspace, source });
+    }
 
     let (ends, inbox) = ipc::channels();
     let p = Arc::new(Process::new(NewProcess {
@@ -87,6 +111,7 @@ pub(crate) fn spawn(k: &Arc<Shared>, req: SpawnRequest) -> Result<Pid, KernelErr
         model,
         caps,
         budgets,
+        account,
         workspace,
         pipe_to: req.pipe_to,
         provider,
@@ -164,6 +189,7 @@ pub(crate) fn finish(k: &Shared, p: &Process, status: &ExitStatus) {
     // Stops pending timers of this process.
     p.cancel.cancel();
     p.provider.release(p.pid);
+    k.live.release(&p.account);
     for source in k.syscalls.sources() {
         source.release(p.pid);
     }
@@ -253,6 +279,9 @@ pub(crate) fn restore(k: &Arc<Shared>, r: RestoreRequest, entries: Vec<Entry>) -
         (exit, at, k.table.mark_ended(pid, at))
     });
     let ended = exit.is_some();
+    // Its usage counts in its ancestors' budgets again (parents are restored first).
+    let parent_account = info.parent.and_then(|pp| k.table.get(pp)).map(|pp| pp.account.clone());
+    let account = Account::new(pid, &info.budgets, parent_account);
     let p = Arc::new(Process::restored(
         NewProcess {
             pid,
@@ -264,6 +293,7 @@ pub(crate) fn restore(k: &Arc<Shared>, r: RestoreRequest, entries: Vec<Entry>) -
             model: info.model,
             caps,
             budgets: info.budgets,
+            account,
             workspace: info.workspace,
             pipe_to: info.pipe_to,
             provider,
@@ -281,9 +311,12 @@ pub(crate) fn restore(k: &Arc<Shared>, r: RestoreRequest, entries: Vec<Entry>) -
             exit,
         },
     ));
+    let (steps, tokens) = p.usage();
+    p.account.charge_restored(steps, tokens);
     // Input that was queued when the kernel stopped (already journalled in the snapshot).
     if !ended {
         p.requeue(&r.pending);
+        k.live.admit_restored(&p.account);
     }
     k.table.reserve_up_to(pid);
     k.table.insert(p.clone());

@@ -20,6 +20,7 @@ use parking_lot::Mutex;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
+use crate::budget::Account;
 use crate::context::{self, Compaction};
 use crate::events::{EventBus, KernelEvent};
 use crate::ipc::{self, IpcEnds, IpcEvent};
@@ -69,6 +70,8 @@ pub struct Process {
     pub model: String,
     pub caps: CapabilitySet,
     pub budgets: Budgets,
+    /// What it and its descendants used, against its budgets and its ancestors'.
+    pub(crate) account: Arc<Account>,
     pub workspace: PathBuf,
     /// Where `SYS_WRITE_STDOUT` text is also delivered (as stdin).
     pub pipe_to: Option<Pid>,
@@ -96,6 +99,7 @@ pub(crate) struct NewProcess {
     pub model: String,
     pub caps: CapabilitySet,
     pub budgets: Budgets,
+    pub account: Arc<Account>,
     pub workspace: PathBuf,
     pub pipe_to: Option<Pid>,
     pub provider: Arc<dyn Provider>,
@@ -129,6 +133,7 @@ impl Process {
             model: n.model,
             caps: n.caps,
             budgets: n.budgets,
+            account: n.account,
             workspace: n.workspace,
             pipe_to: n.pipe_to,
             started: Instant::now(),
@@ -191,16 +196,13 @@ impl Process {
 
     // ---- Reading ----
 
-    /// What is left of the budgets now.
+    /// What is left of the budgets now: of its own, after what it and its
+    /// descendants used, and no more than any ancestor has left.
     pub fn remaining(&self) -> Budgets {
-        let st = self.state.lock();
-        self.remaining_locked(&st)
-    }
-
-    fn remaining_locked(&self, st: &ProcState) -> Budgets {
+        let (max_steps, max_tokens) = self.account.left();
         Budgets {
-            max_steps: self.budgets.max_steps.map(|m| m.saturating_sub(st.counters.steps)),
-            max_tokens: self.budgets.max_tokens.map(|m| m.saturating_sub(st.counters.total_tokens())),
+            max_steps,
+            max_tokens,
             max_wall_time: self.budgets.max_wall_time.map(|m| m.saturating_sub(self.started.elapsed())),
         }
     }
@@ -222,7 +224,7 @@ impl Process {
             model: self.model.clone(),
             capabilities: self.caps.names(),
             budgets: self.budgets.clone(),
-            remaining: self.remaining_locked(&st),
+            remaining: self.remaining(),
             counters: st.counters.clone(),
             workspace: self.workspace.clone(),
             pipe_to: self.pipe_to,

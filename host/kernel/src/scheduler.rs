@@ -23,8 +23,10 @@
 //!   `tokio::sync::Semaphore`, so ready processes take turns in arrival order.
 //! * Blocked (`RECV_MSG`, `SYS_READ_STDIN`) and sleeping processes are parked
 //!   futures: no polling, no CPU; 10,000 of them cost only memory.
-//! * Budgets: steps and tokens are checked before each model call; wall time
-//!   races the whole loop. Exhaustion ends the process as `Failed` with the reason.
+//! * Budgets: steps and tokens are checked before each model call, against
+//!   the process's budgets and every ancestor's (a model call is reserved in
+//!   each, see [`crate::budget`]); wall time races the whole loop.
+//!   Exhaustion ends the process as `Failed` with the reason, naming the budget.
 //! * Loop breaker: the same failure ([`Failure`]: a truncated reply, the
 //!   same malformed call, or the same call with the same arguments)
 //!   `KernelConfig::loop_breaker` times in a row ends the process.
@@ -198,31 +200,22 @@ impl Loop<'_> {
         }
     }
 
-    /// Budgets, kill and wall time, before every model call. (The select in
+    /// Kill, wall time and budgets, before every model call. (The select in
     /// the process's task cannot interrupt a loop whose awaits complete
-    /// without yielding, so kill and wall time are also checked here.)
+    /// without yielding, so kill and wall time are also checked here.) The
+    /// token budgets of the process and its ancestors must have room, and
+    /// the model call is reserved in their step budgets ([`crate::budget`]).
     fn check_limits(&self) -> Step {
         let p = self.p;
-        let (steps, tokens) = p.usage();
-        if let Some(max) = p.budgets.max_steps {
-            if steps >= max {
-                return Err(ExitStatus::Failed {
-                    reason: format!("step budget exhausted: {max} model calls used without SYS_EXIT"),
-                });
-            }
-        }
-        if let Some(max) = p.budgets.max_tokens {
-            if tokens >= max {
-                return Err(ExitStatus::Failed { reason: format!("token budget exhausted: {tokens} of {max} tokens used") });
-            }
-        }
         if p.is_killed() {
             return Err(ExitStatus::Killed);
         }
         if p.deadline().is_some_and(|d| std::time::Instant::now() >= d) {
             return Err(wall_time_exhausted(p));
         }
-        Ok(())
+        let failed = |l: crate::budget::Limit| ExitStatus::Failed { reason: l.0 };
+        p.account.check_tokens().map_err(failed)?;
+        p.account.reserve_step(p.usage().0).map_err(failed)
     }
 
     /// One model call: waits for a slot of the provider, builds the context
@@ -239,6 +232,8 @@ impl Loop<'_> {
         let mut overflows = 0;
         // (provider, prompt tokens, limit) of the last overflow of this step.
         let mut overflowed: Option<(String, u64, u64)> = None;
+        // Tokens reserved in the budgets of the process and its ancestors.
+        let mut reserved: Option<u64> = None;
         let completion = loop {
             let window = p.window(self.base_window);
             let (messages, compacted) = p.messages(bus, &self.system, window);
@@ -251,6 +246,10 @@ impl Loop<'_> {
                 }
             }
             let sent = estimate_prompt_tokens(&messages) as usize;
+            if reserved.is_none() {
+                p.account.reserve_tokens(sent as u64).map_err(|l| ExitStatus::Failed { reason: l.0 })?;
+                reserved = Some(sent as u64);
+            }
             let req = CompletionRequest {
                 model: p.model.clone(),
                 messages,
@@ -281,6 +280,8 @@ impl Loop<'_> {
         };
         drop(permit);
         p.count_step(&completion.usage);
+        let used = completion.usage.prompt_tokens + completion.usage.completion_tokens;
+        p.account.settle_tokens(reserved.unwrap_or(0), used);
         p.set_status(bus, ProcessStatus::Running);
         p.record(bus, Entry::Reply { text: completion.text.clone(), truncated: completion.truncated });
         Ok(completion)

@@ -6,6 +6,7 @@
 
 use std::sync::Arc;
 
+use crate::budget::LiveCount;
 use crate::config::KernelConfig;
 use crate::error::KernelError;
 use crate::events::EventBus;
@@ -26,6 +27,8 @@ pub(crate) struct Shared {
     /// The kernel's syscalls and the other sources (the driver runtime).
     pub syscalls: Syscalls,
     pub webhooks: WebhookRegistry,
+    /// Live processes (the per-kernel and per-tree caps).
+    pub live: LiveCount,
 }
 
 impl Shared {

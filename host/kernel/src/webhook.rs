@@ -8,14 +8,20 @@
 //! [`crate::Kernel::webhook_deliver`], which authenticates it, wakes the
 //! process and waits (up to a timeout) for the process's reply.
 //!
-//! A request is accepted when it carries the route's secret, either as the
-//! header `X-AOS-Secret: SECRET` (compared in constant time) or as
-//! `X-AOS-Signature: sha256=HEX`, the HMAC-SHA256 of the body keyed by the
-//! secret. Routes and pending requests of a process are dropped when it ends.
+//! A request is accepted when it is signed with the route's secret:
+//! `X-AOS-Timestamp: UNIX_SECONDS` and `X-AOS-Signature: sha256=HEX`, the
+//! HMAC-SHA256 of `TIMESTAMP + "." + body` keyed by the secret (compared in
+//! constant time). The timestamp must be within [`WebhookAuth::tolerance`]
+//! of the kernel's clock, and each signature is accepted once (signatures
+//! are remembered until their timestamp leaves the window), so a captured
+//! request cannot be replayed, late or soon. The plain header
+//! `X-AOS-Secret: SECRET` proves neither freshness nor the body: it is
+//! refused unless the operator allows it ([`WebhookAuth::allow_secret_header`]).
+//! Routes and pending requests of a process are dropped when it ends.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Duration;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use parking_lot::{Mutex, RwLock};
 use serde::{Deserialize, Serialize};
@@ -28,8 +34,38 @@ use crate::process::Pid;
 
 /// Header carrying the plain secret.
 pub const SECRET_HEADER: &str = "x-aos-secret";
-/// Header carrying `sha256=HEX`, the HMAC-SHA256 of the body keyed by the secret.
+/// Header carrying `sha256=HEX`, the HMAC-SHA256 of `TIMESTAMP + "." + body` keyed by the secret.
 pub const SIGNATURE_HEADER: &str = "x-aos-signature";
+/// Header carrying the time of signing, in Unix seconds (part of the signed text).
+pub const TIMESTAMP_HEADER: &str = "x-aos-timestamp";
+
+/// How webhook requests are authenticated.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WebhookAuth {
+    /// How far `X-AOS-Timestamp` may be from the kernel's clock, either way.
+    pub tolerance: Duration,
+    /// Also accept the plain `X-AOS-Secret` header, which proves neither
+    /// that a request is new nor that its body is the sender's.
+    pub allow_secret_header: bool,
+}
+
+impl Default for WebhookAuth {
+    fn default() -> Self {
+        WebhookAuth { tolerance: Duration::from_secs(300), allow_secret_header: false }
+    }
+}
+
+/// The signature headers of a request with `body` signed with `secret` at
+/// `timestamp` (Unix seconds): what a caller sends.
+pub fn sign(secret: &str, timestamp: u64, body: &[u8]) -> [(String, String); 2] {
+    let mut msg = format!("{timestamp}.").into_bytes();
+    msg.extend_from_slice(body);
+    [
+        ("X-AOS-Timestamp".into(), timestamp.to_string()),
+        ("X-AOS-Signature".into(), format!("sha256={}", hmac_sha256_hex(secret.as_bytes(), &msg))),
+    ]
+}
+
 /// Body bytes shown to the process as text (longer bodies are cut, with a note).
 const CONTEXT_BODY_LIMIT: usize = 16 * 1024;
 /// Longest registrable path.
@@ -76,11 +112,36 @@ pub enum WebhookError {
     #[error("no webhook is registered at {0}")]
     NotFound(String),
     /// 401.
-    #[error("missing webhook secret: send the header X-AOS-Secret or X-AOS-Signature: sha256=HMAC-SHA256(body, secret)")]
+    #[error(
+        "missing webhook signature: send X-AOS-Timestamp: UNIX_SECONDS and \
+         X-AOS-Signature: sha256=HEX(HMAC-SHA256(secret, TIMESTAMP + \".\" + body))"
+    )]
     MissingSecret,
+    /// 401.
+    #[error(
+        "X-AOS-Signature needs X-AOS-Timestamp: the Unix time in seconds at which you signed, which is part of \
+         the signed text (HMAC-SHA256(secret, TIMESTAMP + \".\" + body))"
+    )]
+    MissingTimestamp,
+    /// 401.
+    #[error(
+        "X-AOS-Secret is not accepted here (a plain secret can be replayed and does not protect the body): sign \
+         the request (X-AOS-Timestamp and X-AOS-Signature), or have the operator set \
+         `[webhooks] allow_secret_header = true`"
+    )]
+    SecretHeaderRefused,
     /// 403.
     #[error("wrong webhook secret or signature")]
     WrongSecret,
+    /// 403.
+    #[error(
+        "X-AOS-Timestamp is {skew_secs} s away from the kernel's clock, more than the {tolerance_secs} s allowed; \
+         sign each request when you send it (and check the sender's clock)"
+    )]
+    Stale { skew_secs: u64, tolerance_secs: u64 },
+    /// 403.
+    #[error("this signature was already used: each signed request is accepted once; sign a retry anew, with the current X-AOS-Timestamp")]
+    Replayed,
     /// 504.
     #[error("the process did not answer within {0:?} (SYS_WEBHOOK_REPLY); try again later")]
     Timeout(Duration),
@@ -94,8 +155,8 @@ impl WebhookError {
     pub fn http_status(&self) -> u16 {
         match self {
             WebhookError::NotFound(_) => 404,
-            WebhookError::MissingSecret => 401,
-            WebhookError::WrongSecret => 403,
+            WebhookError::MissingSecret | WebhookError::MissingTimestamp | WebhookError::SecretHeaderRefused => 401,
+            WebhookError::WrongSecret | WebhookError::Stale { .. } | WebhookError::Replayed => 403,
             WebhookError::Timeout(_) => 504,
             WebhookError::ProcessEnded(_) => 503,
         }
@@ -120,6 +181,34 @@ pub(crate) struct WebhookRegistry {
     next_request: AtomicU64,
     /// `http://HOST:PORT` of the front end, when one serves the routes.
     base_url: RwLock<Option<String>>,
+    auth: WebhookAuth,
+    /// Signatures accepted and still inside the window.
+    seen: Mutex<SeenSignatures>,
+}
+
+/// Signatures accepted, each until its timestamp leaves the window.
+#[derive(Default)]
+struct SeenSignatures {
+    by_expiry: BTreeSet<(u64, String)>,
+    set: HashSet<String>,
+}
+
+impl SeenSignatures {
+    /// Records `sig` until `expires` (Unix seconds); false if it was already there.
+    fn insert(&mut self, sig: &str, expires: u64, now: u64) -> bool {
+        while let Some((at, old)) = self.by_expiry.first().cloned() {
+            if at >= now {
+                break;
+            }
+            self.by_expiry.pop_first();
+            self.set.remove(&old);
+        }
+        if !self.set.insert(sig.to_string()) {
+            return false;
+        }
+        self.by_expiry.insert((expires, sig.to_string()));
+        true
+    }
 }
 
 /// Checks a path given to `SYS_REGISTER_WEBHOOK`.
@@ -168,6 +257,10 @@ fn ct_eq(a: &str, b: &str) -> bool {
 }
 
 impl WebhookRegistry {
+    pub fn new(auth: WebhookAuth) -> Self {
+        WebhookRegistry { auth, ..Default::default() }
+    }
+
     pub fn set_base_url(&self, url: Option<String>) {
         *self.base_url.write() = url;
     }
@@ -250,22 +343,44 @@ impl WebhookRegistry {
             let r = routes.get(&req.path).ok_or_else(|| WebhookError::NotFound(req.path.clone()))?;
             (r.pid, r.secret.clone())
         };
-        match (req.header(SECRET_HEADER), req.header(SIGNATURE_HEADER)) {
+        match (req.header(SIGNATURE_HEADER), req.header(SECRET_HEADER)) {
+            (Some(sig), _) => self.check_signature(req, &secret, sig)?,
+            (None, Some(_)) if !self.auth.allow_secret_header => return Err(WebhookError::SecretHeaderRefused),
+            (None, Some(s)) if ct_eq(s.trim(), &secret) => {}
+            (None, Some(_)) => return Err(WebhookError::WrongSecret),
             (None, None) => return Err(WebhookError::MissingSecret),
-            (Some(s), _) if ct_eq(s.trim(), &secret) => {}
-            (_, Some(sig)) => {
-                let want = hmac_sha256_hex(secret.as_bytes(), &req.body);
-                let got = sig.trim().strip_prefix("sha256=").unwrap_or("").to_ascii_lowercase();
-                if !ct_eq(&got, &want) {
-                    return Err(WebhookError::WrongSecret);
-                }
-            }
-            (Some(_), None) => return Err(WebhookError::WrongSecret),
         }
         let id = self.next_request.fetch_add(1, Ordering::Relaxed) + 1;
         let (tx, rx) = oneshot::channel();
         self.pending.lock().insert(id, Pending { pid, tx });
         Ok((pid, id, rx, event_text(id, req)))
+    }
+
+    /// A signed request: the signature covers the timestamp and the body, the
+    /// timestamp is within the tolerance, and the signature was not used before.
+    fn check_signature(&self, req: &WebhookRequest, secret: &str, sig: &str) -> Result<(), WebhookError> {
+        let ts = req.header(TIMESTAMP_HEADER).map(str::trim).ok_or(WebhookError::MissingTimestamp)?;
+        let mut msg = Vec::with_capacity(ts.len() + 1 + req.body.len());
+        msg.extend_from_slice(ts.as_bytes());
+        msg.push(b'.');
+        msg.extend_from_slice(&req.body);
+        let want = hmac_sha256_hex(secret.as_bytes(), &msg);
+        let got = sig.trim().strip_prefix("sha256=").unwrap_or("").to_ascii_lowercase();
+        if !ct_eq(&got, &want) {
+            return Err(WebhookError::WrongSecret);
+        }
+        // Signed by the secret's holder: now its time and its novelty.
+        let ts: u64 = ts.parse().map_err(|_| WebhookError::MissingTimestamp)?;
+        let now = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
+        let tolerance = self.auth.tolerance.as_secs();
+        let skew = now.abs_diff(ts);
+        if skew > tolerance {
+            return Err(WebhookError::Stale { skew_secs: skew, tolerance_secs: tolerance });
+        }
+        if !self.seen.lock().insert(&want, ts.saturating_add(tolerance), now) {
+            return Err(WebhookError::Replayed);
+        }
+        Ok(())
     }
 
     /// Forgets a request whose caller stopped waiting.
@@ -301,6 +416,7 @@ fn event_text(id: u64, req: &WebhookRequest) -> String {
             (k == "content-type" || k == "user-agent" || k.starts_with("x-"))
                 && k != SECRET_HEADER
                 && k != SIGNATURE_HEADER
+                && k != TIMESTAMP_HEADER
         })
         .map(|(k, v)| (k.to_ascii_lowercase(), Value::String(v.chars().take(200).collect())))
         .collect();

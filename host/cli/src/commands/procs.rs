@@ -40,7 +40,8 @@ pub struct SpawnArgs {
     /// The agent's role, shown in its system prompt.
     #[arg(long)]
     pub role: Option<String>,
-    /// Capability to grant (default: `default_grants` of aos.toml, all built-in ones).
+    /// Capability to grant (repeatable; `all` = every built-in one, exec:net included).
+    /// Default: `default_grants` of aos.toml, else fs:rw, timers, ipc.
     #[arg(long = "grant", short = 'g', value_delimiter = ',', long_help = aos_abi::caps::GRANT_HELP)]
     pub grants: Vec<String>,
     /// Grant nothing.

@@ -41,10 +41,12 @@ pub struct RunArgs {
     /// The agent's role, shown in its system prompt.
     #[arg(long, default_value = "a careful, autonomous assistant")]
     pub role: String,
-    /// Capability to grant. Default: all built-in capabilities.
+    /// Capability to grant (repeatable; `all` = every built-in one, exec:net included).
+    /// Default: `default_grants` of aos.toml, else fs:rw, timers, ipc (nothing that
+    /// reaches the network or runs commands).
     #[arg(long = "grant", short = 'g', value_delimiter = ',', long_help = aos_abi::caps::GRANT_HELP)]
     pub grants: Vec<String>,
-    /// Grant nothing (overrides the default of all built-in capabilities).
+    /// Grant nothing (not even the default fs:rw, timers, ipc).
     #[arg(long, conflicts_with = "grants")]
     pub no_grants: bool,
     /// Workspace directory preopened at /workspace, created if missing
@@ -102,7 +104,7 @@ pub async fn run(a: RunArgs) -> Result<i32> {
     let caps = if a.no_grants {
         CapabilitySet::empty()
     } else if a.grants.is_empty() {
-        CapabilitySet::all_builtin()
+        kernel.parse_grants(&cfg.default_grants).context("invalid `default_grants` in aos.toml")?
     } else {
         kernel.parse_grants(&a.grants)?
     };

@@ -206,6 +206,7 @@ fn spawn_agent(env: CallEnv<'_>, p: &Arc<Process>, a: args::SpawnAgent) -> Outco
             KernelError::Denied(m) => SyscallError::Denied(m.to_string()),
             KernelError::NotAllowed(m) => SyscallError::Denied(format!("SPAWN_AGENT: {m}")),
             KernelError::Invalid(m) => SyscallError::InvalidArguments(format!("SPAWN_AGENT: {m}")),
+            KernelError::Limit(m) => SyscallError::LimitExceeded(format!("SPAWN_AGENT: {m}")),
             KernelError::Provider { .. } => SyscallError::InvalidArguments(format!("SPAWN_AGENT: {e}")),
             other => SyscallError::Internal(other.to_string()),
         }),

@@ -9,6 +9,7 @@
 
 mod support;
 
+mod budget;
 mod caps_prop;
 mod isolation;
 mod kernel;

@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use aos_kernel::webhook::hmac_sha256_hex;
+use aos_kernel::webhook::{hmac_sha256_hex, sign};
 use aos_kernel::{Entry, WebhookError, WebhookRequest, WebhookResponse};
 use crate::support::*;
 
@@ -32,9 +32,24 @@ fn registration(h: &Harness, pid: u64) -> serde_json::Value {
 
 const T: Duration = Duration::from_secs(10);
 
+/// A kernel that also accepts the plain `X-AOS-Secret` header.
+fn plain_secret(c: &mut aos_kernel::KernelConfig) {
+    c.webhook_auth.allow_secret_header = true;
+}
+
+fn now() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs()
+}
+
+fn signed(path: &str, secret: &str, timestamp: u64, body: &str) -> WebhookRequest {
+    let mut r = request(path, &[], body);
+    r.headers.extend(sign(secret, timestamp, body.as_bytes()));
+    r
+}
+
 #[tokio::test]
 async fn requests_are_authenticated_delivered_answered_and_expire() {
-    let h = harness().await;
+    let h = harness_with(plain_secret).await;
     h.kernel.set_webhook_base_url(Some("http://127.0.0.1:9999".into()));
     let pid = h
         .spawn(
@@ -69,8 +84,7 @@ async fn requests_are_authenticated_delivered_answered_and_expire() {
     assert_eq!((e.clone(), e.http_status()), (WebhookError::MissingSecret, 401));
     let e = k.webhook_deliver(request("/gh/push", &[("x-aos-secret", "guess")], "x"), T).await.unwrap_err();
     assert_eq!((e.clone(), e.http_status()), (WebhookError::WrongSecret, 403));
-    let bad_sig = format!("sha256={}", hmac_sha256_hex(b"other", b"x"));
-    let e = k.webhook_deliver(request("/gh/push", &[("X-AOS-Signature", &bad_sig)], "x"), T).await.unwrap_err();
+    let e = k.webhook_deliver(signed("/gh/push", "other", now(), "x"), T).await.unwrap_err();
     assert_eq!(e, WebhookError::WrongSecret);
     tokio::time::sleep(Duration::from_millis(50)).await;
     assert_eq!(k.info(pid).unwrap().counters.steps, 2, "refused requests must not wake the process");
@@ -94,9 +108,7 @@ async fn requests_are_authenticated_delivered_answered_and_expire() {
 
     // A valid HMAC signature instead of the secret. The second reply to the same id is an error.
     h.wait_status(pid, "BlockedRecv").await;
-    let body = "signed body";
-    let sig = format!("sha256={}", hmac_sha256_hex(secret.as_bytes(), body.as_bytes()));
-    let resp = k.webhook_deliver(request("/gh/push", &[("X-AOS-Signature", &sig)], body), T).await.unwrap();
+    let resp = k.webhook_deliver(signed("/gh/push", &secret, now(), "signed body"), T).await.unwrap();
     assert_eq!(resp, WebhookResponse { status: 200, body: "signed ok".into() });
 
     // Nobody answers in time: a timeout, and the late reply is refused precisely.
@@ -179,7 +191,7 @@ async fn a_restored_process_keeps_its_paths_and_secrets() {
     a.kernel.kill(pid).unwrap();
     a.wait(pid).await;
 
-    let b = harness().await;
+    let b = harness_with(plain_secret).await;
     b.kernel
         .restore(
             aos_kernel::RestoreRequest {
@@ -228,7 +240,7 @@ async fn a_webhook_only_process_waits_for_its_requests_but_not_for_messages() {
     assert_eq!(h.kernel.info(pid).unwrap().counters.steps, 2, "a message woke a process without `ipc`");
     // A webhook request does.
     let secret = registration(&h, pid)["secret"].as_str().unwrap().to_string();
-    let r = h.kernel.webhook_deliver(request("/only/hooks", &[("X-AOS-Secret", &secret)], "{}"), T).await.unwrap();
+    let r = h.kernel.webhook_deliver(signed("/only/hooks", &secret, now(), "{}"), T).await.unwrap();
     assert_eq!(r.body, "ok");
     h.wait(pid).await;
     let log = format!("{:?}", h.kernel.logs(pid).unwrap());
@@ -236,4 +248,86 @@ async fn a_webhook_only_process_waits_for_its_requests_but_not_for_messages() {
     assert!(log.contains("timed_out"), "the second wait times out, the message stays unread: {log}");
     assert!(!log.contains("from the operator"), "{log}");
     assert!(log.contains("capability `ipc` not granted"), "SEND_MSG still needs ipc: {log}");
+}
+
+#[tokio::test]
+async fn signatures_carry_a_timestamp_and_are_accepted_once() {
+    let h = harness().await;
+    let pid = h
+        .spawn(
+            "serve hooks",
+            &[
+                r#"[SYS_CALL::SYS_REGISTER_WEBHOOK] {"path": "/deploy"}"#,
+                "[SYS_CALL::RECV_MSG] {}",
+                r#"[SYS_CALL::SYS_WEBHOOK_REPLY] {"request_id": 1, "body": "one"} [SYS_CALL::RECV_MSG] {}"#,
+                r#"[SYS_CALL::SYS_WEBHOOK_REPLY] {"request_id": 2, "body": "two"} [SYS_CALL::RECV_MSG] {}"#,
+                r#"[SYS_CALL::SYS_WEBHOOK_REPLY] {"request_id": 3, "body": "three"} [SYS_CALL::RECV_MSG] {}"#,
+            ],
+            &["webhook", "ipc"],
+        )
+        .await;
+    h.wait_status(pid, "BlockedRecv").await;
+    let secret = registration(&h, pid)["secret"].as_str().unwrap().to_string();
+    let k = &h.kernel;
+    let refused = |e: WebhookError| (e.http_status(), e.to_string());
+
+    // A request signed now is accepted...
+    let sent = signed("/deploy", &secret, now(), r#"{"tag":"v1"}"#);
+    assert_eq!(k.webhook_deliver(sent.clone(), T).await.unwrap().body, "one");
+    // ... once: the same request again is a replay.
+    h.wait_status(pid, "BlockedRecv").await;
+    let (code, msg) = refused(k.webhook_deliver(sent.clone(), T).await.unwrap_err());
+    assert_eq!(code, 403);
+    assert!(msg.contains("already used"), "{msg}");
+    // A request signed (correctly) six minutes ago is refused: it may be a capture.
+    let (code, msg) = refused(k.webhook_deliver(signed("/deploy", &secret, now() - 360, "{}"), T).await.unwrap_err());
+    assert_eq!(code, 403);
+    assert!(msg.contains("X-AOS-Timestamp is 36") && msg.contains("more than the 300 s allowed"), "{msg}");
+    // A body changed under a valid timestamp and signature is refused.
+    let mut changed = signed("/deploy", &secret, now(), r#"{"tag":"v1"}"#);
+    changed.body = br#"{"tag":"evil"}"#.to_vec();
+    assert_eq!(k.webhook_deliver(changed, T).await.unwrap_err(), WebhookError::WrongSecret);
+    // So is a timestamp changed under the signature (to make a capture fresh).
+    let mut moved = signed("/deploy", &secret, now() - 1000, "{}");
+    moved.headers[0].1 = now().to_string();
+    assert_eq!(k.webhook_deliver(moved, T).await.unwrap_err(), WebhookError::WrongSecret);
+    // The old form (a signature of the body alone, no timestamp) and the
+    // plain secret are refused, saying what to send instead.
+    let body_only = format!("sha256={}", hmac_sha256_hex(secret.as_bytes(), b"{}"));
+    let (code, msg) = refused(k.webhook_deliver(request("/deploy", &[("X-AOS-Signature", &body_only)], "{}"), T).await.unwrap_err());
+    assert_eq!(code, 401);
+    assert!(msg.contains("X-AOS-Timestamp"), "{msg}");
+    let (code, msg) = refused(k.webhook_deliver(request("/deploy", &[("X-AOS-Secret", &secret)], "{}"), T).await.unwrap_err());
+    assert_eq!(code, 401);
+    assert!(msg.contains("allow_secret_header"), "{msg}");
+    // Clock skew within the window is accepted, either way.
+    assert_eq!(k.webhook_deliver(signed("/deploy", &secret, now() - 240, "a"), T).await.unwrap().body, "two");
+    h.wait_status(pid, "BlockedRecv").await;
+    assert_eq!(k.webhook_deliver(signed("/deploy", &secret, now() + 240, "b"), T).await.unwrap().body, "three");
+    // None of the refused requests reached the process.
+    let events = k.logs(pid).unwrap().iter().filter(|e| matches!(e.entry, Entry::Event { .. })).count();
+    assert_eq!(events, 3);
+    k.kill(pid).unwrap();
+}
+
+#[tokio::test]
+async fn the_signature_window_is_configurable() {
+    let h = harness_with(|c| c.webhook_auth.tolerance = Duration::from_secs(10)).await;
+    let pid = h
+        .spawn(
+            "serve",
+            &[
+                r#"[SYS_CALL::SYS_REGISTER_WEBHOOK] {"path": "/w"}"#,
+                "[SYS_CALL::RECV_MSG] {}",
+                r#"[SYS_CALL::SYS_WEBHOOK_REPLY] {"request_id": 1, "body": "ok"} [SYS_CALL::RECV_MSG] {}"#,
+            ],
+            &["webhook", "ipc"],
+        )
+        .await;
+    h.wait_status(pid, "BlockedRecv").await;
+    let secret = registration(&h, pid)["secret"].as_str().unwrap().to_string();
+    let e = h.kernel.webhook_deliver(signed("/w", &secret, now() - 30, "x"), T).await.unwrap_err();
+    assert!(matches!(e, WebhookError::Stale { tolerance_secs: 10, .. }), "{e}");
+    assert_eq!(h.kernel.webhook_deliver(signed("/w", &secret, now() - 5, "x"), T).await.unwrap().body, "ok");
+    h.kernel.kill(pid).unwrap();
 }
