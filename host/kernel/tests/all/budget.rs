@@ -242,7 +242,8 @@ async fn a_restored_tree_keeps_its_shared_budget_and_its_places() {
     assert_eq!(b.requests(root).len() + b.requests(2).len(), 2);
     assert_eq!(b.kernel.info(root).unwrap().remaining.max_steps, Some(6));
     // The restored processes hold their places in the tree's count.
-    let mut req = b.req("one more", &child, &[]);
+    let child_b = b.script("child", &[r#"[SYS_CALL::RECV_MSG] {}"#]);
+    let mut req = b.req("one more", &child_b, &[]);
     req.parent = Some(root);
     let e = b.kernel.spawn(req).await.unwrap_err().to_string();
     assert!(e.contains("process cap reached: the process tree of root process 1 already has 2 live processes"), "{e}");

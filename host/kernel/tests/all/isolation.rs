@@ -266,7 +266,7 @@ async fn a_webhook_request_is_answered_only_by_its_process() {
         let req = aos_kernel::WebhookRequest {
             method: "POST".into(),
             path: "/hook".into(),
-            headers: vec![("X-AOS-Secret".into(), secret)],
+            headers: aos_kernel::webhook::sign(&secret, aos_kernel::now_ms() / 1000, b"x").to_vec(),
             body: b"x".to_vec(),
         };
         k.webhook_deliver(req, std::time::Duration::from_secs(20)).await
