@@ -270,7 +270,7 @@ fn grants_accept_only_documented_names() {
         "parent.txt",
         "[SYS_CALL::SPAWN_AGENT] {\"task\": \"c\", \"permissions\": [\"fs:write\"]}\n---\n[SYS_CALL::RECV_MSG] {}\n",
     );
-    let pid = spawn(&aos, &parent, &[]);
+    let pid = spawn(&aos, &parent, &["--grant", "spawn,ipc"]);
     wait_state(&aos, pid, "blocked_recv");
     let (_, logs, _) = aos.run(&["logs", &pid.to_string()]);
     assert!(logs.contains("unknown capability `fs:write` (did you mean `fs:rw`?)"), "{logs}");
@@ -319,8 +319,10 @@ fn webhooks_are_listed_and_a_webhook_only_agent_waits_for_its_requests() {
     std::thread::sleep(Duration::from_millis(300));
     wait_blocked_after(&aos, pid, 2);
     // A webhook request wakes it; it answers.
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
+    let [(tn, tv), (sn, sv)] = aos_kernel::webhook::sign(&secret, now, b"{}");
     let out = Command::new("curl")
-        .args(["-s", "-H", &format!("X-AOS-Secret: {secret}"), "-d", "{}", &url])
+        .args(["-s", "-H", &format!("{tn}: {tv}"), "-H", &format!("{sn}: {sv}"), "-d", "{}", &url])
         .output()
         .unwrap();
     assert_eq!(String::from_utf8_lossy(&out.stdout), "got it");
@@ -342,6 +344,13 @@ fn json_output_filters_trees_and_several_pids() {
     assert_eq!(code, 0);
     assert_eq!(serde_json::from_str::<Value>(&out).unwrap(), serde_json::json!({"stopped": false, "running": false}));
 
+    // The parent's model chooses the child's script: the operator allows
+    // script files in the test directory.
+    std::fs::write(
+        aos.home().join("aos.toml"),
+        format!("[spawn]\nmodels = [\"*\"]\nmodel_dir = {:?}\n", aos.dir.path().display().to_string()),
+    )
+    .unwrap();
     let _d = Daemon::start(&aos);
     let (code, out, _) = aos.run(&["kernel", "status", "--json"]);
     assert_eq!(code, 0);
@@ -356,7 +365,7 @@ fn json_output_filters_trees_and_several_pids() {
         ),
     );
     let reader = script(&aos, "reader.txt", "[SYS_CALL::SYS_READ_STDIN] {}\n---\n[SYS_CALL::SYS_EXIT] {\"code\": 5}\n");
-    assert_eq!(spawn(&aos, &parent, &[]), 1);
+    assert_eq!(spawn(&aos, &parent, &["--grant", "spawn,ipc"]), 1);
     wait_state(&aos, 2, "blocked_recv");
     wait_state(&aos, 1, "blocked_recv");
     assert_eq!(spawn(&aos, &reader, &[]), 3);

@@ -72,8 +72,8 @@ fn the_default_grant_reaches_neither_the_network_nor_a_shell() {
     assert_eq!(code, 0, "{out}\n{err}");
     assert!(err.contains("capabilities: fs:ro, fs:rw, timers, ipc"), "the start line shows the granted set: {err}");
     for (call, cap) in [("NET_FETCH", "`net"), ("EXEC_CMD", "`exec`"), ("SPAWN_AGENT", "`spawn`")] {
-        assert!(out.contains(&format!("ERROR denied: capability {cap}")), "{call}: {out}");
-        assert!(out.contains(&format!("not granted (needed by {call})")), "{call}: {out}");
+        assert!(err.contains(&format!("ERROR denied: capability {cap}")), "{call}: {err}");
+        assert!(err.contains(&format!("not granted (needed by {call})")), "{call}: {err}");
     }
     assert_eq!(std::fs::read_to_string(aos.ws().join("ok.txt")).unwrap(), "y");
     // The broad set is one explicit flag away, and the start line says what it holds.
@@ -166,14 +166,14 @@ fn a_second_run_in_the_same_home_gets_a_new_workspace() {
         "[SYS_CALL::FS_WRITE] {\"path\": \"secret.txt\", \"content\": \"hunter2\"}\n---\n",
         "[SYS_CALL::SYS_EXIT] {}\n",
     ));
-    let (code, out, err) = aos.run(&["run", "--provider", "script", "--model", &writer, "--grant", "fs:rw", "t"]);
-    assert_eq!(code, 0, "{out}\n{err}");
+    let (code, stdout, out) = aos.run(&["run", "--provider", "script", "--model", &writer, "--grant", "fs:rw", "t"]);
+    assert_eq!(code, 0, "{stdout}\n{out}");
     let reader = script(&aos, "r.txt", concat!(
         "[SYS_CALL::FS_READ] {\"path\": \"secret.txt\"}\n---\n",
         "[SYS_CALL::SYS_EXIT] {}\n",
     ));
-    let (code, out, err) = aos.run(&["run", "--provider", "script", "--model", &reader, "--grant", "fs:ro", "t"]);
-    assert_eq!(code, 0, "{out}\n{err}");
+    let (code, stdout, out) = aos.run(&["run", "--provider", "script", "--model", &reader, "--grant", "fs:ro", "t"]);
+    assert_eq!(code, 0, "{stdout}\n{out}");
     assert!(out.contains("FS_READ#1") && !out.contains("hunter2"), "{out}");
     let workspaces: Vec<_> = std::fs::read_dir(aos.home().join("workspaces")).unwrap().map(|e| e.unwrap().file_name()).collect();
     assert_eq!(workspaces.len(), 2, "{workspaces:?}");
@@ -189,8 +189,8 @@ fn a_model_cannot_choose_a_host_file_as_a_childs_model() {
         "[SYS_CALL::SPAWN_AGENT] {\"task\": \"t\", \"permissions\": [], \"model\": \"child.txt\"}\n---\n",
         "[SYS_CALL::SYS_EXIT] {}\n",
     ));
-    let (code, out, err) = aos.run(&["run", "--provider", "script", "--model", &model, "--grant", "spawn", "t"]);
-    assert_eq!(code, 0, "{out}\n{err}");
+    let (code, stdout, out) = aos.run(&["run", "--provider", "script", "--model", &model, "--grant", "spawn", "t"]);
+    assert_eq!(code, 0, "{stdout}\n{out}");
     assert!(out.contains("model `/etc/shadow` of provider `script` is not allowed for a child"), "{out}");
     assert!(out.contains("model `child.txt` of provider `script` is not allowed for a child"), "{out}");
     assert!(!out.contains("root:"), "{out}");
@@ -198,8 +198,8 @@ fn a_model_cannot_choose_a_host_file_as_a_childs_model() {
     std::fs::create_dir_all(aos.home().join("models")).unwrap();
     std::fs::write(aos.home().join("models/child.txt"), "[SYS_CALL::SYS_EXIT] {\"result\": \"child ran\"}\n").unwrap();
     std::fs::write(aos.home().join("aos.toml"), "[spawn]\nmodels = [\"*\"]\nmodel_dir = \"models\"\n").unwrap();
-    let (code, out, err) = aos.run(&["run", "--provider", "script", "--model", &model, "--grant", "spawn", "t"]);
-    assert_eq!(code, 0, "{out}\n{err}");
+    let (code, stdout, out) = aos.run(&["run", "--provider", "script", "--model", &model, "--grant", "spawn", "t"]);
+    assert_eq!(code, 0, "{stdout}\n{out}");
     assert!(out.contains("model file `/etc/shadow` cannot be used: it is outside the model directory"), "{out}");
     assert!(out.contains("\"pid\":2"), "{out}");
     assert!(!out.contains("root:"), "{out}");
