@@ -38,7 +38,8 @@ use tokio::sync::{oneshot, watch};
 use std::sync::Arc;
 
 use crate::error::KernelError;
-use crate::events::{EventBus, KernelEvent, Pid, ProcessStatus, RestoreRequest};
+use crate::bus::EventBus;
+use crate::events::{KernelEvent, Pid, ProcessStatus, RestoreRequest};
 use crate::kernel::Kernel;
 use crate::pcb::Process;
 use crate::replay::Replay;

@@ -24,7 +24,8 @@ use tokio::sync::broadcast;
 
 use crate::config::KernelConfig;
 use crate::error::KernelError;
-use crate::events::{EventBus, EventSink, KernelEvent};
+use crate::bus::EventBus;
+use crate::events::{EventSink, KernelEvent};
 use crate::events::RestoreRequest;
 use crate::lifecycle;
 use crate::models::{Models, ProviderFactory};

@@ -28,6 +28,7 @@
 //! later MCP servers), given to [`Kernel::new`].
 
 pub mod codec;
+mod bus;
 pub mod budget;
 pub mod config;
 pub mod context;

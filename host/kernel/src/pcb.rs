@@ -22,7 +22,8 @@ use tokio_util::sync::CancellationToken;
 
 use crate::budget::Account;
 use crate::context::{self, Compaction};
-use crate::events::{EventBus, KernelEvent};
+use crate::bus::EventBus;
+use crate::events::KernelEvent;
 use crate::ipc::{self, IpcEnds, IpcEvent};
 use crate::process::{
     now_ms, Budgets, Counters, Entry, ExitStatus, LogEntry, Pid, ProcessInfo, ProcessStatus,

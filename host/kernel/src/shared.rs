@@ -9,7 +9,7 @@ use std::sync::Arc;
 use crate::budget::LiveCount;
 use crate::config::KernelConfig;
 use crate::error::KernelError;
-use crate::events::EventBus;
+use crate::bus::EventBus;
 use crate::models::Models;
 use crate::pcb::Process;
 use crate::process::Pid;

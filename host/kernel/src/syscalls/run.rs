@@ -11,7 +11,8 @@ use serde_json::{json, Value};
 
 use super::{args, KernelCall, Outcome};
 use crate::error::KernelError;
-use crate::events::{EventBus, KernelEvent};
+use crate::bus::EventBus;
+use crate::events::KernelEvent;
 use crate::ipc::{IpcInbox, Queue, Woke};
 use crate::pcb::{Delivery, Process};
 use crate::process::{Entry, Pid, ProcessStatus, SpawnRequest};
