@@ -4,7 +4,8 @@
 //!
 //! | module        | owns |
 //! |---------------|------|
-//! | [`events`]    | the journal's record: process vocabulary (pid, statuses, budgets, counters, history entries, `ProcessInfo`), `KernelEvent`, `RestoreRequest`; `EventSink` (journals), the event bus |
+//! | [`events`]    | the journal's record: process vocabulary (pid, statuses, budgets, counters, history entries, `ProcessInfo`), `KernelEvent`, `RestoreRequest`; `EventSink` (journals); a leaf (serde only) |
+//! | `bus`         | the event bus: journal first, then sinks, then the live stream |
 //! | [`process`]   | what a process is, as data (re-exported from [`events`]) and `SpawnRequest` |
 //! | [`codec`]     | the one line format of events for every journal writer and reader |
 //! | [`replay`]    | folds journalled events back into the state a restore needs |
