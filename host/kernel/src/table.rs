@@ -186,7 +186,7 @@ impl ProcessTable {
         let due = |at: u64, left: usize| left > retention.max_ended || at.saturating_add(ttl) <= now_ms;
         {
             let ended = self.ended.lock();
-            if !ended.first().is_some_and(|&(at, ..)| due(at, ended.len())) {
+            if ended.first().is_none_or(|&(at, ..)| !due(at, ended.len())) {
                 return Vec::new();
             }
         }
@@ -197,7 +197,7 @@ impl ProcessTable {
         let mut left = index.len();
         let mut gone: Vec<(u64, u64, Pid)> = Vec::new();
         for &(at, seq, pid) in index.iter() {
-            if !procs.get(&pid).is_some_and(|p| p.ended().is_some()) {
+            if procs.get(&pid).is_none_or(|p| p.ended().is_none()) {
                 // Not in the table any more (or not ended): a stale entry.
                 gone.push((at, seq, pid));
                 left -= 1;
