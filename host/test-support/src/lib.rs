@@ -95,11 +95,11 @@ mod tests {
         std::fs::create_dir_all(&dir).unwrap();
         std::env::set_var(SKIP_LOG_VAR, &log);
         let before = skipped();
-        skip("a::test", "Docker is\tnot\nreachable");
-        skip("b::test", "no model");
+        skip("self-test a (not a real skip)", "Docker is\tnot\nreachable");
+        skip("self-test b (not a real skip)", "no model");
         assert_eq!(skipped(), before + 2);
         let text = std::fs::read_to_string(&log).unwrap();
-        assert_eq!(text, "a::test\tDocker is not reachable\nb::test\tno model\n");
+        assert_eq!(text, "self-test a (not a real skip)\tDocker is not reachable\nself-test b (not a real skip)\tno model\n");
         std::env::set_var("CI", "1");
         let caught = std::panic::catch_unwind(|| skip("c::test", "no tmux"));
         std::env::remove_var("CI");
