@@ -8,7 +8,9 @@
 //!   (40) steps and 10,000 agents x `AOS_BENCH_STEPS_10K` (4) steps. A step
 //!   is one model call whose reply is one `SYS_WRITE_STDOUT`; the last
 //!   reply is `SYS_EXIT`.
-//! * The share of wall time spent in fsync (measured by the journal).
+//! * The share of wall time spent in fsync (measured by the journal), the
+//!   events one fsync made durable (the group commit's batch) and the mean
+//!   time of one fsync.
 //! * Restart time vs live processes and journal size: N processes blocked
 //!   in `RECV_MSG` after H steps; then a new kernel recovers them from the
 //!   journal directory (what `aos kernel start` does after a crash).
@@ -126,6 +128,8 @@ struct Run {
     p50: Duration,
     p99: Duration,
     fsync_share: Option<f64>,
+    /// Events per fsync (batch size) and mean time of one fsync.
+    per_fsync: Option<(f64, Duration)>,
 }
 
 async fn throughput(base: &Path, cache: &Path, agents: usize, steps: u64, fsync: bool) -> Run {
@@ -148,7 +152,9 @@ async fn throughput(base: &Path, cache: &Path, agents: usize, steps: u64, fsync:
     let wall = t.elapsed();
     let mut lat = std::mem::take(&mut *model.latencies.lock().unwrap());
     let fsync_share = fsync_share(&j, wall);
-    Run { steps: agents as u64 * (steps + 1), wall, p50: pct(&mut lat, 0.5), p99: pct(&mut lat, 0.99), fsync_share }
+    let st = j.status();
+    let per_fsync = (st.fsyncs > 0).then(|| (st.events as f64 / st.fsyncs as f64, j.fsync_time() / st.fsyncs as u32));
+    Run { steps: agents as u64 * (steps + 1), wall, p50: pct(&mut lat, 0.5), p99: pct(&mut lat, 0.99), fsync_share, per_fsync }
 }
 
 fn fsync_share(j: &journal::FileJournal, wall: Duration) -> Option<f64> {
@@ -213,13 +219,20 @@ fn main() {
     rt.block_on(async {
         println!("journal bench: kernel + daemon journal, instant model ({} cores)", std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0));
         println!();
-        println!("{:<28} {:>6} {:>10} {:>10} {:>10} {:>10} {:>8}  load", "run", "fsync", "steps", "steps/s", "p50", "p99", "fsync%");
-        println!("{}", "-".repeat(100));
+        println!(
+            "{:<28} {:>6} {:>10} {:>10} {:>10} {:>10} {:>8} {:>12} {:>10}  load",
+            "run", "fsync", "steps", "steps/s", "p50", "p99", "fsync%", "events/fsync", "per fsync"
+        );
+        println!("{}", "-".repeat(124));
         for (agents, steps) in [(100usize, steps_100), (big, steps_10k)] {
             for fsync in [true, false] {
                 let r = throughput(base.path(), &cache, agents, steps, fsync).await;
+                let (batch, per) = match r.per_fsync {
+                    Some((b, d)) => (format!("{b:.0}"), ms(d)),
+                    None => ("n/a".into(), "n/a".into()),
+                };
                 println!(
-                    "{:<28} {:>6} {:>10} {:>10.0} {:>10} {:>10} {:>8}  {}",
+                    "{:<28} {:>6} {:>10} {:>10.0} {:>10} {:>10} {:>8} {:>12} {:>10}  {}",
                     format!("{agents} agents x {} steps", steps + 1),
                     if fsync { "on" } else { "off" },
                     r.steps,
@@ -227,6 +240,8 @@ fn main() {
                     ms(r.p50),
                     ms(r.p99),
                     r.fsync_share.map(|s| format!("{:.0}%", s * 100.0)).unwrap_or_else(|| "n/a".into()),
+                    batch,
+                    per,
                     loadavg()
                 );
             }

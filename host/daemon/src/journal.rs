@@ -311,7 +311,7 @@ fn replay_bytes(data: &[u8], state: &mut Replay) -> SegmentRead {
             continue;
         }
         match codec::decode::<KernelEvent>(line) {
-            Ok(ev) => state.apply(&ev),
+            Ok(ev) => state.apply_owned(ev),
             Err(_) => read.bad += 1,
         }
     }
@@ -611,7 +611,7 @@ fn writer(shared: Arc<Shared>, mut seg: Segment, mut fold: Replay) {
                     shared.segment.lock().unwrap_or_else(|e| e.into_inner()).1 = seg.len;
                     buf.clear();
                     for ev in batch.drain(..) {
-                        fold.apply(&ev);
+                        fold.apply_owned(ev);
                     }
                     if fault_since.take().is_some() {
                         tracing::warn!("journal {}: writing again; paused processes continue", seg.path.display());

@@ -211,6 +211,19 @@ impl Replay {
         }
     }
 
+    /// Applies one event it owns: the same as [`Replay::apply`], without
+    /// copying a history entry (what a journal's reader and writer fold).
+    pub fn apply_owned(&mut self, ev: KernelEvent) {
+        match ev {
+            KernelEvent::Entry { entry } => {
+                if let Some(s) = self.procs.get_mut(&entry.pid) {
+                    s.push(entry);
+                }
+            }
+            ev => self.apply(&ev),
+        }
+    }
+
     /// A process's whole state, as a snapshot stores it (replaces what was known).
     pub fn restored(&mut self, state: RestoreRequest) {
         self.reaped.remove(&state.info.pid);

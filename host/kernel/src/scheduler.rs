@@ -124,7 +124,9 @@ struct Loop<'a> {
     p: &'a Arc<Process>,
     inbox: IpcInbox,
     /// What it may call (the system prompt lists exactly these).
-    specs: Vec<SyscallSpec>,
+    /// Shared with every model request (cloning the list each step was a
+    /// tenth of a step's CPU).
+    specs: Arc<[SyscallSpec]>,
     system: String,
     base_window: usize,
     breaker: LoopBreaker,
@@ -142,7 +144,7 @@ pub(crate) async fn run(env: LoopEnv<'_>, p: &Arc<Process>, inbox: IpcInbox) -> 
         p,
         inbox,
         base_window: env.models.base_window(p),
-        specs,
+        specs: specs.into(),
         system,
         breaker: LoopBreaker { limit: env.config.loop_breaker, last: None, count: 0 },
     };

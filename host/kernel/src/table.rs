@@ -176,55 +176,55 @@ impl ProcessTable {
     /// Removes the ended processes that `retention` no longer keeps (at
     /// `now_ms`) and returns their pids, oldest-ended first. Each reaped pid
     /// is also removed from its parent's children list. Cost: O(1) when
-    /// nothing is due (within the count, oldest within the TTL), else one
-    /// pass over the table under its write lock.
+    /// nothing is due (within the count, oldest within the TTL); else the
+    /// due ones are taken oldest-ended first from the index of ended
+    /// processes, each checked for a running descendant through its
+    /// children lists — never a pass over the whole table, so a process
+    /// ending among 10,000 others costs what its own subtree costs.
     pub fn reap(&self, retention: &Retention, now_ms: u64) -> Vec<Pid> {
+        let ttl = retention.ended_ttl.as_millis().min(u64::MAX as u128) as u64;
+        let due = |at: u64, left: usize| left > retention.max_ended || at.saturating_add(ttl) <= now_ms;
         {
             let ended = self.ended.lock();
-            let ttl = retention.ended_ttl.as_millis().min(u64::MAX as u128) as u64;
-            let expired = ended.first().is_some_and(|&(at, ..)| at.saturating_add(ttl) <= now_ms);
-            if ended.len() <= retention.max_ended && !expired {
+            if !ended.first().is_some_and(|&(at, ..)| due(at, ended.len())) {
                 return Vec::new();
             }
         }
         let mut procs = self.procs.write();
-        // (pid, ended at) of the ended ones; parents of the running ones.
-        let mut ended: Vec<(Pid, u64, u64)> = Vec::new();
-        let mut running_parents: Vec<Pid> = Vec::new();
-        for p in procs.values() {
-            match p.ended() {
-                Some((at, seq)) => ended.push((p.pid, at.unwrap_or(now_ms), seq)),
-                None => running_parents.extend(p.parent),
+        let mut index = self.ended.lock();
+        // Oldest-ended first; `left` counts the ended ones still in the table
+        // (protected ones included), as `Retention::select` does.
+        let mut left = index.len();
+        let mut gone: Vec<(u64, u64, Pid)> = Vec::new();
+        for &(at, seq, pid) in index.iter() {
+            if !procs.get(&pid).is_some_and(|p| p.ended().is_some()) {
+                // Not in the table any more (or not ended): a stale entry.
+                gone.push((at, seq, pid));
+                left -= 1;
+                continue;
             }
-        }
-        if ended.is_empty() {
-            return Vec::new();
-        }
-        // Ended ancestors of running processes keep the lineage `kill` follows.
-        let mut protected: HashSet<Pid> = HashSet::new();
-        for mut pid in running_parents {
-            while protected.insert(pid) {
-                match procs.get(&pid).and_then(|p| p.parent) {
-                    Some(pp) => pid = pp,
-                    None => break,
-                }
+            if !due(at, left) {
+                // Sorted by end time: the rest are younger and within the count.
+                break;
             }
-        }
-        let total = ended.len();
-        let candidates: Vec<(Pid, u64, u64)> = ended.into_iter().filter(|(pid, ..)| !protected.contains(pid)).collect();
-        let reaped = retention.select(candidates.clone(), total, now_ms);
-        let gone: HashSet<Pid> = reaped.iter().copied().collect();
-        {
-            let mut index = self.ended.lock();
-            for &(pid, at, seq) in candidates.iter().filter(|c| gone.contains(&c.0)) {
-                index.remove(&(at, seq, pid));
+            // Ended ancestors of running processes keep the lineage `kill` follows.
+            if has_running_descendant(&procs, pid) {
+                continue;
             }
+            gone.push((at, seq, pid));
+            left -= 1;
         }
-        for &pid in &reaped {
+        for e in &gone {
+            index.remove(e);
+        }
+        drop(index);
+        let mut reaped = Vec::new();
+        for &(_, _, pid) in &gone {
             if let Some(p) = procs.remove(&pid) {
                 if let Some(parent) = p.parent.and_then(|pp| procs.get(&pp)) {
                     parent.remove_child(pid);
                 }
+                reaped.push(pid);
             }
         }
         drop(procs);
@@ -233,6 +233,24 @@ impl ProcessTable {
         }
         reaped
     }
+}
+
+/// Whether a process below `pid` (through the children lists) is still running.
+fn has_running_descendant(procs: &HashMap<Pid, Arc<Process>>, pid: Pid) -> bool {
+    let mut stack = procs.get(&pid).map(|p| p.children()).unwrap_or_default();
+    let mut seen: HashSet<Pid> = HashSet::new();
+    while let Some(c) = stack.pop() {
+        if !seen.insert(c) {
+            continue;
+        }
+        if let Some(p) = procs.get(&c) {
+            if p.ended().is_none() {
+                return true;
+            }
+            stack.extend(p.children());
+        }
+    }
+    false
 }
 
 /// Whether a range of `r` holds `pid`.

@@ -216,7 +216,7 @@ impl Inner {
         let gen = GenRequest {
             pid: req.pid,
             messages,
-            specs: req.syscalls.clone(),
+            specs: req.syscalls.to_vec(),
             max_tokens: req.max_tokens.unwrap_or(self.cfg.default_max_tokens).max(1),
             temperature: req.temperature,
             repeat_penalty: self.cfg.repeat_penalty,

@@ -59,8 +59,9 @@ pub struct CompletionRequest {
     pub messages: Vec<Message>,
     pub max_tokens: Option<u32>,
     pub temperature: Option<f32>,
-    /// The syscalls this process may use (local providers build a grammar from them).
-    pub syscalls: Vec<SyscallSpec>,
+    /// The syscalls this process may use (local providers build a grammar
+    /// from them). Shared: the scheduler sends the same list every step.
+    pub syscalls: std::sync::Arc<[SyscallSpec]>,
     /// Identifies the calling process (local providers keep a KV cache per process).
     pub pid: u64,
 }

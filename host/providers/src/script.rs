@@ -244,7 +244,7 @@ mod tests {
             messages: vec![],
             max_tokens: None,
             temperature: None,
-            syscalls: vec![],
+            syscalls: Default::default(),
             pid,
         };
         p.resume(7, 2);

@@ -104,7 +104,7 @@ pub fn request(pid: u64, task: &Task) -> CompletionRequest {
         .collect(),
         max_tokens: Some(96),
         temperature: None,
-        syscalls: specs,
+        syscalls: specs.into(),
         pid,
     }
 }

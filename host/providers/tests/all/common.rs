@@ -212,7 +212,7 @@ pub fn conversation(model: &str) -> CompletionRequest {
         ],
         max_tokens: Some(77),
         temperature: Some(0.5),
-        syscalls: vec![],
+        syscalls: Default::default(),
         pid: 1,
     }
 }
