@@ -11,6 +11,7 @@ mod support;
 
 mod budget;
 mod caps_prop;
+mod compat;
 mod isolation;
 mod kernel;
 mod parser_fuzz;
