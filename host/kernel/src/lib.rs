@@ -56,7 +56,7 @@ pub mod syscalls;
 pub mod table;
 pub mod webhook;
 
-pub use config::{KernelConfig, SpawnPolicy, REAP_INTERVAL};
+pub use config::{KernelConfig, SpawnPolicy, ToolModes, REAP_INTERVAL};
 pub use durability::{Durability, DurabilityWatch, Journal, JournalError, JournalFault, Lsn};
 pub use error::KernelError;
 pub use events::{EventSink, KernelEvent, RestoreRequest, WebhookRoute};

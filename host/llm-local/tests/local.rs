@@ -63,7 +63,7 @@ fn second_step_evaluates_only_the_new_tokens() {
     assert_eq!(out1.usage.completion_tokens, s1.generated_tokens as u64);
 
     let mut msgs = r1.messages.clone();
-    msgs.push(Message { role: Role::Assistant, content: out1.text.clone() });
+    msgs.push(Message::new(Role::Assistant, out1.text.clone()));
     msgs.push(Message { role: Role::User, content: "[RESULT FS_WRITE#1] {\"path\": \"sea.txt\", \"bytes\": 42}".into() });
     let out2 = p.complete_blocking(step_request(7, msgs, &task)).unwrap();
     let s2 = p.last_stats(7).unwrap();
@@ -87,7 +87,7 @@ fn evicted_process_state_is_restored_not_recomputed() {
     p.complete_blocking(common::request(2, &b)).unwrap();
     assert_eq!(p.cache_info("default").unwrap().1, 1, "process 1 was parked");
     let mut msgs = ra.messages.clone();
-    msgs.push(Message { role: Role::Assistant, content: outa.text });
+    msgs.push(Message::new(Role::Assistant, outa.text));
     msgs.push(Message { role: Role::User, content: "[RESULT FS_LIST#1] {\"path\": \".\", \"entries\": [], \"total\": 0}".into() });
     p.complete_blocking(step_request(1, msgs, &a)).unwrap();
     let s = p.last_stats(1).unwrap();

@@ -14,6 +14,7 @@ mod caps_prop;
 mod compat;
 mod isolation;
 mod kernel;
+mod native;
 mod parser_fuzz;
 mod restore;
 mod webhook;

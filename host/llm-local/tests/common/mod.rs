@@ -94,7 +94,7 @@ pub fn request(pid: u64, task: &Task) -> CompletionRequest {
     CompletionRequest {
         model: "default".into(),
         messages: vec![
-            Message { role: Role::System, content: system_prompt(pid, &caps, &specs) },
+            Message::new(Role::System, system_prompt(pid, &caps, &specs)),
             Message { role: Role::User, content: format!("[TASK] {}", task.task) },
         ]
         .into_iter()
