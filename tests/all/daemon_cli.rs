@@ -821,21 +821,21 @@ fn a_full_journal_disk_pauses_processes_until_it_is_freed() {
     replies.push("[SYS_CALL::SYS_EXIT] {\"code\": 0}".into());
     let model = script(&aos, "busy.txt", &replies.join("\n---\n"));
     let ws = aos.ws();
-    let pid = spawn(&aos, &model, &["--grant", "fs:rw", "--workspace", ws.to_str().unwrap(), "--max-steps", "1000"]);
-    let count = ws.join("count.txt");
-    let t0 = Instant::now();
-    while lines_of(&count).len() < 5 {
-        assert!(t0.elapsed() < Duration::from_secs(20), "the agent never started");
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    // Fill the journal's file system.
+    // Fill the journal's file system up to its last 256 KiB before the agent
+    // starts: it runs some steps (each journals a few KiB) and then finds the
+    // disk full mid-run. (Filling it while the agent runs was a race: under
+    // load the agent could finish its 300 steps first.)
     let filler = aos.home().join("journal/filler");
     {
         use std::io::Write;
         let mut f = std::fs::File::create(&filler).unwrap();
         let chunk = vec![0u8; 16 << 10];
         while f.write_all(&chunk).is_ok() {}
+        let full = f.metadata().unwrap().len();
+        f.set_len(full.saturating_sub(256 << 10)).unwrap();
     }
+    let pid = spawn(&aos, &model, &["--grant", "fs:rw", "--workspace", ws.to_str().unwrap(), "--max-steps", "1000"]);
+    let count = ws.join("count.txt");
     // The process pauses, visibly, and the control API keeps answering.
     let t0 = Instant::now();
     let paused = loop {
