@@ -29,7 +29,7 @@ pub(crate) fn upgrade(name: &str, args: &Value, schema: &Value) -> Value {
     let mut args = args.clone();
     let Some(obj) = args.as_object_mut() else { return args };
     let required = |k: &str| schema["required"].as_array().is_some_and(|r| r.iter().any(|x| x == k));
-    obj.retain(|k, v| !(v.is_null() && !required(k)));
+    obj.retain(|k, v| !v.is_null() || required(k));
     match name {
         "SPAWN_AGENT" => {
             for k in ["pipe_to", "model", "provider", "role"] {

@@ -275,7 +275,7 @@ pub(crate) fn build_messages(
     native: bool,
 ) -> (Vec<Message>, usize) {
     let head = vec![Message::new(Role::System, system), Message::new(Role::User, task_message(task))];
-    let head_tokens: usize = head.iter().map(|m| msg_estimate(m)).sum();
+    let head_tokens: usize = head.iter().map(msg_estimate).sum();
     // (log index, rendered message) of every in-context entry after the compaction point.
     let start = st.context_start.min(log.len());
     let mut rendered: Vec<(usize, Message)> = log[start..]

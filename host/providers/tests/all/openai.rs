@@ -307,7 +307,7 @@ async fn servers_without_tool_calling_are_told_apart() {
     ];
     let (var, _) = fresh_key();
     for (i, body) in bodies.iter().enumerate() {
-        let status = if i == 2 { 400 } else { 400 };
+        let status = 400;
         let server = TestServer::start(vec![Reply::json(status, body.clone())]).await;
         let p = provider("openai", &v1(&server.url), &var);
         let e = p.complete(native_request()).await.unwrap_err();
