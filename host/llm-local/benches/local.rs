@@ -122,7 +122,7 @@ fn main() {
         let s = p.last_stats(pid).unwrap();
         steps.push((step, wall, s));
         req.messages.push(Message::new(Role::Assistant, out.text));
-        req.messages.push(Message { role: Role::User, content: format!("[RESULT FS_WRITE#{step}] {{\"path\": \"sea.txt\", \"bytes\": {}}}", 40 + step) });
+        req.messages.push(Message::new(Role::User, format!("[RESULT FS_WRITE#{step}] {{\"path\": \"sea.txt\", \"bytes\": {}}}", 40 + step)));
     }
     println!("\n| step | prompt tok | evaluated | reused | generated | prompt ms | choose ms | gen ms | total ms |");
     println!("|---|---|---|---|---|---|---|---|---|");
