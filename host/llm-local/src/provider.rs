@@ -239,6 +239,7 @@ impl Inner {
         };
         self.stats.lock().unwrap().insert(req.pid, out.stats);
         Ok(Completion {
+        tool_calls: Vec::new(),
             text: out.text,
             usage: Usage {
                 prompt_tokens: out.stats.prompt_tokens as u64,

@@ -93,18 +93,18 @@ pub fn request(pid: u64, task: &Task) -> CompletionRequest {
     CompletionRequest {
         model: "default".into(),
         messages: vec![
-            Message { role: Role::System, content: system_prompt(pid, &caps, &specs) },
-            Message { role: Role::User, content: format!("[TASK] {}", task.task) },
+            Message::new(Role::System, system_prompt(pid, &caps, &specs)),
+            Message::new(Role::User, format!("[TASK] {}", task.task)),
         ]
         .into_iter()
-        .chain(task.history.iter().enumerate().map(|(k, text)| Message {
-            role: if k % 2 == 0 { Role::Assistant } else { Role::User },
-            content: text.clone(),
+        .chain(task.history.iter().enumerate().map(|(k, text)| {
+            Message::new(if k % 2 == 0 { Role::Assistant } else { Role::User }, text.clone())
         }))
         .collect(),
         max_tokens: Some(96),
         temperature: None,
         syscalls: specs.into(),
+        tools: false,
         pid,
     }
 }
