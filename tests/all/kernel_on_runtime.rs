@@ -6,6 +6,8 @@
 mod budget;
 #[path = "../../host/kernel/tests/all/caps_prop.rs"]
 mod caps_prop;
+#[path = "../../host/kernel/tests/all/compat.rs"]
+mod compat;
 #[path = "../../host/kernel/tests/all/isolation.rs"]
 mod isolation;
 #[path = "../../host/kernel/tests/all/kernel.rs"]

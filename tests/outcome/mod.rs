@@ -205,6 +205,7 @@ impl Runner {
                 workspace: Some(ws.canonicalize().unwrap()),
                 pipe_to: None,
                 parent: None,
+                tool_mode: None,
             })
             .await
             .expect("spawn");

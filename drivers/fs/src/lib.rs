@@ -80,12 +80,16 @@ pub struct MkdirArgs {
 }
 
 /// The guest path for a user-supplied path: relative paths live under
-/// `/workspace`; absolute ones must be under it. `.` and `x/..` pairs are
-/// folded lexically first, so a failing call never leaves half-created
-/// parent directories behind. A path that leads out of `/workspace` this way
-/// (`../x`, `/etc/passwd`) is refused here with a clear message; this is
-/// tidiness, not security: WASI refuses any path outside the preopen, and
-/// symlinks leading out, whatever this function says.
+/// `/workspace`; an absolute one is taken as it is when it is under
+/// `/workspace`, and otherwise inside the workspace as if the workspace
+/// were `/` (`/test.txt` is `/workspace/test.txt`: the original AgentOS
+/// jailed absolute paths this way, and its prompts use them). `.` and
+/// `x/..` pairs are folded lexically first (`..` stops at `/`), so a
+/// failing call never leaves half-created parent directories behind. A
+/// relative path that leads out of `/workspace` (`../x`) is refused here
+/// with a clear message; this is tidiness, not security: WASI refuses any
+/// path outside the preopen, and symlinks leading out, whatever this
+/// function says.
 fn guest_path(path: &str) -> SyscallResult<PathBuf> {
     if path.is_empty() {
         return Err(SyscallError::InvalidArguments("`path` is empty".into()));
@@ -105,22 +109,18 @@ fn guest_path(path: &str) -> SyscallResult<PathBuf> {
             other => parts.push(other),
         }
     }
-    let outside = || {
-        SyscallError::Denied(format!(
+    if parts.first() == Some(&"..") {
+        return Err(SyscallError::Denied(format!(
             "`{}` is outside /workspace: paths are relative to /workspace (or absolute under /workspace/)",
             path.escape_debug()
-        ))
-    };
-    if parts.first() == Some(&"..") {
-        return Err(outside());
+        )));
     }
     let joined = parts.join("/");
     if absolute {
         let p = PathBuf::from(format!("/{joined}"));
-        if !p.starts_with(ROOT) {
-            return Err(outside());
+        if p.starts_with(ROOT) {
+            return Ok(p);
         }
-        return Ok(p);
     }
     Ok(if joined.is_empty() { PathBuf::from(ROOT) } else { PathBuf::from(ROOT).join(joined) })
 }
@@ -434,8 +434,16 @@ mod tests {
         assert_eq!(g("/workspace"), "/workspace");
         assert_eq!(g("a/b/../../c"), "/workspace/c");
         assert!(guest_path("").is_err());
-        // Leading out: refused with the reason.
-        for p in ["a/../../x", "../../x", "..", "/workspace/../etc/passwd", "/etc/passwd", "/", "/workspacex/a", "//etc"] {
+        // Absolute paths elsewhere are inside the workspace, as the original
+        // AgentOS read them.
+        assert_eq!(g("/test.txt"), "/workspace/test.txt");
+        assert_eq!(g("/etc/passwd"), "/workspace/etc/passwd");
+        assert_eq!(g("/workspace/../etc/passwd"), "/workspace/etc/passwd");
+        assert_eq!(g("/"), "/workspace");
+        assert_eq!(g("//etc"), "/workspace/etc");
+        assert_eq!(g("/workspacex/a"), "/workspace/workspacex/a");
+        // Leading out of a relative path: refused with the reason.
+        for p in ["a/../../x", "../../x", ".."] {
             let e = guest_path(p).unwrap_err();
             assert!(matches!(e, SyscallError::Denied(ref m) if m.contains("outside /workspace")), "{p}: {e:?}");
         }

@@ -12,4 +12,4 @@ pub mod syscall;
 
 pub use caps::{Capability, CapabilitySet, MissingCapabilities, UnknownCapability};
 pub use source::{AgentContext, Missing, Refusal, SyscallHandle, SyscallSource};
-pub use syscall::{CallOutcome, Effect, SyscallError, SyscallSpec};
+pub use syscall::{CallOutcome, Effect, SyscallError, SyscallSpec, ToolCall, ToolMode};

@@ -100,3 +100,58 @@ impl fmt::Display for SyscallSpec {
         write!(f, "{} {}: {}", self.name, self.args_schema, self.description)
     }
 }
+
+/// A call the model made through its API's native tool calling (OpenAI
+/// `tool_calls`, Anthropic `tool_use`, Gemini `functionCall`), as the
+/// journal keeps it: the API's id (its result goes back under the same id),
+/// the syscall name and the arguments exactly as the model wrote them
+/// (JSON text, which may be malformed: the kernel reports that to the model
+/// under the same id).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct ToolCall {
+    pub id: String,
+    pub name: String,
+    pub arguments: String,
+}
+
+/// How a process's syscalls reach its model: `text` (the `[SYS_CALL::NAME]
+/// {json}` protocol, described in the system prompt), `native` (the API's
+/// tool calling; text calls in a reply still run) or `auto` (native where
+/// the provider has it, falling back to text once when a server rejects
+/// the tool list).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ToolMode {
+    Text,
+    Native,
+    #[default]
+    Auto,
+}
+
+impl ToolMode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ToolMode::Text => "text",
+            ToolMode::Native => "native",
+            ToolMode::Auto => "auto",
+        }
+    }
+}
+
+impl std::str::FromStr for ToolMode {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "text" => Ok(ToolMode::Text),
+            "native" => Ok(ToolMode::Native),
+            "auto" => Ok(ToolMode::Auto),
+            other => Err(format!("unknown tool mode `{other}`: use native, text or auto")),
+        }
+    }
+}
+
+impl std::fmt::Display for ToolMode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}

@@ -55,6 +55,9 @@ pub struct SpawnBody {
     /// An absolute path (the CLI resolves it).
     #[serde(default)]
     pub workspace: Option<PathBuf>,
+    /// `native`, `text` or `auto`; default: `tool_mode` of aos.toml.
+    #[serde(default)]
+    pub tool_mode: Option<aos_abi::ToolMode>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

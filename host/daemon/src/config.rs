@@ -83,6 +83,10 @@
 //! api_key_env = "OPENAI_API_KEY"
 //! timeout_secs = 120
 //! max_retries = 3
+//! tool_mode = "auto"             # native | text | auto: syscalls as the API's tools (native), as
+//!                                #   [SYS_CALL::NAME] text (text), or native falling back to text once
+//!                                #   when the server rejects tools (auto, the default; local/script: text)
+//! tool_modes = { "llama3.2" = "text" }   # per model
 //!
 //! [drivers.fs]                   # per-driver configuration, passed to the driver
 //! read_limit = 1048576
@@ -388,6 +392,13 @@ pub struct ProviderSettings {
     pub api_key_env: Option<String>,
     pub timeout_secs: Option<u64>,
     pub max_retries: Option<u32>,
+    /// How syscalls reach this provider's models: `native` (the API's tool
+    /// calling), `text` (`[SYS_CALL::NAME] {json}`) or `auto` (the default).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tool_mode: Option<aos_abi::ToolMode>,
+    /// Per model: `tool_modes = { "llama3.2" = "text" }`.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub tool_modes: BTreeMap<String, aos_abi::ToolMode>,
     /// Anything else (kept so that `config show` can display it, masked).
     #[serde(flatten)]
     pub extra: toml::Table,
@@ -828,6 +839,25 @@ mod tests {
         assert!(c("0.0.0.0:7878").unwrap_err().to_string().contains("not a loopback address"));
         assert!(c("localhost").unwrap_err().to_string().contains("IP:PORT"));
         assert_eq!(ControlConfig::default().tcp_addr().unwrap(), None);
+    }
+
+    #[test]
+    fn tool_modes_per_provider_and_model_reach_the_kernel() {
+        use aos_abi::ToolMode;
+        let d = tempfile::tempdir().unwrap();
+        std::fs::write(
+            d.path().join("aos.toml"),
+            "[providers.openai]\ntool_mode = \"native\"\ntool_modes = { \"llama3.2\" = \"text\" }\n",
+        )
+        .unwrap();
+        let c = Config::load_with_env(d.path(), |_| None).unwrap();
+        let kc = crate::stack::kernel_config(d.path(), &c);
+        assert_eq!(kc.tool_modes.mode_for("openai", "gpt-4o"), ToolMode::Native);
+        assert_eq!(kc.tool_modes.mode_for("openai", "llama3.2"), ToolMode::Text);
+        assert_eq!(kc.tool_modes.mode_for("anthropic", "claude"), ToolMode::Auto);
+        std::fs::write(d.path().join("aos.toml"), "[providers.openai]\ntool_mode = \"tools\"\n").unwrap();
+        let e = format!("{:#}", Config::load_with_env(d.path(), |_| None).unwrap_err());
+        assert!(e.contains("tool_mode") || e.contains("unknown variant"), "{e}");
     }
 
     #[test]

@@ -736,6 +736,7 @@ mod tests {
             workspace: "/w".into(),
             pipe_to: None,
             base_url: None,
+            tool_mode: aos_abi::ToolMode::Text,
         }
     }
 
@@ -774,9 +775,10 @@ mod tests {
         lines.push(line(&entry(1, 0, Entry::Reply {
             text: "[SYS_CALL::FS_WRITE] {\"path\":\"a\",\"content\":\"x\"}\n[SYS_CALL::RECV_MSG] {}\n[SYS_CALL::SYS_EXIT] {}".into(),
             truncated: false,
+            tool_calls: vec![],
         })));
         lines.push(r#"{"event":"counters","pid":1,"counters":{"prompt_tokens":10,"completion_tokens":0,"tokens_estimated":false,"steps":1,"syscalls":{},"errors":0,"started_at_ms":0,"last_activity_ms":0}}"#.into());
-        lines.push(line(&entry(1, 1, Entry::Result { id: 1, name: "FS_WRITE".into(), args: json!({}), output: json!({}) })));
+        lines.push(line(&entry(1, 1, Entry::Result { id: 1, name: "FS_WRITE".into(), args: json!({}), output: json!({}), call_id: None })));
         lines.push("{\"event\":\"entry\",\"pid\":1,\"se".into()); // torn last line
         let (state, bad) = replay_lines(&lines);
         assert_eq!(bad, 1);
@@ -800,7 +802,7 @@ mod tests {
     fn exiting_marks_an_exit_whose_exited_event_was_lost() {
         let lines = vec![
             line(&KernelEvent::Spawned { info: Box::new(info(1)) }),
-            line(&entry(1, 0, Entry::Reply { text: "[SYS_CALL::SYS_EXIT] {\"code\": 4, \"result\": \"ok\"}".into(), truncated: false })),
+            line(&entry(1, 0, Entry::Reply { text: "[SYS_CALL::SYS_EXIT] {\"code\": 4, \"result\": \"ok\"}".into(), truncated: false, tool_calls: vec![] })),
             line(&KernelEvent::Exiting { pid: 1, code: 4, result: Some("ok".into()) }),
             line(&KernelEvent::Spawned { info: Box::new(info(2)) }),
             line(&KernelEvent::Exited { pid: 2, status: ExitStatus::Killed }),

@@ -434,6 +434,7 @@ async fn spawn(State(s): State<AppState>, Json(b): Json<SpawnBody>) -> Result<Js
         workspace: b.workspace,
         pipe_to: None,
         parent: None,
+        tool_mode: b.tool_mode,
     };
     let pid = s.kernel.spawn(req).await?;
     // Acknowledged once journalled (a moment; not while the journal fails).

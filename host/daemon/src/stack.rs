@@ -69,6 +69,12 @@ pub fn kernel_config(home: &Path, cfg: &Config) -> KernelConfig {
     kc.max_processes_per_tree = cfg.budgets.max_processes_per_tree.max(1);
     kc.max_processes = cfg.budgets.max_processes.max(1);
     kc.webhook_auth = cfg.webhooks.auth();
+    for (name, ps) in &cfg.providers {
+        if let Some(m) = ps.tool_mode {
+            kc.tool_modes.providers.insert(name.clone(), m);
+        }
+        kc.tool_modes.models.extend(ps.tool_modes.iter().map(|(k, v)| (k.clone(), *v)));
+    }
     kc
 }
 

@@ -98,6 +98,27 @@ mod tests {
         }
     }
 
+    /// Native tool calls and their ids are journalled as typed fields, and
+    /// lines of journals written before them still read (no ids).
+    #[test]
+    fn tool_call_ids_round_trip_and_old_lines_read() {
+        use crate::events::{Entry, KernelEvent, LogEntry};
+        let call = aos_abi::ToolCall { id: "call_1".into(), name: "FS_READ".into(), arguments: "{\"path\":".into() };
+        for entry in [
+            Entry::Reply { text: String::new(), truncated: false, tool_calls: vec![call] },
+            Entry::Result { id: 1, name: "FS_READ".into(), args: json!({}), output: json!({}), call_id: Some("call_1".into()) },
+            Entry::Error { id: 2, name: None, args: None, error: "x".into(), call_id: Some("call_2".into()) },
+        ] {
+            let ev = KernelEvent::Entry { entry: LogEntry { pid: 1, seq: 0, at_ms: 1, entry } };
+            assert_eq!(decode::<KernelEvent>(&encode(&ev).unwrap()).unwrap(), ev);
+        }
+        let old = br#"{"event":"entry","entry":{"pid":1,"seq":0,"at_ms":1,"type":"reply","text":"hi","truncated":false}}"#;
+        match decode::<KernelEvent>(old).unwrap() {
+            KernelEvent::Entry { entry } => assert!(matches!(entry.entry, Entry::Reply { ref tool_calls, .. } if tool_calls.is_empty())),
+            other => panic!("{other:?}"),
+        }
+    }
+
     #[test]
     fn tag_and_trailing_garbage() {
         assert_eq!(event_tag(br#"{"event":"entry","pid":1}"#), Some("entry"));

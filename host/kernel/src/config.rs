@@ -42,6 +42,25 @@ pub struct KernelConfig {
     pub max_processes: usize,
     /// How webhook requests are authenticated (signature window, plain secret).
     pub webhook_auth: WebhookAuth,
+    /// How syscalls reach each model (`tool_mode` in aos.toml).
+    pub tool_modes: ToolModes,
+}
+
+/// `tool_mode` per model, per provider, and the default (`auto`): the
+/// first that names the process's model, then its provider, decides. A
+/// spawn's own `tool_mode` (`--tool-mode`) overrides all three.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ToolModes {
+    pub default: aos_abi::ToolMode,
+    pub providers: BTreeMap<String, aos_abi::ToolMode>,
+    pub models: BTreeMap<String, aos_abi::ToolMode>,
+}
+
+impl ToolModes {
+    /// The mode for `model` of `provider`.
+    pub fn mode_for(&self, provider: &str, model: &str) -> aos_abi::ToolMode {
+        self.models.get(model).or_else(|| self.providers.get(provider)).copied().unwrap_or(self.default)
+    }
 }
 
 /// What a model may choose in `SPAWN_AGENT`'s `provider` and `model`
@@ -93,6 +112,7 @@ impl KernelConfig {
             max_processes_per_tree: 64,
             max_processes: 10_000,
             webhook_auth: WebhookAuth::default(),
+            tool_modes: ToolModes::default(),
         }
     }
 }

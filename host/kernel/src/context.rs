@@ -33,6 +33,11 @@ use crate::process::{Budgets, Entry, LogEntry, Pid};
 const MAX_SUMMARY_LINES: usize = 24;
 const SUMMARY_LINE_CHARS: usize = 100;
 
+/// Estimated tokens of a message, its tool calls' arguments included.
+fn msg_estimate(m: &Message) -> usize {
+    estimate(&m.content) + m.tool_calls.iter().map(|c| estimate(&c.arguments) + 4).sum::<usize>()
+}
+
 /// Estimated tokens of a text (≈ 4 characters per token).
 pub fn estimate(text: &str) -> usize {
     text.chars().count().div_ceil(4)
@@ -45,6 +50,30 @@ pub struct PromptFacts<'a> {
     pub caps: &'a CapabilitySet,
     pub budgets: &'a Budgets,
     pub role: &'a str,
+}
+
+/// The system prompt of a process in native tool mode: the syscalls are
+/// the API's tools (their names, descriptions and schemas travel in the
+/// request's tool list, derived from the same resolution), so the prompt
+/// explains the loop and says that the `[SYS_CALL::NAME] {json}` text form
+/// works too, without listing them again.
+pub fn render_native_system_prompt(p: &PromptFacts) -> String {
+    let mut s = String::new();
+    s.push_str("You are an agent process running inside AgentOS, an operating system whose processes are language-model agents. ");
+    match p.parent {
+        Some(parent) => s.push_str(&format!("You are process {} (started by process {parent}).\n\n", p.pid)),
+        None => s.push_str(&format!("You are process {}.\n\n", p.pid)),
+    }
+    s.push_str(
+        "You act on the world only through system calls: the tools offered to you (exactly these; others will be refused). \
+         You may make several calls in one reply; they run in order and each gets its own result: \
+         `[RESULT NAME#id] {...}` for a success, `[ERROR NAME#id] kind: message` for a failure (fix the call and try again). \
+         `[EVENT] ...` messages are things that happened to you, `[KERNEL] ...` notices. \
+         A reply without a call is a thought: it is kept and you get another turn, but every turn counts against your budget. \
+         When the task is done, call SYS_EXIT.\n",
+    );
+    facts_tail(&mut s, p);
+    s
 }
 
 /// The system prompt for `f`, listing `specs` (also used by the local
@@ -69,6 +98,12 @@ pub fn render_system_prompt(p: &PromptFacts, specs: &[SyscallSpec]) -> String {
     for spec in specs {
         s.push_str(&format!("- {}: {}\n  arguments: {}\n", spec.name, spec.description, spec.args_schema));
     }
+    facts_tail(&mut s, p);
+    s
+}
+
+/// Capabilities, workspace, budget and role: the end of both prompts.
+fn facts_tail(s: &mut String, p: &PromptFacts) {
     s.push_str(&format!("\nYour capabilities: {}.\n", p.caps));
     if p.caps.contains(&Capability::FsRead) {
         s.push_str("Your workspace directory is /workspace; file paths are relative to it.\n");
@@ -90,7 +125,6 @@ pub fn render_system_prompt(p: &PromptFacts, specs: &[SyscallSpec]) -> String {
     if !p.role.is_empty() {
         s.push_str(&format!("\nYour role: {}\n", p.role));
     }
-    s
 }
 
 /// The user message carrying the task.
@@ -98,19 +132,98 @@ pub fn task_message(task: &str) -> String {
     format!("{TASK_PREFIX} {task}")
 }
 
-/// Renders one history entry as a message (None for log-only entries).
+/// Renders one history entry as a message for the text protocol (None
+/// for log-only entries).
 pub fn render(entry: &Entry) -> Option<Message> {
-    let (role, content) = match entry {
-        Entry::Reply { text, .. } => (Role::Assistant, text.clone()),
-        Entry::Result { id, name, output, .. } => (Role::User, format!("{RESULT_PREFIX}{name}#{id}] {output}")),
-        Entry::Error { id, name, error, .. } => {
-            (Role::User, format!("{ERROR_PREFIX}{}#{id}] {error}", name.as_deref().unwrap_or("SYS_CALL")))
+    render_with(entry, false)
+}
+
+/// Renders one history entry as a message. In native tool mode a reply
+/// keeps its tool calls and the result of a native call is a tool message
+/// under its id; otherwise (text mode, e.g. after a fallback) a native call
+/// is written out as `[SYS_CALL::NAME] args` and its result is a user
+/// message, as for text calls.
+pub fn render_with(entry: &Entry, native: bool) -> Option<Message> {
+    let tool = |call_id: &Option<String>| if native { call_id.clone() } else { None };
+    let (role, content, tool_call_id) = match entry {
+        Entry::Reply { text, tool_calls, .. } if native && !tool_calls.is_empty() => {
+            return Some(Message { role: Role::Assistant, content: text.clone(), tool_calls: tool_calls.clone(), tool_call_id: None });
         }
-        Entry::Event { text } => (Role::User, format!("[EVENT] {text}")),
-        Entry::Notice { text } => (Role::User, format!("[KERNEL] {text}")),
+        Entry::Reply { text, tool_calls, .. } => {
+            let mut t = text.clone();
+            for c in tool_calls {
+                t.push_str(&format!("\n{}{}] {}", aos_abi::syscall::TAG_OPEN, c.name, c.arguments));
+            }
+            (Role::Assistant, t, None)
+        }
+        Entry::Result { id, name, output, call_id, .. } => {
+            (Role::User, format!("{RESULT_PREFIX}{name}#{id}] {output}"), tool(call_id))
+        }
+        Entry::Error { id, name, error, call_id, .. } => (
+            Role::User,
+            format!("{ERROR_PREFIX}{}#{id}] {error}", name.as_deref().unwrap_or("SYS_CALL")),
+            tool(call_id),
+        ),
+        Entry::Event { text } => (Role::User, format!("[EVENT] {text}"), None),
+        Entry::Notice { text } => (Role::User, format!("[KERNEL] {text}"), None),
         Entry::Stdout { .. } => return None,
     };
-    Some(Message { role, content })
+    let role = if tool_call_id.is_some() { Role::Tool } else { role };
+    Some(Message { role, content, tool_calls: Vec::new(), tool_call_id })
+}
+
+/// Orders messages as tool-calling APIs require: the results of an
+/// assistant message's tool calls right after it (other messages that
+/// arrived in between follow them), one result per call — a call with no
+/// recorded result gets a "not run" one, and a result whose call is no
+/// longer in the context (compacted away) becomes a plain user message.
+pub fn pair_tool_results(msgs: Vec<Message>) -> Vec<Message> {
+    let mut out: Vec<Message> = Vec::with_capacity(msgs.len());
+    // Ids (and names) of the open assistant message's calls still without a result.
+    let mut open: Vec<(String, String)> = Vec::new();
+    let mut deferred: Vec<Message> = Vec::new();
+    fn close(out: &mut Vec<Message>, open: &mut Vec<(String, String)>, deferred: &mut Vec<Message>) {
+        for (id, name) in open.drain(..) {
+            out.push(Message {
+                role: Role::Tool,
+                content: format!("{ERROR_PREFIX}{name}] not run: no result was recorded for this call; repeat it if still needed"),
+                tool_calls: Vec::new(),
+                tool_call_id: Some(id),
+            });
+        }
+        out.append(deferred);
+    }
+    for m in msgs {
+        if m.role == Role::Tool {
+            let pos = m.tool_call_id.as_ref().and_then(|id| open.iter().position(|(o, _)| o == id));
+            match pos {
+                Some(i) => {
+                    open.remove(i);
+                    out.push(m);
+                    if open.is_empty() {
+                        out.append(&mut deferred);
+                    }
+                }
+                None => {
+                    let plain = Message { role: Role::User, tool_call_id: None, ..m };
+                    if open.is_empty() { out.push(plain) } else { deferred.push(plain) }
+                }
+            }
+            continue;
+        }
+        if !open.is_empty() {
+            if m.role == Role::Assistant {
+                close(&mut out, &mut open, &mut deferred);
+            } else {
+                deferred.push(m);
+                continue;
+            }
+        }
+        open = m.tool_calls.iter().map(|c| (c.id.clone(), c.name.clone())).collect();
+        out.push(m);
+    }
+    close(&mut out, &mut open, &mut deferred);
+    out
 }
 
 /// Where a process's context starts: what compaction has moved out of it.
@@ -159,27 +272,25 @@ pub(crate) fn build_messages(
     st: &mut Compaction,
     system: &str,
     window: usize,
+    native: bool,
 ) -> (Vec<Message>, usize) {
-    let head = vec![
-        Message { role: Role::System, content: system.to_string() },
-        Message { role: Role::User, content: task_message(task) },
-    ];
-    let head_tokens: usize = head.iter().map(|m| estimate(&m.content)).sum();
+    let head = vec![Message::new(Role::System, system), Message::new(Role::User, task_message(task))];
+    let head_tokens: usize = head.iter().map(msg_estimate).sum();
     // (log index, rendered message) of every in-context entry after the compaction point.
     let start = st.context_start.min(log.len());
     let mut rendered: Vec<(usize, Message)> = log[start..]
         .iter()
         .enumerate()
-        .filter_map(|(i, e)| render(&e.entry).map(|m| (start + i, m)))
+        .filter_map(|(i, e)| render_with(&e.entry, native).map(|m| (start + i, m)))
         .collect();
-    let mut body_tokens: usize = rendered.iter().map(|(_, m)| estimate(&m.content)).sum();
+    let mut body_tokens: usize = rendered.iter().map(|(_, m)| msg_estimate(m)).sum();
     let marker_tokens = |st: &Compaction| if st.compacted > 0 { estimate(&marker(st)) } else { 0 };
 
     let mut newly = 0;
     let mut drop = 0;
     while head_tokens + body_tokens + marker_tokens(st) > window && rendered.len() - drop > 1 {
         let (idx, m) = &rendered[drop];
-        body_tokens -= estimate(&m.content);
+        body_tokens -= msg_estimate(m);
         st.compacted += 1;
         st.summary.push(summary_line(m));
         // The summary is bounded: at most MAX_SUMMARY_LINES lines and about a
@@ -195,8 +306,9 @@ pub(crate) fn build_messages(
 
     let mut msgs = head;
     if st.compacted > 0 {
-        msgs.push(Message { role: Role::User, content: marker(st) });
+        msgs.push(Message::new(Role::User, marker(st)));
     }
     msgs.extend(rendered.into_iter().map(|(_, m)| m));
+    let msgs = if native { pair_tool_results(msgs) } else { msgs };
     (msgs, newly)
 }

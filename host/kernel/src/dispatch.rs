@@ -4,7 +4,8 @@
 //!    a kernel syscall, a source's handle (a driver syscall), or one typed
 //!    refusal (unknown name with what is available; denied with the
 //!    missing capability);
-//! 2. **validate** the arguments against the syscall's JSON Schema (its one
+//! 2. **upgrade** the original AgentOS's argument shapes to today's
+//!    ([`crate::compat`]), then **validate** the arguments against the syscall's JSON Schema (its one
 //!    description, [`aos_abi::SyscallSpec`]), with a precise message;
 //! 3. **authorize**: the policy step between resolution and execution —
 //!    where approvals (allow / ask / deny per syscall and argument pattern)
@@ -30,23 +31,25 @@ use crate::syscalls::{run, Outcome};
 /// Resolves, validates, authorizes and runs one parsed call for `p`.
 pub(crate) async fn dispatch(env: CallEnv<'_>, p: &Arc<Process>, inbox: &mut IpcInbox, call: &ParsedCall) -> Outcome {
     match prepare(env, p, call) {
-        Ok(resolved) => {
+        Ok((resolved, args)) => {
             if acts_on_world(&resolved, p) {
                 // The reply that asked for it is durable before it runs.
                 await_durable(env.events, p).await;
             }
-            execute(env, p, inbox, resolved, &call.args).await
+            execute(env, p, inbox, resolved, &args).await
         }
         Err(e) => Outcome::Err(e),
     }
 }
 
-/// Steps 1 to 3: the call, ready to run, or why it is not run.
-fn prepare(env: CallEnv<'_>, p: &Process, call: &ParsedCall) -> Result<Resolved, SyscallError> {
+/// Steps 1 to 3: the call and its arguments, ready to run, or why it is
+/// not run.
+fn prepare(env: CallEnv<'_>, p: &Process, call: &ParsedCall) -> Result<(Resolved, Value), SyscallError> {
     let resolved = env.syscalls.resolve(&call.name, &p.caps)?;
-    validate(&resolved, &call.name, &call.args)?;
-    authorize(p, &resolved, &call.args)?;
-    Ok(resolved)
+    let args = crate::compat::upgrade(&call.name, &call.args, &resolved.spec().args_schema);
+    validate(&resolved, &call.name, &args)?;
+    authorize(p, &resolved, &args)?;
+    Ok((resolved, args))
 }
 
 fn validate(resolved: &Resolved, name: &str, args: &Value) -> Result<(), SyscallError> {

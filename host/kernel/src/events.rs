@@ -146,12 +146,33 @@ impl Counters {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum Entry {
-    /// A model reply.
-    Reply { text: String, truncated: bool },
-    /// A syscall that succeeded; `id` numbers the process's calls from 1.
-    Result { id: u64, name: String, args: Value, output: Value },
+    /// A model reply: its text and, in native tool mode, the tool calls it
+    /// made (with the API's ids, typed: a restore answers each of them).
+    Reply {
+        text: String,
+        truncated: bool,
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        tool_calls: Vec<aos_abi::ToolCall>,
+    },
+    /// A syscall that succeeded; `id` numbers the process's calls from 1;
+    /// `call_id` is the API's id of a native tool call.
+    Result {
+        id: u64,
+        name: String,
+        args: Value,
+        output: Value,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        call_id: Option<String>,
+    },
     /// A call that failed to parse, validate or run.
-    Error { id: u64, name: Option<String>, args: Option<Value>, error: String },
+    Error {
+        id: u64,
+        name: Option<String>,
+        args: Option<Value>,
+        error: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        call_id: Option<String>,
+    },
     /// Something that happened to the process (timer, child exit, ...).
     Event { text: String },
     /// A message from the kernel itself (budget warnings, skipped calls, ...).
@@ -199,6 +220,14 @@ pub struct ProcessInfo {
     /// Base URL of its provider, when not the provider's default.
     #[serde(default)]
     pub base_url: Option<String>,
+    /// How its syscalls reach its model (`text` for journals from before
+    /// tool modes existed).
+    #[serde(default = "text_mode")]
+    pub tool_mode: aos_abi::ToolMode,
+}
+
+fn text_mode() -> aos_abi::ToolMode {
+    aos_abi::ToolMode::Text
 }
 
 /// A message in a mailbox.

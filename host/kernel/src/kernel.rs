@@ -124,6 +124,12 @@ impl Kernel {
         self.inner.syscalls.parse_grants(grants)
     }
 
+    /// Every syscall a holder of `caps` may use, as its system prompt lists
+    /// them and as its native tool list offers them (one resolution).
+    pub fn available_syscalls(&self, caps: &CapabilitySet) -> Vec<aos_abi::SyscallSpec> {
+        self.inner.syscalls.available(caps)
+    }
+
     pub fn config(&self) -> &KernelConfig {
         &self.inner.config
     }

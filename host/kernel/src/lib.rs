@@ -17,7 +17,8 @@
 //! | [`webhook`]   | webhook routes, secrets and pending requests |
 //! | [`syscalls`]  | the kernel's own syscalls: one typed table and their implementations |
 //! | [`resolve`]   | **where a syscall name is resolved** for a process: kernel table, then the sources (driver runtime) |
-//! | [`dispatch`]  | one call: resolve → validate → authorize (approvals go here) → execute |
+//! | `compat`      | the original AgentOS's argument shapes, rewritten to today's before validation |
+//! | [`dispatch`]  | one call: resolve → upgrade (`compat`) → validate → authorize (approvals go here) → execute |
 //! | [`models`]    | providers per (name, base URL), per-provider FIFO slots, context windows |
 //! | [`scheduler`] | a process's step loop, as named steps |
 //! | [`lifecycle`] | spawn, restore, finish, kill, reaping — where the rules on who may start what live |
@@ -30,6 +31,7 @@
 
 pub mod codec;
 mod bus;
+mod compat;
 pub mod budget;
 pub mod config;
 pub mod context;
@@ -54,7 +56,7 @@ pub mod syscalls;
 pub mod table;
 pub mod webhook;
 
-pub use config::{KernelConfig, SpawnPolicy, REAP_INTERVAL};
+pub use config::{KernelConfig, SpawnPolicy, ToolModes, REAP_INTERVAL};
 pub use durability::{Durability, DurabilityWatch, Journal, JournalError, JournalFault, Lsn};
 pub use error::KernelError;
 pub use events::{EventSink, KernelEvent, RestoreRequest, WebhookRoute};

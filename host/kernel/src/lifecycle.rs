@@ -101,11 +101,13 @@ pub(crate) fn spawn(k: &Arc<Shared>, req: SpawnRequest) -> Result<Pid, KernelErr
     }
 
     let (ends, inbox) = ipc::channels();
+    let tool_mode = req.tool_mode.unwrap_or_else(|| k.config.tool_modes.mode_for(&req.provider, &model));
     let p = Arc::new(Process::new(NewProcess {
         pid,
         parent: req.parent,
         role: req.role,
         task: req.task,
+        tool_mode,
         provider_name: req.provider,
         base_url: req.base_url,
         model,
@@ -288,6 +290,7 @@ pub(crate) fn restore(k: &Arc<Shared>, r: RestoreRequest, entries: Vec<Entry>) -
             parent: info.parent,
             role: info.role,
             task: info.task,
+            tool_mode: info.tool_mode,
             provider_name: info.provider,
             base_url: info.base_url,
             model: info.model,

@@ -1,8 +1,9 @@
 //! Model access: provider instances per (name, base URL), built once by
 //! the [`ProviderFactory`] and shared by every process using them; a
 //! FIFO-fair semaphore per provider bounding its concurrent model calls
-//! (ready processes take turns in arrival order); and the compaction window
-//! of each process's model.
+//! (ready processes take turns in arrival order); the compaction window
+//! of each process's model; and which (provider, base URL, model) rejected
+//! native tool calls (`auto` tool mode then uses text for it).
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -29,6 +30,8 @@ pub(crate) struct Models {
     provider_concurrency: BTreeMap<String, usize>,
     context_window: usize,
     model_context_windows: BTreeMap<String, usize>,
+    /// (provider, base URL, model) whose server rejected the tool list.
+    tools_rejected: Mutex<std::collections::HashSet<(String, Option<String>, String)>>,
 }
 
 impl Models {
@@ -41,6 +44,7 @@ impl Models {
             provider_concurrency: config.provider_concurrency.clone(),
             context_window: config.context_window,
             model_context_windows: config.model_context_windows.clone(),
+            tools_rejected: Mutex::new(Default::default()),
         }
     }
 
@@ -65,6 +69,23 @@ impl Models {
             .clone()
     }
 
+    /// Whether `p` sends its syscalls as native tools: its mode is not
+    /// `text`, its provider has tool calling, and (in `auto` mode) the
+    /// server has not rejected tools for its model in this kernel's run.
+    pub fn native_tools(&self, p: &Process) -> bool {
+        use aos_abi::ToolMode;
+        match p.tool_mode {
+            ToolMode::Text => false,
+            ToolMode::Native => p.provider.supports_tools(),
+            ToolMode::Auto => p.provider.supports_tools() && !self.tools_rejected.lock().contains(&key_of(p)),
+        }
+    }
+
+    /// Remembers that `p`'s server rejected native tools for its model.
+    pub fn reject_tools(&self, p: &Process) {
+        self.tools_rejected.lock().insert(key_of(p));
+    }
+
     /// The compaction window of `p` before any shrinking: the configured
     /// one of its model, or its provider's real capacity if smaller.
     pub fn base_window(&self, p: &Process) -> usize {
@@ -74,4 +95,8 @@ impl Models {
             None => configured,
         }
     }
+}
+
+fn key_of(p: &Process) -> (String, Option<String>, String) {
+    (p.provider_name.clone(), p.base_url.clone(), p.model.clone())
 }

@@ -66,6 +66,8 @@ pub struct Process {
     pub parent: Option<Pid>,
     pub role: String,
     pub task: String,
+    /// How its syscalls reach its model (see [`aos_abi::ToolMode`]).
+    pub tool_mode: aos_abi::ToolMode,
     pub provider_name: String,
     pub base_url: Option<String>,
     pub model: String,
@@ -95,6 +97,7 @@ pub(crate) struct NewProcess {
     pub parent: Option<Pid>,
     pub role: String,
     pub task: String,
+    pub tool_mode: aos_abi::ToolMode,
     pub provider_name: String,
     pub base_url: Option<String>,
     pub model: String,
@@ -129,6 +132,7 @@ impl Process {
             parent: n.parent,
             role: n.role,
             task: n.task,
+            tool_mode: n.tool_mode,
             provider_name: n.provider_name,
             base_url: n.base_url,
             model: n.model,
@@ -230,6 +234,7 @@ impl Process {
             workspace: self.workspace.clone(),
             pipe_to: self.pipe_to,
             base_url: self.base_url.clone(),
+            tool_mode: self.tool_mode,
         }
     }
 
@@ -483,11 +488,11 @@ impl Process {
     /// The messages of its next model call, compacting its oldest history
     /// into a `window` (announced as [`KernelEvent::Compacted`]); and
     /// whether any entry was newly compacted.
-    pub(crate) fn messages(&self, bus: &EventBus, system: &str, window: usize) -> (Vec<Message>, bool) {
+    pub(crate) fn messages(&self, bus: &EventBus, system: &str, window: usize, native: bool) -> (Vec<Message>, bool) {
         let (messages, newly, start) = {
             let mut guard = self.state.lock();
             let st = &mut *guard;
-            let (m, n) = context::build_messages(&self.task, &st.log, &mut st.compaction, system, window);
+            let (m, n) = context::build_messages(&self.task, &st.log, &mut st.compaction, system, window, native);
             (m, n, st.compaction.context_start)
         };
         if newly > 0 {

@@ -36,4 +36,7 @@ pub struct SpawnRequest {
     /// Also deliver this process's stdout to that process's stdin.
     pub pipe_to: Option<Pid>,
     pub parent: Option<Pid>,
+    /// How its syscalls reach its model (`aos run/spawn --tool-mode`);
+    /// `None`: `KernelConfig::tool_modes` decides.
+    pub tool_mode: Option<aos_abi::ToolMode>,
 }

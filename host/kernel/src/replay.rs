@@ -113,52 +113,79 @@ impl RestoreRequest {
     /// unfinished process, the first of them was running when the kernel
     /// stopped (it may have had effects) and the others had not started.
     pub fn pending_calls(&self) -> Vec<ParsedCall> {
+        self.pending().into_iter().map(|(_, c)| c).collect()
+    }
+
+    /// [`Self::pending_calls`] with the API's id of each native tool call
+    /// (the text calls of the reply first, then its tool calls, the order
+    /// the loop runs them in).
+    fn pending(&self) -> Vec<(Option<String>, ParsedCall)> {
         let Some(r) = self.log.iter().rposition(|e| matches!(e.entry, Entry::Reply { .. })) else {
             return Vec::new();
         };
-        let Entry::Reply { text, truncated } = &self.log[r].entry else { return Vec::new() };
+        let Entry::Reply { text, truncated, tool_calls } = &self.log[r].entry else { return Vec::new() };
         if *truncated {
             return Vec::new();
         }
         let done = self.log[r + 1..].iter().filter(|e| matches!(e.entry, Entry::Result { .. } | Entry::Error { .. })).count();
-        parse_reply(text)
-            .into_iter()
-            .skip(done)
-            .map(|c| match c {
-                Ok(c) => c,
-                Err(e) => ParsedCall {
-                    name: e.name.unwrap_or_else(|| "SYS_CALL".into()),
-                    args: serde_json::Value::Null,
-                    span: e.span,
-                },
-            })
-            .collect()
+        let text_calls = parse_reply(text).into_iter().map(|c| match c {
+            Ok(c) => (None, c),
+            Err(e) => (
+                None,
+                ParsedCall { name: e.name.unwrap_or_else(|| "SYS_CALL".into()), args: serde_json::Value::Null, span: e.span },
+            ),
+        });
+        let native = tool_calls.iter().map(|c| {
+            let args = serde_json::from_str(&c.arguments).unwrap_or(serde_json::Value::Null);
+            (Some(c.id.clone()), ParsedCall { name: c.name.clone(), args, span: 0..0 })
+        });
+        text_calls.chain(native).skip(done).collect()
     }
 
     /// The entries to append when this process is resumed: an error for the
-    /// call that was interrupted (not retried) and a notice for the calls of
-    /// the same reply that never started, then a notice of the restart.
+    /// call that was interrupted (not retried), and for the calls of the
+    /// same reply that never started a notice (text calls) or a "not run"
+    /// error under each native call's id — so every tool call of the reply
+    /// has its result, as the APIs require —, then a notice of the restart.
     pub fn recovery_entries(&self) -> Vec<Entry> {
-        let pending = self.pending_calls();
+        let pending = self.pending();
         let mut out = Vec::new();
-        if let Some(first) = pending.first() {
+        let mut id = self.next_call_id;
+        if let Some((call_id, first)) = pending.first() {
             out.push(Entry::Error {
-                id: self.next_call_id,
+                id,
                 name: Some(first.name.clone()),
                 args: (!first.args.is_null()).then(|| first.args.clone()),
                 error: "interrupted: the kernel stopped while this call was running and has restarted; the call was \
-                        not retried and may or may not have taken effect — check before repeating it"
+                        not retried (not re-run) and may or may not have taken effect — check before repeating it"
                     .into(),
+                call_id: call_id.clone(),
             });
+            id += 1;
         }
-        if pending.len() > 1 {
-            let names: Vec<&str> = pending[1..].iter().map(|c| c.name.as_str()).collect();
+        let mut not_started = Vec::new();
+        for (call_id, c) in pending.iter().skip(1) {
+            match call_id {
+                Some(cid) => {
+                    out.push(Entry::Error {
+                        id,
+                        name: Some(c.name.clone()),
+                        args: (!c.args.is_null()).then(|| c.args.clone()),
+                        error: "not run: the kernel restarted before this call started; repeat it if still needed".into(),
+                        call_id: Some(cid.clone()),
+                    });
+                    id += 1;
+                }
+                None => not_started.push(c.name.as_str()),
+            }
+        }
+        if !not_started.is_empty() {
             out.push(Entry::Notice {
                 text: format!(
                     "{} later call(s) of your last reply were not run because the kernel restarted: {}; \
                      repeat them if still needed",
-                    pending.len() - 1,
-                    names.join(", ")
+                    not_started.len(),
+                    not_started.join(", ")
                 ),
             });
         }

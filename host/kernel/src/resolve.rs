@@ -81,10 +81,11 @@ impl Syscalls {
 
     /// The capabilities that grant the syscall `name`, when it is used as a
     /// permission (prompts written for the original AgentOS grant
-    /// `permissions: ["FS_READ"]`).
+    /// `permissions: ["FS_READ"]`). A syscall every process has
+    /// (`SYS_WRITE_STDOUT`, `SYS_EXIT`, ...) grants nothing more.
     pub fn grant_for(&self, name: &str) -> Option<Vec<Capability>> {
         if let Some(k) = KernelSyscall::from_name(name) {
-            return k.capability().map(|c| vec![c]);
+            return Some(k.capability().into_iter().collect());
         }
         self.sources.iter().find_map(|s| s.grant_for(name))
     }

@@ -128,6 +128,8 @@ struct Loop<'a> {
     /// tenth of a step's CPU).
     specs: Arc<[SyscallSpec]>,
     system: String,
+    /// Whether the syscalls go to the model as its API's native tools.
+    native: bool,
     base_window: usize,
     breaker: LoopBreaker,
 }
@@ -135,10 +137,8 @@ struct Loop<'a> {
 /// Runs `p` until it ends; returns how.
 pub(crate) async fn run(env: LoopEnv<'_>, p: &Arc<Process>, inbox: IpcInbox) -> ExitStatus {
     let specs = env.calls.syscalls.available(&p.caps);
-    let system = context::render_system_prompt(
-        &PromptFacts { pid: p.pid, parent: p.parent, caps: &p.caps, budgets: &p.budgets, role: &p.role },
-        &specs,
-    );
+    let native = env.models.native_tools(p);
+    let system = system_prompt(p, &specs, native);
     let mut l = Loop {
         env,
         p,
@@ -146,6 +146,7 @@ pub(crate) async fn run(env: LoopEnv<'_>, p: &Arc<Process>, inbox: IpcInbox) -> 
         base_window: env.models.base_window(p),
         specs: specs.into(),
         system,
+        native,
         breaker: LoopBreaker { limit: env.config.loop_breaker, last: None, count: 0 },
     };
     match l.steps().await {
@@ -165,7 +166,7 @@ impl Loop<'_> {
                 self.refuse_truncated()?;
                 continue;
             }
-            let sleep = self.run_calls(&reply.text).await?;
+            let sleep = self.run_calls(&reply).await?;
             self.sleep_if_asked(sleep).await;
         }
     }
@@ -239,7 +240,7 @@ impl Loop<'_> {
         let mut reserved: Option<u64> = None;
         let completion = loop {
             let window = p.window(self.base_window);
-            let (messages, compacted) = p.messages(bus, &self.system, window);
+            let (messages, compacted) = p.messages(bus, &self.system, window, self.native);
             if let Some((provider, prompt_tokens, limit)) = &overflowed {
                 // Compaction could not shrink the rejected prompt any further
                 // (the system prompt, task and newest entry alone overflow),
@@ -259,6 +260,7 @@ impl Loop<'_> {
                 max_tokens: self.env.config.max_reply_tokens,
                 temperature: self.env.config.temperature,
                 syscalls: self.specs.clone(),
+                tools: self.native,
                 pid: p.pid,
             };
             match p.provider.complete(req).await {
@@ -278,6 +280,21 @@ impl Loop<'_> {
                     p.shrink_window(bus, prompt_tokens, limit, shrunk);
                     overflowed = Some((provider, prompt_tokens, limit));
                 }
+                Err(ProviderError::ToolsRejected { provider, detail }) if p.tool_mode == aos_abi::ToolMode::Auto => {
+                    // Once: later calls (and processes) of this model use text.
+                    tracing::warn!(pid = p.pid, provider = %provider, model = %p.model, detail = %detail,
+                        "the server rejected native tool calls; falling back to the [SYS_CALL::NAME] text protocol");
+                    self.env.models.reject_tools(p);
+                    self.native = false;
+                    self.system = system_prompt(p, &self.specs, false);
+                    p.record(bus, Entry::Notice {
+                        text: format!(
+                            "{provider} rejected native tool calls for model `{}` ({detail}); this process uses the \
+                             [SYS_CALL::NAME] {{json}} text protocol from now on (tool_mode = auto)",
+                            p.model
+                        ),
+                    });
+                }
                 Err(e) => return Err(ExitStatus::Failed { reason: format!("model call failed: {e}") }),
             }
         };
@@ -286,7 +303,11 @@ impl Loop<'_> {
         let used = completion.usage.prompt_tokens + completion.usage.completion_tokens;
         p.account.settle_tokens(reserved.unwrap_or(0), used);
         p.set_status(bus, ProcessStatus::Running);
-        p.record(bus, Entry::Reply { text: completion.text.clone(), truncated: completion.truncated });
+        p.record(bus, Entry::Reply {
+            text: completion.text.clone(),
+            truncated: completion.truncated,
+            tool_calls: completion.tool_calls.clone(),
+        });
         Ok(completion)
     }
 
@@ -301,21 +322,28 @@ impl Loop<'_> {
              reply more briefly (split large content over several calls) and repeat the calls",
             self.env.config.max_reply_tokens.map(|n| n.to_string()).unwrap_or_else(|| "provider default".into())
         );
-        p.record(bus, Entry::Error { id, name: None, args: None, error: error.clone() });
+        p.record(bus, Entry::Error { id, name: None, args: None, error: error.clone(), call_id: None });
         if self.breaker.failure(Failure::Truncated) {
             return Err(loop_broken("a truncated reply", &error, self.breaker.count));
         }
         Ok(())
     }
 
-    /// Parses `reply` and runs its calls in order; returns the longest
-    /// sleep they asked for. `SYS_EXIT` ends the process (later calls are not run).
-    async fn run_calls(&mut self, reply: &str) -> Step<Option<f64>> {
+    /// Parses `reply` and runs its calls in order — the `[SYS_CALL::…]`
+    /// calls of its text, then its native tool calls, through the same
+    /// dispatch — and returns the longest sleep they asked for. The result
+    /// or error of a native call is recorded under its id. `SYS_EXIT` ends
+    /// the process (later calls are not run).
+    async fn run_calls(&mut self, reply: &Completion) -> Step<Option<f64>> {
         let (p, bus) = (self.p, self.env.events);
-        let calls = parser::parse_reply(reply);
+        let calls: Vec<(Option<String>, Result<parser::ParsedCall, parser::ParseError>)> = parser::parse_reply(&reply.text)
+            .into_iter()
+            .map(|c| (None, c))
+            .chain(reply.tool_calls.iter().map(|c| (Some(c.id.clone()), native_call(c))))
+            .collect();
         let total = calls.len();
         let mut sleep: Option<f64> = None;
-        for (i, call) in calls.into_iter().enumerate() {
+        for (i, (call_id, call)) in calls.into_iter().enumerate() {
             if p.is_killed() {
                 return Err(ExitStatus::Killed);
             }
@@ -328,7 +356,7 @@ impl Loop<'_> {
                         None => p.count_error(),
                     }
                     let error = format!("invalid call: {}", e.message);
-                    p.record(bus, Entry::Error { id, name: e.name.clone(), args: None, error: error.clone() });
+                    p.record(bus, Entry::Error { id, name: e.name.clone(), args: None, error: error.clone(), call_id });
                     if self.breaker.failure(Failure::Malformed(e.message.clone())) {
                         let what = e.name.as_deref().unwrap_or("a malformed call");
                         return Err(loop_broken(what, &error, self.breaker.count));
@@ -340,7 +368,7 @@ impl Loop<'_> {
                 Outcome::Ok { output, effects: e } => {
                     p.count_call(&call.name, false);
                     self.breaker.success();
-                    p.record(bus, Entry::Result { id, name: call.name.clone(), args: call.args.clone(), output });
+                    p.record(bus, Entry::Result { id, name: call.name.clone(), args: call.args.clone(), output, call_id });
                     sleep = self.apply_effects(e, sleep);
                 }
                 Outcome::Err(err) => {
@@ -351,6 +379,7 @@ impl Loop<'_> {
                         name: Some(call.name.clone()),
                         args: Some(call.args.clone()),
                         error: error.clone(),
+                        call_id,
                     });
                     let key = Failure::Call { name: call.name.clone(), args: call.args.to_string() };
                     if self.breaker.failure(key) {
@@ -365,6 +394,7 @@ impl Loop<'_> {
                         name: call.name.clone(),
                         args: call.args.clone(),
                         output: serde_json::json!({"exiting": code}),
+                        call_id,
                     });
                     let skipped = total - i - 1;
                     if skipped > 0 {
@@ -406,6 +436,41 @@ impl Loop<'_> {
             self.sleep(d).await;
         }
     }
+}
+
+/// The system prompt of `p`: the text protocol's, listing `specs`, or the
+/// native one (the same `specs` go to the API as its tools).
+fn system_prompt(p: &Process, specs: &[SyscallSpec], native: bool) -> String {
+    let facts = PromptFacts { pid: p.pid, parent: p.parent, caps: &p.caps, budgets: &p.budgets, role: &p.role };
+    if native {
+        context::render_native_system_prompt(&facts)
+    } else {
+        context::render_system_prompt(&facts, specs)
+    }
+}
+
+/// A native tool call as a parsed call, or why it is malformed: no name,
+/// arguments that are not JSON, or not an object (empty arguments are `{}`).
+fn native_call(c: &aos_abi::ToolCall) -> Result<parser::ParsedCall, parser::ParseError> {
+    let err = |message: String| parser::ParseError {
+        name: (!c.name.is_empty()).then(|| c.name.clone()),
+        span: 0..0,
+        message,
+    };
+    if c.name.trim().is_empty() {
+        return Err(err(format!("tool call `{}` names no tool", c.id)));
+    }
+    let args = if c.arguments.trim().is_empty() {
+        serde_json::json!({})
+    } else {
+        serde_json::from_str::<serde_json::Value>(&c.arguments).map_err(|e| {
+            err(format!("the arguments of {} are not valid JSON ({e}); send one JSON object", c.name))
+        })?
+    };
+    if !args.is_object() {
+        return Err(err(format!("the arguments of {} must be a JSON object, got `{}`", c.name, c.arguments)));
+    }
+    Ok(parser::ParsedCall { name: c.name.clone(), args, span: 0..0 })
 }
 
 /// Why a process whose wall-time budget ran out ended.

@@ -121,8 +121,8 @@ fn main() {
         let wall = t.elapsed().as_secs_f64() * 1e3;
         let s = p.last_stats(pid).unwrap();
         steps.push((step, wall, s));
-        req.messages.push(Message { role: Role::Assistant, content: out.text });
-        req.messages.push(Message { role: Role::User, content: format!("[RESULT FS_WRITE#{step}] {{\"path\": \"sea.txt\", \"bytes\": {}}}", 40 + step) });
+        req.messages.push(Message::new(Role::Assistant, out.text));
+        req.messages.push(Message::new(Role::User, format!("[RESULT FS_WRITE#{step}] {{\"path\": \"sea.txt\", \"bytes\": {}}}", 40 + step)));
     }
     println!("\n| step | prompt tok | evaluated | reused | generated | prompt ms | choose ms | gen ms | total ms |");
     println!("|---|---|---|---|---|---|---|---|---|");

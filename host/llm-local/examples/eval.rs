@@ -1,6 +1,6 @@
 //! Right-first-call eval of the `local` provider.
 //!
-//! `cargo run -p aos-llm-local --example eval --release -- [--decoding grammar|two-stage|calibrated|few-shot|channel|pmi]
+//! `cargo run -p aos-llm-local --example eval --release -- [--decoding grammar|two-stage|pmi]
 //!     [--thought] [--no-examples] [--model PATH] [--set tasks|heldout|both|next|plans|all] [--names-only] [--threads N] [--limit N] [-v]`
 //!
 //! For every task in `evals/tasks.jsonl` (and/or the held-out
@@ -30,11 +30,8 @@ fn main() {
                 cfg.decoding = match args.next().as_deref() {
                     Some("grammar") => Decoding::Grammar,
                     Some("two-stage") => Decoding::TwoStage,
-                    Some("calibrated") => Decoding::TwoStageCalibrated,
-                    Some("few-shot") => Decoding::FewShot,
-                    Some("channel") => Decoding::Channel,
                     Some("pmi") => Decoding::Pmi,
-                    other => panic!("--decoding grammar|two-stage|calibrated|few-shot|channel|pmi, not {other:?}"),
+                    other => panic!("--decoding grammar|two-stage|pmi, not {other:?} (calibrated, few-shot and channel were removed: their numbers are in evals/README.md)"),
                 }
             }
             "--thought" => cfg.thought = true,

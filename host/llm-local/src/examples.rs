@@ -43,7 +43,7 @@ pub fn examples_for(specs: &[SyscallSpec]) -> String {
 /// Two short lines per syscall, each saying with everyday verbs (in two
 /// different phrasings) what a request that starts with it asks for. The
 /// first step's name is chosen by how well the task fits them
-/// ([`crate::Decoding::Pmi`], [`crate::Decoding::Channel`]). Written from the
+/// ([`crate::Decoding::Pmi`]). Written from the
 /// syscalls' meaning, not from the eval tasks (`evals/heldout.jsonl` checks
 /// that).
 pub(crate) const HINTS: &[(&str, [&str; 2])] = &[

@@ -16,8 +16,9 @@ use std::fmt::Write as _;
 use aos_abi::SyscallSpec;
 use serde_json::Value;
 
-/// The tag that opens a call.
-pub const TAG_OPEN: &str = "[SYS_CALL::";
+/// The tag that opens a call (defined once, in the ABI; the kernel's parser
+/// uses the same constant).
+pub use aos_abi::syscall::TAG_OPEN;
 
 /// Grammar options.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

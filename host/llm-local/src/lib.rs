@@ -6,8 +6,10 @@
 //! * [`model_file`] — the embedded model's identity (name, size, SHA-256, shared
 //!   with `scripts/fetch-model.sh`), its location and verification.
 //! * [`grammar`] — GBNF generation from syscall specs.
-//! * [`engine`] — model, chat template, per-process contexts with KV reuse,
-//!   LRU eviction with state snapshots, two-stage decoding.
+//! * [`engine`] — model, chat template and one step's decoding; its
+//!   submodules hold the KV-context pool (per-process contexts with KV reuse,
+//!   LRU eviction with state snapshots), candidate scoring, the PMI plan
+//!   choice, grammar-constrained sampling and the typed [`engine::EngineError`].
 //! * [`provider`] — [`LocalProvider`], the [`aos_providers::Provider`].
 //! * [`stats`] — per-call statistics ([`LocalProvider::last_stats`]).
 //! * [`examples`] — worked examples added to the system prompt, and the
@@ -29,7 +31,7 @@ pub mod plan;
 pub mod provider;
 pub mod stats;
 
-pub use engine::Decoding;
+pub use engine::{Decoding, EngineError};
 pub use model_file::{default_model_dir, default_model_path, MODEL_FILE_NAME, MODEL_SHA256, MODEL_SIZE};
 pub use provider::{LocalConfig, LocalProvider};
 pub use stats::{CacheSource, StepStats};

@@ -163,7 +163,7 @@ impl LocalProvider {
     pub fn plan(&self, model: &str, task: &str, specs: &[aos_abi::SyscallSpec]) -> Result<Vec<String>, ProviderError> {
         let (engine, _) = self.inner.engine(model)?;
         let mut e = engine.lock().unwrap();
-        match e.plan_for(task, specs).map_err(err)? {
+        match e.plan_for(task, specs).map_err(|e| err(format!("local model: {e}")))? {
             Some((plan, _)) => Ok(plan),
             None => Err(err("the plan's scoring prompts do not fit in the context")),
         }
@@ -191,7 +191,7 @@ impl Inner {
             max_live_contexts: self.cfg.max_live_contexts,
             max_parked_bytes: self.cfg.max_parked_bytes,
         };
-        let engine = Arc::new(Mutex::new(Engine::load(mref.path.clone(), cfg).map_err(err)?));
+        let engine = Arc::new(Mutex::new(Engine::load(mref.path.clone(), cfg).map_err(|e| err(e.to_string()))?));
         engines.insert(mref.path, Arc::clone(&engine));
         Ok((engine, true))
     }
@@ -234,11 +234,12 @@ impl Inner {
                     prompt_tokens: prompt_tokens as u64,
                     limit: limit as u64,
                 },
-                GenError::Other(m) => err(format!("local model: {m}")),
+                GenError::Engine(e) => err(format!("local model: {e}")),
             })?
         };
         self.stats.lock().unwrap().insert(req.pid, out.stats);
         Ok(Completion {
+        tool_calls: Vec::new(),
             text: out.text,
             usage: Usage {
                 prompt_tokens: out.stats.prompt_tokens as u64,

@@ -63,8 +63,8 @@ fn second_step_evaluates_only_the_new_tokens() {
     assert_eq!(out1.usage.completion_tokens, s1.generated_tokens as u64);
 
     let mut msgs = r1.messages.clone();
-    msgs.push(Message { role: Role::Assistant, content: out1.text.clone() });
-    msgs.push(Message { role: Role::User, content: "[RESULT FS_WRITE#1] {\"path\": \"sea.txt\", \"bytes\": 42}".into() });
+    msgs.push(Message::new(Role::Assistant, out1.text.clone()));
+    msgs.push(Message::new(Role::User, "[RESULT FS_WRITE#1] {\"path\": \"sea.txt\", \"bytes\": 42}"));
     let out2 = p.complete_blocking(step_request(7, msgs, &task)).unwrap();
     let s2 = p.last_stats(7).unwrap();
     eprintln!("step1 {s1:?}\nstep2 {s2:?}\nreply2 {}", out2.text);
@@ -87,8 +87,8 @@ fn evicted_process_state_is_restored_not_recomputed() {
     p.complete_blocking(common::request(2, &b)).unwrap();
     assert_eq!(p.cache_info("default").unwrap().1, 1, "process 1 was parked");
     let mut msgs = ra.messages.clone();
-    msgs.push(Message { role: Role::Assistant, content: outa.text });
-    msgs.push(Message { role: Role::User, content: "[RESULT FS_LIST#1] {\"path\": \".\", \"entries\": [], \"total\": 0}".into() });
+    msgs.push(Message::new(Role::Assistant, outa.text));
+    msgs.push(Message::new(Role::User, "[RESULT FS_LIST#1] {\"path\": \".\", \"entries\": [], \"total\": 0}"));
     p.complete_blocking(step_request(1, msgs, &a)).unwrap();
     let s = p.last_stats(1).unwrap();
     eprintln!("{s:?}");
@@ -137,10 +137,10 @@ fn prompt_beyond_n_ctx_is_a_context_overflow() {
     assert_eq!(LocalConfig::default().context_window(), 8192 - 512);
     let task = common::Task { task: "Print hello to the user".into(), caps: vec![], expect: vec![], history: vec![] };
     let mut req = common::request(11, &task);
-    req.messages.push(Message {
-        role: Role::User,
-        content: format!("[RESULT SYS_WRITE_STDOUT#1] {{\"text\": \"{}\"}}", "the sea is wide and deep. ".repeat(150)),
-    });
+    req.messages.push(Message::new(
+        Role::User,
+        format!("[RESULT SYS_WRITE_STDOUT#1] {{\"text\": \"{}\"}}", "the sea is wide and deep. ".repeat(150)),
+    ));
     let err = p.complete_blocking(req).unwrap_err();
     match &err {
         aos_providers::ProviderError::ContextOverflow { provider, prompt_tokens, limit } => {

@@ -64,7 +64,9 @@ pub(crate) fn request_body(req: &CompletionRequest) -> Value {
     let (system, rest) = split_system(&req.messages);
     let mut turns = merge_turns(rest, |r| match r {
         Role::Assistant => WireRole::Assistant,
-        Role::User | Role::System => WireRole::User,
+        // Tool results reach these providers only as text (the kernel
+        // renders them so in text mode).
+        Role::User | Role::System | Role::Tool => WireRole::User,
     });
     if turns.first().is_none_or(|(r, _)| *r != WireRole::User) {
         turns.insert(0, (WireRole::User, PLACEHOLDER_USER_TURN.to_string()));
@@ -164,6 +166,7 @@ pub(crate) fn parse_response(
         _ => crate::estimated_usage(&req.messages, &text),
     };
     Ok(Completion {
+        tool_calls: Vec::new(),
         text,
         usage,
         truncated,
@@ -282,10 +285,7 @@ mod tests {
     use crate::Message;
 
     fn msg(role: Role, content: &str) -> Message {
-        Message {
-            role,
-            content: content.into(),
-        }
+        Message::new(role, content)
     }
 
     #[test]

@@ -59,7 +59,9 @@ pub(crate) fn request_body(req: &CompletionRequest) -> Value {
     let (system, rest) = split_system(&req.messages);
     let turns = merge_turns(rest, |r| match r {
         Role::Assistant => WireRole::Model,
-        Role::User | Role::System => WireRole::User,
+        // Tool results reach these providers only as text (the kernel
+        // renders them so in text mode).
+        Role::User | Role::System | Role::Tool => WireRole::User,
     });
     let contents: Vec<Value> = turns
         .into_iter()
@@ -195,6 +197,7 @@ pub(crate) fn parse_response(
         _ => crate::estimated_usage(&req.messages, &text),
     };
     Ok(Completion {
+        tool_calls: Vec::new(),
         text,
         usage,
         truncated,
@@ -306,26 +309,11 @@ mod tests {
         let req = CompletionRequest {
             model: "m".into(),
             messages: vec![
-                Message {
-                    role: Role::System,
-                    content: "sys".into(),
-                },
-                Message {
-                    role: Role::User,
-                    content: "a".into(),
-                },
-                Message {
-                    role: Role::User,
-                    content: "b".into(),
-                },
-                Message {
-                    role: Role::Assistant,
-                    content: "c".into(),
-                },
-                Message {
-                    role: Role::System,
-                    content: "note".into(),
-                },
+                Message::new(Role::System, "sys"),
+                Message::new(Role::User, "a"),
+                Message::new(Role::User, "b"),
+                Message::new(Role::Assistant, "c"),
+                Message::new(Role::System, "note"),
             ],
             max_tokens: Some(5),
             ..Default::default()

@@ -21,7 +21,7 @@ pub use registry::{
 };
 pub use script::ScriptProvider;
 
-pub use aos_abi::SyscallSpec;
+pub use aos_abi::{SyscallSpec, ToolCall, ToolMode};
 
 /// Who said a message.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -30,6 +30,8 @@ pub enum Role {
     System,
     User,
     Assistant,
+    /// The result of one native tool call (`tool_call_id` names it).
+    Tool,
 }
 
 impl Role {
@@ -39,6 +41,7 @@ impl Role {
             Role::System => "system",
             Role::User => "user",
             Role::Assistant => "assistant",
+            Role::Tool => "tool",
         }
     }
 }
@@ -47,6 +50,19 @@ impl Role {
 pub struct Message {
     pub role: Role,
     pub content: String,
+    /// An assistant message's native tool calls (native tool mode only).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tool_calls: Vec<ToolCall>,
+    /// A [`Role::Tool`] message: the id of the call it answers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tool_call_id: Option<String>,
+}
+
+impl Message {
+    /// A plain message (no tool calls).
+    pub fn new(role: Role, content: impl Into<String>) -> Message {
+        Message { role, content: content.into(), tool_calls: Vec::new(), tool_call_id: None }
+    }
 }
 
 /// One model call.
@@ -62,6 +78,9 @@ pub struct CompletionRequest {
     /// The syscalls this process may use (local providers build a grammar
     /// from them). Shared: the scheduler sends the same list every step.
     pub syscalls: std::sync::Arc<[SyscallSpec]>,
+    /// Send `syscalls` as the API's native tools (each syscall one tool) (only to a provider whose
+    /// [`Provider::supports_tools`] is true).
+    pub tools: bool,
     /// Identifies the calling process (local providers keep a KV cache per process).
     pub pid: u64,
 }
@@ -78,6 +97,8 @@ pub struct Usage {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Completion {
     pub text: String,
+    /// Native tool calls, in the order the model made them.
+    pub tool_calls: Vec<ToolCall>,
     pub usage: Usage,
     /// True when generation stopped at `max_tokens`.
     pub truncated: bool,
@@ -148,6 +169,11 @@ mod error {
             /// The most prompt tokens the model accepts (0 when the provider did not say).
             limit: u64,
         },
+        /// The server refused a request because of its tool list (a model
+        /// or server without tool calling). In `auto` tool mode the kernel
+        /// falls back to the text protocol.
+        #[error("{provider} rejected native tool calls: {detail} (use tool_mode = \"text\" for this model)")]
+        ToolsRejected { provider: String, detail: String },
         #[error("{provider} returned a response that could not be understood: {detail}")]
         BadResponse { provider: String, detail: String },
         #[error("{0}")]
@@ -187,6 +213,11 @@ pub trait Provider: Send + Sync {
     fn model_is_file(&self, _model: &str) -> bool {
         false
     }
+    /// Whether it can send syscalls as the API's native tools
+    /// ([`CompletionRequest::tools`]). Default: no (the text protocol).
+    fn supports_tools(&self) -> bool {
+        false
+    }
 }
 
 /// Rough token estimate (≈4 characters per token) for providers that report none.
@@ -196,7 +227,10 @@ pub fn estimate_tokens(text: &str) -> u64 {
 
 /// Estimated prompt size of a request's messages (for responses without usage).
 pub fn estimate_prompt_tokens(messages: &[Message]) -> u64 {
-    messages.iter().map(|m| estimate_tokens(&m.content)).sum()
+    messages
+        .iter()
+        .map(|m| estimate_tokens(&m.content) + m.tool_calls.iter().map(|c| estimate_tokens(&c.arguments) + 4).sum::<u64>())
+        .sum()
 }
 
 /// Usage estimated from the request's messages and the reply text.

@@ -11,8 +11,8 @@ use crate::http::{
     is_retryable, normalize_base, read_api_key, snippet, HttpClient, HttpSettings, WireErrors,
 };
 use crate::{
-    estimate_prompt_tokens, estimate_tokens, Completion, CompletionRequest, Provider,
-    ProviderError, Usage,
+    estimate_prompt_tokens, estimate_tokens, Completion, CompletionRequest, Message, Provider,
+    ProviderError, Role, SyscallSpec, ToolCall, Usage,
 };
 
 pub const DEFAULT_BASE_URL: &str = "https://api.openai.com/v1";
@@ -58,15 +58,54 @@ fn is_openai_host(base: &str) -> bool {
     host.eq_ignore_ascii_case("api.openai.com")
 }
 
-/// The JSON body for a request (`max_completion_tokens` for api.openai.com,
-/// whose newer models reject `max_tokens`; `max_tokens` for compatible servers).
-pub(crate) fn request_body(req: &CompletionRequest, official: bool) -> Value {
-    let messages: Vec<Value> = req
-        .messages
+/// One message on the wire: an assistant message's native calls as
+/// `tool_calls` (`content` null when it wrote no text), a tool result as
+/// `role: "tool"` with its `tool_call_id`.
+fn wire_message(m: &Message) -> Value {
+    match m.role {
+        Role::Assistant if !m.tool_calls.is_empty() => {
+            let calls: Vec<Value> = m
+                .tool_calls
+                .iter()
+                .map(|c| json!({"id": c.id, "type": "function", "function": {"name": c.name, "arguments": c.arguments}}))
+                .collect();
+            let content = if m.content.is_empty() { Value::Null } else { json!(m.content) };
+            json!({"role": "assistant", "content": content, "tool_calls": calls})
+        }
+        Role::Tool => match &m.tool_call_id {
+            Some(id) => json!({"role": "tool", "tool_call_id": id, "content": m.content}),
+            None => json!({"role": "user", "content": m.content}),
+        },
+        _ => json!({"role": m.role.as_str(), "content": m.content}),
+    }
+}
+
+/// The syscalls as chat-completions `tools`. Chat completions take JSON
+/// Schema as it is in non-strict mode (no `strict: true`, which would
+/// require every property in `required` and `additionalProperties: false`
+/// at every level), so no keyword is dropped for this API.
+pub fn tools(specs: &[SyscallSpec]) -> Vec<Value> {
+    specs
         .iter()
-        .map(|m| json!({"role": m.role.as_str(), "content": m.content}))
-        .collect();
+        .map(|s| {
+            json!({"type": "function", "function": {
+                "name": s.name, "description": s.description, "parameters": s.args_schema,
+            }})
+        })
+        .collect()
+}
+
+/// The JSON body for a request (`max_completion_tokens` for api.openai.com,
+/// whose newer models reject `max_tokens`; `max_tokens` for compatible
+/// servers); with [`CompletionRequest::tools`], the syscalls as `tools`
+/// with `tool_choice: "auto"` (the model may also answer in text).
+pub(crate) fn request_body(req: &CompletionRequest, official: bool) -> Value {
+    let messages: Vec<Value> = req.messages.iter().map(wire_message).collect();
     let mut body = json!({"model": req.model, "messages": messages, "stream": false});
+    if req.tools && !req.syscalls.is_empty() {
+        body["tools"] = Value::Array(tools(&req.syscalls));
+        body["tool_choice"] = json!("auto");
+    }
     if let Some(max) = req.max_tokens {
         let key = if official {
             "max_completion_tokens"
@@ -101,6 +140,47 @@ struct Choice {
 struct ChoiceMessage {
     #[serde(default)]
     content: Option<Value>,
+    #[serde(default)]
+    tool_calls: Option<Vec<WireToolCall>>,
+}
+
+#[derive(Deserialize)]
+struct WireToolCall {
+    #[serde(default)]
+    id: Option<String>,
+    #[serde(default)]
+    function: Option<WireFunction>,
+}
+
+#[derive(Deserialize)]
+struct WireFunction {
+    #[serde(default)]
+    name: Option<String>,
+    /// A JSON string per the API; some compatible servers send an object.
+    #[serde(default)]
+    arguments: Option<Value>,
+}
+
+/// The reply's tool calls. A call without an id (some compatible servers
+/// omit it) gets `call_N`, N its position, so its result can still be
+/// matched; arguments sent as an object are kept as its JSON text.
+fn tool_calls(calls: Vec<WireToolCall>) -> Vec<ToolCall> {
+    calls
+        .into_iter()
+        .enumerate()
+        .map(|(i, c)| {
+            let f = c.function.unwrap_or(WireFunction { name: None, arguments: None });
+            ToolCall {
+                id: c.id.filter(|s| !s.is_empty()).unwrap_or_else(|| format!("call_{i}")),
+                name: f.name.unwrap_or_default(),
+                arguments: match f.arguments {
+                    Some(Value::String(s)) => s,
+                    None | Some(Value::Null) => String::new(),
+                    Some(v) => v.to_string(),
+                },
+            }
+        })
+        .collect()
 }
 
 #[derive(Deserialize)]
@@ -141,6 +221,7 @@ pub(crate) fn parse_response(
         .next()
         .ok_or_else(|| bad(format!("no choices in the response: {snip}")))?;
     let text = content_text(choice.message.as_ref().and_then(|m| m.content.as_ref()));
+    let calls = tool_calls(choice.message.and_then(|m| m.tool_calls).unwrap_or_default());
     let truncated = choice.finish_reason.as_deref() == Some("length");
     let usage = match resp.usage {
         Some(WireUsage {
@@ -162,6 +243,7 @@ pub(crate) fn parse_response(
         _ => crate::estimated_usage(&req.messages, &text),
     };
     Ok(Completion {
+        tool_calls: calls,
         text,
         usage,
         truncated,
@@ -278,8 +360,38 @@ impl Provider for OpenAiProvider {
         let value = self
             .http
             .post_json(&url, &headers, &body, &req.model, &OpenAiErrors)
-            .await?;
+            .await
+            .map_err(|e| tools_rejected(e, req.tools))?;
         parse_response(value, &req)
+    }
+
+    fn supports_tools(&self) -> bool {
+        true
+    }
+}
+
+/// A 400/422/404/501 that blames the tool list, when the request had one:
+/// a model or server without tool calling (Ollama "does not support
+/// tools", vLLM "\"auto\" tool choice requires --enable-auto-tool-choice",
+/// llama.cpp "tools param requires --jinja flag").
+fn tools_rejected(e: ProviderError, sent_tools: bool) -> ProviderError {
+    match e {
+        ProviderError::Api { provider, status, detail }
+            if sent_tools
+                && matches!(status, 400 | 404 | 422 | 501)
+                && {
+                    let d = detail.to_ascii_lowercase();
+                    d.contains("tool") || d.contains("function")
+                } =>
+        {
+            ProviderError::ToolsRejected { provider, detail: format!("HTTP {status}: {detail}") }
+        }
+        ProviderError::UnknownModel { provider, detail, .. }
+            if sent_tools && detail.to_ascii_lowercase().contains("tool") =>
+        {
+            ProviderError::ToolsRejected { provider, detail }
+        }
+        other => other,
     }
 }
 

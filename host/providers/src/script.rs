@@ -193,6 +193,7 @@ impl Provider for ScriptProvider {
         };
         let usage = estimated_usage(&req.messages, &text);
         Ok(Completion {
+        tool_calls: Vec::new(),
             text,
             usage,
             truncated: false,
@@ -245,6 +246,7 @@ mod tests {
             max_tokens: None,
             temperature: None,
             syscalls: Default::default(),
+            tools: false,
             pid,
         };
         p.resume(7, 2);

@@ -30,14 +30,17 @@ pub fn format_entry(e: &LogEntry, f: EntryFormat) -> String {
         out.push('\n');
     };
     match &e.entry {
-        Entry::Reply { text, truncated } => {
+        Entry::Reply { text, truncated, tool_calls } => {
             line(format!("[{pid}] model{}:", if *truncated { " (truncated)" } else { "" }));
             for l in text.lines() {
                 line(format!("[{pid}]   {l}"));
             }
+            for c in tool_calls {
+                line(format!("[{pid}]   tool call {} {} {}", c.id, c.name, c.arguments));
+            }
         }
-        Entry::Result { id, name, args, output } => line(format!("[{pid}] {name}#{id} {args} -> {output}")),
-        Entry::Error { id, name, args, error } => line(format!(
+        Entry::Result { id, name, args, output, .. } => line(format!("[{pid}] {name}#{id} {args} -> {output}")),
+        Entry::Error { id, name, args, error, .. } => line(format!(
             "[{pid}] {}#{id}{} -> ERROR {error}",
             name.as_deref().unwrap_or("?"),
             args.as_ref().map(|a| format!(" {a}")).unwrap_or_default()

@@ -40,6 +40,9 @@ pub struct SpawnArgs {
     /// The agent's role, shown in its system prompt.
     #[arg(long)]
     pub role: Option<String>,
+    /// How syscalls reach the model: native, text or auto (see `aos run --help`).
+    #[arg(long)]
+    pub tool_mode: Option<aos_abi::ToolMode>,
     /// Capability to grant (repeatable; `all` = every built-in one, exec:net included).
     /// Default: `default_grants` of aos.toml, else fs:rw, timers, ipc.
     #[arg(long = "grant", short = 'g', value_delimiter = ',', long_help = aos_abi::caps::GRANT_HELP)]
@@ -194,6 +197,7 @@ pub async fn spawn(a: SpawnArgs) -> Result<i32> {
         max_tokens: a.max_tokens,
         max_seconds: a.max_seconds,
         workspace,
+        tool_mode: a.tool_mode,
     };
     let (client, reply): (Client, SpawnReply) = match client.post("/v1/spawn", &body).await {
         Err(e) if is_not_running(&e) => {

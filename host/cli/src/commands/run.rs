@@ -41,6 +41,12 @@ pub struct RunArgs {
     /// The agent's role, shown in its system prompt.
     #[arg(long, default_value = "a careful, autonomous assistant")]
     pub role: String,
+    /// How syscalls reach the model: native (the API's tool calling), text
+    /// ([SYS_CALL::NAME] {json} in the reply) or auto (native where the
+    /// provider has it, text once a server rejects tools). Default:
+    /// `tool_mode` of aos.toml, else auto; local and script always use text.
+    #[arg(long)]
+    pub tool_mode: Option<aos_abi::ToolMode>,
     /// Capability to grant (repeatable; `all` = every built-in one, exec:net included).
     /// Default: `default_grants` of aos.toml, else fs:rw, timers, ipc (nothing that
     /// reaches the network or runs commands).
@@ -125,6 +131,7 @@ pub async fn run(a: RunArgs) -> Result<i32> {
             workspace,
             pipe_to: None,
             parent: None,
+            tool_mode: a.tool_mode,
         })
         .await?;
     if !a.json {

@@ -44,6 +44,7 @@ fn info(pid: Pid) -> ProcessInfo {
         workspace: "/w".into(),
         pipe_to: None,
         base_url: None,
+        tool_mode: aos_abi::ToolMode::Text,
     }
 }
 
@@ -71,7 +72,7 @@ fuzz_target!(|data: &[u8]| {
         events.push(KernelEvent::Entry { entry: LogEntry { pid, seq, at_ms: seq, entry } });
         seq += 1;
     };
-    entry(&mut events, Entry::Reply { text: reply.to_string(), truncated: false });
+    entry(&mut events, Entry::Reply { text: reply.to_string(), truncated: false, tool_calls: vec![] });
     let interrupted_at = events.len();
     let mut id = 1;
     for call in parser::parse_reply(reply) {
@@ -83,11 +84,12 @@ fuzz_target!(|data: &[u8]| {
                     name: Some(c.name.clone()),
                     args: Some(c.args.clone()),
                     error: format!("unknown syscall `{}`", c.name),
+                    call_id: None,
                 });
                 id += 1;
-                entry(&mut events, Entry::Result { id, name: c.name.clone(), args: c.args.clone(), output: c.args });
+                entry(&mut events, Entry::Result { id, name: c.name.clone(), args: c.args.clone(), output: c.args, call_id: None });
             }
-            Err(e) => entry(&mut events, Entry::Error { id, name: e.name, args: None, error: e.message }),
+            Err(e) => entry(&mut events, Entry::Error { id, name: e.name, args: None, error: e.message, call_id: None }),
         }
         id += 1;
     }

@@ -189,6 +189,8 @@ fn spawn_agent(env: CallEnv<'_>, p: &Arc<Process>, a: args::SpawnAgent) -> Outco
         Some(pr) if *pr != p.provider_name => None,
         _ => p.base_url.clone(),
     };
+    let same_model = a.provider.as_ref().is_none_or(|pr| *pr == p.provider_name)
+        && a.model.as_ref().is_none_or(|m| *m == p.model);
     let req = SpawnRequest {
         task: a.task,
         role: a.role.unwrap_or_default(),
@@ -200,6 +202,8 @@ fn spawn_agent(env: CallEnv<'_>, p: &Arc<Process>, a: args::SpawnAgent) -> Outco
         workspace: Some(p.workspace.clone()),
         pipe_to: a.pipe_to,
         parent: Some(p.pid),
+        // A child of the same provider and model talks to it as its parent does.
+        tool_mode: (same_model).then_some(p.tool_mode),
     };
     match (env.spawn)(req) {
         Ok(pid) => Outcome::Ok { output: json!({"pid": pid}), effects: Vec::new() },

@@ -261,11 +261,36 @@ async fn spawn_refused_for_rights_the_parent_lacks() {
     assert!(s.contains("[ERROR SPAWN_AGENT#1] denied: cannot grant `fs:rw`, `net` to a child: this process does not hold it"), "{s}");
     assert!(h.seen(pid, 2).contains("[ERROR SPAWN_AGENT#2] invalid arguments: SPAWN_AGENT: field `permissions`: unknown capability `bogus`"));
     assert_eq!(h.kernel.ps().len(), 1);
-    // The API refuses too.
-    let mut req = h.req("t", "m", &["net"]);
-    req.parent = Some(pid);
-    let err = h.kernel.spawn(req).await.unwrap_err().to_string();
-    assert!(err.contains("not running") || err.contains("`net`"), "{err}");
+}
+
+/// `Kernel::spawn` (the control API's and `aos spawn --parent`'s way in)
+/// refuses rights the parent lacks with the same rule, for a parent that is
+/// still running (a parent that has ended is refused for that reason alone).
+#[tokio::test]
+async fn the_api_refuses_rights_a_live_parent_lacks() {
+    let h = harness().await;
+    let model = h.script("idle", &[r#"[SYS_CALL::SYS_READ_STDIN] {}"#]);
+    let parent = h.kernel.spawn(h.req("parent", &model, &["fs:ro", "net:a.example", "spawn"])).await.unwrap();
+    h.wait_status(parent, "BlockedStdin").await;
+    let child = |caps: &[&str]| {
+        let mut req = h.req("child", &model, caps);
+        req.parent = Some(parent);
+        req
+    };
+    for (caps, denial) in [
+        (&["net"][..], "denied: the parent does not hold `net`; request only rights the parent holds"),
+        (&["fs:rw", "net:b.example"][..], "denied: the parent does not hold `fs:rw`, `net:b.example`; request only rights the parent holds"),
+        (&["fs:ro", "exec"][..], "denied: the parent does not hold `exec`; request only rights the parent holds"),
+    ] {
+        let err = h.kernel.spawn(child(caps)).await.unwrap_err().to_string();
+        assert_eq!(err, denial, "requested {caps:?}");
+        assert_eq!(h.kernel.info(parent).unwrap().status, aos_kernel::ProcessStatus::BlockedStdin);
+    }
+    assert_eq!(h.kernel.ps().len(), 1, "a refused spawn left a process behind");
+    // What it holds, it can give: the parent was live and able to delegate.
+    let ok = h.kernel.spawn(child(&["fs:ro", "net:A.example"])).await.unwrap();
+    assert_eq!(h.kernel.info(ok).unwrap().capabilities, ["fs:ro", "net:a.example"]);
+    h.kernel.kill(parent).unwrap();
 }
 
 #[tokio::test]

@@ -11,8 +11,10 @@ mod support;
 
 mod budget;
 mod caps_prop;
+mod compat;
 mod isolation;
 mod kernel;
+mod native;
 mod parser_fuzz;
 mod restore;
 mod webhook;

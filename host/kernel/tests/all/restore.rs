@@ -54,6 +54,7 @@ async fn restored_process_continues_without_repeating_calls() {
                 name: Some("RECV_MSG".into()),
                 args: Some(serde_json::json!({})),
                 error: "interrupted: the kernel restarted while this call was running; it was not retried".into(),
+                call_id: None,
             }],
         )
         .await

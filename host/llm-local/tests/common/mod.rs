@@ -14,18 +14,17 @@ pub fn repo_root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
 }
 
-/// The default model's path, or None after printing a loud SKIPPED line.
-/// With `CI` set, a missing model fails instead (CI fetches it first).
+/// The default model's path, or None after a loud skip
+/// (`aos_test_support::skip`: a failure under CI, which fetches the model first).
 pub fn model_or_skip(what: &str) -> Option<PathBuf> {
     let path = aos_llm_local::default_model_path();
     if path.is_file() {
         return Some(path);
     }
-    let msg = format!("SKIPPED {what}: model not found at {}; run scripts/fetch-model.sh", path.display());
-    if std::env::var_os("CI").is_some() {
-        panic!("{msg} (CI is set, so this is a failure)");
-    }
-    eprintln!("\n!!!!!!!! {msg} !!!!!!!!\n");
+    aos_test_support::skip(
+        &aos_test_support::current_test_or(what),
+        &format!("the local model is not at {}; run scripts/fetch-model.sh", path.display()),
+    );
     None
 }
 
@@ -94,18 +93,18 @@ pub fn request(pid: u64, task: &Task) -> CompletionRequest {
     CompletionRequest {
         model: "default".into(),
         messages: vec![
-            Message { role: Role::System, content: system_prompt(pid, &caps, &specs) },
-            Message { role: Role::User, content: format!("[TASK] {}", task.task) },
+            Message::new(Role::System, system_prompt(pid, &caps, &specs)),
+            Message::new(Role::User, format!("[TASK] {}", task.task)),
         ]
         .into_iter()
-        .chain(task.history.iter().enumerate().map(|(k, text)| Message {
-            role: if k % 2 == 0 { Role::Assistant } else { Role::User },
-            content: text.clone(),
+        .chain(task.history.iter().enumerate().map(|(k, text)| {
+            Message::new(if k % 2 == 0 { Role::Assistant } else { Role::User }, text.clone())
         }))
         .collect(),
         max_tokens: Some(96),
         temperature: None,
         syscalls: specs.into(),
+        tools: false,
         pid,
     }
 }

@@ -12,12 +12,10 @@ use std::time::{Duration, Instant};
 
 use aos_memory::{minilm, Embedder, MiniLmEmbedder};
 
-/// Skips a test loudly, or fails it when `CI` is set.
+/// Skips the running test loudly, or fails it when `CI` is set
+/// (`aos_test_support::skip`).
 pub fn skip(why: &str) {
-    if std::env::var_os("CI").is_some() {
-        panic!("this test cannot run because {why}, and CI is set (skipping is not allowed in CI)");
-    }
-    eprintln!("SKIPPED: this test did not run because {why}");
+    aos_test_support::skip(&aos_test_support::current_test_or("a memory test"), why);
 }
 
 /// The shared in-process embedder, or None (after a loud skip) when the model is not installed.

@@ -193,10 +193,7 @@ pub fn provider_with(
 }
 
 pub fn msg(role: Role, content: &str) -> Message {
-    Message {
-        role,
-        content: content.to_string(),
-    }
+    Message::new(role, content)
 }
 
 /// System prompt, two user turns in a row, an assistant turn, a user turn.
@@ -213,6 +210,7 @@ pub fn conversation(model: &str) -> CompletionRequest {
         max_tokens: Some(77),
         temperature: Some(0.5),
         syscalls: Default::default(),
+        tools: false,
         pid: 1,
     }
 }

@@ -219,3 +219,103 @@ async fn context_length_exceeded_is_context_overflow() {
     );
     assert_eq!(server.hits(), 1, "an overflow is not retried");
 }
+
+// Native tool calls. Bodies follow the API reference
+// (https://platform.openai.com/docs/api-reference/chat/create: `tools[]`
+// of `{type: "function", function: {name, description, parameters}}`,
+// `tool_choice`, assistant messages with `tool_calls`, `role: "tool"`
+// messages with `tool_call_id`; the chat completion object's
+// `message.tool_calls[]` with `id`, `type`, `function.{name, arguments}`).
+
+fn spec(name: &str) -> aos_providers::SyscallSpec {
+    aos_providers::SyscallSpec {
+        name: name.into(),
+        description: format!("{name} does things."),
+        args_schema: json!({"type": "object", "properties": {"path": {"type": "string"}}, "required": ["path"], "additionalProperties": false}),
+    }
+}
+
+fn native_request() -> aos_providers::CompletionRequest {
+    use aos_providers::{Message, Role, ToolCall};
+    let mut r = conversation("gpt-4o");
+    r.syscalls = vec![spec("FS_READ"), spec("FS_LIST")].into();
+    r.tools = true;
+    r.messages.push(Message {
+        role: Role::Assistant,
+        content: String::new(),
+        tool_calls: vec![
+            ToolCall { id: "call_1".into(), name: "FS_READ".into(), arguments: r#"{"path":"a"}"#.into() },
+            ToolCall { id: "call_2".into(), name: "FS_LIST".into(), arguments: "{}".into() },
+        ],
+        tool_call_id: None,
+    });
+    for id in ["call_1", "call_2"] {
+        r.messages.push(Message { role: Role::Tool, content: format!("[RESULT {id}]"), tool_calls: vec![], tool_call_id: Some(id.into()) });
+    }
+    r
+}
+
+#[tokio::test]
+async fn native_tools_request_and_parallel_tool_calls_response() {
+    // The documented example response of a function call, with two calls
+    // (parallel tool calls), one of them without an id and with an object
+    // for arguments, as some compatible servers send.
+    let resp = json!({
+        "id": "chatcmpl-abc123", "object": "chat.completion", "created": 1699896916, "model": "gpt-4o-mini",
+        "choices": [{"index": 0, "message": {"role": "assistant", "content": null, "tool_calls": [
+            {"id": "call_abc123", "type": "function", "function": {"name": "FS_READ", "arguments": "{\n\"path\": \"notes.txt\"\n}"}},
+            {"type": "function", "function": {"name": "FS_LIST", "arguments": {"path": "."}}}
+        ]}, "logprobs": null, "finish_reason": "tool_calls"}],
+        "usage": {"prompt_tokens": 82, "completion_tokens": 17, "total_tokens": 99}
+    });
+    let server = TestServer::start(vec![Reply::json(200, resp)]).await;
+    let (var, _) = fresh_key();
+    let p = provider("openai", &v1(&server.url), &var);
+    assert!(p.supports_tools());
+    let c = p.complete(native_request()).await.unwrap();
+    assert_eq!(c.text, "");
+    assert_eq!(c.tool_calls.len(), 2);
+    assert_eq!((c.tool_calls[0].id.as_str(), c.tool_calls[0].name.as_str()), ("call_abc123", "FS_READ"));
+    assert_eq!(c.tool_calls[0].arguments, "{\n\"path\": \"notes.txt\"\n}");
+    assert_eq!((c.tool_calls[1].id.as_str(), c.tool_calls[1].arguments.as_str()), ("call_1", r#"{"path":"."}"#));
+    let b = &server.requests()[0].body;
+    assert_eq!(b["tool_choice"], "auto");
+    assert_eq!(b["tools"][0], json!({"type": "function", "function": {"name": "FS_READ", "description": "FS_READ does things.",
+        "parameters": {"type": "object", "properties": {"path": {"type": "string"}}, "required": ["path"], "additionalProperties": false}}}));
+    let m = b["messages"].as_array().unwrap();
+    let n = m.len();
+    assert_eq!(m[n - 3], json!({"role": "assistant", "content": null, "tool_calls": [
+        {"id": "call_1", "type": "function", "function": {"name": "FS_READ", "arguments": "{\"path\":\"a\"}"}},
+        {"id": "call_2", "type": "function", "function": {"name": "FS_LIST", "arguments": "{}"}}]}));
+    assert_eq!(m[n - 2], json!({"role": "tool", "tool_call_id": "call_1", "content": "[RESULT call_1]"}));
+    assert_eq!(m[n - 1], json!({"role": "tool", "tool_call_id": "call_2", "content": "[RESULT call_2]"}));
+    // Without `tools` nothing of it is sent.
+    let server = TestServer::start(vec![Reply::json(200, OpenAi::ok("x", false, None))]).await;
+    let p = provider("openai", &v1(&server.url), &var);
+    p.complete(conversation("m")).await.unwrap();
+    let b = &server.requests()[0].body;
+    assert!(b.get("tools").is_none() && b.get("tool_choice").is_none());
+}
+
+#[tokio::test]
+async fn servers_without_tool_calling_are_told_apart() {
+    // Ollama, vLLM and llama.cpp server refuse a tool list with these bodies.
+    let bodies = [
+        json!({"error": "registry.ollama.ai/library/gemma:2b does not support tools"}),
+        json!({"object": "error", "message": "\"auto\" tool choice requires --enable-auto-tool-choice and --tool-call-parser to be set", "type": "BadRequestError", "param": null, "code": 400}),
+        json!({"error": {"code": 500, "message": "tools param requires --jinja flag", "type": "server_error"}}),
+    ];
+    let (var, _) = fresh_key();
+    for (i, body) in bodies.iter().enumerate() {
+        let status = 400;
+        let server = TestServer::start(vec![Reply::json(status, body.clone())]).await;
+        let p = provider("openai", &v1(&server.url), &var);
+        let e = p.complete(native_request()).await.unwrap_err();
+        assert!(matches!(e, ProviderError::ToolsRejected { .. }), "{i}: {e:?}");
+        // The same error without tools sent is an ordinary API error.
+        let server = TestServer::start(vec![Reply::json(status, body.clone())]).await;
+        let p = provider("openai", &v1(&server.url), &var);
+        let e = p.complete(conversation("m")).await.unwrap_err();
+        assert!(!matches!(e, ProviderError::ToolsRejected { .. }), "{i}: {e:?}");
+    }
+}

@@ -11,10 +11,7 @@ use aos_providers::{
 fn req(path: &Path, pid: u64) -> CompletionRequest {
     CompletionRequest {
         model: path.display().to_string(),
-        messages: vec![Message {
-            role: Role::User,
-            content: "what now?".into(),
-        }],
+        messages: vec![Message::new(Role::User, "what now?")],
         pid,
         ..Default::default()
     }

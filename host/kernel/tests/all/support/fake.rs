@@ -109,9 +109,12 @@ struct FakeCall {
     timer_ids: Arc<AtomicU64>,
 }
 
-/// `rel` inside `workspace`, refusing anything that could leave it.
+/// `rel` inside `workspace`, refusing anything that could leave it. An
+/// absolute path is read inside the workspace (`/workspace/a` and `/a` are
+/// both `a`), as the fs driver does.
 fn in_workspace(workspace: &Path, rel: &str) -> Result<PathBuf, SyscallError> {
-    let p = Path::new(rel);
+    let inner = rel.strip_prefix("/workspace/").or_else(|| rel.strip_prefix('/')).unwrap_or(rel);
+    let p = Path::new(inner);
     if p.components().any(|c| !matches!(c, Component::Normal(_) | Component::CurDir)) {
         return Err(SyscallError::Denied(format!("`{rel}` is outside the workspace")));
     }

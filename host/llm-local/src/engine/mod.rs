@@ -1,0 +1,313 @@
+//! The inference engine of one model: the loaded GGUF model, its chat
+//! template, and the step that turns a conversation into one reply.
+//!
+//! * [`pool`] — the KV-context pool: one llama.cpp context per live
+//!   process, common-prefix reuse, LRU eviction with state snapshots.
+//! * [`scoring`] — log-probabilities of candidate continuations, scored as
+//!   parallel sequences of a unified KV cache in one `llama_decode`.
+//! * [`pmi`] — the default way to choose a step's syscall: the task's plan,
+//!   each clause matched to a syscall's plain-words hints by PMI.
+//! * [`sample`] — grammar-constrained sampling of the reply or arguments.
+//! * [`error`] — [`EngineError`] and [`GenError`].
+//!
+//! **Decoding.** Every reply is constrained by a GBNF grammar built from the
+//! process's syscalls ([`crate::grammar`]). [`Decoding::Pmi`] (the default)
+//! takes the syscall name from the plan; [`Decoding::TwoStage`] scores
+//! `[SYS_CALL::NAME]` for every allowed NAME in the conversation (what Pmi
+//! falls back to on steps the plan does not cover); [`Decoding::Grammar`]
+//! decodes the whole reply in one pass. The arguments are then generated
+//! under the chosen syscall's grammar. Strategies that measured worse and
+//! were removed (contextual calibration, a few-shot classifier, the noisy
+//! channel) keep their numbers in `evals/README.md`.
+//!
+//! Not thread-safe by itself: the provider serialises use behind a mutex.
+
+mod error;
+mod pmi;
+mod pool;
+mod sample;
+mod scoring;
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::{Arc, OnceLock};
+use std::time::Instant;
+
+use llama_cpp_2::llama_backend::LlamaBackend;
+use llama_cpp_2::llama_batch::LlamaBatch;
+use llama_cpp_2::model::params::LlamaModelParams;
+use llama_cpp_2::model::{LlamaChatMessage, LlamaChatTemplate, LlamaModel};
+use llama_cpp_2::token::LlamaToken;
+
+use aos_abi::SyscallSpec;
+
+pub use error::{EngineError, GenError};
+
+use crate::grammar::{self, GrammarOptions, TAG_OPEN};
+use crate::stats::StepStats;
+use pool::{Parked, Slot};
+
+/// How replies are decoded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Decoding {
+    /// One pass under the full reply grammar (optional thought line, then a call).
+    Grammar,
+    /// Choose the syscall name by log-probability, then generate its arguments
+    /// under that syscall's grammar. No thought line.
+    TwoStage,
+    /// Like [`Decoding::TwoStage`], but the name comes from the task's plan
+    /// ([`crate::plan`]): the task is split into clauses, and each clause's
+    /// syscall is chosen by the pointwise mutual information of the clause
+    /// (the whole task for the first) and each syscall's plain-words hints:
+    /// log P(" hint." | "Request: <text>\nThis request asks to") minus the
+    /// same after the content-free request "N/A", and likewise with the text
+    /// as the user's message in the model's chat template followed by "I
+    /// will"; two phrasings of every hint; the four vectors standardised and
+    /// summed. Plain words are easier for a small model than syscall names,
+    /// and the subtraction removes its preference for some hints. A clause
+    /// is done once a call of its syscall succeeded; after the last one the
+    /// name is `SYS_EXIT`. Steps after an event, a message or a stdin line
+    /// score the names in the conversation.
+    #[default]
+    Pmi,
+}
+
+/// Pseudo-pid of the scratch sequence used to score candidates outside a
+/// process's conversation ([`Decoding::Pmi`]).
+const SCRATCH_PID: u64 = u64::MAX;
+
+/// Most candidate branches scored in one `llama_decode` (each branch is a
+/// sequence of its own, after the context's sequence 0).
+const MAX_BRANCHES: usize = 63;
+
+/// Engine settings (a subset of [`crate::LocalConfig`]).
+#[derive(Debug, Clone)]
+pub(crate) struct EngineConfig {
+    pub n_ctx: u32,
+    pub n_batch: u32,
+    pub n_threads: i32,
+    pub max_live_contexts: usize,
+    pub max_parked_bytes: usize,
+}
+
+/// One generation request, already mapped from the provider's types.
+pub(crate) struct GenRequest {
+    pub pid: u64,
+    /// (role, content) pairs: "system" | "user" | "assistant".
+    pub messages: Vec<(String, String)>,
+    pub specs: Vec<SyscallSpec>,
+    pub max_tokens: u32,
+    pub temperature: Option<f32>,
+    pub repeat_penalty: f32,
+    pub decoding: Decoding,
+    pub grammar: GrammarOptions,
+}
+
+/// Context tokens a prompt must leave free for the reply.
+pub(crate) const MIN_REPLY_ROOM: usize = 16;
+
+pub(crate) struct GenOutput {
+    pub text: String,
+    pub stats: StepStats,
+}
+
+static BACKEND: OnceLock<Result<LlamaBackend, String>> = OnceLock::new();
+
+/// The process-wide llama.cpp backend (`llama_backend_init` runs once).
+/// llama.cpp's own logging is silenced unless `AOS_LLAMA_LOG` is set.
+pub fn backend() -> Result<&'static LlamaBackend, EngineError> {
+    BACKEND
+        .get_or_init(|| {
+            let mut b = LlamaBackend::init().map_err(|e| e.to_string())?;
+            if std::env::var_os("AOS_LLAMA_LOG").is_none() {
+                b.void_logs();
+            }
+            Ok(b)
+        })
+        .as_ref()
+        .map_err(|e| EngineError::Backend(e.clone()))
+}
+
+pub(crate) struct Engine {
+    // Field order matters: slots (contexts) must drop before `model`.
+    slots: Vec<Slot>,
+    parked: HashMap<u64, Parked>,
+    parked_bytes: usize,
+    seen: HashMap<u64, ()>,
+    /// Content-free PMI scores per (neutral context, hints) ([`pmi`]).
+    priors: HashMap<u64, Vec<f64>>,
+    /// Per (task, syscall names): the syscall of each clause ([`crate::plan`]).
+    plans: HashMap<u64, Vec<String>>,
+    clock: u64,
+    batch: LlamaBatch<'static>,
+    template: LlamaChatTemplate,
+    cfg: EngineConfig,
+    pub load_ms: f64,
+    model: Arc<LlamaModel>,
+}
+
+fn ms(t: Instant) -> f64 {
+    t.elapsed().as_secs_f64() * 1000.0
+}
+
+impl Engine {
+    /// Loads the model at `path` (already verified) and its chat template.
+    pub fn load(path: PathBuf, cfg: EngineConfig) -> Result<Self, EngineError> {
+        let backend = backend()?;
+        let t = Instant::now();
+        let model = LlamaModel::load_from_file(backend, &path, &LlamaModelParams::default())
+            .map_err(|e| EngineError::Load { path: path.clone(), reason: e.to_string() })?;
+        let load_ms = ms(t);
+        let template = match model.chat_template(None) {
+            Ok(t) => t,
+            Err(e) => {
+                // Base models ship without a template; use llama.cpp's
+                // built-in one for the architecture when it has one.
+                let arch = model.meta_val_str("general.architecture").unwrap_or_default();
+                let name = if arch.starts_with("gemma") { "gemma" } else { "chatml" };
+                tracing::warn!("model {} has no usable chat template ({e}); using llama.cpp's `{name}`", path.display());
+                LlamaChatTemplate::new(name).map_err(|e| EngineError::Template(e.to_string()))?
+            }
+        };
+        let n_batch = cfg.n_batch.max(16);
+        Ok(Self {
+            slots: Vec::new(),
+            parked: HashMap::new(),
+            parked_bytes: 0,
+            seen: HashMap::new(),
+            priors: HashMap::new(),
+            plans: HashMap::new(),
+            clock: 0,
+            batch: LlamaBatch::new(n_batch as usize, 1),
+            template,
+            cfg: EngineConfig { n_batch, ..cfg },
+            load_ms,
+            model: Arc::new(model),
+        })
+    }
+
+    /// Renders the conversation with the model's chat template, ending with
+    /// an open assistant turn.
+    pub fn render(&self, messages: &[(String, String)]) -> Result<String, EngineError> {
+        let chat = messages
+            .iter()
+            .map(|(r, c)| LlamaChatMessage::new(r.clone(), c.clone()).map_err(|e| EngineError::Template(e.to_string())))
+            .collect::<Result<Vec<_>, _>>()?;
+        self.model
+            .apply_chat_template(&self.template, &chat, true)
+            .map_err(|e| EngineError::Template(e.to_string()))
+    }
+
+    pub fn tokenize(&self, text: &str, special: bool) -> Vec<LlamaToken> {
+        self.model.vocab().tokenize(text.as_bytes(), special, special)
+    }
+
+    /// Runs one step for `req.pid`. On error the process's cache is reset.
+    pub(crate) fn generate(&mut self, req: &GenRequest) -> Result<GenOutput, GenError> {
+        let pid = req.pid;
+        let r = self.generate_inner(req);
+        if r.is_err() {
+            if let Some(s) = self.slots.iter_mut().find(|s| s.pid == Some(pid)) {
+                s.tokens.clear();
+                s.ctx.clear_kv_cache();
+            }
+        }
+        r
+    }
+
+    fn generate_inner(&mut self, req: &GenRequest) -> Result<GenOutput, GenError> {
+        let t_all = Instant::now();
+        let prompt_text = self.render(&req.messages)?;
+        let prompt = self.tokenize(&prompt_text, true);
+        let n_ctx = self.cfg.n_ctx as usize;
+        if prompt.len() + MIN_REPLY_ROOM > n_ctx {
+            return Err(GenError::ContextOverflow {
+                prompt_tokens: prompt.len(),
+                limit: n_ctx.saturating_sub(MIN_REPLY_ROOM),
+            });
+        }
+        let (mut i, cache, restore_ms) = self.acquire(req.pid)?;
+        self.seen.insert(req.pid, ());
+        self.slots[i].ctx.reset_timings();
+
+        let two_stage = req.decoding != Decoding::Grammar && !req.specs.is_empty();
+
+        // Reuse the common prefix; always evaluate at least the last token.
+        let t = Instant::now();
+        let (cp, mut last_idx) = self.feed(i, &prompt)?;
+        let prompt_ms = ms(t);
+
+        let mut stats = StepStats {
+            prompt_tokens: prompt.len() as u32,
+            prompt_evaluated: (prompt.len() - cp) as u32,
+            prompt_reused: cp as u32,
+            generated_tokens: 0,
+            scoring_tokens: 0,
+            cache,
+            restore_ms,
+            prompt_ms,
+            choose_ms: 0.0,
+            gen_ms: 0.0,
+            total_ms: 0.0,
+            truncated: false,
+            llama_p_eval_ms: 0.0,
+            llama_n_p_eval: 0,
+            llama_eval_ms: 0.0,
+            llama_n_eval: 0,
+        };
+
+        let room = n_ctx.saturating_sub(prompt.len() + 1) as u32;
+        let mut budget = req.max_tokens.min(room).max(1);
+        let mut text = String::new();
+        let grammar_text;
+        if two_stage {
+            let t = Instant::now();
+            let planned = match req.decoding {
+                Decoding::Pmi => self.plan_choice(req)?,
+                Decoding::TwoStage | Decoding::Grammar => None,
+            };
+            // The scratch sequence may have taken this process's context: get
+            // it back (restored from its snapshot when there is one) and
+            // evaluate the prompt again only if it is not all there. The
+            // name is forced next, so no logits of the prompt are needed.
+            if planned.is_some() {
+                let (j, _, _) = self.acquire(req.pid)?;
+                if self.slots[j].tokens != prompt {
+                    self.feed(j, &prompt)?;
+                }
+                i = j;
+            }
+            let (chosen, forced, scored) = match planned {
+                Some((k, n)) => (k, self.force_name(i, &req.specs, k)?, n),
+                None => self.choose_name(i, &req.specs, last_idx)?,
+            };
+            stats.choose_ms = ms(t);
+            stats.scoring_tokens = scored;
+            stats.generated_tokens = forced;
+            budget = budget.saturating_sub(forced);
+            text.push_str(&format!("{TAG_OPEN}{}]", req.specs[chosen].name));
+            last_idx = self.batch.n_tokens() - 1;
+            grammar_text = grammar::args_grammar(&req.specs[chosen]);
+        } else {
+            grammar_text = grammar::reply_grammar(&req.specs, req.grammar);
+        }
+
+        let t = Instant::now();
+        let (gen, n, truncated) = if budget == 0 {
+            (String::new(), 0, true)
+        } else {
+            self.sample_loop(i, &grammar_text, budget, req.temperature, req.repeat_penalty, last_idx)?
+        };
+        stats.gen_ms = ms(t);
+        stats.generated_tokens += n;
+        stats.truncated = truncated;
+        text.push_str(&gen);
+        let tm = self.slots[i].ctx.timings();
+        stats.llama_p_eval_ms = tm.t_p_eval_ms();
+        stats.llama_n_p_eval = tm.n_p_eval() as u32;
+        stats.llama_eval_ms = tm.t_eval_ms();
+        stats.llama_n_eval = tm.n_eval() as u32;
+        stats.total_ms = ms(t_all);
+        Ok(GenOutput { text, stats })
+    }
+}
