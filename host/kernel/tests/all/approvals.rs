@@ -154,3 +154,24 @@ async fn killing_a_process_withdraws_its_pending_approval() {
     assert!(h.kernel.answer_approval(p.id, Answer::Approve { always: false }).is_err());
     assert_eq!(notes(&h, pid), "first");
 }
+
+/// A process rebuilt from its journal (a daemon restart) keeps its
+/// policies, whatever the new kernel's default.
+#[tokio::test]
+async fn a_restored_process_keeps_its_policies() {
+    let a = harness_with(|c| c.approvals = ask_overwrites()).await;
+    let pid = a.spawn("write", &[WRITE_NEW, EXIT], &["fs:rw"]).await;
+    a.wait(pid).await;
+    let mut info = a.kernel.info(pid).unwrap();
+    assert_eq!(info.approvals, vec![ask_overwrites()]);
+    info.status = aos_kernel::ProcessStatus::Ready;
+    info.counters.steps = 0;
+
+    // The new kernel asks nothing by default; the restored process still asks
+    // before its write, now an overwrite.
+    let b = harness().await;
+    b.kernel.restore(aos_kernel::RestoreRequest::new(info), vec![]).await.unwrap();
+    let p = pending(&b).await;
+    assert_eq!((p.pid, p.syscall.as_str()), (pid, "FS_WRITE"));
+    b.kernel.kill(pid).unwrap();
+}
