@@ -1,8 +1,9 @@
-//! `aos top` in a real pseudo-terminal: tmux runs it at a fixed size, keys
-//! are typed with `send-keys` and the screen is read with `capture-pane`.
-//! Checked: the columns fill the width, the sleeping process's wake-up
-//! time, selection, sorting, the help key, the log view, kill with
-//! confirmation, and staying up across a daemon restart.
+//! `aos top` and `aos run` in a real pseudo-terminal: tmux runs them at a
+//! fixed size, keys are typed with `send-keys` and the screen is read with
+//! `capture-pane`. Checked for `top`: the columns fill the width, the
+//! sleeping process's wake-up time, selection, sorting, the help key, the
+//! log view, kill with confirmation, and staying up across a daemon
+//! restart; for `aos run --approve`: the inline y / n question.
 
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -10,20 +11,25 @@ use std::time::{Duration, Instant};
 use aos_tests::daemon::*;
 use aos_tests::Aos;
 
-/// A private tmux server (its own socket) running one `aos top`.
+/// A private tmux server (its own socket) running one `aos` command.
 struct Tmux {
     socket: String,
 }
 
 impl Tmux {
     fn start(aos: &Aos, width: u16, height: u16) -> Option<Tmux> {
+        Tmux::run(aos, width, height, "top --interval 0.3")
+    }
+
+    /// `aos ARGS` (a shell-quoted string) in a pane; the pane stays after it ends.
+    fn run(aos: &Aos, width: u16, height: u16, args: &str) -> Option<Tmux> {
         if Command::new("tmux").arg("-V").output().is_err() {
-            aos_tests::skip("aos top in a pty", "tmux is not installed (apt-get install tmux)");
+            aos_tests::skip("aos in a pty", "tmux is not installed (apt-get install tmux)");
             return None;
         }
-        let socket = format!("aos-top-test-{}-{}", std::process::id(), aos.dir.path().file_name().unwrap().to_string_lossy());
+        let socket = format!("aos-tty-test-{}-{}", std::process::id(), aos.dir.path().file_name().unwrap().to_string_lossy());
         let cmd = format!(
-            "env AOS_HOME={} TERM=xterm-256color {} top --interval 0.3",
+            "env AOS_HOME={} TERM=xterm-256color {} {args}; sleep 60",
             aos.home().display(),
             aos_tests::aos_bin().display()
         );
@@ -201,3 +207,38 @@ fn top_piped_prints_the_interactive_columns() {
     let out = String::from_utf8_lossy(&o.stdout);
     assert!(out.lines().skip(1).all(|l| l.chars().count() <= 50), "{out}");
 }
+
+/// `aos run --approve ask-all` asks on the terminal: `y` runs the call, `n`
+/// denies it (the model is told), and without a terminal the call is
+/// denied at once, saying why.
+#[test]
+fn aos_run_asks_for_approval_on_the_terminal() {
+    let aos = new_aos();
+    let ws = aos.ws();
+    std::fs::create_dir_all(&ws).unwrap();
+    let model = script(
+        &aos,
+        "ask.txt",
+        "[SYS_CALL::FS_WRITE] {\"path\": \"yes.txt\", \"content\": \"y\"}\n---\n\
+         [SYS_CALL::FS_WRITE] {\"path\": \"no.txt\", \"content\": \"n\"}\n---\n[SYS_CALL::SYS_EXIT] {}\n",
+    );
+    let args = format!(
+        "run --provider script --model {model} --workspace {} --approve ask-all --grant fs:rw 'write two files'",
+        ws.display()
+    );
+    let Some(t) = Tmux::run(&aos, 200, 40, &args) else { return };
+    t.wait_for("the first question", |s| s.contains("approve FS_WRITE") && s.contains("yes.txt"));
+    t.keys(&["y", "Enter"]);
+    t.wait_for("the second question", |s| s.contains("no.txt") && s.contains("[a]lways"));
+    t.keys(&["n", "Enter"]);
+    let screen = t.wait_for("the end of the run", |s| s.contains("exited with code 0"));
+    assert!(screen.contains("denied: by the operator: no reason given"), "{screen}");
+    assert_eq!(std::fs::read_to_string(ws.join("yes.txt")).unwrap(), "y");
+    assert!(!ws.join("no.txt").exists(), "a denied call must not run");
+
+    // Not on a terminal: denied at once with the reason.
+    let (code, _, err) = aos.run(&["run", "--provider", "script", "--model", &model, "--workspace", &ws.display().to_string(), "--approve", "ask-all", "--grant", "fs:rw", "t"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(err.contains("no operator to ask: `aos run` is not on a terminal"), "{err}");
+}
+
