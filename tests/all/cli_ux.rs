@@ -102,6 +102,78 @@ fn every_command_ends_quietly_on_a_closed_pipe() {
     assert_eq!(st.code(), Some(1));
 }
 
+/// The closed-pipe test above closes stdout before the first write, so a
+/// `println!` after an `outln!` would go unseen there (it panics with exit
+/// 101 when the reader leaves between the two): no command prints but
+/// through `term`'s macros. `top` draws its terminal UI on stdout only when
+/// it is a terminal.
+#[test]
+fn the_cli_prints_only_through_the_pipe_safe_writers() {
+    let src = aos_tests::repo_root().join("host/cli/src");
+    let mut files = vec![src.join("main.rs"), src.join("home.rs")];
+    for e in std::fs::read_dir(src.join("commands")).unwrap() {
+        files.push(e.unwrap().path());
+    }
+    let mut found = Vec::new();
+    for f in &files {
+        let text = std::fs::read_to_string(f).unwrap();
+        for (i, line) in text.lines().enumerate() {
+            let code = line.split("//").next().unwrap_or("");
+            let direct = ["println!", "print!(", "eprintln!", "eprint!(", "dbg!("].iter().any(|m| code.contains(m));
+            let raw = code.contains("io::stdout()") && !f.ends_with("top.rs");
+            if direct || raw {
+                found.push(format!("{}:{}: {}", f.display(), i + 1, line.trim()));
+            }
+        }
+    }
+    assert!(found.is_empty(), "print through outln!/out!/errln! (term.rs), not:\n{}", found.join("\n"));
+}
+
+/// `aos logs -f` on a process that writes nothing more ends as soon as its
+/// reader goes away (`aos logs -f 3 | grep -m1 …`), without waiting for the
+/// next line, like `tail -f | head`.
+#[test]
+fn following_ends_when_the_reader_leaves() {
+    use std::io::BufRead;
+    let aos = new_aos();
+    let _d = Daemon::start(&aos);
+    let pid = spawn(&aos, &blocking_script(&aos), &[]).to_string();
+    wait_state(&aos, pid.parse().unwrap(), "blocked_recv");
+    // The whole log is read (up to its last entry, the RECV_MSG call) before
+    // the reader leaves, or nothing is printed at all (--tail 0): either way
+    // the command has nothing more to write, and must notice by itself.
+    for args in [vec!["logs", "-f", &pid], vec!["logs", "-f", "--json", &pid], vec!["logs", "-f", "--tail", "0", &pid]] {
+        let mut child = args_of(&aos, &args).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+        let mut reader = std::io::BufReader::new(child.stdout.take().unwrap());
+        if !args.contains(&"--tail") {
+            let mut line = String::new();
+            while !line.contains("RECV_MSG") {
+                line.clear();
+                assert!(reader.read_line(&mut line).unwrap() > 0, "aos {args:?} ended early");
+            }
+        }
+        std::thread::sleep(Duration::from_millis(1000));
+        drop(reader);
+        let t0 = Instant::now();
+        let status = loop {
+            if let Some(s) = child.try_wait().unwrap() {
+                break s;
+            }
+            if t0.elapsed() > Duration::from_secs(10) {
+                let _ = child.kill();
+                panic!("aos {args:?} still follows 10 s after its reader left");
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        };
+        let out = child.wait_with_output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(status.code(), Some(0), "aos {args:?}: {err}");
+        assert!(!err.contains("panicked") && !err.contains("Broken pipe"), "{err}");
+    }
+    // The process itself is untouched.
+    wait_state(&aos, pid.parse().unwrap(), "blocked_recv");
+}
+
 #[test]
 fn config_show_is_the_running_kernels_and_says_when_a_restart_is_needed() {
     let aos = new_aos();
