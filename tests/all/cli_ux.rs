@@ -324,6 +324,13 @@ fn grants_accept_only_documented_names() {
     let (code, _, err) = aos.run(&["driver", "call", "fs", "FS_LIST", "{}", "--workspace", &ws, "-g", "fs:ro,driver:nope"]);
     assert_eq!(code, 1);
     assert!(err.contains("no driver `nope` is installed"), "{err}");
+    // A built-in driver is granted by its own capabilities, not `driver:NAME`.
+    let (code, _, err) = aos.run(&["run", "--provider", "script", "--model", &model, "--workspace", &ws, "--grant", "fs:ro,driver:fs", "t"]);
+    assert_eq!(code, 1);
+    assert!(err.contains("`fs` is a built-in driver: `driver:fs` grants nothing; grant `fs:ro` or `fs:rw` instead"), "{err}");
+    let (code, _, err) = aos.run(&["driver", "call", "fs", "FS_LIST", "{}", "--workspace", &ws, "-g", "driver:exec,fs:ro"]);
+    assert_eq!(code, 1);
+    assert!(err.contains("`exec` is a built-in driver: `driver:exec` grants nothing; grant `exec` instead"), "{err}");
     // `--help` lists the names.
     let (_, help, _) = aos.run(&["run", "--help"]);
     for name in ["fs:ro", "fs:rw", "net:HOST", "exec:net", "memory:shared/NAME", "timers", "spawn", "ipc", "webhook", "driver:NAME", "all"] {
@@ -333,6 +340,9 @@ fn grants_accept_only_documented_names() {
     let (code, _, err) = aos.run(&["spawn", "--provider", "script", "--model", &model, "--grant", "driver:nope", "t"]);
     assert_eq!(code, 1);
     assert!(err.contains("no driver `nope` is installed"), "{err}");
+    let (code, _, err) = aos.run(&["spawn", "--provider", "script", "--model", &model, "--grant", "driver:memory", "t"]);
+    assert_eq!(code, 1);
+    assert!(err.contains("`memory` is a built-in driver"), "{err}");
     let (code, _, err) = aos.run(&["spawn", "--provider", "script", "--model", &model, "--grant", "fs:write", "t"]);
     assert_eq!(code, 1);
     assert!(err.contains("did you mean `fs:rw`?"), "{err}");
