@@ -273,6 +273,13 @@ fn provider_errors_say_what_is_wrong() {
     assert_eq!(code, 1);
     assert!(err.contains("there is no model file /no/such/model.gguf"), "{err}");
     assert!(ps_json(&aos, true).is_empty(), "no process was started");
+    // Provider names are case-insensitive and shown in one spelling.
+    let model = script(&aos, "exit.txt", "[SYS_CALL::SYS_EXIT] {}\n");
+    let (code, pid, err) = aos.run(&["spawn", "--provider", "Script", "--model", &model, "t"]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(aos.run(&["wait", pid.trim()]).0, 0);
+    let (_, ps, _) = aos.run(&["ps", "--all"]);
+    assert!(ps.contains("script/exit.txt") && !ps.contains("Script/"), "{ps}");
 }
 
 /// One POST on the control socket, with curl; returns (status, body).
@@ -652,4 +659,55 @@ fn ctrl_c_in_spawn_wait_says_the_agent_keeps_running() {
     assert!(err.contains("keeps running") && err.contains("`aos kill 1`"), "{err}");
     wait_state(&aos, 1, "blocked_recv");
     let _ = api_get(&aos, "/v1/status");
+}
+
+/// `docs/CONTROL_API.md` lists exactly the routes the daemon serves, with
+/// their methods.
+#[test]
+fn the_control_api_doc_lists_every_route() {
+    let root = aos_tests::repo_root();
+    let server = std::fs::read_to_string(root.join("host/daemon/src/server.rs")).unwrap();
+    let doc = std::fs::read_to_string(root.join("docs/CONTROL_API.md")).unwrap();
+    let mut served = Vec::new();
+    for part in server.split(".route(\"").skip(1) {
+        let (path, rest) = part.split_once('"').unwrap();
+        let method = rest.trim_start_matches([',', ' ']).split('(').next().unwrap().to_ascii_uppercase();
+        served.push(format!("| {method} | `{path}` |"));
+    }
+    assert!(served.len() >= 13, "{served:?}");
+    for r in &served {
+        assert!(doc.contains(r.as_str()), "docs/CONTROL_API.md lacks the route {r}");
+    }
+    let documented: Vec<&str> = doc.lines().filter(|l| l.starts_with("| GET |") || l.starts_with("| POST |")).collect();
+    for l in documented {
+        assert!(served.iter().any(|r| l.starts_with(r.as_str())), "documented but not served: {l}");
+    }
+}
+
+/// `aos run` without `--provider`/`--model` uses `aos.toml`'s, as `aos
+/// spawn` does, and its `[budgets]`; the flags still win.
+#[test]
+fn run_uses_the_configured_provider_model_and_budgets() {
+    let aos = Aos::new();
+    let ws = aos.ws().display().to_string();
+    let exit7 = script(&aos, "exit7.txt", "[SYS_CALL::SYS_WRITE_STDOUT] {\"text\": \"configured\"}\n---\n[SYS_CALL::SYS_EXIT] {\"code\": 7}\n");
+    let exit3 = script(&aos, "exit3.txt", "[SYS_CALL::SYS_EXIT] {\"code\": 3}\n");
+    std::fs::write(aos.home().join("aos.toml"), format!("provider = \"Script\"\nmodel = {exit7:?}\n")).unwrap();
+    let (code, out, err) = aos.run(&["run", "--workspace", &ws, "t"]);
+    assert_eq!(code, 7, "{err}");
+    assert_eq!(out, "configured\n");
+    assert!(err.contains("started pid 1 (script / "), "{err}");
+    let (code, _, err) = aos.run(&["run", "--workspace", &ws, "--model", &exit3, "t"]);
+    assert_eq!(code, 3, "{err}");
+    // [budgets] max_steps = 1: the second model call is over budget.
+    std::fs::write(aos.home().join("aos.toml"), format!("provider = \"script\"\nmodel = {exit7:?}\n[budgets]\nmax_steps = 1\n")).unwrap();
+    let (code, _, err) = aos.run(&["run", "--workspace", &ws, "t"]);
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("budget"), "{err}");
+    assert_eq!(aos.run(&["run", "--workspace", &ws, "--max-steps", "5", "t"]).0, 7);
+    // A provider that needs a model names where to set it.
+    std::fs::write(aos.home().join("aos.toml"), "provider = \"gemini\"\n").unwrap();
+    let (code, _, err) = aos.run(&["run", "--workspace", &ws, "t"]);
+    assert_eq!(code, 1);
+    assert!(err.contains("no model given for provider `gemini`"), "{err}");
 }
