@@ -102,6 +102,78 @@ fn every_command_ends_quietly_on_a_closed_pipe() {
     assert_eq!(st.code(), Some(1));
 }
 
+/// The closed-pipe test above closes stdout before the first write, so a
+/// `println!` after an `outln!` would go unseen there (it panics with exit
+/// 101 when the reader leaves between the two): no command prints but
+/// through `term`'s macros. `top` draws its terminal UI on stdout only when
+/// it is a terminal.
+#[test]
+fn the_cli_prints_only_through_the_pipe_safe_writers() {
+    let src = aos_tests::repo_root().join("host/cli/src");
+    let mut files = vec![src.join("main.rs"), src.join("home.rs")];
+    for e in std::fs::read_dir(src.join("commands")).unwrap() {
+        files.push(e.unwrap().path());
+    }
+    let mut found = Vec::new();
+    for f in &files {
+        let text = std::fs::read_to_string(f).unwrap();
+        for (i, line) in text.lines().enumerate() {
+            let code = line.split("//").next().unwrap_or("");
+            let direct = ["println!", "print!(", "eprintln!", "eprint!(", "dbg!("].iter().any(|m| code.contains(m));
+            let raw = code.contains("io::stdout()") && !f.ends_with("top.rs");
+            if direct || raw {
+                found.push(format!("{}:{}: {}", f.display(), i + 1, line.trim()));
+            }
+        }
+    }
+    assert!(found.is_empty(), "print through outln!/out!/errln! (term.rs), not:\n{}", found.join("\n"));
+}
+
+/// `aos logs -f` on a process that writes nothing more ends as soon as its
+/// reader goes away (`aos logs -f 3 | grep -m1 …`), without waiting for the
+/// next line, like `tail -f | head`.
+#[test]
+fn following_ends_when_the_reader_leaves() {
+    use std::io::BufRead;
+    let aos = new_aos();
+    let _d = Daemon::start(&aos);
+    let pid = spawn(&aos, &blocking_script(&aos), &[]).to_string();
+    wait_state(&aos, pid.parse().unwrap(), "blocked_recv");
+    // The whole log is read (up to its last entry, the RECV_MSG call) before
+    // the reader leaves, or nothing is printed at all (--tail 0): either way
+    // the command has nothing more to write, and must notice by itself.
+    for args in [vec!["logs", "-f", &pid], vec!["logs", "-f", "--json", &pid], vec!["logs", "-f", "--tail", "0", &pid]] {
+        let mut child = args_of(&aos, &args).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+        let mut reader = std::io::BufReader::new(child.stdout.take().unwrap());
+        if !args.contains(&"--tail") {
+            let mut line = String::new();
+            while !line.contains("RECV_MSG") {
+                line.clear();
+                assert!(reader.read_line(&mut line).unwrap() > 0, "aos {args:?} ended early");
+            }
+        }
+        std::thread::sleep(Duration::from_millis(1000));
+        drop(reader);
+        let t0 = Instant::now();
+        let status = loop {
+            if let Some(s) = child.try_wait().unwrap() {
+                break s;
+            }
+            if t0.elapsed() > Duration::from_secs(10) {
+                let _ = child.kill();
+                panic!("aos {args:?} still follows 10 s after its reader left");
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        };
+        let out = child.wait_with_output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(status.code(), Some(0), "aos {args:?}: {err}");
+        assert!(!err.contains("panicked") && !err.contains("Broken pipe"), "{err}");
+    }
+    // The process itself is untouched.
+    wait_state(&aos, pid.parse().unwrap(), "blocked_recv");
+}
+
 #[test]
 fn config_show_is_the_running_kernels_and_says_when_a_restart_is_needed() {
     let aos = new_aos();
@@ -201,6 +273,13 @@ fn provider_errors_say_what_is_wrong() {
     assert_eq!(code, 1);
     assert!(err.contains("there is no model file /no/such/model.gguf"), "{err}");
     assert!(ps_json(&aos, true).is_empty(), "no process was started");
+    // Provider names are case-insensitive and shown in one spelling.
+    let model = script(&aos, "exit.txt", "[SYS_CALL::SYS_EXIT] {}\n");
+    let (code, pid, err) = aos.run(&["spawn", "--provider", "Script", "--model", &model, "t"]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(aos.run(&["wait", pid.trim()]).0, 0);
+    let (_, ps, _) = aos.run(&["ps", "--all"]);
+    assert!(ps.contains("script/exit.txt") && !ps.contains("Script/"), "{ps}");
 }
 
 /// One POST on the control socket, with curl; returns (status, body).
@@ -252,6 +331,13 @@ fn grants_accept_only_documented_names() {
     let (code, _, err) = aos.run(&["driver", "call", "fs", "FS_LIST", "{}", "--workspace", &ws, "-g", "fs:ro,driver:nope"]);
     assert_eq!(code, 1);
     assert!(err.contains("no driver `nope` is installed"), "{err}");
+    // A built-in driver is granted by its own capabilities, not `driver:NAME`.
+    let (code, _, err) = aos.run(&["run", "--provider", "script", "--model", &model, "--workspace", &ws, "--grant", "fs:ro,driver:fs", "t"]);
+    assert_eq!(code, 1);
+    assert!(err.contains("`fs` is a built-in driver: `driver:fs` grants nothing; grant `fs:ro` or `fs:rw` instead"), "{err}");
+    let (code, _, err) = aos.run(&["driver", "call", "fs", "FS_LIST", "{}", "--workspace", &ws, "-g", "driver:exec,fs:ro"]);
+    assert_eq!(code, 1);
+    assert!(err.contains("`exec` is a built-in driver: `driver:exec` grants nothing; grant `exec` instead"), "{err}");
     // `--help` lists the names.
     let (_, help, _) = aos.run(&["run", "--help"]);
     for name in ["fs:ro", "fs:rw", "net:HOST", "exec:net", "memory:shared/NAME", "timers", "spawn", "ipc", "webhook", "driver:NAME", "all"] {
@@ -261,6 +347,9 @@ fn grants_accept_only_documented_names() {
     let (code, _, err) = aos.run(&["spawn", "--provider", "script", "--model", &model, "--grant", "driver:nope", "t"]);
     assert_eq!(code, 1);
     assert!(err.contains("no driver `nope` is installed"), "{err}");
+    let (code, _, err) = aos.run(&["spawn", "--provider", "script", "--model", &model, "--grant", "driver:memory", "t"]);
+    assert_eq!(code, 1);
+    assert!(err.contains("`memory` is a built-in driver"), "{err}");
     let (code, _, err) = aos.run(&["spawn", "--provider", "script", "--model", &model, "--grant", "fs:write", "t"]);
     assert_eq!(code, 1);
     assert!(err.contains("did you mean `fs:rw`?"), "{err}");
@@ -570,4 +659,55 @@ fn ctrl_c_in_spawn_wait_says_the_agent_keeps_running() {
     assert!(err.contains("keeps running") && err.contains("`aos kill 1`"), "{err}");
     wait_state(&aos, 1, "blocked_recv");
     let _ = api_get(&aos, "/v1/status");
+}
+
+/// `docs/CONTROL_API.md` lists exactly the routes the daemon serves, with
+/// their methods.
+#[test]
+fn the_control_api_doc_lists_every_route() {
+    let root = aos_tests::repo_root();
+    let server = std::fs::read_to_string(root.join("host/daemon/src/server.rs")).unwrap();
+    let doc = std::fs::read_to_string(root.join("docs/CONTROL_API.md")).unwrap();
+    let mut served = Vec::new();
+    for part in server.split(".route(\"").skip(1) {
+        let (path, rest) = part.split_once('"').unwrap();
+        let method = rest.trim_start_matches([',', ' ']).split('(').next().unwrap().to_ascii_uppercase();
+        served.push(format!("| {method} | `{path}` |"));
+    }
+    assert!(served.len() >= 13, "{served:?}");
+    for r in &served {
+        assert!(doc.contains(r.as_str()), "docs/CONTROL_API.md lacks the route {r}");
+    }
+    let documented: Vec<&str> = doc.lines().filter(|l| l.starts_with("| GET |") || l.starts_with("| POST |")).collect();
+    for l in documented {
+        assert!(served.iter().any(|r| l.starts_with(r.as_str())), "documented but not served: {l}");
+    }
+}
+
+/// `aos run` without `--provider`/`--model` uses `aos.toml`'s, as `aos
+/// spawn` does, and its `[budgets]`; the flags still win.
+#[test]
+fn run_uses_the_configured_provider_model_and_budgets() {
+    let aos = Aos::new();
+    let ws = aos.ws().display().to_string();
+    let exit7 = script(&aos, "exit7.txt", "[SYS_CALL::SYS_WRITE_STDOUT] {\"text\": \"configured\"}\n---\n[SYS_CALL::SYS_EXIT] {\"code\": 7}\n");
+    let exit3 = script(&aos, "exit3.txt", "[SYS_CALL::SYS_EXIT] {\"code\": 3}\n");
+    std::fs::write(aos.home().join("aos.toml"), format!("provider = \"Script\"\nmodel = {exit7:?}\n")).unwrap();
+    let (code, out, err) = aos.run(&["run", "--workspace", &ws, "t"]);
+    assert_eq!(code, 7, "{err}");
+    assert_eq!(out, "configured\n");
+    assert!(err.contains("started pid 1 (script / "), "{err}");
+    let (code, _, err) = aos.run(&["run", "--workspace", &ws, "--model", &exit3, "t"]);
+    assert_eq!(code, 3, "{err}");
+    // [budgets] max_steps = 1: the second model call is over budget.
+    std::fs::write(aos.home().join("aos.toml"), format!("provider = \"script\"\nmodel = {exit7:?}\n[budgets]\nmax_steps = 1\n")).unwrap();
+    let (code, _, err) = aos.run(&["run", "--workspace", &ws, "t"]);
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("budget"), "{err}");
+    assert_eq!(aos.run(&["run", "--workspace", &ws, "--max-steps", "5", "t"]).0, 7);
+    // A provider that needs a model names where to set it.
+    std::fs::write(aos.home().join("aos.toml"), "provider = \"gemini\"\n").unwrap();
+    let (code, _, err) = aos.run(&["run", "--workspace", &ws, "t"]);
+    assert_eq!(code, 1);
+    assert!(err.contains("no model given for provider `gemini`"), "{err}");
 }

@@ -206,6 +206,8 @@ impl Runner {
                 pipe_to: None,
                 parent: None,
                 tool_mode: None,
+                // Unattended: nothing is asked.
+                approvals: Some(aos_kernel::approval::Policy::never()),
             })
             .await
             .expect("spawn");

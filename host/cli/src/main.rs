@@ -1,4 +1,9 @@
 //! `aos`: the AgentOS command line.
+//!
+//! Output goes through `term`'s `outln!`/`errln!`, never `println!` (which
+//! panics on a closed pipe): the lints below keep it that way.
+
+#![deny(clippy::print_stdout, clippy::print_stderr)]
 
 #[macro_use]
 mod term;

@@ -7,6 +7,11 @@
 //! `ls | head`; a command that owns work which must be cleaned up first
 //! (`aos run`: its agent and sandbox container) calls [`keep_going_on_closed_stdout`]
 //! first, and its later output is dropped. Failed writes to stderr are ignored.
+//! Commands that wait for something to print (`aos logs -f`, `aos spawn
+//! --wait`) also end as soon as the reader leaves, even while nothing is
+//! being written ([`exit_when_reader_leaves`], like `tail -f | head`).
+//! `println!` and friends are denied in this crate (`clippy::print_stdout`),
+//! and a test (`tests/all/cli_ux.rs`) checks the sources for them.
 //!
 //! Colour: only when the stream is a terminal, `NO_COLOR` is unset or empty
 //! and `TERM` is not `dumb` ([`color`]).
@@ -42,6 +47,45 @@ pub fn write_out(args: fmt::Arguments<'_>) {
             std::process::exit(0);
         }
     }
+}
+
+/// Ends the command quietly (exit 0, as a failed write would) as soon as the
+/// reader of stdout goes away, without waiting for the next write: for
+/// commands that can sit idle for a long time between lines (`aos logs -f
+/// 3 | grep -m1 done`). Only when stdout is a pipe or a socket; after
+/// [`keep_going_on_closed_stdout`] it only marks stdout closed.
+pub fn exit_when_reader_leaves() {
+    use std::os::fd::AsRawFd;
+    let fd = std::io::stdout().as_raw_fd();
+    // SAFETY: fstat fills the zeroed struct for a valid descriptor or fails.
+    let mut st: libc::stat = unsafe { std::mem::zeroed() };
+    if unsafe { libc::fstat(fd, &mut st) } != 0 {
+        return;
+    }
+    let kind = st.st_mode & libc::S_IFMT;
+    if kind != libc::S_IFIFO && kind != libc::S_IFSOCK {
+        return;
+    }
+    std::thread::spawn(move || loop {
+        // No events asked for: poll reports only POLLERR (a pipe without
+        // readers) or POLLHUP (a socket whose peer closed).
+        let mut p = libc::pollfd { fd, events: 0, revents: 0 };
+        // SAFETY: one valid pollfd, for the duration of the call.
+        let n = unsafe { libc::poll(&mut p, 1, -1) };
+        if n < 0 {
+            if std::io::Error::last_os_error().kind() == std::io::ErrorKind::Interrupted {
+                continue;
+            }
+            return;
+        }
+        if p.revents & (libc::POLLERR | libc::POLLHUP) != 0 {
+            CLOSED.store(true, Ordering::SeqCst);
+            if !KEEP_GOING.load(Ordering::SeqCst) {
+                std::process::exit(0);
+            }
+            return;
+        }
+    });
 }
 
 /// Writes to stderr, ignoring failures (nobody is left to tell).

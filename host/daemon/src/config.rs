@@ -636,6 +636,36 @@ impl Config {
             .or_else(|| (provider == "local").then(|| "default".to_string()))
     }
 
+    /// The provider, model and base URL of a new root process, from what
+    /// the request names (`aos spawn`/`aos run` flags, a `/v1/spawn` body)
+    /// and this configuration: `provider` (else `local`), `model` (else
+    /// `default` for `local`), the base URL of `[providers.NAME]`, else the
+    /// top-level `base_url` when it is that provider's. The provider name
+    /// is checked first, so a misspelt one is the error, not the model.
+    pub fn resolve_model(
+        &self,
+        provider: Option<&str>,
+        model: Option<&str>,
+        base_url: Option<&str>,
+    ) -> Result<(String, String, Option<String>), aos_providers::ProviderError> {
+        let given = |v: Option<&str>| v.map(str::trim).filter(|v| !v.is_empty()).map(str::to_string);
+        let provider = given(provider).unwrap_or_else(|| self.effective_provider());
+        aos_providers::check_provider_name(&provider)?;
+        let provider = provider.to_ascii_lowercase();
+        let Some(model) = given(model).or_else(|| self.effective_model(&provider)) else {
+            return Err(aos_providers::ProviderError::Other(format!(
+                "no model given for provider `{provider}`: pass --model or set `model` in aos.toml (AOS_MODEL)"
+            )));
+        };
+        let base_url = given(base_url).or_else(|| {
+            self.providers.get(&provider).and_then(|p| p.base_url.clone()).or_else(|| {
+                let own = self.provider.as_deref().is_some_and(|p| p.trim().eq_ignore_ascii_case(&provider));
+                if own { self.base_url.clone() } else { None }
+            })
+        });
+        Ok((provider, model, base_url))
+    }
+
     /// The effective config as JSON, secrets masked (see [`mask_json`]),
     /// with the default provider and model filled in and unset options as
     /// `null`. What `GET /v1/config` and `aos config show --json` give.

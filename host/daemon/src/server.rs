@@ -401,20 +401,8 @@ async fn shutdown(State(s): State<AppState>) -> Json<serde_json::Value> {
 async fn spawn(State(s): State<AppState>, Json(b): Json<SpawnBody>) -> Result<Json<SpawnReply>, AppErr> {
     let cfg = &s.cfg;
     // Default: the embedded offline model.
-    let provider = b.provider.clone().filter(|p| !p.trim().is_empty()).unwrap_or_else(|| cfg.effective_provider());
-    // The provider first: a misspelt one is the error, not the missing model.
-    aos_providers::check_provider_name(&provider).map_err(|e| bad(e.to_string()))?;
-    let Some(model) = b.model.clone().filter(|m| !m.trim().is_empty()).or_else(|| cfg.effective_model(&provider)) else {
-        return Err(bad(format!(
-            "no model given for provider `{provider}`: pass --model or set `model` in aos.toml (or AOS_MODEL when starting the kernel)"
-        )));
-    };
-    let base_url = b.base_url.clone().or_else(|| {
-        cfg.providers
-            .get(&provider)
-            .and_then(|p| p.base_url.clone())
-            .or_else(|| if cfg.provider.as_deref() == Some(provider.as_str()) { cfg.base_url.clone() } else { None })
-    });
+    let (provider, model, base_url) =
+        cfg.resolve_model(b.provider.as_deref(), b.model.as_deref(), b.base_url.as_deref()).map_err(|e| bad(e.to_string()))?;
     let grants = b.grants.clone().unwrap_or_else(|| cfg.default_grants.clone());
     let caps = s.kernel.parse_grants(&grants).map_err(|e| bad(one_line(&e)))?;
     if let Some(w) = &b.workspace {

@@ -22,7 +22,10 @@ use crate::scheduler;
 use crate::shared::Shared;
 
 /// Starts a process and returns its pid.
-pub(crate) fn spawn(k: &Arc<Shared>, req: SpawnRequest) -> Result<Pid, KernelError> {
+pub(crate) fn spawn(k: &Arc<Shared>, mut req: SpawnRequest) -> Result<Pid, KernelError> {
+    // Provider names are case-insensitive (`OpenAI` is `openai`): one
+    // spelling in `ps`, the journal and the `[spawn]` policy's comparisons.
+    req.provider = req.provider.trim().to_ascii_lowercase();
     if req.task.trim().is_empty() {
         return Err(KernelError::Invalid("the task is empty; say what the agent should do".into()));
     }

@@ -111,6 +111,14 @@ impl Syscalls {
         }
         let installed: Vec<String> = self.sources.iter().flat_map(|s| s.driver_names()).collect();
         for name in wanted {
+            // A built-in driver's calls are granted by its own capabilities
+            // (its name is reserved: no installed driver can take it).
+            if let Some(caps) = builtin_driver_caps(name) {
+                return Err(KernelError::Invalid(format!(
+                    "`{name}` is a built-in driver: `driver:{name}` grants nothing; grant {caps} instead \
+                     (`driver:NAME` is for installed third-party drivers)"
+                )));
+            }
             if !installed.iter().any(|d| d == name) {
                 let hint = aos_abi::suggest::did_you_mean(name, installed.iter().map(String::as_str))
                     .map(|s| format!(" (did you mean `driver:{s}`?)"))
@@ -123,4 +131,16 @@ impl Syscalls {
         }
         Ok(())
     }
+}
+
+/// The capabilities that grant a built-in driver's calls, by driver name.
+fn builtin_driver_caps(name: &str) -> Option<&'static str> {
+    Some(match name {
+        "fs" => "`fs:ro` or `fs:rw`",
+        "timers" => "`timers`",
+        "exec" => "`exec` or `exec:net`",
+        "net" => "`net` or `net:HOST`",
+        "memory" => "`memory` or `memory:shared/NAME`",
+        _ => return None,
+    })
 }

@@ -184,6 +184,14 @@ async fn call(a: CallArgs) -> Result<i32> {
     let workspace = super::workspace_dir(&workspace)?;
     for c in caps.iter() {
         if let aos_abi::Capability::Driver(name) = c {
+            let driver = rt.list().into_iter().find(|d| &d.name == name);
+            if let Some(d) = driver.filter(|d| d.source == "built-in") {
+                bail!(
+                    "`{name}` is a built-in driver: `driver:{name}` grants nothing; grant {} instead \
+                     (`driver:NAME` is for installed third-party drivers)",
+                    d.requires.iter().map(|r| format!("`{r}`")).collect::<Vec<_>>().join(" or ")
+                );
+            }
             if !rt.list().iter().any(|d| &d.name == name) {
                 bail!(
                     "no driver `{name}` is installed, so `driver:{name}` would grant nothing; \

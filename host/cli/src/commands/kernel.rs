@@ -130,13 +130,13 @@ pub async fn run(cmd: KernelCmd) -> Result<i32> {
                 }
                 if let Some(j) = &st.journal {
                     match &j.fault {
-                        Some(f) => println!(
+                        Some(f) => outln!(
                             "journal: FAILING since {} ago: {}; {} process(es) paused until it can be written",
                             super::output::age(aos_kernel::now_ms().saturating_sub(f.since_ms) / 1000),
                             f.error,
                             st.processes.paused
                         ),
-                        None => println!(
+                        None => outln!(
                             "journal: {} ({} events, {} fsyncs, {} snapshots this run)",
                             j.segment.display(),
                             j.events,

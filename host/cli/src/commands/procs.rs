@@ -221,6 +221,7 @@ pub async fn spawn(a: SpawnArgs) -> Result<i32> {
     if !a.wait {
         return Ok(0);
     }
+    crate::term::exit_when_reader_leaves();
     let pid = reply.pid;
     let fmt = EntryFormat { json: a.json, timestamps: false };
     let all = LogFilter::default();
@@ -322,6 +323,9 @@ pub async fn logs(a: LogsArgs) -> Result<i32> {
             Some(_) => seqs.last().map(|s| s + 1).unwrap_or(0),
             None => 0,
         };
+    }
+    if a.follow {
+        crate::term::exit_when_reader_leaves();
     }
     match follow(&client, a.pid, a.follow, &filter, fmt).await {
         Ok(status) if a.follow => Ok(exit_code(&status)),

@@ -27,14 +27,16 @@ use aos_kernel::{Budgets, ExitStatus, Kernel, KernelEvent, SpawnRequest};
 pub struct RunArgs {
     /// What the agent should do.
     pub task: String,
-    /// LLM provider: local (the embedded offline model, default), openai (any
-    /// OpenAI-compatible server), gemini, anthropic, script.
-    #[arg(long, env = "AOS_PROVIDER", default_value = "local")]
-    pub provider: String,
+    /// LLM provider: local (the embedded offline model), openai (any
+    /// OpenAI-compatible server), gemini, anthropic, script. Default:
+    /// `provider` of aos.toml, else local.
+    #[arg(long, env = "AOS_PROVIDER")]
+    pub provider: Option<String>,
     /// Model name (for `local`: `default` or the path of a GGUF file; for
     /// `script`: the script file; for `openai`: the server's model name).
-    #[arg(long, env = "AOS_MODEL", default_value = "default")]
-    pub model: String,
+    /// Default: `model` of aos.toml, else `default` for local.
+    #[arg(long, env = "AOS_MODEL")]
+    pub model: Option<String>,
     /// Base URL of the provider's API (e.g. http://127.0.0.1:11434/v1 for Ollama).
     #[arg(long)]
     pub base_url: Option<String>,
@@ -61,8 +63,9 @@ pub struct RunArgs {
     /// (default: a new one under $AOS_HOME/workspaces).
     #[arg(long)]
     pub workspace: Option<PathBuf>,
-    #[arg(long, default_value_t = 50)]
-    pub max_steps: u64,
+    /// Step budget (model calls). Default: `[budgets] max_steps` of aos.toml, else 50.
+    #[arg(long)]
+    pub max_steps: Option<u64>,
     #[arg(long)]
     pub max_tokens: Option<u64>,
     /// Wall-time budget in seconds.
@@ -95,7 +98,9 @@ pub async fn run(a: RunArgs) -> Result<i32> {
     if !a.no_grants {
         super::check_grants(&a.grants)?;
     }
-    aos_providers::check_provider_name(&a.provider)?;
+    if let Some(p) = &a.provider {
+        aos_providers::check_provider_name(p)?;
+    }
     let home = crate::home::aos_home()?;
     let workspace = match &a.workspace {
         Some(w) => Some(super::workspace_dir(w)?),
@@ -108,6 +113,8 @@ pub async fn run(a: RunArgs) -> Result<i32> {
     if let Some(image) = &a.sandbox_image {
         cfg.sandbox.image = image.clone();
     }
+    // Provider, model and base URL: the flags, else aos.toml's (as `aos spawn`).
+    let (provider, model, base_url) = cfg.resolve_model(a.provider.as_deref(), a.model.as_deref(), a.base_url.as_deref())?;
     let kernel = aos_daemon::stack::build(&home, &cfg).await?;
     let caps = if a.no_grants {
         CapabilitySet::empty()
@@ -121,12 +128,12 @@ pub async fn run(a: RunArgs) -> Result<i32> {
         .spawn(SpawnRequest {
             task: a.task,
             role: a.role,
-            provider: a.provider,
-            model: a.model,
-            base_url: a.base_url,
+            provider,
+            model,
+            base_url,
             caps,
             budgets: Budgets {
-                max_steps: Some(a.max_steps),
+                max_steps: a.max_steps,
                 max_tokens: a.max_tokens,
                 max_wall_time: a.max_seconds.map(Duration::from_secs),
             },
