@@ -1,7 +1,10 @@
 //! Anthropic Messages API (`POST {base}/v1/messages`): owns the request body
 //! (top-level `system`, strictly alternating user/assistant turns starting
-//! with user, required `max_tokens`), the response and error-body parsing,
-//! and the `x-api-key` / `anthropic-version` headers.
+//! with user, required `max_tokens`; native tools as `tools` with
+//! `input_schema`, calls and results as `tool_use`/`tool_result` blocks;
+//! `cache_control` breakpoints on the system prompt and the tool list), the
+//! response and error-body parsing, and the `x-api-key` /
+//! `anthropic-version` headers.
 
 use async_trait::async_trait;
 use serde::Deserialize;
@@ -9,8 +12,8 @@ use serde_json::{json, Value};
 
 use crate::http::{normalize_base, read_api_key, snippet, HttpClient, HttpSettings, WireErrors};
 use crate::{
-    estimate_prompt_tokens, estimate_tokens, merge_turns, split_system, Completion,
-    CompletionRequest, Provider, ProviderError, Role, Usage,
+    arguments_object, estimate_prompt_tokens, estimate_tokens, split_system, Completion,
+    CompletionRequest, Message, Provider, ProviderError, Role, SyscallSpec, ToolCall, Usage,
 };
 
 pub const DEFAULT_BASE_URL: &str = "https://api.anthropic.com";
@@ -57,28 +60,93 @@ enum WireRole {
     Assistant,
 }
 
-/// Leading system messages become `system`; later ones are sent as user
-/// turns. Same-role turns are merged and a placeholder user turn is put first
-/// when needed, so turns alternate starting with user.
+/// One message's content blocks: its text (when not empty; the API
+/// refuses empty text blocks), an assistant message's native calls as
+/// `tool_use` blocks, a tool message as a `tool_result` block under the
+/// call's id (`is_error` when it reports an error).
+fn blocks(m: &Message) -> Vec<Value> {
+    if m.role == Role::Tool {
+        if let Some(id) = &m.tool_call_id {
+            let mut b = json!({"type": "tool_result", "tool_use_id": id, "content": m.content});
+            if m.is_error {
+                b["is_error"] = json!(true);
+            }
+            return vec![b];
+        }
+    }
+    let mut out = Vec::new();
+    if !m.content.is_empty() {
+        out.push(json!({"type": "text", "text": m.content}));
+    }
+    for c in &m.tool_calls {
+        out.push(json!({"type": "tool_use", "id": c.id, "name": c.name, "input": arguments_object(&c.arguments)}));
+    }
+    out
+}
+
+/// The syscalls as Messages API `tools` (`name`, `description`,
+/// `input_schema`). The API takes JSON Schema as it is, so no keyword is
+/// dropped. The last tool carries a `cache_control` breakpoint, so the
+/// tool list (and the system prompt before it) is cached across steps.
+pub fn tools(specs: &[SyscallSpec]) -> Vec<Value> {
+    let mut tools: Vec<Value> = specs
+        .iter()
+        .map(|s| json!({"name": s.name, "description": s.description, "input_schema": s.args_schema}))
+        .collect();
+    if let Some(last) = tools.last_mut() {
+        last["cache_control"] = json!({"type": "ephemeral"});
+    }
+    tools
+}
+
+/// Leading system messages become `system` (one text block with a
+/// `cache_control` breakpoint: the prompt is the same every step); later
+/// ones are sent as user turns. Messages of the same wire role are merged
+/// into one turn (`tool_result` blocks first, as the API requires after a
+/// `tool_use` turn), and a placeholder user turn is put first when needed,
+/// so turns alternate starting with user. A turn of text only is sent as a
+/// plain string.
 pub(crate) fn request_body(req: &CompletionRequest) -> Value {
     let (system, rest) = split_system(&req.messages);
-    let mut turns = merge_turns(rest, |r| match r {
-        Role::Assistant => WireRole::Assistant,
-        // Tool results reach these providers only as text (the kernel
-        // renders them so in text mode).
-        Role::User | Role::System | Role::Tool => WireRole::User,
-    });
+    let mut turns: Vec<(WireRole, Vec<Value>)> = Vec::new();
+    for m in rest {
+        let role = match m.role {
+            Role::Assistant => WireRole::Assistant,
+            Role::User | Role::System | Role::Tool => WireRole::User,
+        };
+        let mut b = blocks(m);
+        if b.is_empty() {
+            // An empty message still takes its turn (as an empty text).
+            b.push(json!({"type": "text", "text": ""}));
+        }
+        match turns.last_mut() {
+            Some((last, blocks)) if *last == role => blocks.extend(b),
+            _ => turns.push((role, b)),
+        }
+    }
     if turns.first().is_none_or(|(r, _)| *r != WireRole::User) {
-        turns.insert(0, (WireRole::User, PLACEHOLDER_USER_TURN.to_string()));
+        turns.insert(0, (WireRole::User, vec![json!({"type": "text", "text": PLACEHOLDER_USER_TURN})]));
     }
     let messages: Vec<Value> = turns
         .into_iter()
-        .map(|(role, text)| {
+        .map(|(role, mut blocks)| {
             let role = match role {
                 WireRole::User => "user",
                 WireRole::Assistant => "assistant",
             };
-            json!({"role": role, "content": text})
+            let is_text = |b: &Value| b["type"] == "text";
+            if blocks.iter().all(is_text) {
+                let texts: Vec<&str> = blocks
+                    .iter()
+                    .filter_map(|b| b["text"].as_str())
+                    .filter(|t| !t.is_empty())
+                    .collect();
+                return json!({"role": role, "content": texts.join("\n\n")});
+            }
+            blocks.retain(|b| !(is_text(b) && b["text"] == ""));
+            // Stable: tool results first, in their order, then the rest.
+            blocks.sort_by_key(|b| b["type"] != "tool_result");
+            json!({"role": role, "content": blocks})
         })
         .collect();
     let mut body = json!({
@@ -87,7 +155,10 @@ pub(crate) fn request_body(req: &CompletionRequest) -> Value {
         "messages": messages,
     });
     if let Some(system) = system {
-        body["system"] = json!(system);
+        body["system"] = json!([{"type": "text", "text": system, "cache_control": {"type": "ephemeral"}}]);
+    }
+    if req.tools && !req.syscalls.is_empty() {
+        body["tools"] = Value::Array(tools(&req.syscalls));
     }
     if let Some(t) = req.temperature {
         body["temperature"] = json!(t);
@@ -111,6 +182,13 @@ struct Block {
     kind: String,
     #[serde(default)]
     text: Option<String>,
+    /// A `tool_use` block's id, name and input object.
+    #[serde(default)]
+    id: Option<String>,
+    #[serde(default)]
+    name: Option<String>,
+    #[serde(default)]
+    input: Option<Value>,
 }
 
 #[derive(Deserialize)]
@@ -139,12 +217,23 @@ pub(crate) fn parse_response(
     }
     let resp: MessagesResponse = serde_json::from_value(value)
         .map_err(|e| bad(format!("unexpected JSON shape ({e}): {snip}")))?;
-    let text: String = resp
-        .content
-        .into_iter()
-        .filter(|b| b.kind == "text")
-        .filter_map(|b| b.text)
-        .collect();
+    let mut text = String::new();
+    let mut calls = Vec::new();
+    for b in resp.content {
+        match b.kind.as_str() {
+            "text" => text.push_str(b.text.as_deref().unwrap_or("")),
+            "tool_use" => calls.push(ToolCall {
+                id: b.id.filter(|s| !s.is_empty()).unwrap_or_else(|| format!("toolu_{}", calls.len())),
+                name: b.name.unwrap_or_default(),
+                arguments: match b.input {
+                    None | Some(Value::Null) => String::new(),
+                    Some(v) => v.to_string(),
+                },
+                signature: None,
+            }),
+            _ => {}
+        }
+    }
     let truncated = resp.stop_reason.as_deref() == Some("max_tokens");
     let usage = match resp.usage {
         Some(WireUsage {
@@ -166,7 +255,7 @@ pub(crate) fn parse_response(
         _ => crate::estimated_usage(&req.messages, &text),
     };
     Ok(Completion {
-        tool_calls: Vec::new(),
+        tool_calls: calls,
         text,
         usage,
         truncated,
@@ -277,12 +366,15 @@ impl Provider for AnthropicProvider {
             .await?;
         parse_response(value, &req)
     }
+
+    fn supports_tools(&self) -> bool {
+        true
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::Message;
 
     fn msg(role: Role, content: &str) -> Message {
         Message::new(role, content)
@@ -300,7 +392,7 @@ mod tests {
             ..Default::default()
         };
         let b = request_body(&req);
-        assert_eq!(b["system"], "s");
+        assert_eq!(b["system"][0]["text"], "s");
         assert_eq!(b["max_tokens"], DEFAULT_MAX_TOKENS);
         assert_eq!(b["messages"][0]["role"], "user");
         assert_eq!(b["messages"][0]["content"], PLACEHOLDER_USER_TURN);

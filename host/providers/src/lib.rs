@@ -56,12 +56,32 @@ pub struct Message {
     /// A [`Role::Tool`] message: the id of the call it answers.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tool_call_id: Option<String>,
+    /// A [`Role::Tool`] message that reports an error (the call was
+    /// malformed, denied, failed or interrupted) rather than a result:
+    /// Anthropic's `is_error`, Gemini's `error` response key.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub is_error: bool,
 }
 
 impl Message {
     /// A plain message (no tool calls).
     pub fn new(role: Role, content: impl Into<String>) -> Message {
-        Message { role, content: content.into(), tool_calls: Vec::new(), tool_call_id: None }
+        Message { role, content: content.into(), tool_calls: Vec::new(), tool_call_id: None, is_error: false }
+    }
+}
+
+/// A call's arguments as the JSON object APIs with structured tool input
+/// (Anthropic `input`, Gemini `args`) want back in the history: the
+/// arguments themselves when they are an object, `{}` when empty, and
+/// otherwise (a malformed call the kernel answered with an error) the raw
+/// text under `_unparsed_arguments`, so the model still sees what it sent.
+pub(crate) fn arguments_object(arguments: &str) -> serde_json::Value {
+    if arguments.trim().is_empty() {
+        return serde_json::json!({});
+    }
+    match serde_json::from_str::<serde_json::Value>(arguments) {
+        Ok(v @ serde_json::Value::Object(_)) => v,
+        _ => serde_json::json!({"_unparsed_arguments": arguments}),
     }
 }
 
@@ -275,24 +295,4 @@ pub(crate) fn split_system(messages: &[Message]) -> (Option<String>, &[Message])
         .collect::<Vec<_>>()
         .join("\n\n");
     (Some(system), &messages[n..])
-}
-
-/// Merges consecutive messages of the same (mapped) role into one turn,
-/// joining their texts with a blank line. `map` gives each message's wire role.
-pub(crate) fn merge_turns<'a, R: PartialEq + Copy>(
-    messages: impl IntoIterator<Item = &'a Message>,
-    map: impl Fn(Role) -> R,
-) -> Vec<(R, String)> {
-    let mut out: Vec<(R, String)> = Vec::new();
-    for m in messages {
-        let role = map(m.role);
-        match out.last_mut() {
-            Some((last, text)) if *last == role => {
-                text.push_str("\n\n");
-                text.push_str(&m.content);
-            }
-            _ => out.push((role, m.content.clone())),
-        }
-    }
-    out
 }

@@ -178,6 +178,7 @@ fn tool_calls(calls: Vec<WireToolCall>) -> Vec<ToolCall> {
                     None | Some(Value::Null) => String::new(),
                     Some(v) => v.to_string(),
                 },
+                signature: None,
             }
         })
         .collect()

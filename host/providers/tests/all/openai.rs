@@ -244,13 +244,14 @@ fn native_request() -> aos_providers::CompletionRequest {
         role: Role::Assistant,
         content: String::new(),
         tool_calls: vec![
-            ToolCall { id: "call_1".into(), name: "FS_READ".into(), arguments: r#"{"path":"a"}"#.into() },
-            ToolCall { id: "call_2".into(), name: "FS_LIST".into(), arguments: "{}".into() },
+            ToolCall { id: "call_1".into(), name: "FS_READ".into(), arguments: r#"{"path":"a"}"#.into(), signature: None },
+            ToolCall { id: "call_2".into(), name: "FS_LIST".into(), arguments: "{}".into(), signature: None },
         ],
         tool_call_id: None,
+        is_error: false,
     });
     for id in ["call_1", "call_2"] {
-        r.messages.push(Message { role: Role::Tool, content: format!("[RESULT {id}]"), tool_calls: vec![], tool_call_id: Some(id.into()) });
+        r.messages.push(Message { role: Role::Tool, content: format!("[RESULT {id}]"), tool_calls: vec![], tool_call_id: Some(id.into()), is_error: false });
     }
     r
 }
