@@ -127,6 +127,13 @@ pub struct Counters {
     pub completion_tokens: u64,
     /// True when any step's counts were estimated rather than reported.
     pub tokens_estimated: bool,
+    /// Of `prompt_tokens`, those the provider served from its prompt cache
+    /// (as each API reports them; see `aos_providers::Usage`).
+    #[serde(default)]
+    pub cached_prompt_tokens: u64,
+    /// Of `prompt_tokens`, those written to the provider's prompt cache.
+    #[serde(default)]
+    pub cache_write_tokens: u64,
     pub steps: u64,
     /// Calls per syscall name (including failed ones).
     pub syscalls: BTreeMap<String, u64>,
@@ -139,6 +146,13 @@ pub struct Counters {
 impl Counters {
     pub fn total_tokens(&self) -> u64 {
         self.prompt_tokens + self.completion_tokens
+    }
+
+    /// The share of prompt tokens read from the provider's cache, in
+    /// percent (`None` when no prompt token was reported as cached).
+    pub fn cached_percent(&self) -> Option<u64> {
+        (self.cached_prompt_tokens > 0 && self.prompt_tokens > 0)
+            .then(|| (self.cached_prompt_tokens.min(self.prompt_tokens) * 100) / self.prompt_tokens)
     }
 }
 

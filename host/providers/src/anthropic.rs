@@ -193,10 +193,16 @@ struct Block {
 
 #[derive(Deserialize)]
 struct WireUsage {
+    /// The prompt tokens after the last cache breakpoint (not read from or
+    /// written to the cache).
     #[serde(default)]
     input_tokens: Option<u64>,
     #[serde(default)]
     output_tokens: Option<u64>,
+    #[serde(default)]
+    cache_read_input_tokens: Option<u64>,
+    #[serde(default)]
+    cache_creation_input_tokens: Option<u64>,
 }
 
 pub(crate) fn parse_response(
@@ -235,22 +241,34 @@ pub(crate) fn parse_response(
         }
     }
     let truncated = resp.stop_reason.as_deref() == Some("max_tokens");
+    // The whole prompt is input + cache reads + cache writes.
+    let (read, written) = resp
+        .usage
+        .as_ref()
+        .map(|u| (u.cache_read_input_tokens.unwrap_or(0), u.cache_creation_input_tokens.unwrap_or(0)))
+        .unwrap_or((0, 0));
     let usage = match resp.usage {
         Some(WireUsage {
             input_tokens: Some(i),
             output_tokens: Some(o),
+            ..
         }) => Usage {
-            prompt_tokens: i,
+            prompt_tokens: i + read + written,
             completion_tokens: o,
             estimated: false,
+            cached_prompt_tokens: read,
+            cache_write_tokens: written,
         },
         Some(WireUsage {
             input_tokens,
             output_tokens,
+            ..
         }) if input_tokens.is_some() || output_tokens.is_some() => Usage {
-            prompt_tokens: input_tokens.unwrap_or_else(|| estimate_prompt_tokens(&req.messages)),
+            prompt_tokens: input_tokens.map(|i| i + read + written).unwrap_or_else(|| estimate_prompt_tokens(&req.messages)),
             completion_tokens: output_tokens.unwrap_or_else(|| estimate_tokens(&text)),
             estimated: true,
+            cached_prompt_tokens: read,
+            cache_write_tokens: written,
         },
         _ => crate::estimated_usage(&req.messages, &text),
     };

@@ -307,6 +307,9 @@ struct UsageMetadata {
     /// Billed as output by thinking models.
     #[serde(default)]
     thoughts_token_count: Option<u64>,
+    /// The part of `promptTokenCount` served from a cache (implicit or explicit).
+    #[serde(default)]
+    cached_content_token_count: Option<u64>,
 }
 
 pub(crate) fn parse_response(
@@ -362,6 +365,8 @@ pub(crate) fn parse_response(
                 completion_tokens: u.candidates_token_count.unwrap_or(0)
                     + u.thoughts_token_count.unwrap_or(0),
                 estimated: false,
+                cached_prompt_tokens: u.cached_content_token_count.unwrap_or(0),
+                cache_write_tokens: 0,
             }
         }
         Some(u) if u.prompt_token_count.is_some() || u.candidates_token_count.is_some() => Usage {
@@ -372,6 +377,8 @@ pub(crate) fn parse_response(
                 .candidates_token_count
                 .unwrap_or_else(|| estimate_tokens(&text)),
             estimated: true,
+            cached_prompt_tokens: u.cached_content_token_count.unwrap_or(0),
+            cache_write_tokens: 0,
         },
         _ => crate::estimated_usage(&req.messages, &text),
     };

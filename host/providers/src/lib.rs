@@ -108,10 +108,22 @@ pub struct CompletionRequest {
 /// Token counts of one call.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Usage {
+    /// Every prompt token, including those served from the provider's
+    /// prompt cache (Anthropic reports these apart; they are added here).
     pub prompt_tokens: u64,
     pub completion_tokens: u64,
     /// True when the provider reported no counts and these are estimates.
     pub estimated: bool,
+    /// Of `prompt_tokens`, those read from the provider's prompt cache
+    /// (OpenAI `prompt_tokens_details.cached_tokens`, Anthropic
+    /// `cache_read_input_tokens`, Gemini `cachedContentTokenCount`); 0 when
+    /// none were or the provider does not say.
+    #[serde(default)]
+    pub cached_prompt_tokens: u64,
+    /// Of `prompt_tokens`, those written to the cache by this call
+    /// (Anthropic `cache_creation_input_tokens`, billed above the base rate).
+    #[serde(default)]
+    pub cache_write_tokens: u64,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -259,6 +271,7 @@ pub(crate) fn estimated_usage(messages: &[Message], text: &str) -> Usage {
         prompt_tokens: estimate_prompt_tokens(messages),
         completion_tokens: estimate_tokens(text),
         estimated: true,
+        ..Usage::default()
     }
 }
 

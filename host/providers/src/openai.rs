@@ -190,6 +190,15 @@ struct WireUsage {
     prompt_tokens: Option<u64>,
     #[serde(default)]
     completion_tokens: Option<u64>,
+    /// `{cached_tokens}`: the part of `prompt_tokens` served from the prompt cache.
+    #[serde(default)]
+    prompt_tokens_details: Option<PromptTokensDetails>,
+}
+
+#[derive(Deserialize)]
+struct PromptTokensDetails {
+    #[serde(default)]
+    cached_tokens: Option<u64>,
 }
 
 /// `content` is a string, null, or (some servers) an array of `{type, text}` parts.
@@ -224,22 +233,34 @@ pub(crate) fn parse_response(
     let text = content_text(choice.message.as_ref().and_then(|m| m.content.as_ref()));
     let calls = tool_calls(choice.message.and_then(|m| m.tool_calls).unwrap_or_default());
     let truncated = choice.finish_reason.as_deref() == Some("length");
+    let cached = resp
+        .usage
+        .as_ref()
+        .and_then(|u| u.prompt_tokens_details.as_ref())
+        .and_then(|d| d.cached_tokens)
+        .unwrap_or(0);
     let usage = match resp.usage {
         Some(WireUsage {
             prompt_tokens: Some(p),
             completion_tokens: Some(c),
+            ..
         }) => Usage {
             prompt_tokens: p,
             completion_tokens: c,
             estimated: false,
+            cached_prompt_tokens: cached.min(p),
+            cache_write_tokens: 0,
         },
         Some(WireUsage {
             prompt_tokens,
             completion_tokens,
+            ..
         }) if prompt_tokens.is_some() || completion_tokens.is_some() => Usage {
             prompt_tokens: prompt_tokens.unwrap_or_else(|| estimate_prompt_tokens(&req.messages)),
             completion_tokens: completion_tokens.unwrap_or_else(|| estimate_tokens(&text)),
             estimated: true,
+            cached_prompt_tokens: cached,
+            cache_write_tokens: 0,
         },
         _ => crate::estimated_usage(&req.messages, &text),
     };

@@ -542,10 +542,16 @@ pub fn model_label(p: &ProcessInfo) -> String {
     format!("{}/{}", p.provider, m)
 }
 
+/// The share of a process's prompt tokens its provider served from its
+/// prompt cache (`62%`), `-` when none was reported as cached.
+pub fn cached_cell(c: &aos_kernel::Counters) -> String {
+    c.cached_percent().map(|p| format!("{p}%")).unwrap_or_else(|| "-".into())
+}
+
 /// The `ps` table; `tree` draws each row's tree prefix before its pid.
 pub fn ps_table(procs: &[(String, &ProcessInfo)], tree: bool) -> String {
     let now = aos_kernel::process::now_ms();
-    let mut rows = vec![["PID", "PARENT", "STATUS", "PROVIDER/MODEL", "STEPS", "TOKENS", "SYSCALLS", "AGE", "TASK"].map(String::from).to_vec()];
+    let mut rows = vec![["PID", "PARENT", "STATUS", "PROVIDER/MODEL", "STEPS", "TOKENS", "CACHED", "SYSCALLS", "AGE", "TASK"].map(String::from).to_vec()];
     for (prefix, p) in procs {
         let c = &p.counters;
         rows.push(vec![
@@ -555,6 +561,7 @@ pub fn ps_table(procs: &[(String, &ProcessInfo)], tree: bool) -> String {
             model_label(p),
             c.steps.to_string(),
             format!("{}{}", c.total_tokens(), if c.tokens_estimated { "~" } else { "" }),
+            cached_cell(c),
             c.syscalls.values().sum::<u64>().to_string(),
             age(now.saturating_sub(c.started_at_ms) / 1000),
             one_line_task(&p.task, 60),
@@ -579,4 +586,19 @@ pub fn one_line_task(task: &str, max: usize) -> String {
     let mut s: String = flat.chars().take(max.saturating_sub(1)).collect();
     s.push('…');
     s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cached_share_of_the_prompt() {
+        let mut c = aos_kernel::Counters::default();
+        assert_eq!(cached_cell(&c), "-");
+        c.prompt_tokens = 4000;
+        assert_eq!(cached_cell(&c), "-", "nothing reported as cached");
+        c.cached_prompt_tokens = 2500;
+        assert_eq!(cached_cell(&c), "62%");
+    }
 }

@@ -66,7 +66,7 @@ fn claude(text: Option<&str>, calls: &[(&str, &str, Value)]) -> (u16, Value) {
             "id": "msg_01Aq9w938a90dw8q", "type": "message", "role": "assistant", "model": "claude-sonnet-4-5",
             "content": content,
             "stop_reason": if calls.is_empty() { "end_turn" } else { "tool_use" }, "stop_sequence": null,
-            "usage": {"input_tokens": 2095, "output_tokens": 503, "cache_creation_input_tokens": 0, "cache_read_input_tokens": 0}
+            "usage": {"input_tokens": 95, "output_tokens": 503, "cache_creation_input_tokens": 0, "cache_read_input_tokens": 2000}
         }),
     )
 }
@@ -147,6 +147,9 @@ async fn anthropic_one_call_with_text_its_tool_list_and_its_result_under_its_id(
     assert!(r.get("is_error").is_none(), "{r}");
     let logs = k.logs(pid).unwrap();
     assert!(logs.iter().any(|l| matches!(&l.entry, aos_kernel::Entry::Result { call_id: Some(c), .. } if c == "toolu_01A09q90qw90lq917835lq9")));
+    // Cache reads count as prompt tokens and are counted apart.
+    let c = k.info(pid).unwrap().counters;
+    assert_eq!((c.prompt_tokens, c.cached_prompt_tokens, c.cached_percent()), (2 * 2095, 2 * 2000, Some(95)));
 }
 
 #[tokio::test]

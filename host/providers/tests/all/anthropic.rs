@@ -62,7 +62,8 @@ async fn request_body_shape() {
         Usage {
             prompt_tokens: 40,
             completion_tokens: 2,
-            estimated: false
+            estimated: false,
+            ..Default::default()
         }
     );
     let r = &server.requests()[0];
@@ -136,7 +137,8 @@ async fn only_text_blocks_are_the_reply() {
         Usage {
             prompt_tokens: 3,
             completion_tokens: 5,
-            estimated: false
+            estimated: false,
+            ..Default::default()
         }
     );
 }
@@ -255,4 +257,23 @@ async fn native_request_tools_tool_use_and_tool_result_blocks() {
     let server = TestServer::start(vec![Reply::json(200, Anthropic::ok("ok", false, Some((1, 1))))]).await;
     provider("anthropic", &server.url, &var).complete(conversation("m")).await.unwrap();
     assert!(server.requests()[0].body.get("tools").is_none());
+}
+
+/// Usage with prompt caching, as in
+/// https://platform.claude.com/docs/en/build-with-claude/prompt-caching
+/// (`input_tokens` counts only what follows the last breakpoint; cache
+/// reads and writes are reported apart).
+#[tokio::test]
+async fn cached_prompt_tokens_are_read_and_added_to_the_prompt() {
+    let mut read = Anthropic::ok("hi", false, None);
+    read["usage"] = json!({"input_tokens": 21, "cache_creation_input_tokens": 0, "cache_read_input_tokens": 188086, "output_tokens": 393});
+    let mut write = Anthropic::ok("hi", false, None);
+    write["usage"] = json!({"input_tokens": 21, "cache_creation_input_tokens": 188086, "cache_read_input_tokens": 0, "output_tokens": 393});
+    let server = TestServer::start(vec![Reply::json(200, write), Reply::json(200, read)]).await;
+    let (var, _) = fresh_key();
+    let p = provider("anthropic", &server.url, &var);
+    let u = p.complete(simple("m")).await.unwrap().usage;
+    assert_eq!(u, Usage { prompt_tokens: 188107, completion_tokens: 393, estimated: false, cached_prompt_tokens: 0, cache_write_tokens: 188086 });
+    let u = p.complete(simple("m")).await.unwrap().usage;
+    assert_eq!(u, Usage { prompt_tokens: 188107, completion_tokens: 393, estimated: false, cached_prompt_tokens: 188086, cache_write_tokens: 0 });
 }

@@ -66,7 +66,8 @@ async fn request_body_shape() {
         Usage {
             prompt_tokens: 40,
             completion_tokens: 2,
-            estimated: false
+            estimated: false,
+            ..Default::default()
         }
     );
     let r = &server.requests()[0];
@@ -127,7 +128,8 @@ async fn parts_are_joined_and_thoughts_skipped() {
         Usage {
             prompt_tokens: 9,
             completion_tokens: 14,
-            estimated: false
+            estimated: false,
+            ..Default::default()
         }
     );
 }
@@ -294,4 +296,17 @@ async fn native_request_declarations_function_calls_and_responses() {
     let server = TestServer::start(vec![Reply::json(200, Gemini::ok("ok", false, Some((1, 1))))]).await;
     provider("gemini", &server.url, &var).complete(conversation("m")).await.unwrap();
     assert!(server.requests()[0].body.get("tools").is_none());
+}
+
+/// `usageMetadata.cachedContentTokenCount` (part of `promptTokenCount`), as
+/// in https://ai.google.dev/api/generate-content#UsageMetadata.
+#[tokio::test]
+async fn cached_content_tokens_are_read() {
+    let mut body = Gemini::ok("hi", false, None);
+    body["usageMetadata"] = json!({"promptTokenCount": 2100, "cachedContentTokenCount": 2048, "candidatesTokenCount": 50, "totalTokenCount": 2150,
+        "cacheTokensDetails": [{"modality": "TEXT", "tokenCount": 2048}]});
+    let server = TestServer::start(vec![Reply::json(200, body)]).await;
+    let (var, _) = fresh_key();
+    let u = provider("gemini", &server.url, &var).complete(simple("m")).await.unwrap().usage;
+    assert_eq!(u, Usage { prompt_tokens: 2100, completion_tokens: 50, estimated: false, cached_prompt_tokens: 2048, cache_write_tokens: 0 });
 }
