@@ -324,6 +324,13 @@ pub enum KernelEvent {
     /// The ended process `pid` was removed from the table by the retention
     /// rules (`KernelConfig::retention`): `ps`, `logs` and `wait` no longer know it.
     Reaped { pid: Pid },
+    /// A piece of the reply `pid`'s model is generating (streaming
+    /// providers only), in order. Sent to live followers (`aos logs -f`)
+    /// and never journalled: the whole reply is journalled once, as an
+    /// [`Entry::Reply`], when it is complete — a restore never sees half a
+    /// reply, a cut stream leaves nothing to undo, and the journal is not
+    /// written (and fsynced) once per token.
+    ReplyDelta { pid: Pid, text: String },
 }
 
 impl KernelEvent {
@@ -343,6 +350,7 @@ impl KernelEvent {
             | KernelEvent::Consumed { pid, .. }
             | KernelEvent::Scheduled { pid, .. }
             | KernelEvent::Fired { pid, .. }
+            | KernelEvent::ReplyDelta { pid, .. }
             | KernelEvent::Reaped { pid } => *pid,
         }
     }

@@ -10,7 +10,7 @@ use async_trait::async_trait;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use crate::http::{normalize_base, read_api_key, snippet, HttpClient, HttpSettings, WireErrors};
+use crate::http::{normalize_base, read_api_key, snippet, HttpClient, HttpSettings, Streamed, WireErrors};
 use crate::{
     arguments_object, estimate_prompt_tokens, estimate_tokens, split_system, Completion,
     CompletionRequest, Message, Provider, ProviderError, Role, SyscallSpec, ToolCall, Usage,
@@ -31,6 +31,7 @@ pub struct AnthropicProvider {
     http: HttpClient,
     base_url: String,
     api_key_env: String,
+    stream: bool,
 }
 
 impl AnthropicProvider {
@@ -45,7 +46,14 @@ impl AnthropicProvider {
             http: HttpClient::new(NAME, settings)?,
             base_url: normalize_base(base_url.unwrap_or(DEFAULT_BASE_URL)),
             api_key_env: api_key_env.unwrap_or(DEFAULT_API_KEY_ENV).to_string(),
+            stream: false,
         })
+    }
+
+    /// Streams replies (`stream: true`, server-sent Messages events).
+    pub fn with_stream(mut self, stream: bool) -> Self {
+        self.stream = stream;
+        self
     }
 
     /// The endpoint this provider posts to.
@@ -233,6 +241,8 @@ pub(crate) fn parse_response(
                 name: b.name.unwrap_or_default(),
                 arguments: match b.input {
                     None | Some(Value::Null) => String::new(),
+                    // A streamed input that was not valid JSON, as it came.
+                    Some(Value::String(s)) => s,
                     Some(v) => v.to_string(),
                 },
                 signature: None,
@@ -278,6 +288,93 @@ pub(crate) fn parse_response(
         usage,
         truncated,
     })
+}
+
+/// A streamed reply being put together from its events: `message_start`
+/// (the usage of the prompt), `content_block_start` (a `text` or
+/// `tool_use` block), `content_block_delta` (`text_delta` text,
+/// `input_json_delta` pieces of a tool's input JSON), `content_block_stop`,
+/// `message_delta` (`stop_reason`, output tokens), `message_stop` (the last
+/// one); `ping` is ignored and `error` ends the call with that error.
+#[derive(Default)]
+struct StreamState {
+    blocks: Vec<Value>,
+    /// The input JSON text of each block (by position in `blocks`).
+    partial: Vec<String>,
+    stop_reason: Option<Value>,
+    usage: serde_json::Map<String, Value>,
+}
+
+impl StreamState {
+    fn feed(&mut self, event: &str, data: &str, sink: &Option<crate::TextSink>, model: &str) -> Result<bool, ProviderError> {
+        let v: Value = serde_json::from_str(data).map_err(|e| ProviderError::BadResponse {
+            provider: NAME.to_string(),
+            detail: format!("invalid JSON in a stream event ({e}): {}", snippet(data)),
+        })?;
+        let kind = if event.is_empty() { v["type"].as_str().unwrap_or("") } else { event };
+        let index = v["index"].as_u64().unwrap_or(0) as usize;
+        match kind {
+            "message_start" => {
+                if let Some(u) = v["message"]["usage"].as_object() {
+                    self.usage.extend(u.clone());
+                }
+            }
+            "content_block_start" => {
+                while self.blocks.len() <= index {
+                    self.blocks.push(json!({"type": "text", "text": ""}));
+                    self.partial.push(String::new());
+                }
+                self.blocks[index] = v["content_block"].clone();
+            }
+            "content_block_delta" if index < self.blocks.len() => {
+                let d = &v["delta"];
+                match d["type"].as_str() {
+                    Some("text_delta") => {
+                        let t = d["text"].as_str().unwrap_or("");
+                        let old = self.blocks[index]["text"].as_str().unwrap_or("").to_string();
+                        self.blocks[index]["text"] = json!(old + t);
+                        crate::TextSink::send(sink, t);
+                    }
+                    Some("input_json_delta") => self.partial[index].push_str(d["partial_json"].as_str().unwrap_or("")),
+                    _ => {}
+                }
+            }
+            "content_block_stop" if index < self.blocks.len() => {
+                let text = std::mem::take(&mut self.partial[index]);
+                if self.blocks[index]["type"] == "tool_use" && !text.trim().is_empty() {
+                    // Malformed input is kept as its text (the kernel answers it as such).
+                    self.blocks[index]["input"] = serde_json::from_str(&text).unwrap_or(Value::String(text));
+                }
+            }
+            "message_delta" => {
+                if let Some(r) = v["delta"].get("stop_reason").filter(|r| !r.is_null()) {
+                    self.stop_reason = Some(r.clone());
+                }
+                if let Some(u) = v["usage"].as_object() {
+                    self.usage.extend(u.iter().filter(|(_, x)| !x.is_null()).map(|(k, x)| (k.clone(), x.clone())));
+                }
+            }
+            "message_stop" => return Ok(true),
+            "error" => {
+                let status = if v["error"]["type"] == "overloaded_error" { 529 } else { 500 };
+                return Err(match AnthropicErrors.classify(status, data, model) {
+                    ProviderError::Api { provider, detail, .. } => ProviderError::Api {
+                        provider,
+                        status: 200,
+                        detail: format!("{detail} (an error event in the stream)"),
+                    },
+                    other => other,
+                });
+            }
+            _ => {}
+        }
+        Ok(false)
+    }
+
+    /// The reply as a non-streamed Message, for [`parse_response`].
+    fn into_response(self) -> Value {
+        json!({"type": "message", "role": "assistant", "content": self.blocks, "stop_reason": self.stop_reason, "usage": self.usage})
+    }
 }
 
 /// `{"type":"error","error":{"type","message"}}`.
@@ -376,13 +473,28 @@ impl Provider for AnthropicProvider {
             ("x-api-key", key),
             ("anthropic-version", API_VERSION.to_string()),
         ];
-        let body = request_body(&req);
+        let mut body = request_body(&req);
         let url = self.endpoint();
-        let value = self
+        if !self.stream {
+            let value = self
+                .http
+                .post_json(&url, &headers, &body, &req.model, &AnthropicErrors)
+                .await?;
+            return parse_response(value, &req);
+        }
+        body["stream"] = json!(true);
+        let mut st = StreamState::default();
+        let sink = req.on_text.clone();
+        let model = req.model.clone();
+        let end = self
             .http
-            .post_json(&url, &headers, &body, &req.model, &AnthropicErrors)
+            .post_sse(&url, &headers, &body, &req.model, &AnthropicErrors, &mut |ev| st.feed(&ev.event, &ev.data, &sink, &model))
             .await?;
-        parse_response(value, &req)
+        match end {
+            Streamed::Whole(value) => parse_response(value, &req),
+            Streamed::Ended => parse_response(st.into_response(), &req),
+            Streamed::Stopped => Err(self.http.cut(&url)),
+        }
     }
 
     fn supports_tools(&self) -> bool {

@@ -10,7 +10,7 @@ use async_trait::async_trait;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use crate::http::{normalize_base, read_api_key, snippet, HttpClient, HttpSettings, WireErrors};
+use crate::http::{normalize_base, read_api_key, snippet, HttpClient, HttpSettings, Streamed, WireErrors};
 use crate::{
     arguments_object, estimate_prompt_tokens, estimate_tokens, split_system, Completion,
     CompletionRequest, Message, Provider, ProviderError, Role, SyscallSpec, ToolCall, Usage,
@@ -25,6 +25,7 @@ pub struct GeminiProvider {
     http: HttpClient,
     base_url: String,
     api_key_env: String,
+    stream: bool,
 }
 
 impl GeminiProvider {
@@ -39,7 +40,20 @@ impl GeminiProvider {
             http: HttpClient::new(NAME, settings)?,
             base_url: normalize_base(base_url.unwrap_or(DEFAULT_BASE_URL)),
             api_key_env: api_key_env.unwrap_or(DEFAULT_API_KEY_ENV).to_string(),
+            stream: false,
         })
+    }
+
+    /// Streams replies (`:streamGenerateContent?alt=sse`).
+    pub fn with_stream(mut self, stream: bool) -> Self {
+        self.stream = stream;
+        self
+    }
+
+    /// The streaming endpoint for `model`.
+    pub fn stream_endpoint(&self, model: &str) -> String {
+        let model = model.strip_prefix("models/").unwrap_or(model);
+        format!("{}/v1beta/models/{}:streamGenerateContent?alt=sse", self.base_url, model)
     }
 
     /// The endpoint for `model` (a leading `models/` is accepted and stripped).
@@ -390,6 +404,78 @@ pub(crate) fn parse_response(
     })
 }
 
+/// A streamed reply being put together from its chunks, each a
+/// `GenerateContentResponse`: the parts of `candidates[0].content` in
+/// order (text pieces joined, `functionCall` parts whole), the last
+/// `finishReason` and `usageMetadata`. The stream has no closing event.
+#[derive(Default)]
+struct StreamState {
+    parts: Vec<Value>,
+    finish_reason: Option<Value>,
+    usage: Option<Value>,
+    prompt_feedback: Option<Value>,
+    /// The prompt was blocked (no candidates will come).
+    blocked: bool,
+}
+
+impl StreamState {
+    fn feed(&mut self, data: &str, sink: &Option<crate::TextSink>) -> Result<bool, ProviderError> {
+        let v: Value = serde_json::from_str(data).map_err(|e| ProviderError::BadResponse {
+            provider: NAME.to_string(),
+            detail: format!("invalid JSON in a stream chunk ({e}): {}", snippet(data)),
+        })?;
+        if let Some(err) = v.get("error") {
+            return Err(ProviderError::Api {
+                provider: NAME.to_string(),
+                status: 200,
+                detail: GeminiErrors.detail(200, &json!({"error": err}).to_string()),
+            });
+        }
+        if let Some(u) = v.get("usageMetadata") {
+            self.usage = Some(u.clone());
+        }
+        if let Some(f) = v.get("promptFeedback") {
+            self.blocked |= f.get("blockReason").is_some();
+            self.prompt_feedback = Some(f.clone());
+        }
+        let Some(c) = v["candidates"].as_array().and_then(|c| c.first()) else { return Ok(false) };
+        for p in c["content"]["parts"].as_array().into_iter().flatten() {
+            let plain_text = p.get("text").and_then(Value::as_str).filter(|_| p.as_object().is_some_and(|o| o.len() == 1));
+            match (plain_text, self.parts.last_mut()) {
+                (Some(t), Some(last)) if last.as_object().is_some_and(|o| o.len() == 1 && o.contains_key("text")) => {
+                    let joined = format!("{}{t}", last["text"].as_str().unwrap_or(""));
+                    last["text"] = json!(joined);
+                }
+                _ => self.parts.push(p.clone()),
+            }
+            if p.get("thought") != Some(&json!(true)) {
+                if let Some(t) = p.get("text").and_then(Value::as_str) {
+                    crate::TextSink::send(sink, t);
+                }
+            }
+        }
+        if let Some(f) = c.get("finishReason").filter(|f| !f.is_null()) {
+            self.finish_reason = Some(f.clone());
+        }
+        Ok(false)
+    }
+
+    /// The reply as a non-streamed response, for [`parse_response`].
+    fn into_response(self) -> Value {
+        let mut v = json!({});
+        if self.finish_reason.is_some() || !self.parts.is_empty() {
+            v["candidates"] = json!([{"content": {"role": "model", "parts": self.parts}, "finishReason": self.finish_reason, "index": 0}]);
+        }
+        if let Some(u) = self.usage {
+            v["usageMetadata"] = u;
+        }
+        if let Some(f) = self.prompt_feedback {
+            v["promptFeedback"] = f;
+        }
+        v
+    }
+}
+
 /// `{"error":{"code","message","status","details":[{"reason":...}]}}`.
 struct GeminiErrors;
 
@@ -476,12 +562,29 @@ impl Provider for GeminiProvider {
         let key = read_api_key(&self.api_key_env, true)?.unwrap_or_default();
         let headers = [("x-goog-api-key", key)];
         let body = request_body(&req);
-        let url = self.endpoint(&req.model);
-        let value = self
+        if !self.stream {
+            let url = self.endpoint(&req.model);
+            let value = self
+                .http
+                .post_json(&url, &headers, &body, &req.model, &GeminiErrors)
+                .await?;
+            return parse_response(value, &req);
+        }
+        let url = self.stream_endpoint(&req.model);
+        let mut st = StreamState::default();
+        let sink = req.on_text.clone();
+        let end = self
             .http
-            .post_json(&url, &headers, &body, &req.model, &GeminiErrors)
+            .post_sse(&url, &headers, &body, &req.model, &GeminiErrors, &mut |ev| st.feed(&ev.data, &sink))
             .await?;
-        parse_response(value, &req)
+        match end {
+            Streamed::Whole(value) => parse_response(value, &req),
+            // The stream has no closing event: it is whole when a finish reason came.
+            Streamed::Ended | Streamed::Stopped if st.finish_reason.is_some() || st.blocked => {
+                parse_response(st.into_response(), &req)
+            }
+            Streamed::Ended | Streamed::Stopped => Err(self.http.cut(&url)),
+        }
     }
 
     fn supports_tools(&self) -> bool {

@@ -17,9 +17,10 @@ pub use http::HttpSettings;
 pub use openai::OpenAiProvider;
 pub use registry::{
     build_provider, build_provider_with, check_provider_name, Constructor, ProviderConfig, ProviderRegistry,
-    KNOWN_PROVIDERS, PROVIDER_NAMES,
+    DEFAULT_STREAM, KNOWN_PROVIDERS, PROVIDER_NAMES,
 };
 pub use script::ScriptProvider;
+
 
 pub use aos_abi::{SyscallSpec, ToolCall, ToolMode};
 
@@ -103,6 +104,30 @@ pub struct CompletionRequest {
     pub tools: bool,
     /// Identifies the calling process (local providers keep a KV cache per process).
     pub pid: u64,
+    /// Where a streaming provider sends the reply's text as it arrives
+    /// (each piece once, in order); the whole reply is still returned.
+    pub on_text: Option<TextSink>,
+}
+
+/// A callback receiving pieces of a reply's text while it is generated.
+#[derive(Clone)]
+pub struct TextSink(pub std::sync::Arc<dyn Fn(&str) + Send + Sync>);
+
+impl TextSink {
+    pub fn new(f: impl Fn(&str) + Send + Sync + 'static) -> Self {
+        TextSink(std::sync::Arc::new(f))
+    }
+    pub(crate) fn send(sink: &Option<TextSink>, text: &str) {
+        if let (Some(s), false) = (sink, text.is_empty()) {
+            (s.0)(text)
+        }
+    }
+}
+
+impl std::fmt::Debug for TextSink {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("TextSink")
+    }
 }
 
 /// Token counts of one call.

@@ -2,6 +2,7 @@
 //! `kill`, `send`, `wait`; and the table and status words `top` shares.
 
 use std::collections::BTreeMap;
+use std::io::IsTerminal as _;
 use std::path::PathBuf;
 
 use anyhow::{anyhow, bail, Result};
@@ -269,9 +270,30 @@ async fn follow(client: &Client, pid: u64, follow: bool, filter: &LogFilter, fmt
     let path = format!("/v1/procs/{pid}/logs{}", if follow { "?follow=1" } else { "" });
     let mut s = client.stream(&path).await?;
     let mut exit = None;
+    // Pieces of a reply being generated (streaming providers): shown live
+    // (dimmed) on a terminal and as `reply_delta` lines with --json; the
+    // whole reply follows as its entry once complete.
+    let live = !filter.stdout_only && (fmt.json || std::io::stdout().is_terminal());
+    let mut streaming = false;
     while let Some(ev) = s.next_json::<KernelEvent>().await? {
         match ev {
-            KernelEvent::Entry { entry } => filter.print(&entry, fmt),
+            KernelEvent::ReplyDelta { pid: p, text } if p == pid && live => {
+                if fmt.json {
+                    outln!("{}", serde_json::json!({"type": "reply_delta", "pid": p, "text": text}));
+                } else {
+                    use std::io::Write as _;
+                    let mut o = std::io::stdout().lock();
+                    let _ = write!(o, "{}\x1b[2m{text}\x1b[0m", if streaming { "" } else { "… " });
+                    let _ = o.flush();
+                    streaming = true;
+                }
+            }
+            KernelEvent::Entry { entry } => {
+                if std::mem::take(&mut streaming) {
+                    outln!();
+                }
+                filter.print(&entry, fmt)
+            }
             KernelEvent::Exited { pid: p, status } if p == pid => exit = Some(status),
             _ => {}
         }

@@ -29,13 +29,17 @@ use super::native::{server, wait, Server};
 const KEY_VAR: &str = "AOS_TEST_NATIVE_WIRE_KEY";
 
 async fn kernel_at(dir: &std::path::Path, url: &str) -> Kernel {
+    kernel_streaming(dir, url, false).await
+}
+
+async fn kernel_streaming(dir: &std::path::Path, url: &str, stream: bool) -> Kernel {
     std::env::set_var(KEY_VAR, "test-key");
     let url = url.to_string();
     Kernel::new(
         KernelConfig::new(dir),
         vec![crate::support::backend().await],
         Arc::new(move |name: &str, _base: Option<&str>| match name {
-            "anthropic" => Ok(Arc::new(AnthropicProvider::new(Some(&url), Some(KEY_VAR), HttpSettings::default())?)
+            "anthropic" => Ok(Arc::new(AnthropicProvider::new(Some(&url), Some(KEY_VAR), HttpSettings::default())?.with_stream(stream))
                 as Arc<dyn Provider>),
             "gemini" => Ok(Arc::new(GeminiProvider::new(Some(&url), Some(KEY_VAR), HttpSettings::default())?)
                 as Arc<dyn Provider>),
@@ -339,4 +343,106 @@ async fn gemini_restored_history_answers_every_function_call() {
     assert_eq!(p[1]["functionResponse"]["name"], "SYS_WRITE_STDOUT");
     assert!(p[1]["functionResponse"]["response"]["error"].as_str().unwrap().contains("not run"));
     assert!(b.stdout(pid).unwrap().is_empty(), "SYS_WRITE_STDOUT ran after the restore");
+}
+
+/// A loopback server answering each POST with the next body of `replies`
+/// as `text/event-stream`.
+async fn sse_server(replies: Vec<String>) -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let n = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    tokio::spawn(async move {
+        loop {
+            let Ok((mut s, _)) = listener.accept().await else { return };
+            let body = replies[n.fetch_add(1, std::sync::atomic::Ordering::SeqCst).min(replies.len() - 1)].clone();
+            tokio::spawn(async move {
+                use tokio::io::{AsyncReadExt, AsyncWriteExt};
+                let mut buf = Vec::new();
+                let mut chunk = [0u8; 8192];
+                // The request: headers, then as many body bytes as announced.
+                loop {
+                    let n = s.read(&mut chunk).await.unwrap_or(0);
+                    if n == 0 {
+                        return;
+                    }
+                    buf.extend_from_slice(&chunk[..n]);
+                    if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                        let head = String::from_utf8_lossy(&buf[..i]).to_ascii_lowercase();
+                        let len: usize = head.lines().find_map(|l| l.strip_prefix("content-length:").map(|v| v.trim().parse().unwrap())).unwrap_or(0);
+                        while buf.len() < i + 4 + len {
+                            let n = s.read(&mut chunk).await.unwrap_or(0);
+                            if n == 0 {
+                                return;
+                            }
+                            buf.extend_from_slice(&chunk[..n]);
+                        }
+                        break;
+                    }
+                }
+                let resp = format!(
+                    "HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+                let _ = s.write_all(resp.as_bytes()).await;
+            });
+        }
+    });
+    url
+}
+
+fn claude_stream(pieces: &[&str], call: (&str, &str, &str)) -> String {
+    let ev = |name: &str, v: Value| format!("event: {name}\ndata: {v}\n\n");
+    let mut s = ev("message_start", json!({"type": "message_start", "message": {"id": "msg_1", "type": "message", "role": "assistant", "content": [],
+        "model": "claude-sonnet-4-5", "stop_reason": null, "usage": {"input_tokens": 10, "output_tokens": 1}}}));
+    s += &ev("content_block_start", json!({"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}}));
+    for p in pieces {
+        s += &ev("content_block_delta", json!({"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": p}}));
+    }
+    s += &ev("content_block_stop", json!({"type": "content_block_stop", "index": 0}));
+    s += &ev("content_block_start", json!({"type": "content_block_start", "index": 1, "content_block": {"type": "tool_use", "id": call.0, "name": call.1, "input": {}}}));
+    s += &ev("content_block_delta", json!({"type": "content_block_delta", "index": 1, "delta": {"type": "input_json_delta", "partial_json": call.2}}));
+    s += &ev("content_block_stop", json!({"type": "content_block_stop", "index": 1}));
+    s += &ev("message_delta", json!({"type": "message_delta", "delta": {"stop_reason": "tool_use"}, "usage": {"output_tokens": 7}}));
+    s + &ev("message_stop", json!({"type": "message_stop"}))
+}
+
+/// A streamed reply reaches live followers piece by piece
+/// (`KernelEvent::ReplyDelta`, before its `Entry::Reply`), while the
+/// process's history gets the whole reply once.
+#[tokio::test]
+async fn streamed_reply_pieces_reach_followers_and_the_history_gets_the_whole_reply() {
+    let url = sse_server(vec![
+        claude_stream(&["Let me ", "write ", "it."], ("toolu_s1", "SYS_WRITE_STDOUT", r#"{"text": "x"}"#)),
+        claude_stream(&["Done."], ("toolu_s2", "SYS_EXIT", "{}")),
+    ])
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let k = kernel_streaming(dir.path(), &url, true).await;
+    let mut rx = k.subscribe();
+    let pid = k.spawn(spawn_req(&k, "anthropic", "x", &[])).await.unwrap();
+    assert_eq!(wait(&k, pid).await, ExitStatus::Exited { code: 0, result: None });
+    let mut seen = Vec::new();
+    while let Ok(ev) = rx.try_recv() {
+        match ev {
+            aos_kernel::KernelEvent::ReplyDelta { pid: p, text } if p == pid => seen.push(format!("delta:{text}")),
+            aos_kernel::KernelEvent::Entry { entry } if entry.pid == pid => {
+                if let aos_kernel::Entry::Reply { text, .. } = entry.entry {
+                    seen.push(format!("reply:{text}"));
+                }
+            }
+            _ => {}
+        }
+    }
+    assert_eq!(seen, ["delta:Let me ", "delta:write ", "delta:it.", "reply:Let me write it.", "delta:Done.", "reply:Done."]);
+    let replies: Vec<String> = k
+        .logs(pid)
+        .unwrap()
+        .into_iter()
+        .filter_map(|l| match l.entry {
+            aos_kernel::Entry::Reply { text, .. } => Some(text),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(replies, ["Let me write it.", "Done."]);
+    assert_eq!(k.stdout(pid).unwrap(), ["x"]);
 }

@@ -188,6 +188,7 @@ pub fn provider_with(
         api_key_env: Some(key_var.to_string()),
         timeout: None,
         max_retries: None,
+        stream: None,
     };
     build_provider_with(&cfg, http).expect("build provider")
 }
@@ -212,6 +213,7 @@ pub fn conversation(model: &str) -> CompletionRequest {
         syscalls: Default::default(),
         tools: false,
         pid: 1,
+        on_text: None,
     }
 }
 
