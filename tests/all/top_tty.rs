@@ -110,7 +110,7 @@ fn top_in_a_terminal_selects_sorts_shows_logs_kills_and_reconnects() {
     let s = t.wait_for("the three processes", |s| row(s, "1").is_some() && row(s, "2").is_some() && row(s, "3").is_some());
     // Header, columns and the task using the width; the sleeper's wake-up time.
     assert!(s.contains("aos top — kernel pid") && s.contains("3 processes (3 live)"), "{s}");
-    for col in ["PID", "PARENT", "STATUS", "PROVIDER/MODEL", "STEPS", "TOKENS", "TOK/S", "SYSCALLS", "CALL/S", "AGE", "TASK"] {
+    for col in ["PID", "PARENT", "STATUS", "PROVIDER/MODEL", "STEPS", "TOKENS", "CACHED", "TOK/S", "SYSCALLS", "CALL/S", "AGE", "TASK"] {
         assert!(s.contains(col), "{col} missing:\n{s}");
     }
     let r2 = row(&s, "2").unwrap();
@@ -197,7 +197,7 @@ fn top_piped_prints_the_interactive_columns() {
     assert_eq!(code, 0, "{err}");
     let header = out.lines().nth(1).unwrap();
     let cols: Vec<&str> = header.split_whitespace().collect();
-    assert_eq!(cols, ["PID", "PARENT", "STATUS", "PROVIDER/MODEL", "STEPS", "TOKENS", "TOK/S", "SYSCALLS", "CALL/S", "AGE", "TASK"], "{out}");
+    assert_eq!(cols, ["PID", "PARENT", "STATUS", "PROVIDER/MODEL", "STEPS", "TOKENS", "CACHED", "TOK/S", "SYSCALLS", "CALL/S", "AGE", "TASK"], "{out}");
     assert!(row(&out, "1").is_some() && row(&out, &ended.to_string()).is_none(), "live only:\n{out}");
     assert!(out.contains("2 processes (1 live)"), "{out}");
     let (_, out, _) = aos.run(&["top", "--all", "--interval", "0.2"]);

@@ -112,6 +112,10 @@ pub struct ToolCall {
     pub id: String,
     pub name: String,
     pub arguments: String,
+    /// An opaque token the API wants back with this call when the history
+    /// is sent again (Gemini's `thoughtSignature`); `None` for other APIs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signature: Option<String>,
 }
 
 /// How a process's syscalls reach its model: `text` (the `[SYS_CALL::NAME]

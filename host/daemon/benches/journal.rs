@@ -69,7 +69,7 @@ impl Provider for InstantModel {
         } else {
             "[SYS_CALL::SYS_EXIT] {}".to_string()
         };
-        Ok(Completion { text, tool_calls: Vec::new(), usage: Usage { prompt_tokens: 10, completion_tokens: 5, estimated: false }, truncated: false })
+        Ok(Completion { text, tool_calls: Vec::new(), usage: Usage { prompt_tokens: 10, completion_tokens: 5, estimated: false, ..Default::default() }, truncated: false })
     }
     fn resume(&self, pid: u64, steps_done: u64) {
         self.state.lock().unwrap().insert(pid, (steps_done, None));

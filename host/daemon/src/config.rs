@@ -95,6 +95,7 @@
 //!                                #   [SYS_CALL::NAME] text (text), or native falling back to text once
 //!                                #   when the server rejects tools (auto, the default; local/script: text)
 //! tool_modes = { "llama3.2" = "text" }   # per model
+//! stream = false                 # server-sent events: `aos logs -f` shows replies as they are generated
 //!
 //! [drivers.fs]                   # per-driver configuration, passed to the driver
 //! read_limit = 1048576
@@ -431,6 +432,10 @@ pub struct ProviderSettings {
     pub api_key_env: Option<String>,
     pub timeout_secs: Option<u64>,
     pub max_retries: Option<u32>,
+    /// Stream replies (server-sent events) so `aos logs -f` shows them as
+    /// they are generated (default: `aos_providers::DEFAULT_STREAM`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub stream: Option<bool>,
     /// How syscalls reach this provider's models: `native` (the API's tool
     /// calling), `text` (`[SYS_CALL::NAME] {json}`) or `auto` (the default).
     #[serde(skip_serializing_if = "Option::is_none")]

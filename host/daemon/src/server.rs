@@ -599,7 +599,8 @@ async fn logs(
                 }
                 KernelEvent::Status { pid: p, .. }
                 | KernelEvent::Compacted { pid: p, .. }
-                | KernelEvent::ContextShrunk { pid: p, .. } => (*p == pid, false),
+                | KernelEvent::ContextShrunk { pid: p, .. }
+                | KernelEvent::ReplyDelta { pid: p, .. } => (*p == pid, false),
                 KernelEvent::Exited { pid: p, .. } => (*p == pid, *p == pid),
                 KernelEvent::Spawned { info } => (info.parent == Some(pid), false),
                 // Queue bookkeeping is for the journal, not for logs.

@@ -108,6 +108,7 @@ pub fn providers(cfg: &Config) -> ProviderFactory {
         pc.api_key_env = s.api_key_env;
         pc.timeout = s.timeout_secs.map(Duration::from_secs);
         pc.max_retries = s.max_retries;
+        pc.stream = s.stream;
         registry.build(&pc)
     })
 }

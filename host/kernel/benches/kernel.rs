@@ -50,7 +50,7 @@ impl Provider for Instant_ {
             ("idle", 1) => "[SYS_CALL::RECV_MSG] {}".to_string(),
             _ => "[SYS_CALL::SYS_EXIT] {}".to_string(),
         };
-        Ok(Completion { text, tool_calls: Vec::new(), usage: Usage { prompt_tokens: 1, completion_tokens: 1, estimated: false }, truncated: false })
+        Ok(Completion { text, tool_calls: Vec::new(), usage: Usage { prompt_tokens: 1, completion_tokens: 1, estimated: false, ..Default::default() }, truncated: false })
     }
     fn release(&self, pid: u64) {
         self.steps.lock().remove(&pid);

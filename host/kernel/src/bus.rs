@@ -50,6 +50,12 @@ impl EventBus {
         }
     }
 
+    /// A sender to the live stream only, for events sent from outside the
+    /// kernel's tasks (a provider's streamed reply pieces).
+    pub fn live_sender(&self) -> tokio::sync::broadcast::Sender<KernelEvent> {
+        self.tx.clone()
+    }
+
     /// Sends `ev` to the live stream only (not journalled: a pause).
     pub fn notify(&self, ev: KernelEvent) {
         let _ = self.tx.send(ev);

@@ -103,7 +103,7 @@ mod tests {
     #[test]
     fn tool_call_ids_round_trip_and_old_lines_read() {
         use crate::events::{Entry, KernelEvent, LogEntry};
-        let call = aos_abi::ToolCall { id: "call_1".into(), name: "FS_READ".into(), arguments: "{\"path\":".into() };
+        let call = aos_abi::ToolCall { id: "call_1".into(), name: "FS_READ".into(), arguments: "{\"path\":".into(), signature: None };
         for entry in [
             Entry::Reply { text: String::new(), truncated: false, tool_calls: vec![call] },
             Entry::Result { id: 1, name: "FS_READ".into(), args: json!({}), output: json!({}), call_id: Some("call_1".into()) },

@@ -149,7 +149,7 @@ pub fn render_with(entry: &Entry, native: bool) -> Option<Message> {
     let tool = |call_id: &Option<String>| if native { call_id.clone() } else { None };
     let (role, content, tool_call_id) = match entry {
         Entry::Reply { text, tool_calls, .. } if native && !tool_calls.is_empty() => {
-            return Some(Message { role: Role::Assistant, content: text.clone(), tool_calls: tool_calls.clone(), tool_call_id: None });
+            return Some(Message { role: Role::Assistant, content: text.clone(), tool_calls: tool_calls.clone(), tool_call_id: None, is_error: false });
         }
         Entry::Reply { text, tool_calls, .. } => {
             let mut t = text.clone();
@@ -171,7 +171,8 @@ pub fn render_with(entry: &Entry, native: bool) -> Option<Message> {
         Entry::Stdout { .. } => return None,
     };
     let role = if tool_call_id.is_some() { Role::Tool } else { role };
-    Some(Message { role, content, tool_calls: Vec::new(), tool_call_id })
+    let is_error = role == Role::Tool && matches!(entry, Entry::Error { .. });
+    Some(Message { role, content, tool_calls: Vec::new(), tool_call_id, is_error })
 }
 
 /// Orders messages as tool-calling APIs require: the results of an
@@ -191,6 +192,7 @@ pub fn pair_tool_results(msgs: Vec<Message>) -> Vec<Message> {
                 content: format!("{ERROR_PREFIX}{name}] not run: no result was recorded for this call; repeat it if still needed"),
                 tool_calls: Vec::new(),
                 tool_call_id: Some(id),
+                is_error: true,
             });
         }
         out.append(deferred);
@@ -207,7 +209,7 @@ pub fn pair_tool_results(msgs: Vec<Message>) -> Vec<Message> {
                     }
                 }
                 None => {
-                    let plain = Message { role: Role::User, tool_call_id: None, ..m };
+                    let plain = Message { role: Role::User, tool_call_id: None, is_error: false, ..m };
                     if open.is_empty() { out.push(plain) } else { deferred.push(plain) }
                 }
             }

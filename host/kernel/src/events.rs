@@ -130,6 +130,13 @@ pub struct Counters {
     pub completion_tokens: u64,
     /// True when any step's counts were estimated rather than reported.
     pub tokens_estimated: bool,
+    /// Of `prompt_tokens`, those the provider served from its prompt cache
+    /// (as each API reports them; see `aos_providers::Usage`).
+    #[serde(default)]
+    pub cached_prompt_tokens: u64,
+    /// Of `prompt_tokens`, those written to the provider's prompt cache.
+    #[serde(default)]
+    pub cache_write_tokens: u64,
     pub steps: u64,
     /// Calls per syscall name (including failed ones).
     pub syscalls: BTreeMap<String, u64>,
@@ -142,6 +149,13 @@ pub struct Counters {
 impl Counters {
     pub fn total_tokens(&self) -> u64 {
         self.prompt_tokens + self.completion_tokens
+    }
+
+    /// The share of prompt tokens read from the provider's cache, in
+    /// percent (`None` when no prompt token was reported as cached).
+    pub fn cached_percent(&self) -> Option<u64> {
+        (self.cached_prompt_tokens > 0 && self.prompt_tokens > 0)
+            .then(|| (self.cached_prompt_tokens.min(self.prompt_tokens) * 100) / self.prompt_tokens)
     }
 }
 
@@ -317,6 +331,13 @@ pub enum KernelEvent {
     /// The ended process `pid` was removed from the table by the retention
     /// rules (`KernelConfig::retention`): `ps`, `logs` and `wait` no longer know it.
     Reaped { pid: Pid },
+    /// A piece of the reply `pid`'s model is generating (streaming
+    /// providers only), in order. Sent to live followers (`aos logs -f`)
+    /// and never journalled: the whole reply is journalled once, as an
+    /// [`Entry::Reply`], when it is complete — a restore never sees half a
+    /// reply, a cut stream leaves nothing to undo, and the journal is not
+    /// written (and fsynced) once per token.
+    ReplyDelta { pid: Pid, text: String },
 }
 
 impl KernelEvent {
@@ -336,6 +357,7 @@ impl KernelEvent {
             | KernelEvent::Consumed { pid, .. }
             | KernelEvent::Scheduled { pid, .. }
             | KernelEvent::Fired { pid, .. }
+            | KernelEvent::ReplyDelta { pid, .. }
             | KernelEvent::Reaped { pid } => *pid,
         }
     }

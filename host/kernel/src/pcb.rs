@@ -486,6 +486,8 @@ impl Process {
         st.counters.steps += 1;
         st.counters.prompt_tokens += usage.prompt_tokens;
         st.counters.completion_tokens += usage.completion_tokens;
+        st.counters.cached_prompt_tokens += usage.cached_prompt_tokens;
+        st.counters.cache_write_tokens += usage.cache_write_tokens;
         st.counters.tokens_estimated |= usage.estimated;
         st.counters.last_activity_ms = now_ms();
     }

@@ -82,7 +82,8 @@ impl RestoreRequest {
                     None => self.webhooks.push(WebhookRoute { path: path.clone(), secret: secret.clone() }),
                 }
             }
-            KernelEvent::Spawned { .. } | KernelEvent::Reaped { .. } => {}
+            // Never journalled (a live view only).
+            KernelEvent::Spawned { .. } | KernelEvent::Reaped { .. } | KernelEvent::ReplyDelta { .. } => {}
         }
     }
 

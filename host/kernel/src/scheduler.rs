@@ -262,6 +262,7 @@ impl Loop<'_> {
                 syscalls: self.specs.clone(),
                 tools: self.native,
                 pid: p.pid,
+                on_text: Some(reply_pieces(bus, p.pid)),
             };
             match p.provider.complete(req).await {
                 Ok(c) => break c,
@@ -484,6 +485,17 @@ pub(crate) fn wall_time_exhausted(p: &Process) -> ExitStatus {
 }
 
 /// The next compaction window after a prompt estimated at `sent` tokens was
+/// Where a streaming provider's reply pieces go: the live event stream
+/// only (see [`KernelEvent::ReplyDelta`]), when anyone follows it.
+fn reply_pieces(bus: &EventBus, pid: u64) -> aos_providers::TextSink {
+    let tx = bus.live_sender();
+    aos_providers::TextSink::new(move |text| {
+        if tx.receiver_count() > 0 {
+            let _ = tx.send(crate::events::KernelEvent::ReplyDelta { pid, text: text.to_string() });
+        }
+    })
+}
+
 /// `prompt_tokens` real tokens against a `limit`: scaled to fit with 10 %
 /// to spare (by a quarter when the provider gave no counts), at least
 /// [`MIN_WINDOW`].

@@ -245,6 +245,7 @@ impl Inner {
                 prompt_tokens: out.stats.prompt_tokens as u64,
                 completion_tokens: out.stats.generated_tokens as u64,
                 estimated: false,
+                ..Usage::default()
             },
             truncated: out.stats.truncated,
         })

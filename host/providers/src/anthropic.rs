@@ -1,16 +1,19 @@
 //! Anthropic Messages API (`POST {base}/v1/messages`): owns the request body
 //! (top-level `system`, strictly alternating user/assistant turns starting
-//! with user, required `max_tokens`), the response and error-body parsing,
-//! and the `x-api-key` / `anthropic-version` headers.
+//! with user, required `max_tokens`; native tools as `tools` with
+//! `input_schema`, calls and results as `tool_use`/`tool_result` blocks;
+//! `cache_control` breakpoints on the system prompt and the tool list), the
+//! response and error-body parsing, and the `x-api-key` /
+//! `anthropic-version` headers.
 
 use async_trait::async_trait;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use crate::http::{normalize_base, read_api_key, snippet, HttpClient, HttpSettings, WireErrors};
+use crate::http::{normalize_base, read_api_key, snippet, HttpClient, HttpSettings, Streamed, WireErrors};
 use crate::{
-    estimate_prompt_tokens, estimate_tokens, merge_turns, split_system, Completion,
-    CompletionRequest, Provider, ProviderError, Role, Usage,
+    arguments_object, estimate_prompt_tokens, estimate_tokens, split_system, Completion,
+    CompletionRequest, Message, Provider, ProviderError, Role, SyscallSpec, ToolCall, Usage,
 };
 
 pub const DEFAULT_BASE_URL: &str = "https://api.anthropic.com";
@@ -28,6 +31,7 @@ pub struct AnthropicProvider {
     http: HttpClient,
     base_url: String,
     api_key_env: String,
+    stream: bool,
 }
 
 impl AnthropicProvider {
@@ -42,7 +46,14 @@ impl AnthropicProvider {
             http: HttpClient::new(NAME, settings)?,
             base_url: normalize_base(base_url.unwrap_or(DEFAULT_BASE_URL)),
             api_key_env: api_key_env.unwrap_or(DEFAULT_API_KEY_ENV).to_string(),
+            stream: false,
         })
+    }
+
+    /// Streams replies (`stream: true`, server-sent Messages events).
+    pub fn with_stream(mut self, stream: bool) -> Self {
+        self.stream = stream;
+        self
     }
 
     /// The endpoint this provider posts to.
@@ -57,28 +68,93 @@ enum WireRole {
     Assistant,
 }
 
-/// Leading system messages become `system`; later ones are sent as user
-/// turns. Same-role turns are merged and a placeholder user turn is put first
-/// when needed, so turns alternate starting with user.
+/// One message's content blocks: its text (when not empty; the API
+/// refuses empty text blocks), an assistant message's native calls as
+/// `tool_use` blocks, a tool message as a `tool_result` block under the
+/// call's id (`is_error` when it reports an error).
+fn blocks(m: &Message) -> Vec<Value> {
+    if m.role == Role::Tool {
+        if let Some(id) = &m.tool_call_id {
+            let mut b = json!({"type": "tool_result", "tool_use_id": id, "content": m.content});
+            if m.is_error {
+                b["is_error"] = json!(true);
+            }
+            return vec![b];
+        }
+    }
+    let mut out = Vec::new();
+    if !m.content.is_empty() {
+        out.push(json!({"type": "text", "text": m.content}));
+    }
+    for c in &m.tool_calls {
+        out.push(json!({"type": "tool_use", "id": c.id, "name": c.name, "input": arguments_object(&c.arguments)}));
+    }
+    out
+}
+
+/// The syscalls as Messages API `tools` (`name`, `description`,
+/// `input_schema`). The API takes JSON Schema as it is, so no keyword is
+/// dropped. The last tool carries a `cache_control` breakpoint, so the
+/// tool list (and the system prompt before it) is cached across steps.
+pub fn tools(specs: &[SyscallSpec]) -> Vec<Value> {
+    let mut tools: Vec<Value> = specs
+        .iter()
+        .map(|s| json!({"name": s.name, "description": s.description, "input_schema": s.args_schema}))
+        .collect();
+    if let Some(last) = tools.last_mut() {
+        last["cache_control"] = json!({"type": "ephemeral"});
+    }
+    tools
+}
+
+/// Leading system messages become `system` (one text block with a
+/// `cache_control` breakpoint: the prompt is the same every step); later
+/// ones are sent as user turns. Messages of the same wire role are merged
+/// into one turn (`tool_result` blocks first, as the API requires after a
+/// `tool_use` turn), and a placeholder user turn is put first when needed,
+/// so turns alternate starting with user. A turn of text only is sent as a
+/// plain string.
 pub(crate) fn request_body(req: &CompletionRequest) -> Value {
     let (system, rest) = split_system(&req.messages);
-    let mut turns = merge_turns(rest, |r| match r {
-        Role::Assistant => WireRole::Assistant,
-        // Tool results reach these providers only as text (the kernel
-        // renders them so in text mode).
-        Role::User | Role::System | Role::Tool => WireRole::User,
-    });
+    let mut turns: Vec<(WireRole, Vec<Value>)> = Vec::new();
+    for m in rest {
+        let role = match m.role {
+            Role::Assistant => WireRole::Assistant,
+            Role::User | Role::System | Role::Tool => WireRole::User,
+        };
+        let mut b = blocks(m);
+        if b.is_empty() {
+            // An empty message still takes its turn (as an empty text).
+            b.push(json!({"type": "text", "text": ""}));
+        }
+        match turns.last_mut() {
+            Some((last, blocks)) if *last == role => blocks.extend(b),
+            _ => turns.push((role, b)),
+        }
+    }
     if turns.first().is_none_or(|(r, _)| *r != WireRole::User) {
-        turns.insert(0, (WireRole::User, PLACEHOLDER_USER_TURN.to_string()));
+        turns.insert(0, (WireRole::User, vec![json!({"type": "text", "text": PLACEHOLDER_USER_TURN})]));
     }
     let messages: Vec<Value> = turns
         .into_iter()
-        .map(|(role, text)| {
+        .map(|(role, mut blocks)| {
             let role = match role {
                 WireRole::User => "user",
                 WireRole::Assistant => "assistant",
             };
-            json!({"role": role, "content": text})
+            let is_text = |b: &Value| b["type"] == "text";
+            if blocks.iter().all(is_text) {
+                let texts: Vec<&str> = blocks
+                    .iter()
+                    .filter_map(|b| b["text"].as_str())
+                    .filter(|t| !t.is_empty())
+                    .collect();
+                return json!({"role": role, "content": texts.join("\n\n")});
+            }
+            blocks.retain(|b| !(is_text(b) && b["text"] == ""));
+            // Stable: tool results first, in their order, then the rest.
+            blocks.sort_by_key(|b| b["type"] != "tool_result");
+            json!({"role": role, "content": blocks})
         })
         .collect();
     let mut body = json!({
@@ -87,7 +163,10 @@ pub(crate) fn request_body(req: &CompletionRequest) -> Value {
         "messages": messages,
     });
     if let Some(system) = system {
-        body["system"] = json!(system);
+        body["system"] = json!([{"type": "text", "text": system, "cache_control": {"type": "ephemeral"}}]);
+    }
+    if req.tools && !req.syscalls.is_empty() {
+        body["tools"] = Value::Array(tools(&req.syscalls));
     }
     if let Some(t) = req.temperature {
         body["temperature"] = json!(t);
@@ -111,14 +190,27 @@ struct Block {
     kind: String,
     #[serde(default)]
     text: Option<String>,
+    /// A `tool_use` block's id, name and input object.
+    #[serde(default)]
+    id: Option<String>,
+    #[serde(default)]
+    name: Option<String>,
+    #[serde(default)]
+    input: Option<Value>,
 }
 
 #[derive(Deserialize)]
 struct WireUsage {
+    /// The prompt tokens after the last cache breakpoint (not read from or
+    /// written to the cache).
     #[serde(default)]
     input_tokens: Option<u64>,
     #[serde(default)]
     output_tokens: Option<u64>,
+    #[serde(default)]
+    cache_read_input_tokens: Option<u64>,
+    #[serde(default)]
+    cache_creation_input_tokens: Option<u64>,
 }
 
 pub(crate) fn parse_response(
@@ -139,38 +231,150 @@ pub(crate) fn parse_response(
     }
     let resp: MessagesResponse = serde_json::from_value(value)
         .map_err(|e| bad(format!("unexpected JSON shape ({e}): {snip}")))?;
-    let text: String = resp
-        .content
-        .into_iter()
-        .filter(|b| b.kind == "text")
-        .filter_map(|b| b.text)
-        .collect();
+    let mut text = String::new();
+    let mut calls = Vec::new();
+    for b in resp.content {
+        match b.kind.as_str() {
+            "text" => text.push_str(b.text.as_deref().unwrap_or("")),
+            "tool_use" => calls.push(ToolCall {
+                id: b.id.filter(|s| !s.is_empty()).unwrap_or_else(|| format!("toolu_{}", calls.len())),
+                name: b.name.unwrap_or_default(),
+                arguments: match b.input {
+                    None | Some(Value::Null) => String::new(),
+                    // A streamed input that was not valid JSON, as it came.
+                    Some(Value::String(s)) => s,
+                    Some(v) => v.to_string(),
+                },
+                signature: None,
+            }),
+            _ => {}
+        }
+    }
     let truncated = resp.stop_reason.as_deref() == Some("max_tokens");
+    // The whole prompt is input + cache reads + cache writes.
+    let (read, written) = resp
+        .usage
+        .as_ref()
+        .map(|u| (u.cache_read_input_tokens.unwrap_or(0), u.cache_creation_input_tokens.unwrap_or(0)))
+        .unwrap_or((0, 0));
     let usage = match resp.usage {
         Some(WireUsage {
             input_tokens: Some(i),
             output_tokens: Some(o),
+            ..
         }) => Usage {
-            prompt_tokens: i,
+            prompt_tokens: i + read + written,
             completion_tokens: o,
             estimated: false,
+            cached_prompt_tokens: read,
+            cache_write_tokens: written,
         },
         Some(WireUsage {
             input_tokens,
             output_tokens,
+            ..
         }) if input_tokens.is_some() || output_tokens.is_some() => Usage {
-            prompt_tokens: input_tokens.unwrap_or_else(|| estimate_prompt_tokens(&req.messages)),
+            prompt_tokens: input_tokens.map(|i| i + read + written).unwrap_or_else(|| estimate_prompt_tokens(&req.messages)),
             completion_tokens: output_tokens.unwrap_or_else(|| estimate_tokens(&text)),
             estimated: true,
+            cached_prompt_tokens: read,
+            cache_write_tokens: written,
         },
         _ => crate::estimated_usage(&req.messages, &text),
     };
     Ok(Completion {
-        tool_calls: Vec::new(),
+        tool_calls: calls,
         text,
         usage,
         truncated,
     })
+}
+
+/// A streamed reply being put together from its events: `message_start`
+/// (the usage of the prompt), `content_block_start` (a `text` or
+/// `tool_use` block), `content_block_delta` (`text_delta` text,
+/// `input_json_delta` pieces of a tool's input JSON), `content_block_stop`,
+/// `message_delta` (`stop_reason`, output tokens), `message_stop` (the last
+/// one); `ping` is ignored and `error` ends the call with that error.
+#[derive(Default)]
+struct StreamState {
+    blocks: Vec<Value>,
+    /// The input JSON text of each block (by position in `blocks`).
+    partial: Vec<String>,
+    stop_reason: Option<Value>,
+    usage: serde_json::Map<String, Value>,
+}
+
+impl StreamState {
+    fn feed(&mut self, event: &str, data: &str, sink: &Option<crate::TextSink>, model: &str) -> Result<bool, ProviderError> {
+        let v: Value = serde_json::from_str(data).map_err(|e| ProviderError::BadResponse {
+            provider: NAME.to_string(),
+            detail: format!("invalid JSON in a stream event ({e}): {}", snippet(data)),
+        })?;
+        let kind = if event.is_empty() { v["type"].as_str().unwrap_or("") } else { event };
+        let index = v["index"].as_u64().unwrap_or(0) as usize;
+        match kind {
+            "message_start" => {
+                if let Some(u) = v["message"]["usage"].as_object() {
+                    self.usage.extend(u.clone());
+                }
+            }
+            "content_block_start" => {
+                while self.blocks.len() <= index {
+                    self.blocks.push(json!({"type": "text", "text": ""}));
+                    self.partial.push(String::new());
+                }
+                self.blocks[index] = v["content_block"].clone();
+            }
+            "content_block_delta" if index < self.blocks.len() => {
+                let d = &v["delta"];
+                match d["type"].as_str() {
+                    Some("text_delta") => {
+                        let t = d["text"].as_str().unwrap_or("");
+                        let old = self.blocks[index]["text"].as_str().unwrap_or("").to_string();
+                        self.blocks[index]["text"] = json!(old + t);
+                        crate::TextSink::send(sink, t);
+                    }
+                    Some("input_json_delta") => self.partial[index].push_str(d["partial_json"].as_str().unwrap_or("")),
+                    _ => {}
+                }
+            }
+            "content_block_stop" if index < self.blocks.len() => {
+                let text = std::mem::take(&mut self.partial[index]);
+                if self.blocks[index]["type"] == "tool_use" && !text.trim().is_empty() {
+                    // Malformed input is kept as its text (the kernel answers it as such).
+                    self.blocks[index]["input"] = serde_json::from_str(&text).unwrap_or(Value::String(text));
+                }
+            }
+            "message_delta" => {
+                if let Some(r) = v["delta"].get("stop_reason").filter(|r| !r.is_null()) {
+                    self.stop_reason = Some(r.clone());
+                }
+                if let Some(u) = v["usage"].as_object() {
+                    self.usage.extend(u.iter().filter(|(_, x)| !x.is_null()).map(|(k, x)| (k.clone(), x.clone())));
+                }
+            }
+            "message_stop" => return Ok(true),
+            "error" => {
+                let status = if v["error"]["type"] == "overloaded_error" { 529 } else { 500 };
+                return Err(match AnthropicErrors.classify(status, data, model) {
+                    ProviderError::Api { provider, detail, .. } => ProviderError::Api {
+                        provider,
+                        status: 200,
+                        detail: format!("{detail} (an error event in the stream)"),
+                    },
+                    other => other,
+                });
+            }
+            _ => {}
+        }
+        Ok(false)
+    }
+
+    /// The reply as a non-streamed Message, for [`parse_response`].
+    fn into_response(self) -> Value {
+        json!({"type": "message", "role": "assistant", "content": self.blocks, "stop_reason": self.stop_reason, "usage": self.usage})
+    }
 }
 
 /// `{"type":"error","error":{"type","message"}}`.
@@ -269,20 +473,38 @@ impl Provider for AnthropicProvider {
             ("x-api-key", key),
             ("anthropic-version", API_VERSION.to_string()),
         ];
-        let body = request_body(&req);
+        let mut body = request_body(&req);
         let url = self.endpoint();
-        let value = self
+        if !self.stream {
+            let value = self
+                .http
+                .post_json(&url, &headers, &body, &req.model, &AnthropicErrors)
+                .await?;
+            return parse_response(value, &req);
+        }
+        body["stream"] = json!(true);
+        let mut st = StreamState::default();
+        let sink = req.on_text.clone();
+        let model = req.model.clone();
+        let end = self
             .http
-            .post_json(&url, &headers, &body, &req.model, &AnthropicErrors)
+            .post_sse(&url, &headers, &body, &req.model, &AnthropicErrors, &mut |ev| st.feed(&ev.event, &ev.data, &sink, &model))
             .await?;
-        parse_response(value, &req)
+        match end {
+            Streamed::Whole(value) => parse_response(value, &req),
+            Streamed::Ended => parse_response(st.into_response(), &req),
+            Streamed::Stopped => Err(self.http.cut(&url)),
+        }
+    }
+
+    fn supports_tools(&self) -> bool {
+        true
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::Message;
 
     fn msg(role: Role, content: &str) -> Message {
         Message::new(role, content)
@@ -300,7 +522,7 @@ mod tests {
             ..Default::default()
         };
         let b = request_body(&req);
-        assert_eq!(b["system"], "s");
+        assert_eq!(b["system"][0]["text"], "s");
         assert_eq!(b["max_tokens"], DEFAULT_MAX_TOKENS);
         assert_eq!(b["messages"][0]["role"], "user");
         assert_eq!(b["messages"][0]["content"], PLACEHOLDER_USER_TURN);

@@ -173,6 +173,112 @@ impl HttpClient {
         model: &str,
         errors: &dyn WireErrors,
     ) -> Result<Value, ProviderError> {
+        let resp = self.send(url, headers, body, model, errors).await?;
+        let text = match resp.text().await {
+            Ok(t) => t,
+            Err(e) if e.is_timeout() => return Err(self.timeout_error()),
+            Err(e) => {
+                return Err(self.unreachable(
+                    url,
+                    format!("connection lost while reading the response: {}", describe_reqwest_error(&e)),
+                ))
+            }
+        };
+        serde_json::from_str(&text).map_err(|e| ProviderError::BadResponse {
+            provider: self.provider.to_string(),
+            detail: format!("invalid JSON ({e}): {}", snippet(&text)),
+        })
+    }
+
+    /// Posts `body` and reads the answer as server-sent events, handing
+    /// each to `on_event` until it returns `Ok(true)` (the API's last
+    /// event): [`Streamed::Ended`] then, [`Streamed::Stopped`] when the
+    /// stream ended cleanly before such an event (some APIs have none: the
+    /// caller decides, with [`HttpClient::cut`]), [`Streamed::Whole`] when
+    /// the server answered in one JSON body. Connection failures and error statuses are
+    /// retried like [`HttpClient::post_json`]'s (nothing was streamed yet);
+    /// a stream that breaks is a [`ProviderError::Unreachable`]
+    /// "connection lost" error, as a non-streamed reply cut while being
+    /// read is.
+    pub(crate) async fn post_sse(
+        &self,
+        url: &str,
+        headers: &[(&str, String)],
+        body: &Value,
+        model: &str,
+        errors: &dyn WireErrors,
+        on_event: &mut (dyn FnMut(SseEvent) -> Result<bool, ProviderError> + Send),
+    ) -> Result<Streamed, ProviderError> {
+        let mut resp = self.send(url, headers, body, model, errors).await?;
+        let is_sse = resp
+            .headers()
+            .get(reqwest::header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.trim_start().to_ascii_lowercase().starts_with("text/event-stream"));
+        if !is_sse {
+            // A server that ignores the stream flag answers in one piece.
+            let text = resp.text().await.map_err(|e| {
+                if e.is_timeout() {
+                    self.timeout_error()
+                } else {
+                    self.unreachable(url, format!("connection lost while reading the response: {}", describe_reqwest_error(&e)))
+                }
+            })?;
+            return serde_json::from_str(&text).map(Streamed::Whole).map_err(|e| ProviderError::BadResponse {
+                provider: self.provider.to_string(),
+                detail: format!("invalid JSON ({e}): {}", snippet(&text)),
+            });
+        }
+        let mut parser = SseParser::default();
+        let mut received = 0usize;
+        loop {
+            let chunk = match resp.chunk().await {
+                Ok(Some(c)) => c,
+                Ok(None) => break,
+                Err(e) if e.is_timeout() => return Err(self.timeout_error()),
+                Err(e) => {
+                    return Err(self.unreachable(
+                        url,
+                        format!(
+                            "connection lost while streaming the response (after {received} bytes): {}",
+                            describe_reqwest_error(&e)
+                        ),
+                    ))
+                }
+            };
+            received += chunk.len();
+            for ev in parser.push(&chunk) {
+                if on_event(ev)? {
+                    return Ok(Streamed::Ended);
+                }
+            }
+        }
+        for ev in parser.finish() {
+            if on_event(ev)? {
+                return Ok(Streamed::Ended);
+            }
+        }
+        Ok(Streamed::Stopped)
+    }
+
+    /// The error for a stream that ended before the reply was complete.
+    pub(crate) fn cut(&self, url: &str) -> ProviderError {
+        self.unreachable(
+            url,
+            "connection lost while streaming the response: the stream ended before the reply was complete".into(),
+        )
+    }
+
+    /// Sends `body` with retries and returns the first 2xx response (its
+    /// body unread); error statuses become typed errors.
+    async fn send(
+        &self,
+        url: &str,
+        headers: &[(&str, String)],
+        body: &Value,
+        model: &str,
+        errors: &dyn WireErrors,
+    ) -> Result<reqwest::Response, ProviderError> {
         let max_attempts = self.settings.max_retries.saturating_add(1);
         let mut attempt: u32 = 0;
         loop {
@@ -205,6 +311,9 @@ impl HttpClient {
             };
 
             let status = resp.status().as_u16();
+            if (200..300).contains(&status) {
+                return Ok(resp);
+            }
             let retry_after = resp
                 .headers()
                 .get(reqwest::header::RETRY_AFTER)
@@ -223,13 +332,6 @@ impl HttpClient {
                     ))
                 }
             };
-
-            if (200..300).contains(&status) {
-                return serde_json::from_str(&text).map_err(|e| ProviderError::BadResponse {
-                    provider: self.provider.to_string(),
-                    detail: format!("invalid JSON ({e}): {}", snippet(&text)),
-                });
-            }
 
             if errors.retryable(status, &text) {
                 if attempt < max_attempts {
@@ -260,8 +362,84 @@ impl HttpClient {
     }
 }
 
-/// A reqwest error's kind and root cause (e.g. "connection failed: Connection
-/// refused (os error 111)"), without the URL (callers name it themselves).
+/// How a streamed request ended.
+pub(crate) enum Streamed {
+    /// With the API's last event.
+    Ended,
+    /// The connection closed cleanly before such an event.
+    Stopped,
+    /// The server answered with one JSON body instead of a stream.
+    Whole(Value),
+}
+
+/// One server-sent event: its `event:` name (empty when it had none) and
+/// its `data:` lines joined by newlines.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct SseEvent {
+    pub event: String,
+    pub data: String,
+}
+
+/// Cuts a byte stream into [`SseEvent`]s (the `text/event-stream` format:
+/// `field: value` lines, an event ends at a blank line; `:` comments and
+/// `id`/`retry` fields are ignored). Lines may end in LF or CRLF.
+#[derive(Default)]
+pub(crate) struct SseParser {
+    line: Vec<u8>,
+    event: String,
+    data: Vec<String>,
+}
+
+impl SseParser {
+    pub(crate) fn push(&mut self, bytes: &[u8]) -> Vec<SseEvent> {
+        let mut out = Vec::new();
+        for &b in bytes {
+            if b == b'\n' {
+                let mut line = std::mem::take(&mut self.line);
+                if line.last() == Some(&b'\r') {
+                    line.pop();
+                }
+                self.line_done(&String::from_utf8_lossy(&line), &mut out);
+            } else {
+                self.line.push(b);
+            }
+        }
+        out
+    }
+
+    /// The event left when the stream ends without a final blank line.
+    pub(crate) fn finish(&mut self) -> Vec<SseEvent> {
+        let mut out = Vec::new();
+        if !self.line.is_empty() {
+            let line = std::mem::take(&mut self.line);
+            self.line_done(&String::from_utf8_lossy(&line), &mut out);
+        }
+        self.line_done("", &mut out);
+        out
+    }
+
+    fn line_done(&mut self, line: &str, out: &mut Vec<SseEvent>) {
+        if line.is_empty() {
+            if !self.data.is_empty() {
+                out.push(SseEvent { event: std::mem::take(&mut self.event), data: self.data.join("\n") });
+                self.data.clear();
+            }
+            self.event.clear();
+            return;
+        }
+        if line.starts_with(':') {
+            return;
+        }
+        let (field, value) = line.split_once(':').unwrap_or((line, ""));
+        let value = value.strip_prefix(' ').unwrap_or(value);
+        match field {
+            "event" => self.event = value.to_string(),
+            "data" => self.data.push(value.to_string()),
+            _ => {}
+        }
+    }
+}
+
 fn describe_reqwest_error(e: &reqwest::Error) -> String {
     use std::error::Error as _;
     let kind = if e.is_connect() {
@@ -308,6 +486,23 @@ pub(crate) fn normalize_base(base: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn sse_events_across_chunks_crlf_comments_and_multiline_data() {
+        let mut p = SseParser::default();
+        let mut evs = p.push(b"event: message_start\r\ndata: {\"a\"");
+        assert!(evs.is_empty());
+        evs.extend(p.push(b":1}\r\n\r\n: keep-alive\n\ndata: x\ndata: y\n\ndata: [DONE]"));
+        evs.extend(p.finish());
+        assert_eq!(
+            evs,
+            [
+                SseEvent { event: "message_start".into(), data: "{\"a\":1}".into() },
+                SseEvent { event: String::new(), data: "x\ny".into() },
+                SseEvent { event: String::new(), data: "[DONE]".into() },
+            ]
+        );
+    }
 
     #[test]
     fn backoff_grows_and_is_capped() {

@@ -17,9 +17,10 @@ pub use http::HttpSettings;
 pub use openai::OpenAiProvider;
 pub use registry::{
     build_provider, build_provider_with, check_provider_name, Constructor, ProviderConfig, ProviderRegistry,
-    KNOWN_PROVIDERS, PROVIDER_NAMES,
+    DEFAULT_STREAM, KNOWN_PROVIDERS, PROVIDER_NAMES,
 };
 pub use script::ScriptProvider;
+
 
 pub use aos_abi::{SyscallSpec, ToolCall, ToolMode};
 
@@ -56,12 +57,32 @@ pub struct Message {
     /// A [`Role::Tool`] message: the id of the call it answers.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tool_call_id: Option<String>,
+    /// A [`Role::Tool`] message that reports an error (the call was
+    /// malformed, denied, failed or interrupted) rather than a result:
+    /// Anthropic's `is_error`, Gemini's `error` response key.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub is_error: bool,
 }
 
 impl Message {
     /// A plain message (no tool calls).
     pub fn new(role: Role, content: impl Into<String>) -> Message {
-        Message { role, content: content.into(), tool_calls: Vec::new(), tool_call_id: None }
+        Message { role, content: content.into(), tool_calls: Vec::new(), tool_call_id: None, is_error: false }
+    }
+}
+
+/// A call's arguments as the JSON object APIs with structured tool input
+/// (Anthropic `input`, Gemini `args`) want back in the history: the
+/// arguments themselves when they are an object, `{}` when empty, and
+/// otherwise (a malformed call the kernel answered with an error) the raw
+/// text under `_unparsed_arguments`, so the model still sees what it sent.
+pub(crate) fn arguments_object(arguments: &str) -> serde_json::Value {
+    if arguments.trim().is_empty() {
+        return serde_json::json!({});
+    }
+    match serde_json::from_str::<serde_json::Value>(arguments) {
+        Ok(v @ serde_json::Value::Object(_)) => v,
+        _ => serde_json::json!({"_unparsed_arguments": arguments}),
     }
 }
 
@@ -83,15 +104,51 @@ pub struct CompletionRequest {
     pub tools: bool,
     /// Identifies the calling process (local providers keep a KV cache per process).
     pub pid: u64,
+    /// Where a streaming provider sends the reply's text as it arrives
+    /// (each piece once, in order); the whole reply is still returned.
+    pub on_text: Option<TextSink>,
+}
+
+/// A callback receiving pieces of a reply's text while it is generated.
+#[derive(Clone)]
+pub struct TextSink(pub std::sync::Arc<dyn Fn(&str) + Send + Sync>);
+
+impl TextSink {
+    pub fn new(f: impl Fn(&str) + Send + Sync + 'static) -> Self {
+        TextSink(std::sync::Arc::new(f))
+    }
+    pub(crate) fn send(sink: &Option<TextSink>, text: &str) {
+        if let (Some(s), false) = (sink, text.is_empty()) {
+            (s.0)(text)
+        }
+    }
+}
+
+impl std::fmt::Debug for TextSink {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("TextSink")
+    }
 }
 
 /// Token counts of one call.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Usage {
+    /// Every prompt token, including those served from the provider's
+    /// prompt cache (Anthropic reports these apart; they are added here).
     pub prompt_tokens: u64,
     pub completion_tokens: u64,
     /// True when the provider reported no counts and these are estimates.
     pub estimated: bool,
+    /// Of `prompt_tokens`, those read from the provider's prompt cache
+    /// (OpenAI `prompt_tokens_details.cached_tokens`, Anthropic
+    /// `cache_read_input_tokens`, Gemini `cachedContentTokenCount`); 0 when
+    /// none were or the provider does not say.
+    #[serde(default)]
+    pub cached_prompt_tokens: u64,
+    /// Of `prompt_tokens`, those written to the cache by this call
+    /// (Anthropic `cache_creation_input_tokens`, billed above the base rate).
+    #[serde(default)]
+    pub cache_write_tokens: u64,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -239,6 +296,7 @@ pub(crate) fn estimated_usage(messages: &[Message], text: &str) -> Usage {
         prompt_tokens: estimate_prompt_tokens(messages),
         completion_tokens: estimate_tokens(text),
         estimated: true,
+        ..Usage::default()
     }
 }
 
@@ -275,24 +333,4 @@ pub(crate) fn split_system(messages: &[Message]) -> (Option<String>, &[Message])
         .collect::<Vec<_>>()
         .join("\n\n");
     (Some(system), &messages[n..])
-}
-
-/// Merges consecutive messages of the same (mapped) role into one turn,
-/// joining their texts with a blank line. `map` gives each message's wire role.
-pub(crate) fn merge_turns<'a, R: PartialEq + Copy>(
-    messages: impl IntoIterator<Item = &'a Message>,
-    map: impl Fn(Role) -> R,
-) -> Vec<(R, String)> {
-    let mut out: Vec<(R, String)> = Vec::new();
-    for m in messages {
-        let role = map(m.role);
-        match out.last_mut() {
-            Some((last, text)) if *last == role => {
-                text.push_str("\n\n");
-                text.push_str(&m.content);
-            }
-            _ => out.push((role, m.content.clone())),
-        }
-    }
-    out
 }

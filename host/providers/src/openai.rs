@@ -8,7 +8,7 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 use crate::http::{
-    is_retryable, normalize_base, read_api_key, snippet, HttpClient, HttpSettings, WireErrors,
+    is_retryable, normalize_base, read_api_key, snippet, HttpClient, HttpSettings, Streamed, WireErrors,
 };
 use crate::{
     estimate_prompt_tokens, estimate_tokens, Completion, CompletionRequest, Message, Provider,
@@ -25,6 +25,7 @@ pub struct OpenAiProvider {
     base_url: String,
     api_key_env: String,
     key_required: bool,
+    stream: bool,
 }
 
 impl OpenAiProvider {
@@ -43,7 +44,14 @@ impl OpenAiProvider {
             base_url,
             api_key_env: api_key_env.unwrap_or(DEFAULT_API_KEY_ENV).to_string(),
             key_required,
+            stream: false,
         })
+    }
+
+    /// Streams replies (`stream: true`, server-sent `chat.completion.chunk`s).
+    pub fn with_stream(mut self, stream: bool) -> Self {
+        self.stream = stream;
+        self
     }
 
     /// The endpoint this provider posts to.
@@ -178,6 +186,7 @@ fn tool_calls(calls: Vec<WireToolCall>) -> Vec<ToolCall> {
                     None | Some(Value::Null) => String::new(),
                     Some(v) => v.to_string(),
                 },
+                signature: None,
             }
         })
         .collect()
@@ -189,6 +198,15 @@ struct WireUsage {
     prompt_tokens: Option<u64>,
     #[serde(default)]
     completion_tokens: Option<u64>,
+    /// `{cached_tokens}`: the part of `prompt_tokens` served from the prompt cache.
+    #[serde(default)]
+    prompt_tokens_details: Option<PromptTokensDetails>,
+}
+
+#[derive(Deserialize)]
+struct PromptTokensDetails {
+    #[serde(default)]
+    cached_tokens: Option<u64>,
 }
 
 /// `content` is a string, null, or (some servers) an array of `{type, text}` parts.
@@ -223,22 +241,34 @@ pub(crate) fn parse_response(
     let text = content_text(choice.message.as_ref().and_then(|m| m.content.as_ref()));
     let calls = tool_calls(choice.message.and_then(|m| m.tool_calls).unwrap_or_default());
     let truncated = choice.finish_reason.as_deref() == Some("length");
+    let cached = resp
+        .usage
+        .as_ref()
+        .and_then(|u| u.prompt_tokens_details.as_ref())
+        .and_then(|d| d.cached_tokens)
+        .unwrap_or(0);
     let usage = match resp.usage {
         Some(WireUsage {
             prompt_tokens: Some(p),
             completion_tokens: Some(c),
+            ..
         }) => Usage {
             prompt_tokens: p,
             completion_tokens: c,
             estimated: false,
+            cached_prompt_tokens: cached.min(p),
+            cache_write_tokens: 0,
         },
         Some(WireUsage {
             prompt_tokens,
             completion_tokens,
+            ..
         }) if prompt_tokens.is_some() || completion_tokens.is_some() => Usage {
             prompt_tokens: prompt_tokens.unwrap_or_else(|| estimate_prompt_tokens(&req.messages)),
             completion_tokens: completion_tokens.unwrap_or_else(|| estimate_tokens(&text)),
             estimated: true,
+            cached_prompt_tokens: cached,
+            cache_write_tokens: 0,
         },
         _ => crate::estimated_usage(&req.messages, &text),
     };
@@ -248,6 +278,95 @@ pub(crate) fn parse_response(
         usage,
         truncated,
     })
+}
+
+/// A streamed reply being put together from its `chat.completion.chunk`s:
+/// `choices[0].delta.content` pieces, `delta.tool_calls[]` pieces (by
+/// `index`: the first carries `id` and `function.name`, the rest pieces of
+/// `function.arguments`), `finish_reason`, and `usage` on the last chunk
+/// (asked for with `stream_options.include_usage`).
+#[derive(Default)]
+struct StreamState {
+    text: String,
+    /// (index, id, name, arguments) in order of first appearance.
+    calls: Vec<(u64, Option<String>, String, String)>,
+    finish_reason: Option<String>,
+    usage: Option<Value>,
+}
+
+impl StreamState {
+    /// Takes one event's data; `Ok(true)` at `[DONE]`.
+    fn feed(&mut self, data: &str, sink: &Option<crate::TextSink>) -> Result<bool, ProviderError> {
+        if data.trim() == "[DONE]" {
+            return Ok(true);
+        }
+        let v: Value = serde_json::from_str(data).map_err(|e| ProviderError::BadResponse {
+            provider: NAME.to_string(),
+            detail: format!("invalid JSON in a stream chunk ({e}): {}", snippet(data)),
+        })?;
+        if let Some(err) = v.get("error") {
+            return Err(ProviderError::Api {
+                provider: NAME.to_string(),
+                status: 200,
+                detail: OpenAiErrors.detail(200, &json!({"error": err}).to_string()),
+            });
+        }
+        if let Some(u) = v.get("usage").filter(|u| !u.is_null()) {
+            self.usage = Some(u.clone());
+        }
+        let Some(choice) = v.get("choices").and_then(Value::as_array).and_then(|c| c.first()) else {
+            return Ok(false);
+        };
+        let delta = &choice["delta"];
+        if let Some(t) = delta.get("content").and_then(Value::as_str) {
+            self.text.push_str(t);
+            crate::TextSink::send(sink, t);
+        }
+        for (n, c) in delta.get("tool_calls").and_then(Value::as_array).into_iter().flatten().enumerate() {
+            let index = c.get("index").and_then(Value::as_u64).unwrap_or(n as u64);
+            let pos = match self.calls.iter().position(|(i, ..)| *i == index) {
+                Some(p) => p,
+                None => {
+                    self.calls.push((index, None, String::new(), String::new()));
+                    self.calls.len() - 1
+                }
+            };
+            let call = &mut self.calls[pos];
+            if let Some(id) = c.get("id").and_then(Value::as_str).filter(|s| !s.is_empty()) {
+                call.1 = Some(id.to_string());
+            }
+            if let Some(name) = c["function"].get("name").and_then(Value::as_str) {
+                call.2.push_str(name);
+            }
+            match c["function"].get("arguments") {
+                Some(Value::String(a)) => call.3.push_str(a),
+                Some(Value::Null) | None => {}
+                Some(other) => call.3.push_str(&other.to_string()),
+            }
+        }
+        if let Some(f) = choice.get("finish_reason").and_then(Value::as_str) {
+            self.finish_reason = Some(f.to_string());
+        }
+        Ok(false)
+    }
+
+    /// The reply as a non-streamed chat completion, for [`parse_response`].
+    fn into_response(self) -> Value {
+        let calls: Vec<Value> = self
+            .calls
+            .into_iter()
+            .map(|(_, id, name, args)| json!({"id": id, "type": "function", "function": {"name": name, "arguments": args}}))
+            .collect();
+        let mut message = json!({"role": "assistant", "content": self.text});
+        if !calls.is_empty() {
+            message["tool_calls"] = Value::Array(calls);
+        }
+        let mut v = json!({"choices": [{"index": 0, "message": message, "finish_reason": self.finish_reason}]});
+        if let Some(u) = self.usage {
+            v["usage"] = u;
+        }
+        v
+    }
 }
 
 /// `{"error":{"message","type","code"}}`, or (Ollama native) `{"error":"..."}`.
@@ -355,14 +474,32 @@ impl Provider for OpenAiProvider {
         if let Some(key) = key {
             headers.push(("authorization", format!("Bearer {key}")));
         }
-        let body = request_body(&req, self.key_required);
+        let mut body = request_body(&req, self.key_required);
         let url = self.endpoint();
-        let value = self
+        if !self.stream {
+            let value = self
+                .http
+                .post_json(&url, &headers, &body, &req.model, &OpenAiErrors)
+                .await
+                .map_err(|e| tools_rejected(e, req.tools))?;
+            return parse_response(value, &req);
+        }
+        body["stream"] = json!(true);
+        body["stream_options"] = json!({"include_usage": true});
+        let mut st = StreamState::default();
+        let sink = req.on_text.clone();
+        let end = self
             .http
-            .post_json(&url, &headers, &body, &req.model, &OpenAiErrors)
+            .post_sse(&url, &headers, &body, &req.model, &OpenAiErrors, &mut |ev| st.feed(&ev.data, &sink))
             .await
             .map_err(|e| tools_rejected(e, req.tools))?;
-        parse_response(value, &req)
+        match end {
+            Streamed::Whole(value) => parse_response(value, &req),
+            // `[DONE]`, or a server that closes after the finish reason without it.
+            Streamed::Ended => parse_response(st.into_response(), &req),
+            Streamed::Stopped if st.finish_reason.is_some() => parse_response(st.into_response(), &req),
+            Streamed::Stopped => Err(self.http.cut(&url)),
+        }
     }
 
     fn supports_tools(&self) -> bool {

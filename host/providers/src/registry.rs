@@ -41,13 +41,16 @@ impl ProviderRegistry {
     pub fn builtin() -> Self {
         let mut r = ProviderRegistry { entries: Vec::new() };
         r.register("openai", |cfg, http| {
-            Ok(Arc::new(OpenAiProvider::new(base_url(cfg), key_env(cfg), http)?) as Arc<dyn Provider>)
+            Ok(Arc::new(OpenAiProvider::new(base_url(cfg), key_env(cfg), http)?.with_stream(cfg.stream.unwrap_or(DEFAULT_STREAM)))
+                as Arc<dyn Provider>)
         });
         r.register("gemini", |cfg, http| {
-            Ok(Arc::new(GeminiProvider::new(base_url(cfg), key_env(cfg), http)?) as Arc<dyn Provider>)
+            Ok(Arc::new(GeminiProvider::new(base_url(cfg), key_env(cfg), http)?.with_stream(cfg.stream.unwrap_or(DEFAULT_STREAM)))
+                as Arc<dyn Provider>)
         });
         r.register("anthropic", |cfg, http| {
-            Ok(Arc::new(AnthropicProvider::new(base_url(cfg), key_env(cfg), http)?) as Arc<dyn Provider>)
+            Ok(Arc::new(AnthropicProvider::new(base_url(cfg), key_env(cfg), http)?.with_stream(cfg.stream.unwrap_or(DEFAULT_STREAM)))
+                as Arc<dyn Provider>)
         });
         r.register("script", |_, _| Ok(Arc::new(ScriptProvider::new()) as Arc<dyn Provider>));
         r
@@ -137,7 +140,12 @@ pub struct ProviderConfig {
     pub timeout: Option<Duration>,
     /// Retries on 429/5xx/529/connection errors (default 3).
     pub max_retries: Option<u32>,
+    /// Stream replies as server-sent events (default [`DEFAULT_STREAM`]).
+    pub stream: Option<bool>,
 }
+
+/// Whether replies are streamed when the config does not say.
+pub const DEFAULT_STREAM: bool = false;
 
 impl ProviderConfig {
     /// A config for `provider` with every option at its default.

@@ -248,6 +248,7 @@ mod tests {
             syscalls: Default::default(),
             tools: false,
             pid,
+            on_text: None,
         };
         p.resume(7, 2);
         assert_eq!(p.complete(req(7)).await.unwrap().text, "three");

@@ -2,6 +2,7 @@
 //! `kill`, `send`, `wait`; and the table and status words `top` shares.
 
 use std::collections::BTreeMap;
+use std::io::IsTerminal as _;
 use std::path::PathBuf;
 
 use anyhow::{anyhow, bail, Result};
@@ -273,9 +274,30 @@ async fn follow(client: &Client, pid: u64, follow: bool, filter: &LogFilter, fmt
     let path = format!("/v1/procs/{pid}/logs{}", if follow { "?follow=1" } else { "" });
     let mut s = client.stream(&path).await?;
     let mut exit = None;
+    // Pieces of a reply being generated (streaming providers): shown live
+    // (dimmed) on a terminal and as `reply_delta` lines with --json; the
+    // whole reply follows as its entry once complete.
+    let live = !filter.stdout_only && (fmt.json || std::io::stdout().is_terminal());
+    let mut streaming = false;
     while let Some(ev) = s.next_json::<KernelEvent>().await? {
         match ev {
-            KernelEvent::Entry { entry } => filter.print(&entry, fmt),
+            KernelEvent::ReplyDelta { pid: p, text } if p == pid && live => {
+                if fmt.json {
+                    outln!("{}", serde_json::json!({"type": "reply_delta", "pid": p, "text": text}));
+                } else {
+                    use std::io::Write as _;
+                    let mut o = std::io::stdout().lock();
+                    let _ = write!(o, "{}\x1b[2m{text}\x1b[0m", if streaming { "" } else { "… " });
+                    let _ = o.flush();
+                    streaming = true;
+                }
+            }
+            KernelEvent::Entry { entry } => {
+                if std::mem::take(&mut streaming) {
+                    outln!();
+                }
+                filter.print(&entry, fmt)
+            }
             KernelEvent::Exited { pid: p, status } if p == pid => exit = Some(status),
             _ => {}
         }
@@ -550,10 +572,16 @@ pub fn model_label(p: &ProcessInfo) -> String {
     format!("{}/{}", p.provider, m)
 }
 
+/// The share of a process's prompt tokens its provider served from its
+/// prompt cache (`62%`), `-` when none was reported as cached.
+pub fn cached_cell(c: &aos_kernel::Counters) -> String {
+    c.cached_percent().map(|p| format!("{p}%")).unwrap_or_else(|| "-".into())
+}
+
 /// The `ps` table; `tree` draws each row's tree prefix before its pid.
 pub fn ps_table(procs: &[(String, &ProcessInfo)], tree: bool) -> String {
     let now = aos_kernel::process::now_ms();
-    let mut rows = vec![["PID", "PARENT", "STATUS", "PROVIDER/MODEL", "STEPS", "TOKENS", "SYSCALLS", "AGE", "TASK"].map(String::from).to_vec()];
+    let mut rows = vec![["PID", "PARENT", "STATUS", "PROVIDER/MODEL", "STEPS", "TOKENS", "CACHED", "SYSCALLS", "AGE", "TASK"].map(String::from).to_vec()];
     for (prefix, p) in procs {
         let c = &p.counters;
         rows.push(vec![
@@ -563,6 +591,7 @@ pub fn ps_table(procs: &[(String, &ProcessInfo)], tree: bool) -> String {
             model_label(p),
             c.steps.to_string(),
             format!("{}{}", c.total_tokens(), if c.tokens_estimated { "~" } else { "" }),
+            cached_cell(c),
             c.syscalls.values().sum::<u64>().to_string(),
             age(now.saturating_sub(c.started_at_ms) / 1000),
             one_line_task(&p.task, 60),
@@ -587,4 +616,19 @@ pub fn one_line_task(task: &str, max: usize) -> String {
     let mut s: String = flat.chars().take(max.saturating_sub(1)).collect();
     s.push('…');
     s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cached_share_of_the_prompt() {
+        let mut c = aos_kernel::Counters::default();
+        assert_eq!(cached_cell(&c), "-");
+        c.prompt_tokens = 4000;
+        assert_eq!(cached_cell(&c), "-", "nothing reported as cached");
+        c.cached_prompt_tokens = 2500;
+        assert_eq!(cached_cell(&c), "62%");
+    }
 }

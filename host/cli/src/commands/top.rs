@@ -33,7 +33,7 @@ use aos_daemon::client::Client;
 use aos_kernel::{KernelEvent, ProcessInfo, ProcessStatus};
 
 use super::output::{age, format_entry, EntryFormat};
-use super::procs::{model_label, one_line_task, status_word};
+use super::procs::{cached_cell, model_label, one_line_task, status_word};
 
 #[derive(Debug, Args)]
 #[command(after_help = "Keys: ↑/↓ select, s/S sort column, r reverse, K kill (asks y/n), Enter/l log, a ended processes, ? help, q quit\n\n\
@@ -56,6 +56,8 @@ enum Col {
     Model,
     Steps,
     Tokens,
+    /// The share of prompt tokens the provider served from its cache.
+    Cached,
     TokRate,
     Syscalls,
     CallRate,
@@ -63,11 +65,13 @@ enum Col {
     Task,
 }
 
-const COLS: [Col; 11] =
-    [Col::Pid, Col::Parent, Col::Status, Col::Model, Col::Steps, Col::Tokens, Col::TokRate, Col::Syscalls, Col::CallRate, Col::Age, Col::Task];
+const COLS: [Col; 12] = [
+    Col::Pid, Col::Parent, Col::Status, Col::Model, Col::Steps, Col::Tokens, Col::Cached, Col::TokRate, Col::Syscalls,
+    Col::CallRate, Col::Age, Col::Task,
+];
 
 /// Which columns go first when the terminal is too narrow for all.
-const DROP_ORDER: [Col; 8] = [Col::CallRate, Col::Parent, Col::Syscalls, Col::TokRate, Col::Age, Col::Model, Col::Steps, Col::Tokens];
+const DROP_ORDER: [Col; 9] = [Col::Cached, Col::CallRate, Col::Parent, Col::Syscalls, Col::TokRate, Col::Age, Col::Model, Col::Steps, Col::Tokens];
 
 /// Sortable columns, in the order `s` cycles through them.
 const SORTS: [Col; 9] = [Col::Pid, Col::Status, Col::Model, Col::Steps, Col::Tokens, Col::TokRate, Col::Syscalls, Col::CallRate, Col::Age];
@@ -81,6 +85,7 @@ impl Col {
             Col::Model => "PROVIDER/MODEL",
             Col::Steps => "STEPS",
             Col::Tokens => "TOKENS",
+            Col::Cached => "CACHED",
             Col::TokRate => "TOK/S",
             Col::Syscalls => "SYSCALLS",
             Col::CallRate => "CALL/S",
@@ -114,6 +119,7 @@ impl Proc {
             Col::Model => model_label(p),
             Col::Steps => p.counters.steps.to_string(),
             Col::Tokens => format!("{}{}", self.tokens(), if p.counters.tokens_estimated { "~" } else { "" }),
+            Col::Cached => cached_cell(&p.counters),
             Col::TokRate => format!("{:.0}", self.tok_rate),
             Col::Syscalls => self.calls().to_string(),
             Col::CallRate => format!("{:.1}", self.call_rate),

@@ -16,6 +16,7 @@ mod compat;
 mod isolation;
 mod kernel;
 mod native;
+mod native_wire;
 mod parser_fuzz;
 mod restore;
 mod webhook;

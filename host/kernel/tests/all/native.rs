@@ -22,12 +22,12 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 /// A loopback HTTP server answering each POST with the next canned
 /// (status, body) (the last repeats) and recording the JSON bodies.
-struct Server {
-    url: String,
-    bodies: Arc<Mutex<Vec<Value>>>,
+pub(crate) struct Server {
+    pub(crate) url: String,
+    pub(crate) bodies: Arc<Mutex<Vec<Value>>>,
 }
 
-async fn server(replies: Vec<(u16, Value)>) -> Server {
+pub(crate) async fn server(replies: Vec<(u16, Value)>) -> Server {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}/v1", listener.local_addr().unwrap());
     let bodies = Arc::new(Mutex::new(Vec::new()));
@@ -138,7 +138,7 @@ fn req(e: &Env, task: &str, caps: &[&str]) -> SpawnRequest {
     }
 }
 
-async fn wait(k: &Kernel, pid: u64) -> ExitStatus {
+pub(crate) async fn wait(k: &Kernel, pid: u64) -> ExitStatus {
     tokio::time::timeout(Duration::from_secs(20), k.wait(pid))
         .await
         .unwrap_or_else(|_| panic!("process {pid} did not end: {:#?}", k.logs(pid)))

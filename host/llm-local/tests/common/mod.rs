@@ -106,6 +106,7 @@ pub fn request(pid: u64, task: &Task) -> CompletionRequest {
         syscalls: specs.into(),
         tools: false,
         pid,
+        on_text: None,
     }
 }
 

@@ -188,6 +188,7 @@ pub fn provider_with(
         api_key_env: Some(key_var.to_string()),
         timeout: None,
         max_retries: None,
+        stream: None,
     };
     build_provider_with(&cfg, http).expect("build provider")
 }
@@ -212,6 +213,7 @@ pub fn conversation(model: &str) -> CompletionRequest {
         syscalls: Default::default(),
         tools: false,
         pid: 1,
+        on_text: None,
     }
 }
 
@@ -221,4 +223,49 @@ pub fn simple(model: &str) -> CompletionRequest {
         messages: vec![msg(Role::User, "hello there")],
         ..Default::default()
     }
+}
+
+/// A syscall spec whose schema uses keywords some APIs lack
+/// (`additionalProperties`, a nullable type, `const`, a `uri` format).
+pub fn tool_spec(name: &str) -> aos_providers::SyscallSpec {
+    aos_providers::SyscallSpec {
+        name: name.into(),
+        description: format!("{name} does things."),
+        args_schema: serde_json::json!({
+            "type": "object",
+            "properties": {
+                "path": {"type": "string", "minLength": 1},
+                "mode": {"type": ["string", "null"], "enum": ["a", "b"]},
+                "kind": {"const": "file"},
+                "url": {"type": "string", "format": "uri"},
+                "tags": {"type": "array", "items": {"type": "string"}, "uniqueItems": true}
+            },
+            "required": ["path"],
+            "additionalProperties": false
+        }),
+    }
+}
+
+/// [`conversation`] in native tool mode with two tools, then an assistant
+/// message with some text and two native calls (ids `ids`), then their
+/// results: the first a result, the second an error.
+pub fn native_history_request(model: &str, ids: [&str; 2]) -> CompletionRequest {
+    use aos_providers::ToolCall;
+    let mut r = conversation(model);
+    r.syscalls = vec![tool_spec("FS_READ"), tool_spec("FS_LIST")].into();
+    r.tools = true;
+    r.messages.push(Message {
+        role: Role::Assistant,
+        content: "Reading both.".into(),
+        tool_calls: vec![
+            ToolCall { id: ids[0].into(), name: "FS_READ".into(), arguments: r#"{"path":"a"}"#.into(), signature: None },
+            ToolCall { id: ids[1].into(), name: "FS_LIST".into(), arguments: r#"{"path": "#.into(), signature: Some("c2ln".into()) },
+        ],
+        tool_call_id: None,
+        is_error: false,
+    });
+    r.messages.push(Message { role: Role::Tool, content: "[RESULT FS_READ#1] hi".into(), tool_calls: vec![], tool_call_id: Some(ids[0].into()), is_error: false });
+    r.messages.push(Message { role: Role::Tool, content: "[ERROR FS_LIST#2] invalid call".into(), tool_calls: vec![], tool_call_id: Some(ids[1].into()), is_error: true });
+    r.messages.push(msg(Role::User, "[EVENT] later"));
+    r
 }

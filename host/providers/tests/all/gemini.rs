@@ -66,7 +66,8 @@ async fn request_body_shape() {
         Usage {
             prompt_tokens: 40,
             completion_tokens: 2,
-            estimated: false
+            estimated: false,
+            ..Default::default()
         }
     );
     let r = &server.requests()[0];
@@ -127,7 +128,8 @@ async fn parts_are_joined_and_thoughts_skipped() {
         Usage {
             prompt_tokens: 9,
             completion_tokens: 14,
-            estimated: false
+            estimated: false,
+            ..Default::default()
         }
     );
 }
@@ -206,4 +208,105 @@ async fn too_many_input_tokens_is_context_overflow() {
         ProviderError::ContextOverflow { provider: "gemini".into(), prompt_tokens: 1_200_000, limit: 1_048_576 }
     );
     assert_eq!(server.hits(), 1);
+}
+
+// Native tool calls. Bodies from
+// https://ai.google.dev/gemini-api/docs/function-calling (REST: `tools:
+// [{functionDeclarations: [{name, description, parameters}]}]`; a reply's
+// `functionCall {name, args}` parts, several for parallel calls — the
+// documented party example: power_disco_ball, start_music, dim_lights;
+// results as `functionResponse {name, response}` parts of a user turn) and
+// https://ai.google.dev/gemini-api/docs/thought-signatures (`thoughtSignature`
+// on a functionCall part, to be sent back with it).
+
+#[tokio::test]
+async fn documented_parallel_function_calls_get_consistent_ids() {
+    let body = json!({
+        "candidates": [{"content": {"role": "model", "parts": [
+            {"text": "Let's party."},
+            {"functionCall": {"name": "power_disco_ball", "args": {"power": true}}, "thoughtSignature": "c2lnLTE="},
+            {"functionCall": {"name": "start_music", "args": {"energetic": true, "loud": true}}},
+            {"functionCall": {"id": "fc-7", "name": "dim_lights", "args": {"brightness": 0.5}}}
+        ]}, "finishReason": "STOP", "index": 0}],
+        "usageMetadata": {"promptTokenCount": 10, "candidatesTokenCount": 20, "totalTokenCount": 30}
+    });
+    let server = TestServer::start(vec![Reply::json(200, body)]).await;
+    let (var, _) = fresh_key();
+    let p = provider("gemini", &server.url, &var);
+    assert!(p.supports_tools());
+    let c = p.complete(native_history_request("gemini-2.5-flash", ["gemini_call_0", "fc-2"])).await.unwrap();
+    assert_eq!(c.text, "Let's party.");
+    let calls: Vec<(&str, &str, &str, Option<&str>)> =
+        c.tool_calls.iter().map(|t| (t.id.as_str(), t.name.as_str(), t.arguments.as_str(), t.signature.as_deref())).collect();
+    assert_eq!(
+        calls,
+        [
+            ("gemini_call_0", "power_disco_ball", r#"{"power":true}"#, Some("c2lnLTE=")),
+            ("gemini_call_1", "start_music", r#"{"energetic":true,"loud":true}"#, None),
+            ("fc-7", "dim_lights", r#"{"brightness":0.5}"#, None)
+        ]
+    );
+}
+
+#[tokio::test]
+async fn native_request_declarations_function_calls_and_responses() {
+    let server = TestServer::start(vec![Reply::json(200, Gemini::ok("ok", false, Some((1, 1))))]).await;
+    let (var, _) = fresh_key();
+    provider("gemini", &server.url, &var)
+        .complete(native_history_request("gemini-2.5-flash", ["gemini_call_0", "fc-2"]))
+        .await
+        .unwrap();
+    let b = &server.requests()[0].body;
+    let decls = b["tools"][0]["functionDeclarations"].as_array().unwrap();
+    assert_eq!(decls.len(), 2);
+    // Converted to Gemini's Schema subset.
+    assert_eq!(
+        decls[0],
+        json!({"name": "FS_READ", "description": "FS_READ does things.", "parameters": {
+            "type": "object",
+            "properties": {
+                "path": {"type": "string", "minLength": 1},
+                "mode": {"type": "string", "nullable": true, "enum": ["a", "b"]},
+                "kind": {"enum": ["file"], "type": "string"},
+                "url": {"type": "string"},
+                "tags": {"type": "array", "items": {"type": "string"}}
+            },
+            "required": ["path"]
+        }})
+    );
+    let c = b["contents"].as_array().unwrap();
+    let n = c.len();
+    assert_eq!(
+        c[n - 2],
+        json!({"role": "model", "parts": [
+            {"text": "Reading both."},
+            // A made-up id is not sent; a real one and the signature are.
+            {"functionCall": {"name": "FS_READ", "args": {"path": "a"}}},
+            {"functionCall": {"id": "fc-2", "name": "FS_LIST", "args": {"_unparsed_arguments": "{\"path\": "}}, "thoughtSignature": "c2ln"}
+        ]})
+    );
+    assert_eq!(
+        c[n - 1],
+        json!({"role": "user", "parts": [
+            {"functionResponse": {"name": "FS_READ", "response": {"output": "[RESULT FS_READ#1] hi"}}},
+            {"functionResponse": {"id": "fc-2", "name": "FS_LIST", "response": {"error": "[ERROR FS_LIST#2] invalid call"}}},
+            {"text": "[EVENT] later"}
+        ]})
+    );
+    let server = TestServer::start(vec![Reply::json(200, Gemini::ok("ok", false, Some((1, 1))))]).await;
+    provider("gemini", &server.url, &var).complete(conversation("m")).await.unwrap();
+    assert!(server.requests()[0].body.get("tools").is_none());
+}
+
+/// `usageMetadata.cachedContentTokenCount` (part of `promptTokenCount`), as
+/// in https://ai.google.dev/api/generate-content#UsageMetadata.
+#[tokio::test]
+async fn cached_content_tokens_are_read() {
+    let mut body = Gemini::ok("hi", false, None);
+    body["usageMetadata"] = json!({"promptTokenCount": 2100, "cachedContentTokenCount": 2048, "candidatesTokenCount": 50, "totalTokenCount": 2150,
+        "cacheTokensDetails": [{"modality": "TEXT", "tokenCount": 2048}]});
+    let server = TestServer::start(vec![Reply::json(200, body)]).await;
+    let (var, _) = fresh_key();
+    let u = provider("gemini", &server.url, &var).complete(simple("m")).await.unwrap().usage;
+    assert_eq!(u, Usage { prompt_tokens: 2100, completion_tokens: 50, estimated: false, cached_prompt_tokens: 2048, cache_write_tokens: 0 });
 }

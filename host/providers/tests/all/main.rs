@@ -13,3 +13,4 @@ mod gemini;
 mod openai;
 mod registry;
 mod script;
+mod streaming;

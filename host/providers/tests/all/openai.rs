@@ -66,7 +66,8 @@ async fn request_body_shape() {
         Usage {
             prompt_tokens: 40,
             completion_tokens: 2,
-            estimated: false
+            estimated: false,
+            ..Default::default()
         }
     );
     let reqs = server.requests();
@@ -244,13 +245,14 @@ fn native_request() -> aos_providers::CompletionRequest {
         role: Role::Assistant,
         content: String::new(),
         tool_calls: vec![
-            ToolCall { id: "call_1".into(), name: "FS_READ".into(), arguments: r#"{"path":"a"}"#.into() },
-            ToolCall { id: "call_2".into(), name: "FS_LIST".into(), arguments: "{}".into() },
+            ToolCall { id: "call_1".into(), name: "FS_READ".into(), arguments: r#"{"path":"a"}"#.into(), signature: None },
+            ToolCall { id: "call_2".into(), name: "FS_LIST".into(), arguments: "{}".into(), signature: None },
         ],
         tool_call_id: None,
+        is_error: false,
     });
     for id in ["call_1", "call_2"] {
-        r.messages.push(Message { role: Role::Tool, content: format!("[RESULT {id}]"), tool_calls: vec![], tool_call_id: Some(id.into()) });
+        r.messages.push(Message { role: Role::Tool, content: format!("[RESULT {id}]"), tool_calls: vec![], tool_call_id: Some(id.into()), is_error: false });
     }
     r
 }
@@ -318,4 +320,18 @@ async fn servers_without_tool_calling_are_told_apart() {
         let e = p.complete(conversation("m")).await.unwrap_err();
         assert!(!matches!(e, ProviderError::ToolsRejected { .. }), "{i}: {e:?}");
     }
+}
+
+/// `usage.prompt_tokens_details.cached_tokens` (part of `prompt_tokens`), as
+/// in https://platform.openai.com/docs/guides/prompt-caching.
+#[tokio::test]
+async fn cached_prompt_tokens_are_read() {
+    let mut body = OpenAi::ok("hi", false, None);
+    body["usage"] = json!({"prompt_tokens": 2006, "completion_tokens": 300, "total_tokens": 2306,
+        "prompt_tokens_details": {"cached_tokens": 1920},
+        "completion_tokens_details": {"reasoning_tokens": 0, "accepted_prediction_tokens": 0, "rejected_prediction_tokens": 0}});
+    let server = TestServer::start(vec![Reply::json(200, body)]).await;
+    let (var, _) = fresh_key();
+    let u = provider("openai", &v1(&server.url), &var).complete(simple("m")).await.unwrap().usage;
+    assert_eq!(u, Usage { prompt_tokens: 2006, completion_tokens: 300, estimated: false, cached_prompt_tokens: 1920, cache_write_tokens: 0 });
 }

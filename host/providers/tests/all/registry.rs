@@ -58,6 +58,7 @@ async fn config_max_retries_and_timeout_override_settings() {
         api_key_env: Some(unset_key_var()),
         timeout: Some(Duration::from_secs(3)),
         max_retries: Some(0),
+        stream: None,
     };
     let p = build_provider_with(&cfg, fast_http()).unwrap();
     let err = p.complete(simple("m")).await.unwrap_err();

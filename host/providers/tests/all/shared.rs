@@ -48,7 +48,8 @@ pub async fn success_with_usage<W: Wire>() {
         Usage {
             prompt_tokens: 12,
             completion_tokens: 3,
-            estimated: false
+            estimated: false,
+            ..Default::default()
         }
     );
     assert!(!c.truncated);
@@ -303,7 +304,8 @@ pub async fn estimated_without_usage<W: Wire>() {
         Usage {
             prompt_tokens: estimate_tokens("hello there"),
             completion_tokens: estimate_tokens(text),
-            estimated: true
+            estimated: true,
+            ..Default::default()
         }
     );
 }
