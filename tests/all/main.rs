@@ -15,6 +15,7 @@
 
 mod support;
 
+mod approvals_cli;
 mod cli_ux;
 mod daemon_cli;
 mod driver_cli;

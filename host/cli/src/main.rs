@@ -49,6 +49,12 @@ enum Cmd {
     Config(commands::config::ConfigCmd),
     /// List the webhook paths processes registered: path, pid, URL (secret with --show-secret).
     Webhooks(commands::webhooks::WebhooksArgs),
+    /// List the calls waiting for the operator's approval: id, pid, syscall, age, arguments.
+    Approvals(commands::approvals::ApprovalsArgs),
+    /// Approve a waiting call (--always: and later calls of its pattern in its process tree).
+    Approve(commands::approvals::ApproveArgs),
+    /// Deny a waiting call; the model is told `denied: by the operator: REASON`.
+    Deny(commands::approvals::DenyArgs),
     /// Print a shell completion script.
     #[command(after_help = "Examples:\n  aos completions bash > ~/.local/share/bash-completion/completions/aos\n  aos completions zsh > ~/.zfunc/_aos")]
     Completions {
@@ -110,6 +116,9 @@ fn main() {
             Cmd::Sandbox(c) => commands::sandbox::run(c).await,
             Cmd::Config(c) => commands::config::run(c).await,
             Cmd::Webhooks(a) => commands::webhooks::run(a).await,
+            Cmd::Approvals(a) => commands::approvals::list(a).await,
+            Cmd::Approve(a) => commands::approvals::approve(a).await,
+            Cmd::Deny(a) => commands::approvals::deny(a).await,
             Cmd::Completions { shell } => {
                 let mut buf = Vec::new();
                 clap_complete::generate(shell, &mut Cli::command(), "aos", &mut buf);

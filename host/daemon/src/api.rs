@@ -15,6 +15,9 @@
 //! | GET    | `/v1/events`                  |                         | NDJSON of every `KernelEvent` from now on |
 //! | GET    | `/v1/config`                  |                         | [`ConfigReply`]: the configuration the daemon runs with, secrets masked |
 //! | GET    | `/v1/webhooks`                | `?secrets=1`            | `[`[`WebhookInfo`]`]`: registered paths (secrets only when asked) |
+//! | GET    | `/v1/approvals`               |                         | `[PendingApproval]`: calls waiting for the operator |
+//! | POST   | `/v1/approvals/{id}/approve`  | [`ApproveBody`]         | `PendingApproval` (the call now runs) |
+//! | POST   | `/v1/approvals/{id}/deny`     | [`DenyBody`]            | `PendingApproval` (the model gets the reason) |
 //!
 //! Every route, with request and response bodies and examples, is described
 //! in `docs/CONTROL_API.md`.
@@ -58,6 +61,26 @@ pub struct SpawnBody {
     /// `native`, `text` or `auto`; default: `tool_mode` of aos.toml.
     #[serde(default)]
     pub tool_mode: Option<aos_abi::ToolMode>,
+    /// Approval preset: `never`, `ask-dangerous`, `ask-all`; default:
+    /// `[approvals] mode` of aos.toml. `[approvals] rules` apply either way.
+    #[serde(default)]
+    pub approve: Option<String>,
+}
+
+/// `POST /v1/approvals/{id}/approve`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct ApproveBody {
+    /// Also allow later calls of the same pattern in this process tree.
+    #[serde(default)]
+    pub always: bool,
+}
+
+/// `POST /v1/approvals/{id}/deny`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct DenyBody {
+    /// Given to the model: `denied: by the operator: REASON`.
+    #[serde(default)]
+    pub reason: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

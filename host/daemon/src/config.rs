@@ -78,6 +78,14 @@
 //!                                #   relative to $AOS_HOME)
 //! max_model_file_mb = 8192       #   largest model file a model may choose
 //!
+//! [approvals]                    # which calls wait for the operator (`aos approvals`)
+//! mode = "never"                 # AOS_APPROVE  never | ask-dangerous | ask-all (`--approve` per process)
+//! timeout_secs = 600             #   unanswered approvals are denials after this
+//! rules = [{ syscall = "EXEC_CMD", command_prefix = "git ", decision = "allow" }]
+//!                                #   before the mode's rules; first match wins; fields: syscall
+//!                                #   (NAME, PREFIX* or *), command_prefix, path (glob), hosts,
+//!                                #   hosts_not, existing; decision = allow | ask | deny
+//!
 //! [providers.openai]             # per-provider HTTP settings
 //! base_url = "https://api.openai.com/v1"
 //! api_key_env = "OPENAI_API_KEY"
@@ -132,6 +140,7 @@ pub struct Config {
     pub sandbox: SandboxSettings,
     pub webhooks: WebhookConfig,
     pub spawn: SpawnSettings,
+    pub approvals: ApprovalConfig,
     pub providers: BTreeMap<String, ProviderSettings>,
     pub drivers: BTreeMap<String, toml::Table>,
     /// Long-term memory: embedder and vector store (see `aos_memory::config`).
@@ -239,6 +248,36 @@ pub struct BudgetConfig {
 pub struct LimitConfig {
     pub call_timeout_secs: f64,
     pub memory_mb: usize,
+}
+
+/// `[approvals]`: which calls wait for the operator (see
+/// `aos_kernel::approval`). `mode` is the preset of processes started
+/// without `--approve`; `rules` come before the preset's (first match wins).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ApprovalConfig {
+    /// `never`, `ask-dangerous` or `ask-all`.
+    pub mode: String,
+    /// An approval not answered in this time is a denial.
+    pub timeout_secs: u64,
+    pub rules: Vec<aos_kernel::approval::Rule>,
+}
+
+impl Default for ApprovalConfig {
+    fn default() -> Self {
+        ApprovalConfig { mode: "never".into(), timeout_secs: 600, rules: Vec::new() }
+    }
+}
+
+impl ApprovalConfig {
+    /// The policy of a process started with `--approve mode` (`None`: `mode` of aos.toml).
+    pub fn policy(&self, mode: Option<&str>) -> Result<aos_kernel::approval::Policy> {
+        let mut p = aos_kernel::approval::Policy::preset(mode.unwrap_or(&self.mode)).map_err(anyhow::Error::msg)?;
+        let mut rules = self.rules.clone();
+        rules.append(&mut p.rules);
+        p.rules = rules;
+        Ok(p)
+    }
 }
 
 /// `[control]`: where else the control API is served.
@@ -432,6 +471,7 @@ impl Default for Config {
             sandbox: SandboxSettings::default(),
             webhooks: WebhookConfig::default(),
             spawn: SpawnSettings::default(),
+            approvals: ApprovalConfig::default(),
             providers: BTreeMap::new(),
             drivers: BTreeMap::new(),
             memory: Default::default(),
@@ -487,6 +527,7 @@ impl Config {
     /// Names that every spawn would trip over are refused when the config
     /// is loaded: the default provider and the default grants.
     fn validate(&self) -> Result<()> {
+        self.approvals.policy(None).context("`[approvals] mode` (AOS_APPROVE)")?;
         if let Some(p) = &self.provider {
             aos_providers::check_provider_name(p).context("`provider` (AOS_PROVIDER)")?;
         }
@@ -503,6 +544,9 @@ impl Config {
             v.trim().parse::<T>().map_err(|_| anyhow::anyhow!("environment variable {name}={v:?} is not a valid number"))
         }
         let get = |k: &str| env(k).filter(|v| !v.is_empty());
+        if let Some(v) = get("AOS_APPROVE") {
+            self.approvals.mode = v;
+        }
         if let Some(v) = get("AOS_PROVIDER") {
             self.provider = Some(v);
         }

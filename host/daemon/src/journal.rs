@@ -737,6 +737,7 @@ mod tests {
             pipe_to: None,
             base_url: None,
             tool_mode: aos_abi::ToolMode::Text,
+            approvals: vec![aos_kernel::approval::Policy::ask_dangerous()],
         }
     }
 

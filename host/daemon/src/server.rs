@@ -258,6 +258,9 @@ fn router(state: AppState) -> Router {
         .route("/v1/events", get(events))
         .route("/v1/config", get(crate::introspect::config))
         .route("/v1/webhooks", get(crate::introspect::webhooks))
+        .route("/v1/approvals", get(approvals))
+        .route("/v1/approvals/{id}/approve", post(approve))
+        .route("/v1/approvals/{id}/deny", post(deny))
         .with_state(state)
 }
 
@@ -435,6 +438,7 @@ async fn spawn(State(s): State<AppState>, Json(b): Json<SpawnBody>) -> Result<Js
         pipe_to: None,
         parent: None,
         tool_mode: b.tool_mode,
+        approvals: Some(cfg.approvals.policy(b.approve.as_deref()).map_err(|e| bad(format!("{e:#}")))?),
     };
     let pid = s.kernel.spawn(req).await?;
     // Acknowledged once journalled (a moment; not while the journal fails).
@@ -475,6 +479,36 @@ async fn kill(State(s): State<AppState>, UrlPath(pid): UrlPath<u64>) -> Result<J
         }
     }
     Ok(Json(KillReply { killed }))
+}
+
+async fn approvals(State(s): State<AppState>) -> Json<Vec<aos_kernel::approval::PendingApproval>> {
+    Json(s.kernel.pending_approvals())
+}
+
+async fn approve(
+    State(s): State<AppState>,
+    UrlPath(id): UrlPath<u64>,
+    body: Option<Json<crate::api::ApproveBody>>,
+) -> Result<Json<aos_kernel::approval::PendingApproval>, AppErr> {
+    let always = body.is_some_and(|b| b.always);
+    answer(&s, id, aos_kernel::approval::Answer::Approve { always })
+}
+
+async fn deny(
+    State(s): State<AppState>,
+    UrlPath(id): UrlPath<u64>,
+    body: Option<Json<crate::api::DenyBody>>,
+) -> Result<Json<aos_kernel::approval::PendingApproval>, AppErr> {
+    let reason = body.and_then(|b| b.0.reason);
+    answer(&s, id, aos_kernel::approval::Answer::Deny { reason })
+}
+
+fn answer(
+    s: &AppState,
+    id: u64,
+    answer: aos_kernel::approval::Answer,
+) -> Result<Json<aos_kernel::approval::PendingApproval>, AppErr> {
+    s.kernel.answer_approval(id, answer).map(Json).map_err(|e| AppErr(StatusCode::NOT_FOUND, e.to_string()))
 }
 
 async fn stdin(

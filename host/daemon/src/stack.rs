@@ -94,6 +94,9 @@ pub fn kernel_config(home: &Path, cfg: &Config) -> KernelConfig {
     kc.max_processes_per_tree = cfg.budgets.max_processes_per_tree.max(1);
     kc.max_processes = cfg.budgets.max_processes.max(1);
     kc.webhook_auth = cfg.webhooks.auth();
+    // Checked when the config was loaded; were it not, nothing runs unasked.
+    kc.approvals = cfg.approvals.policy(None).unwrap_or_else(|_| aos_kernel::approval::Policy::ask_all());
+    kc.approval_timeout = Duration::from_secs(cfg.approvals.timeout_secs.max(1));
     for (name, ps) in &cfg.providers {
         if let Some(m) = ps.tool_mode {
             kc.tool_modes.providers.insert(name.clone(), m);

@@ -44,6 +44,11 @@ pub struct KernelConfig {
     pub webhook_auth: WebhookAuth,
     /// How syscalls reach each model (`tool_mode` in aos.toml).
     pub tool_modes: ToolModes,
+    /// The approval policy of root processes whose spawn gives none
+    /// (`[approvals]` in aos.toml; see [`crate::approval`]).
+    pub approvals: crate::approval::Policy,
+    /// An approval not answered in this time is a denial.
+    pub approval_timeout: std::time::Duration,
 }
 
 /// `tool_mode` per model, per provider, and the default (`auto`): the
@@ -113,6 +118,8 @@ impl KernelConfig {
             max_processes: 10_000,
             webhook_auth: WebhookAuth::default(),
             tool_modes: ToolModes::default(),
+            approvals: crate::approval::Policy::never(),
+            approval_timeout: std::time::Duration::from_secs(600),
         }
     }
 }

@@ -58,12 +58,7 @@ pub struct PromptFacts<'a> {
 /// explains the loop and says that the `[SYS_CALL::NAME] {json}` text form
 /// works too, without listing them again.
 pub fn render_native_system_prompt(p: &PromptFacts) -> String {
-    let mut s = String::new();
-    s.push_str("You are an agent process running inside AgentOS, an operating system whose processes are language-model agents. ");
-    match p.parent {
-        Some(parent) => s.push_str(&format!("You are process {} (started by process {parent}).\n\n", p.pid)),
-        None => s.push_str(&format!("You are process {}.\n\n", p.pid)),
-    }
+    let mut s = prompt_intro(p);
     s.push_str(
         "You act on the world only through system calls: the tools offered to you (exactly these; others will be refused). \
          You may make several calls in one reply; they run in order and each gets its own result: \
@@ -79,12 +74,7 @@ pub fn render_native_system_prompt(p: &PromptFacts) -> String {
 /// The system prompt for `f`, listing `specs` (also used by the local
 /// model's evaluation, so it scores exactly what the kernel sends).
 pub fn render_system_prompt(p: &PromptFacts, specs: &[SyscallSpec]) -> String {
-    let mut s = String::new();
-    s.push_str("You are an agent process running inside AgentOS, an operating system whose processes are language-model agents. ");
-    match p.parent {
-        Some(parent) => s.push_str(&format!("You are process {} (started by process {parent}).\n\n", p.pid)),
-        None => s.push_str(&format!("You are process {}.\n\n", p.pid)),
-    }
+    let mut s = prompt_intro(p);
     s.push_str(
         "You act on the world only through system calls. To make one, write the tag followed by a single JSON object with the arguments, for example:\n\
          [SYS_CALL::NAME] {\"arg\": \"value\"}\n\
@@ -99,6 +89,18 @@ pub fn render_system_prompt(p: &PromptFacts, specs: &[SyscallSpec]) -> String {
         s.push_str(&format!("- {}: {}\n  arguments: {}\n", spec.name, spec.description, spec.args_schema));
     }
     facts_tail(&mut s, p);
+    s
+}
+
+/// Who the process is: the start of both prompts.
+fn prompt_intro(p: &PromptFacts) -> String {
+    let mut s = String::from(
+        "You are an agent process running inside AgentOS, an operating system whose processes are language-model agents. ",
+    );
+    match p.parent {
+        Some(parent) => s.push_str(&format!("You are process {} (started by process {parent}).\n\n", p.pid)),
+        None => s.push_str(&format!("You are process {}.\n\n", p.pid)),
+    }
     s
 }
 

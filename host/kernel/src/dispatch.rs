@@ -7,9 +7,10 @@
 //! 2. **upgrade** the original AgentOS's argument shapes to today's
 //!    ([`crate::compat`]), then **validate** the arguments against the syscall's JSON Schema (its one
 //!    description, [`aos_abi::SyscallSpec`]), with a precise message;
-//! 3. **authorize**: the policy step between resolution and execution —
-//!    where approvals (allow / ask / deny per syscall and argument pattern)
-//!    go; today every resolved, valid call is allowed;
+//! 3. **authorize**: the process's approval policies ([`crate::approval`])
+//!    allow the call, deny it, or ask the operator — then the process waits
+//!    (shown as `approval`) until the call is approved, denied, or the
+//!    approval times out (a denial);
 //! 4. **execute**: the kernel's implementation ([`crate::syscalls::run`])
 //!    or the source's handle — a call that acts on the world first waits
 //!    until the caller's journalled events are durable.
@@ -19,7 +20,9 @@ use std::sync::Arc;
 use aos_abi::{AgentContext, SyscallError};
 use serde_json::Value;
 
+use crate::approval::{Answer, Approvals, CallFacts, Decision};
 use crate::durability::await_durable;
+use crate::process::ProcessStatus;
 use crate::ipc::IpcInbox;
 use crate::parser::ParsedCall;
 use crate::pcb::Process;
@@ -32,6 +35,9 @@ use crate::syscalls::{run, Outcome};
 pub(crate) async fn dispatch(env: CallEnv<'_>, p: &Arc<Process>, inbox: &mut IpcInbox, call: &ParsedCall) -> Outcome {
     match prepare(env, p, call) {
         Ok((resolved, args)) => {
+            if let Err(e) = authorize(env, p, &resolved.spec().name, &args).await {
+                return Outcome::Err(e);
+            }
             if acts_on_world(&resolved, p) {
                 // The reply that asked for it is durable before it runs.
                 await_durable(env.events, p).await;
@@ -42,13 +48,12 @@ pub(crate) async fn dispatch(env: CallEnv<'_>, p: &Arc<Process>, inbox: &mut Ipc
     }
 }
 
-/// Steps 1 to 3: the call and its arguments, ready to run, or why it is
-/// not run.
+/// Steps 1 and 2: the call and its arguments, ready to authorize, or why
+/// it is not run.
 fn prepare(env: CallEnv<'_>, p: &Process, call: &ParsedCall) -> Result<(Resolved, Value), SyscallError> {
     let resolved = env.syscalls.resolve(&call.name, &p.caps)?;
     let args = crate::compat::upgrade(&call.name, &call.args, &resolved.spec().args_schema);
     validate(&resolved, &call.name, &args)?;
-    authorize(p, &resolved, &args)?;
     Ok((resolved, args))
 }
 
@@ -57,11 +62,52 @@ fn validate(resolved: &Resolved, name: &str, args: &Value) -> Result<(), Syscall
     schema::validate(schema, args).map_err(|m| invalid(name, m, schema))
 }
 
-/// The policy check between resolution and execution. Approvals (allow /
-/// ask / deny per syscall and argument pattern) plug in here; until then
-/// a resolved, valid call is allowed.
-fn authorize(_p: &Process, _resolved: &Resolved, _args: &Value) -> Result<(), SyscallError> {
-    Ok(())
+/// Step 3: the process's approval policies decide; `ask` waits for the
+/// operator (or the timeout, a denial).
+async fn authorize(env: CallEnv<'_>, p: &Arc<Process>, name: &str, args: &Value) -> Result<(), SyscallError> {
+    let facts = CallFacts::new(name, args, &p.workspace);
+    match p.approvals.decide(&facts) {
+        Decision::Allow => Ok(()),
+        Decision::Deny => Err(SyscallError::Denied(format!(
+            "{name} with these arguments is denied by this process's approval policy (an operator's rule; \
+             it cannot be approved from inside — choose another way to do the task)"
+        ))),
+        Decision::Ask => {
+            // The reply that asked for it is durable before the operator sees it.
+            await_durable(env.events, p).await;
+            let (id, answer) = env.approvals.ask(p.pid, &facts, &p.approvals, env.approval_timeout);
+            // A kill drops this future: the approval is withdrawn with it.
+            let _pending = Withdraw { approvals: env.approvals, id };
+            let before = p.status();
+            p.set_status(env.events, ProcessStatus::Approval { id, syscall: name.to_string() });
+            let answer = tokio::time::timeout(env.approval_timeout, answer).await;
+            p.set_status(env.events, before);
+            match answer {
+                Ok(Ok(Answer::Approve { .. })) => Ok(()),
+                Ok(Ok(Answer::Deny { reason })) => Err(SyscallError::Denied(format!(
+                    "by the operator: {}",
+                    reason.filter(|r| !r.trim().is_empty()).unwrap_or_else(|| "no reason given".into())
+                ))),
+                Ok(Err(_)) => Err(SyscallError::Denied(format!("approval {id} was withdrawn; the call did not run"))),
+                Err(_) => Err(SyscallError::Denied(format!(
+                    "the operator did not answer approval {id} within {:.1} s; the call did not run",
+                    env.approval_timeout.as_secs_f64()
+                ))),
+            }
+        }
+    }
+}
+
+/// Removes a pending approval when its waiter goes (answered, timed out, killed).
+struct Withdraw<'a> {
+    approvals: &'a Approvals,
+    id: u64,
+}
+
+impl Drop for Withdraw<'_> {
+    fn drop(&mut self) {
+        self.approvals.withdraw(self.id);
+    }
 }
 
 /// Whether running it may have an effect outside `p` (driver calls,

@@ -47,6 +47,9 @@ pub enum ProcessStatus {
     /// side effect, while the journal cannot be written (`reason` says why);
     /// it resumes by itself once they are (see [`crate::durability`]).
     Paused { reason: String },
+    /// Waiting for the operator to approve or deny call `syscall`
+    /// (`aos approvals`; see [`crate::approval`]).
+    Approval { id: u64, syscall: String },
     Exited { code: i64 },
     Killed,
     Failed { reason: String },
@@ -224,6 +227,10 @@ pub struct ProcessInfo {
     /// tool modes existed).
     #[serde(default = "text_mode")]
     pub tool_mode: aos_abi::ToolMode,
+    /// Its approval policies: its ancestors' and its own; the strictest
+    /// decides (see [`crate::approval`]). Empty: every call is allowed.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub approvals: Vec<crate::approval::Policy>,
 }
 
 fn text_mode() -> aos_abi::ToolMode {

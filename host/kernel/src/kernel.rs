@@ -72,6 +72,7 @@ impl Kernel {
             syscalls: Syscalls::new(sources),
             webhooks: WebhookRegistry::new(config.webhook_auth.clone()),
             live: Default::default(),
+            approvals: Default::default(),
             config,
         });
         lifecycle::start_reaper(&inner);
@@ -197,6 +198,20 @@ impl Kernel {
     }
 
     /// Every process (running, or ended and not reaped yet), ordered by pid.
+    /// Calls waiting for the operator, oldest first.
+    pub fn pending_approvals(&self) -> Vec<crate::approval::PendingApproval> {
+        self.inner.approvals.list()
+    }
+
+    /// The operator's answer to approval `id` (see [`crate::approval`]).
+    pub fn answer_approval(
+        &self,
+        id: u64,
+        answer: crate::approval::Answer,
+    ) -> Result<crate::approval::PendingApproval, crate::approval::AnswerError> {
+        self.inner.approvals.answer(id, answer)
+    }
+
     pub fn ps(&self) -> Vec<ProcessInfo> {
         self.inner.table.snapshot()
     }

@@ -4,6 +4,7 @@
 //!
 //! | module        | owns |
 //! |---------------|------|
+//! | [`approval`]  | approval policies (allow / ask / deny per call pattern), a process's chain of them, the pending approvals; a leaf (serde only) |
 //! | [`events`]    | the journal's record: process vocabulary (pid, statuses, budgets, counters, history entries, `ProcessInfo`), `KernelEvent`, `RestoreRequest`; `EventSink` (journals); a leaf (serde only) |
 //! | `bus`         | the event bus: journal first, then sinks, then the live stream |
 //! | [`process`]   | what a process is, as data (re-exported from [`events`]) and `SpawnRequest` |
@@ -18,7 +19,7 @@
 //! | [`syscalls`]  | the kernel's own syscalls: one typed table and their implementations |
 //! | [`resolve`]   | **where a syscall name is resolved** for a process: kernel table, then the sources (driver runtime) |
 //! | `compat`      | the original AgentOS's argument shapes, rewritten to today's before validation |
-//! | [`dispatch`]  | one call: resolve → upgrade (`compat`) → validate → authorize (approvals go here) → execute |
+//! | [`dispatch`]  | one call: resolve → upgrade (`compat`) → validate → authorize ([`approval`]) → execute |
 //! | [`models`]    | providers per (name, base URL), per-provider FIFO slots, context windows |
 //! | [`scheduler`] | a process's step loop, as named steps |
 //! | [`lifecycle`] | spawn, restore, finish, kill, reaping — where the rules on who may start what live |
@@ -29,6 +30,7 @@
 //! come from [`aos_abi::SyscallSource`]s (the Wasm runtime, `aos-runtime`;
 //! later MCP servers), given to [`Kernel::new`].
 
+pub mod approval;
 pub mod codec;
 mod bus;
 mod compat;

@@ -102,6 +102,11 @@ pub(crate) fn spawn(k: &Arc<Shared>, req: SpawnRequest) -> Result<Pid, KernelErr
 
     let (ends, inbox) = ipc::channels();
     let tool_mode = req.tool_mode.unwrap_or_else(|| k.config.tool_modes.mode_for(&req.provider, &model));
+    // A child's calls answer to every policy of its ancestors and its own.
+    let approvals = match &parent {
+        Some(pp) => pp.approvals.child(req.approvals),
+        None => crate::approval::Chain::root(req.approvals.unwrap_or_else(|| k.config.approvals.clone())),
+    };
     let p = Arc::new(Process::new(NewProcess {
         pid,
         parent: req.parent,
@@ -118,6 +123,7 @@ pub(crate) fn spawn(k: &Arc<Shared>, req: SpawnRequest) -> Result<Pid, KernelErr
         pipe_to: req.pipe_to,
         provider,
         ipc: ends,
+        approvals,
     }));
     k.table.insert(p.clone());
     if let Some(pp) = &parent {
@@ -282,7 +288,9 @@ pub(crate) fn restore(k: &Arc<Shared>, r: RestoreRequest, entries: Vec<Entry>) -
     });
     let ended = exit.is_some();
     // Its usage counts in its ancestors' budgets again (parents are restored first).
-    let parent_account = info.parent.and_then(|pp| k.table.get(pp)).map(|pp| pp.account.clone());
+    let parent_pcb = info.parent.and_then(|pp| k.table.get(pp));
+    let parent_account = parent_pcb.as_ref().map(|pp| pp.account.clone());
+    let approvals = crate::approval::Chain::restored(info.approvals, parent_pcb.as_ref().map(|pp| &pp.approvals));
     let account = Account::new(pid, &info.budgets, parent_account);
     let p = Arc::new(Process::restored(
         NewProcess {
@@ -301,6 +309,7 @@ pub(crate) fn restore(k: &Arc<Shared>, r: RestoreRequest, entries: Vec<Entry>) -
             pipe_to: info.pipe_to,
             provider,
             ipc: ends,
+            approvals,
         },
         Restored {
             status: info.status,

@@ -89,6 +89,8 @@ pub struct Process {
     exit_tx: watch::Sender<Option<ExitStatus>>,
     /// The lsn of its last journalled event: durable before its next side effect.
     lsn: AtomicU64,
+    /// Its approval policies and its tree's "approved always" rules.
+    pub approvals: crate::approval::Chain,
 }
 
 /// Identity, rights and plumbing of a new process.
@@ -108,6 +110,7 @@ pub(crate) struct NewProcess {
     pub pipe_to: Option<Pid>,
     pub provider: Arc<dyn Provider>,
     pub ipc: IpcEnds,
+    pub approvals: crate::approval::Chain,
 }
 
 /// The state a journal says a process had (see `lifecycle::restore`).
@@ -162,6 +165,7 @@ impl Process {
             killed: AtomicBool::new(false),
             exit_tx: watch::channel(None).0,
             lsn: AtomicU64::new(0),
+            approvals: n.approvals,
         }
     }
 
@@ -235,6 +239,7 @@ impl Process {
             pipe_to: self.pipe_to,
             base_url: self.base_url.clone(),
             tool_mode: self.tool_mode,
+            approvals: self.approvals.policies.clone(),
         }
     }
 

@@ -39,4 +39,8 @@ pub struct SpawnRequest {
     /// How its syscalls reach its model (`aos run/spawn --tool-mode`);
     /// `None`: `KernelConfig::tool_modes` decides.
     pub tool_mode: Option<aos_abi::ToolMode>,
+    /// Its own approval policy, added to its parent's chain (a child can
+    /// only be stricter); `None`: a root gets `KernelConfig::approvals`, a
+    /// child its parent's chain alone.
+    pub approvals: Option<crate::approval::Policy>,
 }

@@ -29,6 +29,8 @@ pub(crate) struct Shared {
     pub webhooks: WebhookRegistry,
     /// Live processes (the per-kernel and per-tree caps).
     pub live: LiveCount,
+    /// Calls waiting for the operator.
+    pub approvals: crate::approval::Approvals,
 }
 
 impl Shared {
@@ -48,7 +50,15 @@ impl Shared {
 
     /// What kernel syscalls may use.
     pub fn call_env<'a>(&'a self, spawn: Spawn<'a>) -> CallEnv<'a> {
-        CallEnv { events: &self.events, table: &self.table, webhooks: &self.webhooks, syscalls: &self.syscalls, spawn }
+        CallEnv {
+            events: &self.events,
+            table: &self.table,
+            webhooks: &self.webhooks,
+            syscalls: &self.syscalls,
+            spawn,
+            approvals: &self.approvals,
+            approval_timeout: self.config.approval_timeout,
+        }
     }
 
     /// What a process's loop may use.

@@ -1,4 +1,5 @@
 //! One module per `aos` subcommand group, plus helpers they share.
+pub mod approvals;
 pub mod config;
 pub mod driver;
 pub mod kernel;

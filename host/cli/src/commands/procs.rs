@@ -43,6 +43,8 @@ pub struct SpawnArgs {
     /// How syscalls reach the model: native, text or auto (see `aos run --help`).
     #[arg(long)]
     pub tool_mode: Option<aos_abi::ToolMode>,
+    #[arg(long, value_name = "MODE", help = "never | ask-dangerous | ask-all: which calls wait for `aos approve`", long_help = super::approvals::APPROVE_HELP)]
+    pub approve: Option<String>,
     /// Capability to grant (repeatable; `all` = every built-in one, exec:net included).
     /// Default: `default_grants` of aos.toml, else fs:rw, timers, ipc.
     #[arg(long = "grant", short = 'g', value_delimiter = ',', long_help = aos_abi::caps::GRANT_HELP)]
@@ -198,6 +200,7 @@ pub async fn spawn(a: SpawnArgs) -> Result<i32> {
         max_seconds: a.max_seconds,
         workspace,
         tool_mode: a.tool_mode,
+        approve: a.approve,
     };
     let (client, reply): (Client, SpawnReply) = match client.post("/v1/spawn", &body).await {
         Err(e) if is_not_running(&e) => {
@@ -432,6 +435,7 @@ fn status_base(s: &ProcessStatus) -> &'static str {
         ProcessStatus::BlockedStdin => "stdin",
         ProcessStatus::Sleeping { .. } => "sleeping",
         ProcessStatus::Paused { .. } => "paused",
+        ProcessStatus::Approval { .. } => "approval",
         ProcessStatus::Exited { .. } => "exited",
         ProcessStatus::Killed => "killed",
         ProcessStatus::Failed { .. } => "failed",

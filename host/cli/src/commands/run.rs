@@ -47,6 +47,8 @@ pub struct RunArgs {
     /// `tool_mode` of aos.toml, else auto; local and script always use text.
     #[arg(long)]
     pub tool_mode: Option<aos_abi::ToolMode>,
+    #[arg(long, value_name = "MODE", help = "never | ask-dangerous | ask-all: which calls are asked on the terminal (y / n / always)", long_help = super::approvals::APPROVE_HELP)]
+    pub approve: Option<String>,
     /// Capability to grant (repeatable; `all` = every built-in one, exec:net included).
     /// Default: `default_grants` of aos.toml, else fs:rw, timers, ipc (nothing that
     /// reaches the network or runs commands).
@@ -132,6 +134,7 @@ pub async fn run(a: RunArgs) -> Result<i32> {
             pipe_to: None,
             parent: None,
             tool_mode: a.tool_mode,
+            approvals: Some(cfg.approvals.policy(a.approve.as_deref())?),
         })
         .await?;
     if !a.json {
@@ -166,6 +169,9 @@ pub async fn run(a: RunArgs) -> Result<i32> {
         tokio::select! {
             ev = events.recv() => match ev {
                 Ok(KernelEvent::Entry { entry }) => show(&entry),
+                Ok(KernelEvent::Status { status: aos_kernel::ProcessStatus::Approval { id, .. }, .. }) => {
+                    super::approvals::ask_inline(&kernel, id).await;
+                }
                 Ok(KernelEvent::Exited { pid: p, status }) if !a.json => {
                     if p != pid { errln!("[{p}] exited: {status}"); }
                 }

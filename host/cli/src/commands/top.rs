@@ -144,7 +144,7 @@ fn status_rank(s: &ProcessStatus) -> u8 {
     match s {
         ProcessStatus::Running => 0,
         ProcessStatus::WaitingModel => 1,
-        ProcessStatus::Ready | ProcessStatus::Paused { .. } => 2,
+        ProcessStatus::Ready | ProcessStatus::Paused { .. } | ProcessStatus::Approval { .. } => 2,
         ProcessStatus::Sleeping { .. } => 3,
         ProcessStatus::BlockedRecv | ProcessStatus::BlockedStdin => 4,
         ProcessStatus::Exited { .. } => 5,

@@ -14,6 +14,13 @@
 #[path = "../../src/parser.rs"]
 #[allow(dead_code)]
 mod parser;
+#[path = "../../src/approval/policy.rs"]
+#[allow(dead_code)]
+mod policy;
+/// `events` names `crate::approval::Policy`.
+mod approval {
+    pub use super::policy::Policy;
+}
 #[path = "../../src/events.rs"]
 #[allow(dead_code)]
 mod events;
@@ -45,6 +52,7 @@ fn info(pid: Pid) -> ProcessInfo {
         pipe_to: None,
         base_url: None,
         tool_mode: aos_abi::ToolMode::Text,
+        approvals: vec![approval::Policy::ask_dangerous()],
     }
 }
 

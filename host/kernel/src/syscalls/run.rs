@@ -31,6 +31,8 @@ pub(crate) struct CallEnv<'a> {
     pub webhooks: &'a WebhookRegistry,
     pub syscalls: &'a Syscalls,
     pub spawn: Spawn<'a>,
+    pub approvals: &'a crate::approval::Approvals,
+    pub approval_timeout: std::time::Duration,
 }
 
 /// Runs one kernel call for `p`.
@@ -204,6 +206,8 @@ fn spawn_agent(env: CallEnv<'_>, p: &Arc<Process>, a: args::SpawnAgent) -> Outco
         parent: Some(p.pid),
         // A child of the same provider and model talks to it as its parent does.
         tool_mode: (same_model).then_some(p.tool_mode),
+        // The child answers to its parent's approval policies.
+        approvals: None,
     };
     match (env.spawn)(req) {
         Ok(pid) => Outcome::Ok { output: json!({"pid": pid}), effects: Vec::new() },

@@ -9,6 +9,7 @@
 
 mod support;
 
+mod approvals;
 mod budget;
 mod caps_prop;
 mod compat;
