@@ -26,6 +26,8 @@
 //! | `ipc:any`             | the same to any process (implies `ipc`; not part of `all`)      |
 //! | `webhook`             | `SYS_REGISTER_WEBHOOK`, `SYS_WEBHOOK_REPLY`                     |
 //! | `driver:NAME`         | the syscalls of the installed third-party driver NAME           |
+//! | `mcp:NAME`            | every tool of the configured MCP server NAME (not part of `all`) |
+//! | `mcp:NAME/TOOL`       | the tool TOOL of MCP server NAME only (implied by `mcp:NAME`)   |
 //!
 //! `all` expands to every built-in capability (used for root agents by default).
 //! Only these spellings are accepted (plus the original AgentOS's syscall
@@ -60,11 +62,15 @@ pub enum Capability {
     /// Incoming HTTP requests on registered paths.
     Webhook,
     Driver(String),
+    /// Every tool of one configured MCP server (never in `all`).
+    Mcp(String),
+    /// One tool of one MCP server: (server, tool as the server names it).
+    McpTool(String, String),
 }
 
 /// The documented capability names, in one line (for error messages).
 pub const CAPABILITY_NAMES: &str =
-    "fs:ro, fs:rw, net, net:HOST, exec, exec:net, memory, memory:shared/NAME, timers, spawn, ipc, ipc:any, webhook, driver:NAME, all";
+    "fs:ro, fs:rw, net, net:HOST, exec, exec:net, memory, memory:shared/NAME, timers, spawn, ipc, ipc:any, webhook, driver:NAME, mcp:NAME, mcp:NAME/TOOL, all";
 
 /// What each capability grants, for `--grant` help texts.
 pub const GRANT_HELP: &str = "\
@@ -83,7 +89,9 @@ Capability to grant (repeatable, or comma-separated: --grant fs:rw,net):
   ipc:any              the same, to any process (not part of all)
   webhook              SYS_REGISTER_WEBHOOK, SYS_WEBHOOK_REPLY
   driver:NAME          the syscalls of the installed driver NAME (see `aos driver ls`)
-  all                  every built-in capability above (not drivers, not shared memory)
+  mcp:NAME             every tool of the MCP server NAME (see `aos mcp ls`; not part of all)
+  mcp:NAME/TOOL        the one tool TOOL of the MCP server NAME
+  all                  every built-in capability above (not drivers, not MCP servers, not shared memory)
 Syscall names of the original AgentOS are accepted too: FS_READ = fs:ro, FS_WRITE = fs:rw, NET_FETCH = net, ...";
 
 /// A capability name that could not be parsed. Its message suggests the
@@ -128,7 +136,7 @@ pub fn spelling_hint(name: &str) -> Option<String> {
     if let Some(s) = crate::suggest::did_you_mean(&lower, FIXED.iter().copied()) {
         return Some(s.to_string());
     }
-    for (prefix, rest) in [("net:", "HOST"), ("memory:shared/", "NAME"), ("driver:", "NAME")] {
+    for (prefix, rest) in [("net:", "HOST"), ("memory:shared/", "NAME"), ("driver:", "NAME"), ("mcp:", "NAME")] {
         let head = prefix.trim_end_matches([':', '/']);
         if let Some((p, _)) = lower.split_once([':', '/']) {
             if p != head && crate::suggest::edit_distance(p, head) <= 2 {
@@ -164,6 +172,14 @@ fn builtin_syscall_grant(name: &str) -> Option<Capability> {
         "SYS_REGISTER_WEBHOOK" | "SYS_WEBHOOK_REPLY" => Capability::Webhook,
         _ => return None,
     })
+}
+
+/// An MCP server's name: 1-32 of `a-z`, `0-9`, `-`, `_` (the rule of
+/// `aos mcp add`; `/` separates a tool in `mcp:NAME/TOOL`).
+pub fn valid_mcp_server(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 32
+        && s.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '-' | '_'))
 }
 
 fn valid_name(s: &str) -> bool {
@@ -207,6 +223,14 @@ impl FromStr for Capability {
                         return Err(err());
                     }
                     Capability::Driver(name.to_string())
+                } else if let Some(rest) = t.strip_prefix("mcp:") {
+                    match rest.split_once('/') {
+                        None if valid_mcp_server(rest) => Capability::Mcp(rest.to_string()),
+                        Some((server, tool)) if valid_mcp_server(server) && valid_name(tool) => {
+                            Capability::McpTool(server.to_string(), tool.to_string())
+                        }
+                        _ => return Err(err()),
+                    }
                 } else {
                     return Err(err());
                 }
@@ -232,6 +256,8 @@ impl fmt::Display for Capability {
             Capability::IpcAny => f.write_str("ipc:any"),
             Capability::Webhook => f.write_str("webhook"),
             Capability::Driver(n) => write!(f, "driver:{n}"),
+            Capability::Mcp(n) => write!(f, "mcp:{n}"),
+            Capability::McpTool(n, t) => write!(f, "mcp:{n}/{t}"),
         }
     }
 }
@@ -266,6 +292,7 @@ impl Capability {
     pub fn implies(&self, other: &Capability) -> bool {
         match (self, other) {
             (Capability::Net, Capability::NetHost(_)) => true,
+            (Capability::Mcp(s), Capability::McpTool(server, _)) => s == server,
             _ => self.implied().contains(other),
         }
     }
@@ -398,6 +425,12 @@ impl CapabilitySet {
         }
     }
 
+    /// Whether the tool `tool` of MCP server `server` is granted (`mcp:NAME`
+    /// or `mcp:NAME/TOOL`).
+    pub fn allows_mcp_tool(&self, server: &str, tool: &str) -> bool {
+        self.grants(&Capability::McpTool(server.to_string(), tool.to_string()))
+    }
+
     /// Set intersection, respecting `net` ⊇ `net:HOST`.
     pub fn intersect(&self, other: &CapabilitySet) -> CapabilitySet {
         let mut out = CapabilitySet::empty();
@@ -493,6 +526,28 @@ mod tests {
         let parent = CapabilitySet::parse(["webhook", "ipc"]).unwrap();
         let child = parent.delegate(&CapabilitySet::parse(["ipc"]).unwrap()).unwrap();
         assert!(!child.contains(&Capability::Webhook));
+    }
+
+    #[test]
+    fn mcp_grants_parse_narrow_and_are_not_in_all() {
+        for s in ["mcp:everything", "mcp:everything/echo", "mcp:my-srv/get.thing"] {
+            assert_eq!(s.parse::<Capability>().unwrap().to_string(), s);
+        }
+        for bad in ["mcp:", "mcp:/echo", "mcp:Everything", "mcp:a/", "mcp:a/b/c", "mcp:../x"] {
+            assert!(bad.parse::<Capability>().is_err(), "{bad}");
+        }
+        let all = CapabilitySet::parse(["all"]).unwrap();
+        assert!(!all.allows_mcp_tool("everything", "echo"));
+        let server = CapabilitySet::parse(["mcp:everything"]).unwrap();
+        assert!(server.allows_mcp_tool("everything", "echo") && !server.allows_mcp_tool("other", "echo"));
+        let one = CapabilitySet::parse(["mcp:everything/echo"]).unwrap();
+        assert!(one.allows_mcp_tool("everything", "echo") && !one.allows_mcp_tool("everything", "add"));
+        // Delegation narrows: the server's grant yields one tool; one tool never yields the server or another tool.
+        assert!(server.delegate(&one).is_ok());
+        let err = one.delegate(&server).unwrap_err();
+        assert_eq!(err.to_string(), "denied: the parent does not hold `mcp:everything`");
+        assert!(one.delegate(&CapabilitySet::parse(["mcp:everything/add"]).unwrap()).is_err());
+        assert!(all.delegate(&server).is_err());
     }
 
     #[test]

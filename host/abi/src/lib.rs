@@ -10,6 +10,6 @@ pub mod source;
 pub mod suggest;
 pub mod syscall;
 
-pub use caps::{Capability, CapabilitySet, MissingCapabilities, UnknownCapability};
+pub use caps::{valid_mcp_server, Capability, CapabilitySet, MissingCapabilities, UnknownCapability};
 pub use source::{AgentContext, Missing, Refusal, SyscallHandle, SyscallSource};
 pub use syscall::{CallOutcome, Effect, SyscallError, SyscallSpec, ToolCall, ToolMode};

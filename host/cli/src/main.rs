@@ -24,6 +24,9 @@ enum Cmd {
     /// Work with driver components: list, inspect, install, remove, call.
     #[command(subcommand)]
     Driver(commands::driver::DriverCmd),
+    /// MCP servers whose tools agents call as syscalls: add, ls, remove.
+    #[command(subcommand)]
+    Mcp(commands::mcp::McpCmd),
     /// Run one agent to completion in this process, printing its log.
     Run(commands::run::RunArgs),
     /// The kernel daemon: start, stop, status.
@@ -105,6 +108,7 @@ fn main() {
     let code = rt.block_on(async {
         match cli.cmd {
             Cmd::Driver(c) => commands::driver::run(c).await,
+            Cmd::Mcp(c) => commands::mcp::run(c).await,
             Cmd::Run(a) => commands::run::run(a).await,
             Cmd::Kernel(c) => commands::kernel::run(c).await,
             Cmd::Spawn(a) => commands::procs::spawn(a).await,

@@ -99,6 +99,14 @@
 //!
 //! [drivers.fs]                   # per-driver configuration, passed to the driver
 //! read_limit = 1048576
+//!
+//! [mcp.servers.everything]       # an MCP server whose tools become syscalls MCP_EVERYTHING_*
+//!                                #   (granted by mcp:everything or mcp:everything/TOOL; see aos_mcp::config)
+//! command = "npx"                # stdio server: program and arguments
+//! args = ["-y", "@modelcontextprotocol/server-everything"]
+//! host = true                    # required for stdio today: runs ON THE HOST, outside any sandbox
+//! env_from = ["GITHUB_TOKEN"]    # kernel environment variables passed on (besides PATH, HOME)
+//! call_timeout_secs = 30         # deadline of one tool call
 //! ```
 
 use std::collections::BTreeMap;
@@ -138,6 +146,8 @@ pub struct Config {
     pub drivers: BTreeMap<String, toml::Table>,
     /// Long-term memory: embedder and vector store (see `aos_memory::config`).
     pub memory: aos_runtime::aos_memory::MemoryConfig,
+    /// MCP servers whose tools are syscalls (see `aos_mcp::config`).
+    pub mcp: aos_mcp::McpConfig,
 }
 
 /// `[net]`: the NET_FETCH policy (see `aos_runtime::NetConfig`).
@@ -470,6 +480,7 @@ impl Default for Config {
             providers: BTreeMap::new(),
             drivers: BTreeMap::new(),
             memory: Default::default(),
+            mcp: Default::default(),
         }
     }
 }
@@ -700,6 +711,61 @@ impl Config {
         s.push_str(&render_toml(&self.shown()));
         s
     }
+}
+
+/// Adds (or replaces) `[mcp.servers.NAME]` in `{home}/aos.toml`, keeping
+/// the rest of the file as written (comments included).
+pub fn set_mcp_server(home: &Path, name: &str, server: &aos_mcp::ServerConfig) -> Result<()> {
+    edit_toml(home, |doc| {
+        let table: toml_edit::DocumentMut = toml::to_string(server)
+            .context("cannot write the server's table")?
+            .parse()
+            .context("cannot write the server's table")?;
+        let mcp = doc.entry("mcp").or_insert_with(|| toml_edit::Item::Table(implicit_table()));
+        let mcp = mcp.as_table_mut().context("`mcp` in aos.toml is not a table")?;
+        let servers = mcp.entry("servers").or_insert_with(|| toml_edit::Item::Table(implicit_table()));
+        let servers = servers.as_table_mut().context("`mcp.servers` in aos.toml is not a table")?;
+        servers.insert(name, toml_edit::Item::Table(table.as_table().clone()));
+        Ok(())
+    })
+}
+
+/// Removes `[mcp.servers.NAME]` from `{home}/aos.toml`; whether it was there.
+pub fn remove_mcp_server(home: &Path, name: &str) -> Result<bool> {
+    let mut removed = false;
+    edit_toml(home, |doc| {
+        if let Some(servers) = doc.get_mut("mcp").and_then(|m| m.get_mut("servers")).and_then(|s| s.as_table_like_mut()) {
+            removed = servers.remove(name).is_some();
+        }
+        Ok(())
+    })?;
+    Ok(removed)
+}
+
+fn implicit_table() -> toml_edit::Table {
+    let mut t = toml_edit::Table::new();
+    t.set_implicit(true);
+    t
+}
+
+/// Reads `{home}/aos.toml` (or an empty document), applies `f`, checks the
+/// result still loads as a [`Config`], and writes it atomically.
+fn edit_toml(home: &Path, f: impl FnOnce(&mut toml_edit::DocumentMut) -> Result<()>) -> Result<()> {
+    let path = home.join("aos.toml");
+    let text = match std::fs::read_to_string(&path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
+        Err(e) => return Err(e).with_context(|| format!("cannot read {}", path.display())),
+    };
+    let mut doc: toml_edit::DocumentMut = text.parse().with_context(|| format!("{} is not valid TOML", path.display()))?;
+    f(&mut doc)?;
+    let out = doc.to_string();
+    toml::from_str::<Config>(&out).with_context(|| format!("the edited {} would not load", path.display()))?;
+    std::fs::create_dir_all(home).with_context(|| format!("cannot create {}", home.display()))?;
+    let tmp = home.join(".aos.toml.tmp");
+    std::fs::write(&tmp, out).with_context(|| format!("cannot write {}", tmp.display()))?;
+    std::fs::rename(&tmp, &path).with_context(|| format!("cannot replace {}", path.display()))?;
+    Ok(())
 }
 
 /// What an unset option means, by its dotted key (for [`render_toml`]).
@@ -1003,4 +1069,28 @@ mod tests {
         let e = Config::load_with_env(d.path(), |k| (k == "AOS_MAX_STEPS").then(|| "x".to_string())).unwrap_err();
         assert!(e.to_string().contains("AOS_MAX_STEPS"));
     }
+
+    #[test]
+    fn mcp_servers_are_added_and_removed_keeping_the_rest_of_the_file() {
+        let home = tempfile::tempdir().unwrap();
+        std::fs::write(home.path().join("aos.toml"), "# my settings\nmodel_concurrency = 2\n").unwrap();
+        let server = aos_mcp::ServerConfig::stdio_on_host("npx", vec!["-y".into(), "@modelcontextprotocol/server-everything".into()]);
+        set_mcp_server(home.path(), "everything", &server).unwrap();
+        let text = std::fs::read_to_string(home.path().join("aos.toml")).unwrap();
+        assert!(text.starts_with("# my settings\nmodel_concurrency = 2\n"), "{text}");
+        assert!(text.contains("[mcp.servers.everything]") && text.contains("host = true"), "{text}");
+        let cfg = Config::load_with_env(home.path(), |_| None).unwrap();
+        assert_eq!(cfg.mcp.servers["everything"], server);
+        assert_eq!(cfg.model_concurrency, 2);
+        assert!(remove_mcp_server(home.path(), "everything").unwrap());
+        assert!(!remove_mcp_server(home.path(), "everything").unwrap());
+        let cfg = Config::load_with_env(home.path(), |_| None).unwrap();
+        assert!(cfg.mcp.servers.is_empty());
+        // A stdio server without `host = true` loads (so `aos mcp ls` can say why) but cannot start.
+        std::fs::write(home.path().join("aos.toml"), "[mcp.servers.x]\ncommand = \"x\"\n").unwrap();
+        let cfg = Config::load_with_env(home.path(), |_| None).unwrap();
+        let e = cfg.mcp.servers["x"].transport("x", |_| None).unwrap_err().to_string();
+        assert!(e.contains("host = true"), "{e}");
+    }
+
 }

@@ -23,7 +23,11 @@ use crate::config::Config;
 /// providers; pids start above every pid owning long-term memory.
 pub async fn build(home: &Path, cfg: &Config) -> Result<Kernel> {
     let runtime = runtime(home, cfg).await?;
-    let kernel = Kernel::new(kernel_config(home, cfg), vec![runtime], providers(cfg));
+    let mut sources: Vec<Arc<dyn aos_abi::SyscallSource>> = vec![runtime];
+    if !cfg.mcp.servers.is_empty() {
+        sources.push(mcp(cfg).await?);
+    }
+    let kernel = Kernel::new(kernel_config(home, cfg), sources, providers(cfg));
     kernel.reserve_memory_pids().await;
     Ok(kernel)
 }
@@ -50,6 +54,27 @@ pub async fn runtime(home: &Path, cfg: &Config) -> Result<Arc<DriverRuntime>> {
     // MEM_*: the embedder and the vector store (embedded under $AOS_HOME/memory by default).
     rc.memory = Some(cfg.memory.build(home).context("invalid [memory] settings")?);
     DriverRuntime::open(rc).await.context("cannot start the driver runtime")
+}
+
+/// The MCP servers of `[mcp.servers.NAME]`, started and their tools listed.
+/// A server that runs on the host is announced (a warning, in the daemon's
+/// log and on `aos run`'s stderr); one that fails to start is reported and
+/// offers no tools (the kernel still starts); a table that cannot be used
+/// (e.g. a stdio server without `host = true`) stops the kernel's start.
+pub async fn mcp(cfg: &Config) -> Result<Arc<aos_mcp::McpSource>> {
+    let source = aos_mcp::McpSource::new(&cfg.mcp, |k| std::env::var(k).ok()).context("invalid [mcp.servers] settings")?;
+    for s in source.servers() {
+        if s.config.host {
+            tracing::warn!(server = %s.name, "MCP server `{}` runs ON THE HOST, outside any sandbox: {}", s.name, s.config.describe());
+        }
+    }
+    for (name, r) in source.start_all().await {
+        match r {
+            Ok(n) => tracing::info!(server = %name, "MCP server `{name}` started: {n} tools"),
+            Err(e) => tracing::warn!(server = %name, "{e}; its tools are not offered until the kernel restarts"),
+        }
+    }
+    Ok(Arc::new(source))
 }
 
 /// The kernel's settings: concurrency, compaction window, default budgets,

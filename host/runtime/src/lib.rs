@@ -213,6 +213,8 @@ pub enum RuntimeError {
     NotInstalled(String),
     #[error("driver `{driver}` offers `{syscall}`, which driver `{other}` already offers; syscall names must be unique")]
     Clash { driver: String, syscall: String, other: String },
+    #[error("driver `{driver}` offers `{syscall}`, but syscall names starting with MCP_ are reserved for the tools of MCP servers")]
+    ReservedSyscall { driver: String, syscall: String },
     #[error("wasmtime: {0}")]
     Engine(String),
     #[error(transparent)]
@@ -817,6 +819,11 @@ fn info_of(d: &LoadedDriver) -> DriverInfo {
 }
 
 fn check_clash(drivers: &[Arc<LoadedDriver>], d: &LoadedDriver) -> Result<(), RuntimeError> {
+    // `MCP_` names the tools of MCP servers (aos-mcp's naming rule): a
+    // driver cannot shadow one, nor an MCP tool a driver.
+    if let Some(s) = d.syscalls.iter().find(|s| s.spec.name.to_ascii_uppercase().starts_with("MCP_")) {
+        return Err(RuntimeError::ReservedSyscall { driver: d.name.to_string(), syscall: s.spec.name.clone() });
+    }
     for other in drivers {
         if other.name == d.name {
             return Err(RuntimeError::AlreadyInstalled(d.name.to_string()));

@@ -3,6 +3,7 @@ pub mod approvals;
 pub mod config;
 pub mod driver;
 pub mod kernel;
+pub mod mcp;
 pub mod output;
 pub mod procs;
 pub mod run;

@@ -1,0 +1,161 @@
+//! `aos mcp …`: add, list and remove the MCP servers of `aos.toml`
+//! (`[mcp.servers.NAME]`), whose tools agents call as syscalls
+//! (`MCP_SERVER_TOOL`, granted by `mcp:NAME` or `mcp:NAME/TOOL`).
+
+use anyhow::{bail, Context, Result};
+use clap::Subcommand;
+
+use aos_daemon::config::{remove_mcp_server, set_mcp_server, Config};
+use aos_mcp::{McpConfig, McpSource, ServerConfig};
+
+#[derive(Debug, Subcommand)]
+pub enum McpCmd {
+    /// Add an MCP server: it is started once and its tools are listed; then it is written to aos.toml.
+    #[command(after_help = "Examples:\n  \
+        aos mcp add everything --host -- npx -y @modelcontextprotocol/server-everything\n  \
+        aos mcp add files --host --timeout 10 -- npx -y @modelcontextprotocol/server-filesystem /srv/docs\n\
+        Agents then need `--grant mcp:everything` (all its tools) or `--grant mcp:everything/echo` (one tool);\n\
+        `all` grants no MCP server. Restart the kernel to offer the new tools to agents.")]
+    Add {
+        /// The server's name (1-32 of a-z, 0-9, -, _); its tools become MCP_NAME_TOOL.
+        name: String,
+        /// Run the stdio server directly on the host, with the kernel's user, files and network.
+        /// Required for stdio servers in this version (their sandbox container is not built yet).
+        #[arg(long)]
+        host: bool,
+        /// A streamable-HTTP server's URL (not supported by this version's client yet).
+        #[arg(long, conflicts_with = "command")]
+        url: Option<String>,
+        /// The environment variable holding the HTTP server's bearer token.
+        #[arg(long, requires = "url")]
+        token_env: Option<String>,
+        /// Kernel environment variable passed on to the server (repeatable).
+        #[arg(long = "env-from")]
+        env_from: Vec<String>,
+        /// Deadline of one tool call, in seconds (default 30).
+        #[arg(long)]
+        timeout: Option<f64>,
+        /// Replace a server of the same name.
+        #[arg(long)]
+        replace: bool,
+        /// The stdio server's command and arguments, after `--`.
+        #[arg(last = true)]
+        command: Vec<String>,
+    },
+    /// List the configured MCP servers: how each runs (ON THE HOST is marked), and with --tools their tools.
+    #[command(alias = "list")]
+    Ls {
+        /// Start each server and list its tools (name, syscall, description).
+        #[arg(long)]
+        tools: bool,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Remove an MCP server from aos.toml.
+    Remove { name: String },
+}
+
+pub async fn run(cmd: McpCmd) -> Result<i32> {
+    let home = crate::home::aos_home()?;
+    match cmd {
+        McpCmd::Add { name, host, url, token_env, env_from, timeout, replace, command } => {
+            let cfg = Config::load(&home)?;
+            if cfg.mcp.servers.contains_key(&name) && !replace {
+                bail!("an MCP server named `{name}` is already configured; remove it first (`aos mcp remove {name}`) or pass --replace");
+            }
+            let mut server = ServerConfig { url, token_env, env_from, host, call_timeout_secs: timeout, ..Default::default() };
+            if server.url.is_none() {
+                let Some((program, args)) = command.split_first() else {
+                    bail!("give the server's command after `--` (aos mcp add {name} --host -- COMMAND ARGS...) or its --url");
+                };
+                server.command = Some(program.clone());
+                server.args = args.to_vec();
+            } else if !command.is_empty() {
+                bail!("give either --url or a command after `--`, not both");
+            }
+            let mut one = McpConfig::default();
+            one.servers.insert(name.clone(), server.clone());
+            let source = McpSource::new(&one, |k| std::env::var(k).ok())?;
+            if server.host {
+                errln!("note: `{name}` runs ON THE HOST, outside any sandbox ({})", server.describe());
+            }
+            errln!("starting `{name}` to list its tools...");
+            let started = source.start_all().await;
+            for (_, r) in started {
+                r.with_context(|| format!("`{name}` was not added"))?;
+            }
+            print_tools(&source, &name, false);
+            source.server(&name).context("server vanished")?.stop().await;
+            set_mcp_server(&home, &name, &server)?;
+            outln!("added MCP server `{name}` to {}", home.join("aos.toml").display());
+            outln!("grant it with --grant mcp:{name} (all its tools) or --grant mcp:{name}/TOOL; restart a running kernel to offer it");
+            Ok(0)
+        }
+        McpCmd::Ls { tools, json } => {
+            let cfg = Config::load(&home)?;
+            if cfg.mcp.servers.is_empty() && !json {
+                outln!("no MCP servers configured (add one with `aos mcp add NAME --host -- COMMAND ARGS...`)");
+                return Ok(0);
+            }
+            let source = if tools { Some(McpSource::new(&cfg.mcp, |k| std::env::var(k).ok())?) } else { None };
+            let mut started = Vec::new();
+            if let Some(s) = &source {
+                started = s.start_all().await;
+            }
+            if json {
+                let mut v = serde_json::Map::new();
+                for (name, sc) in &cfg.mcp.servers {
+                    let mut e = serde_json::json!({ "config": sc, "runs": sc.describe(), "on_host": sc.host && sc.command.is_some() });
+                    if let Some(s) = &source {
+                        let srv = s.server(name);
+                        e["tools"] = serde_json::to_value(srv.map(|x| x.tools()).unwrap_or_default())?;
+                        if let Some((_, Err(err))) = started.iter().find(|(n, _)| n == name) {
+                            e["error"] = serde_json::Value::String(err.to_string());
+                        }
+                    }
+                    v.insert(name.clone(), e);
+                }
+                outln!("{}", serde_json::to_string_pretty(&v)?);
+            } else {
+                for (name, sc) in &cfg.mcp.servers {
+                    outln!("{name}: {}", sc.describe());
+                    if let Err(e) = sc.transport(name, |k| std::env::var(k).ok()) {
+                        outln!("  cannot start: {e}");
+                    }
+                    if let Some(s) = &source {
+                        if let Some((_, Err(err))) = started.iter().find(|(n, _)| n == name) {
+                            outln!("  failed: {err}");
+                        } else {
+                            print_tools(s, name, true);
+                        }
+                    }
+                }
+            }
+            if let Some(s) = &source {
+                aos_abi::SyscallSource::shutdown(s).await;
+            }
+            Ok(0)
+        }
+        McpCmd::Remove { name } => {
+            if remove_mcp_server(&home, &name)? {
+                outln!("removed MCP server `{name}` from {} (restart a running kernel to drop it)", home.join("aos.toml").display());
+                Ok(0)
+            } else {
+                bail!("no MCP server named `{name}` in {} (see `aos mcp ls`)", home.join("aos.toml").display())
+            }
+        }
+    }
+}
+
+fn print_tools(source: &McpSource, name: &str, indent: bool) {
+    let pad = if indent { "  " } else { "" };
+    let Some(server) = source.server(name) else { return };
+    let tools = server.tools();
+    outln!("{pad}{} tools:", tools.len());
+    for t in tools {
+        let syscall = source.syscall_name(name, &t.name).unwrap_or_default();
+        outln!("{pad}  {} ({syscall}): {}", t.name, t.description.lines().next().unwrap_or(""));
+        outln!("{pad}    input: {}", t.input_schema);
+    }
+}

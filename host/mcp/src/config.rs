@@ -1,0 +1,254 @@
+//! `[mcp.servers.NAME]`: how one MCP server is reached, and the checks
+//! that turn a table of `aos.toml` into something that can be started.
+//!
+//! ```toml
+//! [mcp.servers.everything]
+//! command = "npx"
+//! args = ["-y", "@modelcontextprotocol/server-everything"]
+//! host = true              # run directly on the host (announced; required for stdio today)
+//! call_timeout_secs = 30   # deadline of one tool call
+//! ```
+//!
+//! A stdio server (`command`) is a program outside the Wasm sandbox. Its
+//! sandbox container is not built yet, so today a stdio server runs only
+//! with an explicit `host = true`, and never silently on the host.
+//! Streamable-HTTP servers (`url`, `token_env`) are parsed and refused with
+//! the same honesty: their client is not built yet.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+/// The default deadline of one tool call.
+pub const DEFAULT_CALL_TIMEOUT: Duration = Duration::from_secs(30);
+/// The default deadline of a server's start: spawn, `initialize`, `tools/list`.
+pub const DEFAULT_START_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// One `[mcp.servers.NAME]` table.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ServerConfig {
+    /// stdio: the program to run (found on `PATH`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub command: Option<String>,
+    /// stdio: its arguments.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub args: Vec<String>,
+    /// stdio: environment variables set for it (the rest of the kernel's
+    /// environment is not passed on, apart from `PATH` and `HOME`).
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub env: BTreeMap<String, String>,
+    /// stdio: names of the kernel's environment variables passed on as they
+    /// are (secrets stay in the operator's environment, never in the config
+    /// or in front of a model).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub env_from: Vec<String>,
+    /// stdio: working directory.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cwd: Option<PathBuf>,
+    /// Streamable HTTP: the server's URL (e.g. `https://mcp.example.com/mcp`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
+    /// Streamable HTTP: the environment variable holding the bearer token.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub token_env: Option<String>,
+    /// stdio: run the program directly on the host, with the kernel's user
+    /// and network, outside any sandbox. Announced at start and in
+    /// `aos mcp ls`.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub host: bool,
+    /// The deadline of one tool call, in seconds (default 30).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub call_timeout_secs: Option<f64>,
+    /// The deadline of a start (spawn, initialise, list the tools), in seconds (default 30).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub start_timeout_secs: Option<f64>,
+}
+
+/// `[mcp]`: the configured servers, by name.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct McpConfig {
+    pub servers: BTreeMap<String, ServerConfig>,
+}
+
+/// How a server is reached, once its table was checked.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Transport {
+    /// A program speaking MCP on its stdin/stdout, run on the host.
+    StdioOnHost { command: String, args: Vec<String>, env: BTreeMap<String, String>, cwd: Option<PathBuf> },
+}
+
+/// A server table that cannot be used, and what to write instead.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ConfigError {
+    #[error("invalid MCP server name `{0}`: use 1-32 characters of a-z, 0-9, - and _")]
+    BadName(String),
+    #[error("[mcp.servers.{0}] needs either `command` (a stdio server) or `url` (a streamable-HTTP server)")]
+    NoTransport(String),
+    #[error("[mcp.servers.{0}] has both `command` and `url`; a server is either stdio or streamable HTTP")]
+    BothTransports(String),
+    #[error(
+        "[mcp.servers.{name}] is a stdio server, and stdio MCP servers cannot run in a sandbox container yet \
+         (not built in this version); to run `{command}` directly on the host, with the kernel's user, files and \
+         network, set `host = true` in [mcp.servers.{name}] (or `aos mcp add {name} --host -- ...`)"
+    )]
+    SandboxNotAvailable { name: String, command: String },
+    #[error(
+        "[mcp.servers.{0}] is a streamable-HTTP server (`url`), and this version's MCP client speaks stdio only; \
+         run the server's stdio form with `command` instead"
+    )]
+    HttpNotAvailable(String),
+    #[error("[mcp.servers.{name}]: `{key}` applies to {applies} servers only")]
+    Misplaced { name: String, key: &'static str, applies: &'static str },
+    #[error("[mcp.servers.{name}]: `{key}` must be a positive number of seconds")]
+    BadTimeout { name: String, key: &'static str },
+    #[error("[mcp.servers.{name}]: env_from names `{var}`, which is not set in the kernel's environment")]
+    MissingEnv { name: String, var: String },
+}
+
+/// Whether `name` is a valid server name (the rule of `mcp:NAME`).
+pub fn valid_server_name(name: &str) -> bool {
+    aos_abi::valid_mcp_server(name)
+}
+
+impl ServerConfig {
+    /// A stdio server run on the host.
+    pub fn stdio_on_host(command: impl Into<String>, args: Vec<String>) -> ServerConfig {
+        ServerConfig { command: Some(command.into()), args, host: true, ..Default::default() }
+    }
+
+    /// The deadline of one call.
+    pub fn call_timeout(&self) -> Duration {
+        self.call_timeout_secs.map(Duration::from_secs_f64).unwrap_or(DEFAULT_CALL_TIMEOUT)
+    }
+
+    /// The deadline of a start.
+    pub fn start_timeout(&self) -> Duration {
+        self.start_timeout_secs.map(Duration::from_secs_f64).unwrap_or(DEFAULT_START_TIMEOUT)
+    }
+
+    /// How the server `name` is reached, or why its table cannot be used.
+    /// `env` reads the kernel's environment (for `env_from`).
+    pub fn transport(&self, name: &str, env: impl Fn(&str) -> Option<String>) -> Result<Transport, ConfigError> {
+        if !valid_server_name(name) {
+            return Err(ConfigError::BadName(name.to_string()));
+        }
+        for (key, v) in [("call_timeout_secs", self.call_timeout_secs), ("start_timeout_secs", self.start_timeout_secs)] {
+            if let Some(v) = v {
+                if !(v.is_finite() && v > 0.0 && v < 1e7) {
+                    return Err(ConfigError::BadTimeout { name: name.to_string(), key });
+                }
+            }
+        }
+        match (&self.command, &self.url) {
+            (None, None) => Err(ConfigError::NoTransport(name.to_string())),
+            (Some(_), Some(_)) => Err(ConfigError::BothTransports(name.to_string())),
+            (None, Some(_)) => {
+                let stdio_only: [(&'static str, bool); 5] = [
+                    ("args", !self.args.is_empty()),
+                    ("env", !self.env.is_empty()),
+                    ("env_from", !self.env_from.is_empty()),
+                    ("cwd", self.cwd.is_some()),
+                    ("host", self.host),
+                ];
+                if let Some((key, _)) = stdio_only.iter().find(|(_, set)| *set) {
+                    return Err(ConfigError::Misplaced { name: name.to_string(), key, applies: "stdio (`command`)" });
+                }
+                Err(ConfigError::HttpNotAvailable(name.to_string()))
+            }
+            (Some(command), None) => {
+                if self.token_env.is_some() {
+                    return Err(ConfigError::Misplaced {
+                        name: name.to_string(),
+                        key: "token_env",
+                        applies: "streamable-HTTP (`url`)",
+                    });
+                }
+                if !self.host {
+                    return Err(ConfigError::SandboxNotAvailable { name: name.to_string(), command: command.clone() });
+                }
+                let mut vars = BTreeMap::new();
+                for var in ["PATH", "HOME"] {
+                    if let Some(v) = env(var) {
+                        vars.insert(var.to_string(), v);
+                    }
+                }
+                for var in &self.env_from {
+                    let v = env(var).ok_or_else(|| ConfigError::MissingEnv { name: name.to_string(), var: var.clone() })?;
+                    vars.insert(var.clone(), v);
+                }
+                vars.extend(self.env.iter().map(|(k, v)| (k.clone(), v.clone())));
+                Ok(Transport::StdioOnHost { command: command.clone(), args: self.args.clone(), env: vars, cwd: self.cwd.clone() })
+            }
+        }
+    }
+
+    /// One line saying how the server runs (for `aos mcp ls` and the start announcement).
+    pub fn describe(&self) -> String {
+        match (&self.command, &self.url) {
+            (Some(c), _) => {
+                let line = std::iter::once(c.as_str()).chain(self.args.iter().map(String::as_str)).collect::<Vec<_>>().join(" ");
+                if self.host {
+                    format!("stdio, ON THE HOST (no sandbox): {line}")
+                } else {
+                    format!("stdio, sandbox container (not available yet): {line}")
+                }
+            }
+            (None, Some(u)) => format!("streamable HTTP: {u}"),
+            (None, None) => "(no command or url)".to_string(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn none(_: &str) -> Option<String> {
+        None
+    }
+
+    #[test]
+    fn stdio_needs_host_true_and_says_why() {
+        let mut c = ServerConfig { command: Some("npx".into()), ..Default::default() };
+        let e = c.transport("everything", none).unwrap_err().to_string();
+        assert!(e.contains("cannot run in a sandbox container yet") && e.contains("host = true"), "{e}");
+        c.host = true;
+        assert!(matches!(c.transport("everything", none), Ok(Transport::StdioOnHost { .. })));
+    }
+
+    #[test]
+    fn bad_tables_are_refused_precisely() {
+        let c = ServerConfig::stdio_on_host("x", vec![]);
+        assert_eq!(c.transport("Bad/Name", none).unwrap_err(), ConfigError::BadName("Bad/Name".into()));
+        assert!(matches!(ServerConfig::default().transport("a", none), Err(ConfigError::NoTransport(_))));
+        let both = ServerConfig { command: Some("x".into()), url: Some("http://h/mcp".into()), ..Default::default() };
+        assert!(matches!(both.transport("a", none), Err(ConfigError::BothTransports(_))));
+        let http = ServerConfig { url: Some("http://h/mcp".into()), ..Default::default() };
+        assert!(matches!(http.transport("a", none), Err(ConfigError::HttpNotAvailable(_))));
+        let zero = ServerConfig { call_timeout_secs: Some(0.0), ..ServerConfig::stdio_on_host("x", vec![]) };
+        assert!(matches!(zero.transport("a", none), Err(ConfigError::BadTimeout { .. })));
+        let missing = ServerConfig { env_from: vec!["TOKEN".into()], ..ServerConfig::stdio_on_host("x", vec![]) };
+        assert!(matches!(missing.transport("a", none), Err(ConfigError::MissingEnv { .. })));
+    }
+
+    #[test]
+    fn only_path_home_and_named_variables_reach_the_server() {
+        let c = ServerConfig {
+            env_from: vec!["TOKEN".into()],
+            env: [("MODE".to_string(), "x".to_string())].into(),
+            ..ServerConfig::stdio_on_host("x", vec![])
+        };
+        let env = |k: &str| match k {
+            "PATH" => Some("/bin".to_string()),
+            "TOKEN" => Some("s3cret".to_string()),
+            "AWS_SECRET_ACCESS_KEY" => Some("no".to_string()),
+            _ => None,
+        };
+        let Transport::StdioOnHost { env: vars, .. } = c.transport("a", env).unwrap();
+        assert_eq!(vars.keys().cloned().collect::<Vec<_>>(), ["MODE", "PATH", "TOKEN"]);
+    }
+}

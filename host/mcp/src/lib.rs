@@ -1,0 +1,22 @@
+//! The MCP client of AgentOS: the tools of configured MCP servers
+//! (`[mcp.servers.NAME]` in `aos.toml`) as capability-gated syscalls.
+//!
+//! - [`config`]: a server's table and the checks that make it startable
+//!   (stdio servers run on the host only with an explicit `host = true`
+//!   today; their sandbox container is not built yet).
+//! - [`server`]: one server's connection (through `rmcp`), restarted after
+//!   it died, its tool list (refreshed on `tools/list_changed`), and one
+//!   call with a deadline.
+//! - [`naming`]: the syscall name of a tool (`MCP_SERVER_TOOL`).
+//! - [`result`]: a `tools/call` result as a syscall result or error.
+//! - [`source`]: [`McpSource`], the kernel's `SyscallSource` for all of them.
+
+pub mod config;
+pub mod naming;
+pub mod result;
+pub mod server;
+pub mod source;
+
+pub use config::{ConfigError, McpConfig, ServerConfig};
+pub use server::{Server, StartError, ToolInfo};
+pub use source::McpSource;

@@ -1,0 +1,309 @@
+//! One configured MCP server: its connection (started on demand and again
+//! after it died), its cached tool list (refreshed on
+//! `notifications/tools/list_changed`), and one tool call with a deadline
+//! whose every failure is a precise syscall error.
+//!
+//! A stdio server runs as its own process group (killed as a whole when the
+//! connection is dropped), with an environment of `PATH`, `HOME` and what its
+//! table names, and its stderr kept (the last 4 KiB) to explain a failure.
+
+use std::collections::VecDeque;
+use std::process::Stdio;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Weak};
+use std::time::Duration;
+
+use aos_abi::SyscallError;
+use parking_lot::{Mutex, RwLock};
+use process_wrap::tokio::{CommandWrap, KillOnDrop, ProcessGroup};
+use rmcp::model::CallToolRequestParams;
+use rmcp::service::{NotificationContext, RunningService};
+use rmcp::transport::TokioChildProcess;
+use rmcp::{ClientHandler, Peer, RoleClient, ServiceError, ServiceExt};
+use serde::Serialize;
+use tokio::io::AsyncReadExt;
+
+use crate::config::{ServerConfig, Transport};
+
+/// How much of a server's stderr is kept.
+const STDERR_KEEP: usize = 4096;
+
+/// One tool as the server describes it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ToolInfo {
+    pub name: String,
+    pub description: String,
+    pub input_schema: serde_json::Value,
+}
+
+/// Why a server could not be started or asked.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum StartError {
+    #[error("MCP server `{name}`: cannot run `{command}`: {why}")]
+    Spawn { name: String, command: String, why: String },
+    #[error("MCP server `{name}` did not finish its MCP initialisation within {secs:.0} s{stderr}")]
+    InitTimeout { name: String, secs: f64, stderr: String },
+    #[error("MCP server `{name}` started but its MCP initialisation failed: {why}{stderr}")]
+    Init { name: String, why: String, stderr: String },
+    #[error("MCP server `{name}` did not list its tools: {why}{stderr}")]
+    ListTools { name: String, why: String, stderr: String },
+}
+
+/// The last lines a server wrote to stderr.
+#[derive(Default)]
+struct StderrTail(Mutex<VecDeque<u8>>);
+
+impl StderrTail {
+    fn push(&self, bytes: &[u8]) {
+        let mut q = self.0.lock();
+        q.extend(bytes);
+        while q.len() > STDERR_KEEP {
+            q.pop_front();
+        }
+    }
+
+    /// `"; its stderr ends with: …"`, or nothing.
+    fn shown(&self) -> String {
+        let q = self.0.lock();
+        let s = String::from_utf8_lossy(&q.iter().copied().collect::<Vec<u8>>()).trim().to_string();
+        if s.is_empty() {
+            String::new()
+        } else {
+            let last: Vec<&str> = s.lines().rev().take(6).collect::<Vec<_>>().into_iter().rev().collect();
+            format!("; its stderr ends with: {}", last.join(" | "))
+        }
+    }
+}
+
+/// The client side of one connection: picks up tool-list changes.
+struct Handler {
+    server: Weak<Server>,
+}
+
+impl ClientHandler for Handler {
+    #[allow(clippy::manual_async_fn)]
+    fn on_tool_list_changed(
+        &self,
+        context: NotificationContext<RoleClient>,
+    ) -> impl std::future::Future<Output = ()> + Send + '_ {
+        let server = self.server.clone();
+        async move {
+            if let Some(s) = server.upgrade() {
+                // Not awaited here: this runs inside the connection's loop,
+                // which must keep reading to receive the answer.
+                tokio::spawn(async move {
+                    if let Err(e) = s.refresh_tools(&context.peer).await {
+                        tracing::warn!(server = %s.name, "re-listing tools after list_changed failed: {e}");
+                    }
+                });
+            }
+        }
+    }
+}
+
+struct Conn {
+    service: RunningService<RoleClient, Handler>,
+    pid: Option<u32>,
+    stderr: Arc<StderrTail>,
+}
+
+/// One configured server.
+pub struct Server {
+    pub name: String,
+    pub config: ServerConfig,
+    transport: Transport,
+    conn: tokio::sync::Mutex<Option<Arc<Conn>>>,
+    tools: RwLock<Vec<ToolInfo>>,
+    /// Bumped whenever any server's tool list changes (shared by a source).
+    changes: Arc<AtomicU64>,
+    /// How many times a connection was started.
+    starts: AtomicU64,
+}
+
+impl Server {
+    pub(crate) fn new(name: String, config: ServerConfig, transport: Transport, changes: Arc<AtomicU64>) -> Server {
+        Server {
+            name,
+            config,
+            transport,
+            conn: tokio::sync::Mutex::new(None),
+            tools: RwLock::new(Vec::new()),
+            changes,
+            starts: AtomicU64::new(0),
+        }
+    }
+
+    /// The tools last listed.
+    pub fn tools(&self) -> Vec<ToolInfo> {
+        self.tools.read().clone()
+    }
+
+    /// The server process's pid, while connected (stdio).
+    pub async fn pid(&self) -> Option<u32> {
+        self.conn.lock().await.as_ref().filter(|c| !c.service.is_closed()).and_then(|c| c.pid)
+    }
+
+    /// How many times the server was started.
+    pub fn starts(&self) -> u64 {
+        self.starts.load(Ordering::Relaxed)
+    }
+
+    /// Starts the server if it is not running, and lists its tools on a start.
+    pub async fn ensure_started(self: &Arc<Self>) -> Result<(), StartError> {
+        self.connection().await.map(|_| ())
+    }
+
+    async fn connection(self: &Arc<Self>) -> Result<Arc<Conn>, StartError> {
+        let mut slot = self.conn.lock().await;
+        if let Some(c) = slot.as_ref() {
+            if !c.service.is_closed() {
+                return Ok(c.clone());
+            }
+            tracing::warn!(server = %self.name, "MCP server stopped; starting it again");
+        }
+        *slot = None;
+        let conn = Arc::new(self.start().await?);
+        *slot = Some(conn.clone());
+        Ok(conn)
+    }
+
+    async fn start(self: &Arc<Self>) -> Result<Conn, StartError> {
+        let Transport::StdioOnHost { command, args, env, cwd } = &self.transport;
+        let mut cmd = tokio::process::Command::new(command);
+        cmd.args(args).env_clear().envs(env);
+        if let Some(dir) = cwd {
+            cmd.current_dir(dir);
+        }
+        let mut wrapped = CommandWrap::from(cmd);
+        wrapped.wrap(ProcessGroup::leader()).wrap(KillOnDrop);
+        let spawn_err = |why: String| StartError::Spawn { name: self.name.clone(), command: command.clone(), why };
+        let (proc, stderr) = TokioChildProcess::builder(wrapped).stderr(Stdio::piped()).spawn().map_err(|e| {
+            spawn_err(match e.kind() {
+                std::io::ErrorKind::NotFound => "no such program (not found on PATH)".to_string(),
+                std::io::ErrorKind::PermissionDenied => "permission denied (not executable?)".to_string(),
+                _ => e.to_string(),
+            })
+        })?;
+        self.starts.fetch_add(1, Ordering::Relaxed);
+        let pid = proc.id();
+        let tail = Arc::new(StderrTail::default());
+        if let Some(mut err) = stderr {
+            let tail = tail.clone();
+            let name = self.name.clone();
+            tokio::spawn(async move {
+                let mut buf = [0u8; 2048];
+                while let Ok(n) = err.read(&mut buf).await {
+                    if n == 0 {
+                        break;
+                    }
+                    tracing::debug!(server = %name, "stderr: {}", String::from_utf8_lossy(&buf[..n]).trim_end());
+                    tail.push(&buf[..n]);
+                }
+            });
+        }
+        let limit = self.config.start_timeout();
+        let handler = Handler { server: Arc::downgrade(self) };
+        let service = match tokio::time::timeout(limit, handler.serve(proc)).await {
+            Err(_) => {
+                return Err(StartError::InitTimeout { name: self.name.clone(), secs: limit.as_secs_f64(), stderr: tail.shown() })
+            }
+            Ok(Err(e)) => {
+                // Let the stderr reader catch the last words of a dying server.
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                return Err(StartError::Init { name: self.name.clone(), why: e.to_string(), stderr: tail.shown() });
+            }
+            Ok(Ok(s)) => s,
+        };
+        let conn = Conn { service, pid, stderr: tail };
+        match tokio::time::timeout(limit, self.refresh_tools(conn.service.peer())).await {
+            Ok(Ok(())) => Ok(conn),
+            Ok(Err(e)) => Err(StartError::ListTools { name: self.name.clone(), why: e.to_string(), stderr: conn.stderr.shown() }),
+            Err(_) => Err(StartError::ListTools {
+                name: self.name.clone(),
+                why: format!("no answer within {:.0} s", limit.as_secs_f64()),
+                stderr: conn.stderr.shown(),
+            }),
+        }
+    }
+
+    async fn refresh_tools(&self, peer: &Peer<RoleClient>) -> Result<(), ServiceError> {
+        let listed = peer.list_all_tools().await?;
+        let tools: Vec<ToolInfo> = listed
+            .into_iter()
+            .map(|t| ToolInfo {
+                name: t.name.to_string(),
+                description: t.description.map(|d| d.to_string()).unwrap_or_default(),
+                input_schema: serde_json::Value::Object((*t.input_schema).clone()),
+            })
+            .collect();
+        let changed = *self.tools.read() != tools;
+        if changed {
+            tracing::info!(server = %self.name, tools = tools.len(), "MCP tools listed");
+            *self.tools.write() = tools;
+            self.changes.fetch_add(1, Ordering::Relaxed);
+        }
+        Ok(())
+    }
+
+    /// Calls `tool` with `args` within the server's call deadline; a server
+    /// that is not running (never started, or died) is started first.
+    pub async fn call(self: &Arc<Self>, tool: &str, args: &serde_json::Value) -> Result<serde_json::Value, SyscallError> {
+        let conn = self.connection().await.map_err(|e| SyscallError::Io(format!("{e}; the next call tries again")))?;
+        let mut params = CallToolRequestParams::new(tool.to_string());
+        params.arguments = args.as_object().cloned();
+        let limit = self.config.call_timeout();
+        let answer = tokio::time::timeout(limit, conn.service.peer().call_tool(params)).await;
+        let gone = |conn: &Conn| {
+            format!(
+                "MCP server `{}` stopped during the call to `{tool}`{}; the next call starts it again",
+                self.name,
+                conn.stderr.shown()
+            )
+        };
+        match answer {
+            Err(_) => Err(SyscallError::Timeout(format!(
+                "MCP tool `{tool}` of server `{}` did not answer within {:.1} s (the call's deadline); it was cancelled",
+                self.name,
+                limit.as_secs_f64()
+            ))),
+            Ok(Ok(result)) => {
+                let v = serde_json::to_value(&result)
+                    .map_err(|e| SyscallError::Internal(format!("cannot read the result of `{tool}`: {e}")))?;
+                crate::result::to_outcome(&self.name, tool, &v)
+            }
+            Ok(Err(ServiceError::McpError(e))) => {
+                let code = e.code.0;
+                let msg = format!("MCP server `{}` refused the call to `{tool}`: {} (JSON-RPC error {code})", self.name, e.message);
+                Err(if code == -32602 { SyscallError::InvalidArguments(msg) } else { SyscallError::Io(msg) })
+            }
+            Ok(Err(ServiceError::TransportClosed | ServiceError::TransportSend(_))) => {
+                self.forget(&conn).await;
+                Err(SyscallError::Io(gone(&conn)))
+            }
+            Ok(Err(e)) if conn.service.is_closed() => {
+                self.forget(&conn).await;
+                Err(SyscallError::Io(format!("{} ({e})", gone(&conn))))
+            }
+            Ok(Err(e)) => Err(SyscallError::Io(format!("MCP server `{}`: the call to `{tool}` failed: {e}", self.name))),
+        }
+    }
+
+    /// Drops `conn` if it is still the current connection (the next call
+    /// starts a new one).
+    async fn forget(&self, conn: &Arc<Conn>) {
+        let mut slot = self.conn.lock().await;
+        if slot.as_ref().is_some_and(|c| Arc::ptr_eq(c, conn)) {
+            *slot = None;
+        }
+    }
+
+    /// Stops the server.
+    pub async fn stop(&self) {
+        let conn = self.conn.lock().await.take();
+        if let Some(conn) = conn {
+            if let Ok(mut c) = Arc::try_unwrap(conn) {
+                let _ = c.service.close_with_timeout(Duration::from_secs(2)).await;
+            }
+        }
+    }
+}

@@ -1,0 +1,196 @@
+//! [`McpSource`]: the configured MCP servers as one [`SyscallSource`].
+//!
+//! Each tool of each server is one syscall (named by [`crate::naming`]),
+//! whose argument schema is the tool's `inputSchema` (the kernel validates
+//! arguments against it before the call) and whose right is
+//! `mcp:SERVER/TOOL`, granted by `mcp:SERVER` too. `all` grants none of
+//! them. One server process serves every agent process of the kernel (see
+//! docs/THREAT_MODEL.md, "MCP servers").
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use aos_abi::{
+    AgentContext, CallOutcome, Capability, CapabilitySet, Missing, Refusal, SyscallError, SyscallHandle, SyscallSource,
+    SyscallSpec,
+};
+use async_trait::async_trait;
+use parking_lot::RwLock;
+
+use crate::config::{ConfigError, McpConfig};
+use crate::naming::syscall_names;
+use crate::server::{Server, StartError};
+
+/// How much of a tool's description the model is shown.
+const MAX_DESCRIPTION: usize = 1024;
+
+/// One tool as a syscall.
+struct Entry {
+    spec: SyscallSpec,
+    server: usize,
+    tool: String,
+}
+
+#[derive(Default)]
+struct Table {
+    /// The value of `changes` it was built from.
+    version: u64,
+    entries: Vec<Arc<Entry>>,
+    by_name: BTreeMap<String, Arc<Entry>>,
+}
+
+/// The configured MCP servers.
+pub struct McpSource {
+    servers: Vec<Arc<Server>>,
+    changes: Arc<AtomicU64>,
+    table: RwLock<Arc<Table>>,
+}
+
+impl McpSource {
+    /// Checks every server's table (nothing is started). `env` reads the
+    /// kernel's environment (for `env_from`).
+    pub fn new(config: &McpConfig, env: impl Fn(&str) -> Option<String>) -> Result<McpSource, ConfigError> {
+        let changes = Arc::new(AtomicU64::new(1));
+        let mut servers = Vec::new();
+        for (name, sc) in &config.servers {
+            let transport = sc.transport(name, &env)?;
+            servers.push(Arc::new(Server::new(name.clone(), sc.clone(), transport, changes.clone())));
+        }
+        Ok(McpSource { servers, changes, table: RwLock::new(Arc::new(Table::default())) })
+    }
+
+    /// Starts every server (in parallel) and lists its tools; the answer is
+    /// one result per server, in name order. A server that failed offers no
+    /// tools until it is started again ([`McpSource::start`]).
+    pub async fn start_all(&self) -> Vec<(String, Result<usize, StartError>)> {
+        let handles: Vec<_> = self
+            .servers
+            .iter()
+            .map(|s| {
+                let s = s.clone();
+                tokio::spawn(async move {
+                    let r = s.ensure_started().await.map(|()| s.tools().len());
+                    (s.name.clone(), r)
+                })
+            })
+            .collect();
+        let mut out = Vec::new();
+        for (h, s) in handles.into_iter().zip(&self.servers) {
+            out.push(h.await.unwrap_or_else(|e| {
+                (s.name.clone(), Err(StartError::Init { name: s.name.clone(), why: format!("start task failed: {e}"), stderr: String::new() }))
+            }));
+        }
+        out
+    }
+
+    /// The server `name`.
+    pub fn server(&self, name: &str) -> Option<&Arc<Server>> {
+        self.servers.iter().find(|s| s.name == name)
+    }
+
+    /// Every server, in name order.
+    pub fn servers(&self) -> &[Arc<Server>] {
+        &self.servers
+    }
+
+    /// The syscall name of `tool` of `server`, if that tool is listed.
+    pub fn syscall_name(&self, server: &str, tool: &str) -> Option<String> {
+        let t = self.table();
+        t.entries.iter().find(|e| self.servers[e.server].name == server && e.tool == tool).map(|e| e.spec.name.clone())
+    }
+
+    fn table(&self) -> Arc<Table> {
+        let version = self.changes.load(Ordering::Relaxed);
+        {
+            let t = self.table.read();
+            if t.version == version {
+                return t.clone();
+            }
+        }
+        let mut pairs: Vec<(usize, crate::server::ToolInfo)> = Vec::new();
+        for (i, s) in self.servers.iter().enumerate() {
+            pairs.extend(s.tools().into_iter().map(|t| (i, t)));
+        }
+        let keys: Vec<(&str, &str)> = pairs.iter().map(|(i, t)| (self.servers[*i].name.as_str(), t.name.as_str())).collect();
+        let names = syscall_names(&keys);
+        let mut table = Table { version, ..Default::default() };
+        for ((i, tool), name) in pairs.iter().zip(names) {
+            let server = &self.servers[*i].name;
+            let mut d: String = tool.description.chars().take(MAX_DESCRIPTION).collect();
+            if d.len() < tool.description.len() {
+                d.push('…');
+            }
+            let spec = SyscallSpec {
+                name: name.clone(),
+                description: format!("[MCP server `{server}`, tool `{}`] {d}", tool.name),
+                args_schema: tool.input_schema.clone(),
+            };
+            let e = Arc::new(Entry { spec, server: *i, tool: tool.name.clone() });
+            table.by_name.insert(name, e.clone());
+            table.entries.push(e);
+        }
+        let table = Arc::new(table);
+        *self.table.write() = table.clone();
+        table
+    }
+
+    fn right(&self, e: &Entry) -> Capability {
+        Capability::McpTool(self.servers[e.server].name.clone(), e.tool.clone())
+    }
+}
+
+/// A resolved MCP tool.
+struct ToolHandle {
+    entry: Arc<Entry>,
+    server: Arc<Server>,
+}
+
+#[async_trait]
+impl SyscallHandle for ToolHandle {
+    fn spec(&self) -> &SyscallSpec {
+        &self.entry.spec
+    }
+
+    fn origin(&self) -> &str {
+        &self.server.name
+    }
+
+    async fn call(&self, _caller: &AgentContext, args: &serde_json::Value) -> Result<CallOutcome, SyscallError> {
+        let output = self.server.call(&self.entry.tool, args).await?;
+        Ok(CallOutcome { output, effects: Vec::new() })
+    }
+}
+
+#[async_trait]
+impl SyscallSource for McpSource {
+    fn offered(&self) -> Vec<SyscallSpec> {
+        self.table().entries.iter().map(|e| e.spec.clone()).collect()
+    }
+
+    fn resolve(&self, name: &str, caps: &CapabilitySet) -> Option<Result<Arc<dyn SyscallHandle>, Refusal>> {
+        let t = self.table();
+        let e = t.by_name.get(name)?;
+        let server = &self.servers[e.server];
+        if caps.allows_mcp_tool(&server.name, &e.tool) {
+            Some(Ok(Arc::new(ToolHandle { entry: e.clone(), server: server.clone() })))
+        } else {
+            let capability = self.right(e);
+            let shown = format!("{capability}` or `mcp:{}", server.name);
+            Some(Err(Refusal::Denied { name: name.to_string(), missing: Missing { capability, shown } }))
+        }
+    }
+
+    fn grant_for(&self, name: &str) -> Option<Vec<Capability>> {
+        let t = self.table();
+        t.by_name.get(name).map(|e| vec![self.right(e)])
+    }
+
+    fn release(&self, _pid: u64) {}
+
+    async fn shutdown(&self) {
+        for s in &self.servers {
+            s.stop().await;
+        }
+    }
+}
