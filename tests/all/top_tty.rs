@@ -21,7 +21,8 @@ impl Tmux {
         Tmux::run(aos, width, height, "top --interval 0.3")
     }
 
-    /// `aos ARGS` (a shell-quoted string) in a pane; the pane stays after it ends.
+    /// `aos ARGS` (a shell-quoted string) in a pane, which ends when it
+    /// does (see [`Tmux::alive`]); `aos ARGS; sleep 60` keeps its last screen.
     fn run(aos: &Aos, width: u16, height: u16, args: &str) -> Option<Tmux> {
         if Command::new("tmux").arg("-V").output().is_err() {
             aos_tests::skip("aos in a pty", "tmux is not installed (apt-get install tmux)");
@@ -29,7 +30,7 @@ impl Tmux {
         }
         let socket = format!("aos-tty-test-{}-{}", std::process::id(), aos.dir.path().file_name().unwrap().to_string_lossy());
         let cmd = format!(
-            "env AOS_HOME={} TERM=xterm-256color {} {args}; sleep 60",
+            "env AOS_HOME={} TERM=xterm-256color {} {args}",
             aos.home().display(),
             aos_tests::aos_bin().display()
         );
@@ -223,7 +224,7 @@ fn aos_run_asks_for_approval_on_the_terminal() {
          [SYS_CALL::FS_WRITE] {\"path\": \"no.txt\", \"content\": \"n\"}\n---\n[SYS_CALL::SYS_EXIT] {}\n",
     );
     let args = format!(
-        "run --provider script --model {model} --workspace {} --approve ask-all --grant fs:rw 'write two files'",
+        "run --provider script --model {model} --workspace {} --approve ask-all --grant fs:rw 'write two files'; sleep 60",
         ws.display()
     );
     let Some(t) = Tmux::run(&aos, 200, 40, &args) else { return };

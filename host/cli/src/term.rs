@@ -109,6 +109,11 @@ impl Write for StderrWriter {
     }
 }
 
+/// Whether stdout is a terminal.
+pub fn stdout_is_terminal() -> bool {
+    std::io::stdout().is_terminal()
+}
+
 /// Whether colour (ANSI styling) may be written to stdout (`stderr = false`) or stderr.
 pub fn color(stderr: bool) -> bool {
     let tty = if stderr { std::io::stderr().is_terminal() } else { std::io::stdout().is_terminal() };

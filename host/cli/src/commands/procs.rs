@@ -2,7 +2,6 @@
 //! `kill`, `send`, `wait`; and the table and status words `top` shares.
 
 use std::collections::BTreeMap;
-use std::io::IsTerminal as _;
 use std::path::PathBuf;
 
 use anyhow::{anyhow, bail, Result};
@@ -277,7 +276,7 @@ async fn follow(client: &Client, pid: u64, follow: bool, filter: &LogFilter, fmt
     // Pieces of a reply being generated (streaming providers): shown live
     // (dimmed) on a terminal and as `reply_delta` lines with --json; the
     // whole reply follows as its entry once complete.
-    let live = !filter.stdout_only && (fmt.json || std::io::stdout().is_terminal());
+    let live = !filter.stdout_only && (fmt.json || crate::term::stdout_is_terminal());
     let mut streaming = false;
     while let Some(ev) = s.next_json::<KernelEvent>().await? {
         match ev {
@@ -285,10 +284,7 @@ async fn follow(client: &Client, pid: u64, follow: bool, filter: &LogFilter, fmt
                 if fmt.json {
                     outln!("{}", serde_json::json!({"type": "reply_delta", "pid": p, "text": text}));
                 } else {
-                    use std::io::Write as _;
-                    let mut o = std::io::stdout().lock();
-                    let _ = write!(o, "{}\x1b[2m{text}\x1b[0m", if streaming { "" } else { "… " });
-                    let _ = o.flush();
+                    out!("{}\x1b[2m{text}\x1b[0m", if streaming { "" } else { "… " });
                     streaming = true;
                 }
             }
