@@ -1,7 +1,8 @@
 //! Approvals end to end through the daemon and the real `aos` binary:
 //! `--approve`, `aos approvals`, `aos deny --reason`, `aos approve`, the
-//! `approval` state in `ps`, and a process's policy surviving a kill -9 of
-//! the daemon (the pending call is not run, the next one asks again).
+//! `approval` state in `ps`, and a pending approval surviving a kill -9 of
+//! the daemon (asked again under the same id, run once when approved; an
+//! "always" answer lets the next call of that pattern run unasked).
 
 use std::time::{Duration, Instant};
 
@@ -78,18 +79,23 @@ fn asked_calls_wait_for_aos_approve_and_deny_and_survive_a_restart() {
     let (code, out, err) = aos.run(&["kernel", "start"]);
     assert_eq!(code, 0, "{out}\n{err}");
 
-    // Restored with its policy: the asked call did not run, the next asks again.
-    let p4 = wait_pending(&aos, pid);
-    assert_eq!(p4["args"]["content"], "4", "{p4}");
-    assert_eq!(file(&aos, pid), "1", "neither the denied nor the interrupted call ran");
-    let (code, _, err) = aos.run(&["approve", &p4["id"].as_u64().unwrap().to_string()]);
+    // Restored: the same approval waits again, under the same id; the call
+    // has not run.
+    let again = wait_pending(&aos, pid);
+    assert_eq!((&again["id"], &again["args"]), (&p3["id"], &p3["args"]), "{again}\n{p3}");
+    assert_eq!(file(&aos, pid), "1", "neither the denied nor the pending call ran");
+    wait_state(&aos, pid, "approval");
+    // Approved always: it runs once, and the next overwrite runs unasked.
+    let (code, _, err) = aos.run(&["approve", &again["id"].as_u64().unwrap().to_string(), "--always"]);
     assert_eq!(code, 0, "{err}");
     let ended = wait_state(&aos, pid, "exited");
     assert_eq!(ended["status"]["code"], 0, "{ended}");
     assert_eq!(file(&aos, pid), "4");
     let (_, logs, _) = aos.run(&["logs", "--json", &pid.to_string()]);
-    let interrupted = logs.lines().filter(|l| l.contains("\"type\":\"error\"") && l.contains("interrupted")).count();
-    assert_eq!(interrupted, 1, "{logs}");
+    let lines: Vec<&str> = logs.lines().collect();
+    assert!(!lines.iter().any(|l| l.contains("interrupted")), "nothing was interrupted: {logs}");
+    let writes = lines.iter().filter(|l| l.contains("\"type\":\"result\"") && l.contains("FS_WRITE")).count();
+    assert_eq!(writes, 3, "writes 1, 3 (once) and 4: {logs}");
 
     // A mode that does not exist is refused at spawn.
     let (code, _, err) = aos.run(&["spawn", "--provider", "script", "--model", &model, "--approve", "sometimes", "t"]);

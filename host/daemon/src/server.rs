@@ -611,6 +611,10 @@ async fn logs(
                 | KernelEvent::Exiting { .. }
                 | KernelEvent::Counters { .. }
                 | KernelEvent::WebhookRegistered { .. }
+                // Approvals show as the `approval` status; `aos approvals` lists them.
+                | KernelEvent::ApprovalAsked { .. }
+                | KernelEvent::ApprovalGranted { .. }
+                | KernelEvent::ApprovalRule { .. }
                 | KernelEvent::Reaped { .. } => (false, false),
             };
             if mine && tx.send(ev).await.is_err() {

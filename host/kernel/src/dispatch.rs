@@ -73,17 +73,41 @@ async fn authorize(env: CallEnv<'_>, p: &Arc<Process>, name: &str, args: &Value)
              it cannot be approved from inside — choose another way to do the task)"
         ))),
         Decision::Ask => {
-            // The reply that asked for it is durable before the operator sees it.
-            await_durable(env.events, p).await;
-            let (id, answer) = env.approvals.ask(p.pid, &facts, &p.approvals, env.approval_timeout);
+            // Asked before a restart: the same approval again (same id, same expiry).
+            let again = p.awaiting_approval().filter(|a| a.syscall == name && a.args == *args);
+            let resumed = again.is_some();
+            let (info, answer) = env.approvals.ask(p.pid, &facts, &p.approvals, env.approval_timeout, again);
+            let id = info.id;
             // A kill drops this future: the approval is withdrawn with it.
             let _pending = Withdraw { approvals: env.approvals, id };
-            let before = p.status();
+            let timeout = std::time::Duration::from_millis(info.expires_at_ms.saturating_sub(crate::process::now_ms()));
+            if !resumed {
+                p.await_approval(env.events, Some(info));
+            }
+            // The reply that asked for it, and the question, are durable
+            // before the operator sees it.
+            await_durable(env.events, p).await;
+            let before = match p.status() {
+                ProcessStatus::Approval { .. } => ProcessStatus::Running,
+                s => s,
+            };
             p.set_status(env.events, ProcessStatus::Approval { id, syscall: name.to_string() });
-            let answer = tokio::time::timeout(env.approval_timeout, answer).await;
+            let answer = tokio::time::timeout(timeout, answer).await;
             p.set_status(env.events, before);
+            p.await_approval(env.events, None);
             match answer {
-                Ok(Ok(Answer::Approve { .. })) => Ok(()),
+                Ok(Ok(Answer::Approve { always })) => {
+                    if always {
+                        // The tree's chain has it (`Approvals::answer`); the journal keeps it.
+                        let rule = crate::approval::Rule::always_for(&facts);
+                        p.announce_with(env.events, || crate::KernelEvent::ApprovalRule { pid: p.pid, rule });
+                    }
+                    // Durable before the call runs: a crash from here on is
+                    // an interrupted call, never one asked or run again.
+                    p.announce_with(env.events, || crate::KernelEvent::ApprovalGranted { pid: p.pid, id });
+                    await_durable(env.events, p).await;
+                    Ok(())
+                }
                 Ok(Ok(Answer::Deny { reason })) => Err(SyscallError::Denied(format!(
                     "by the operator: {}",
                     reason.filter(|r| !r.trim().is_empty()).unwrap_or_else(|| "no reason given".into())

@@ -273,7 +273,10 @@ impl Kernel {
             }
             let unfinished = req.exit.is_none();
             let entries = if unfinished { req.recovery_entries() } else { Vec::new() };
-            let doing = req.pending_calls().first().map(|c| format!(" (it was in {}; reported as interrupted)", c.name));
+            let doing = match req.waits_for_approval() {
+                Some(a) => Some(format!(" (its {} call waits for approval {} again)", a.syscall, a.id)),
+                None => req.pending_calls().first().map(|c| format!(" (it was in {}; reported as interrupted)", c.name)),
+            };
             match self.restore(req, entries).await {
                 Ok(pid) if unfinished => {
                     report.push(format!("pid {pid} resumed from the journal{}", doing.unwrap_or_default()))

@@ -338,6 +338,15 @@ pub enum KernelEvent {
     /// reply, a cut stream leaves nothing to undo, and the journal is not
     /// written (and fsynced) once per token.
     ReplyDelta { pid: Pid, text: String },
+    /// A call of `pid` waits for the operator (its process shows as
+    /// `approval`); a restore asks again under the same id and expiry.
+    ApprovalAsked { pid: Pid, approval: crate::approval::PendingApproval },
+    /// The operator approved approval `id`: the call may run now (this is
+    /// durable before it does; a restore then reports it as interrupted,
+    /// never runs it again). A denial or a timeout is the call's error entry.
+    ApprovalGranted { pid: Pid, id: u64 },
+    /// "Approve always" added `rule` to the process tree of `pid`.
+    ApprovalRule { pid: Pid, rule: crate::approval::Rule },
 }
 
 impl KernelEvent {
@@ -358,6 +367,9 @@ impl KernelEvent {
             | KernelEvent::Scheduled { pid, .. }
             | KernelEvent::Fired { pid, .. }
             | KernelEvent::ReplyDelta { pid, .. }
+            | KernelEvent::ApprovalAsked { pid, .. }
+            | KernelEvent::ApprovalGranted { pid, .. }
+            | KernelEvent::ApprovalRule { pid, .. }
             | KernelEvent::Reaped { pid } => *pid,
         }
     }
@@ -390,6 +402,14 @@ pub struct RestoreRequest {
     /// Webhook paths it registered ([`KernelEvent::WebhookRegistered`]), registered again on restore.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub webhooks: Vec<WebhookRoute>,
+    /// The call of its last reply that was waiting for the operator
+    /// ([`KernelEvent::ApprovalAsked`], not yet granted or answered): a
+    /// restore asks again under the same id, then runs the rest of the reply.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub awaiting_approval: Option<crate::approval::PendingApproval>,
+    /// "Approve always" rules it added to its tree ([`KernelEvent::ApprovalRule`]).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub approval_rules: Vec<crate::approval::Rule>,
 }
 
 /// A webhook path and its secret.
@@ -412,6 +432,8 @@ impl RestoreRequest {
             exit: None,
             pending: PendingInput::default(),
             webhooks: Vec::new(),
+            awaiting_approval: None,
+            approval_rules: Vec::new(),
         }
     }
 }

@@ -269,6 +269,8 @@ pub(crate) fn start_reaper(k: &Arc<Shared>) {
 
 /// Rebuilds a process from its journal (see `Kernel::restore`).
 pub(crate) fn restore(k: &Arc<Shared>, r: RestoreRequest, entries: Vec<Entry>) -> Result<Pid, KernelError> {
+    // Only a call that never started is asked again (and the rest of its reply run).
+    let awaiting_approval = r.waits_for_approval().cloned();
     let info = r.info;
     let pid = info.pid;
     let bad = |why: String| KernelError::Restore { pid, why };
@@ -294,6 +296,13 @@ pub(crate) fn restore(k: &Arc<Shared>, r: RestoreRequest, entries: Vec<Entry>) -
     let parent_pcb = info.parent.and_then(|pp| k.table.get(pp));
     let parent_account = parent_pcb.as_ref().map(|pp| pp.account.clone());
     let approvals = crate::approval::Chain::restored(info.approvals, parent_pcb.as_ref().map(|pp| &pp.approvals));
+    for rule in r.approval_rules {
+        approvals.approve_always(rule);
+    }
+    // Asked again under its id: no new approval may take that id meanwhile.
+    if let Some(a) = &awaiting_approval {
+        k.approvals.reserve(a.id);
+    }
     let account = Account::new(pid, &info.budgets, parent_account);
     let p = Arc::new(Process::restored(
         NewProcess {
@@ -324,6 +333,7 @@ pub(crate) fn restore(k: &Arc<Shared>, r: RestoreRequest, entries: Vec<Entry>) -
             context_window: r.context_window,
             next_call_id: r.next_call_id,
             exit,
+            awaiting_approval,
         },
     ));
     let (steps, tokens) = p.usage();

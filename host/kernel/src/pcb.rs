@@ -58,6 +58,10 @@ struct ProcState {
     sleep_until_ms: Option<u64>,
     /// While [`ProcessStatus::Paused`]: the status to go back to.
     paused_from: Option<ProcessStatus>,
+    /// The approval its current call waits for (journalled as
+    /// [`KernelEvent::ApprovalAsked`]); after a restore, the one to ask
+    /// again before the rest of its last reply runs.
+    awaiting_approval: Option<crate::approval::PendingApproval>,
 }
 
 /// The process control block.
@@ -125,6 +129,8 @@ pub(crate) struct Restored {
     pub next_call_id: u64,
     /// Set for a process that had ended: (status, ended at, order of ending).
     pub exit: Option<(ExitStatus, u64, u64)>,
+    /// The approval its last reply's next call waited for.
+    pub awaiting_approval: Option<crate::approval::PendingApproval>,
 }
 
 impl Process {
@@ -159,6 +165,7 @@ impl Process {
                 end_seq: 0,
                 sleep_until_ms: None,
                 paused_from: None,
+                awaiting_approval: None,
             }),
             ipc: n.ipc,
             cancel: CancellationToken::new(),
@@ -193,6 +200,7 @@ impl Process {
         if let ProcessStatus::Sleeping { until_ms } = r.status {
             st.sleep_until_ms = Some(until_ms);
         }
+        st.awaiting_approval = r.awaiting_approval;
         if let Some((exit, at, seq)) = r.exit {
             st.status = exit.as_status();
             st.exit = Some(exit.clone());
@@ -386,6 +394,9 @@ impl Process {
             exit: st.exit.clone(),
             pending: Default::default(),
             webhooks: Vec::new(),
+            awaiting_approval: st.awaiting_approval.clone().filter(|_| st.exit.is_none()),
+            // Kept by the tree's chain, not per process: the journal knows who added which.
+            approval_rules: Vec::new(),
         }
     }
 
@@ -513,6 +524,32 @@ impl Process {
     pub(crate) fn shrink_window(&self, bus: &EventBus, prompt_tokens: u64, limit: u64, window: usize) {
         self.state.lock().context_window = Some(window);
         self.announce(bus, KernelEvent::ContextShrunk { pid: self.pid, prompt_tokens, limit, window });
+    }
+
+    /// The approval its current call waits for (see [`crate::approval`]).
+    pub(crate) fn awaiting_approval(&self) -> Option<crate::approval::PendingApproval> {
+        self.state.lock().awaiting_approval.clone()
+    }
+
+    /// Records that its current call waits for `a` (announced for the
+    /// journal), or, with `None`, that the wait is over.
+    pub(crate) fn await_approval(&self, bus: &EventBus, a: Option<crate::approval::PendingApproval>) {
+        self.state.lock().awaiting_approval = a.clone();
+        if let Some(approval) = a {
+            self.announce_with(bus, || KernelEvent::ApprovalAsked { pid: self.pid, approval });
+        }
+    }
+
+    /// The calls of its last reply that have not run yet (text calls,
+    /// then native tool calls, as [`crate::scheduler`] runs them), when a
+    /// restore left one of them waiting for approval.
+    pub(crate) fn unfinished_reply(&self) -> Option<(String, Vec<aos_abi::ToolCall>, usize)> {
+        let st = self.state.lock();
+        st.awaiting_approval.as_ref()?;
+        let r = st.log.iter().rposition(|e| matches!(e.entry, Entry::Reply { .. }))?;
+        let Entry::Reply { text, tool_calls, truncated: false } = &st.log[r].entry else { return None };
+        let done = st.log[r + 1..].iter().filter(|e| matches!(e.entry, Entry::Result { .. } | Entry::Error { .. })).count();
+        Some((text.clone(), tool_calls.clone(), done))
     }
 
     /// The wake-up time of a sleep a restore interrupted, once.

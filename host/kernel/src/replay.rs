@@ -9,7 +9,9 @@
 //! * [`Replay::apply`] routes an event to its process and handles the
 //!   events that change the set of processes (spawn, reap);
 //! * [`RestoreRequest::recovery_entries`] says what to append when an
-//!   unfinished process resumes (its interrupted call, never re-run).
+//!   unfinished process resumes (its interrupted call, never re-run; or,
+//!   when that call was waiting for the operator's approval and so never
+//!   started, a notice: the loop asks again and runs the rest of the reply).
 //!
 //! Replaying is idempotent for history entries (an entry whose `seq` is
 //! already present is skipped), so a snapshot followed by events that
@@ -82,6 +84,21 @@ impl RestoreRequest {
                     None => self.webhooks.push(WebhookRoute { path: path.clone(), secret: secret.clone() }),
                 }
             }
+            KernelEvent::ApprovalAsked { approval, .. } => {
+                if self.exit.is_none() {
+                    self.awaiting_approval = Some(approval.clone());
+                }
+            }
+            KernelEvent::ApprovalGranted { id, .. } => {
+                if self.awaiting_approval.as_ref().is_some_and(|a| a.id == *id) {
+                    self.awaiting_approval = None;
+                }
+            }
+            KernelEvent::ApprovalRule { rule, .. } => {
+                if !self.approval_rules.contains(rule) {
+                    self.approval_rules.push(rule.clone());
+                }
+            }
             // Never journalled (a live view only).
             KernelEvent::Spawned { .. } | KernelEvent::Reaped { .. } | KernelEvent::ReplyDelta { .. } => {}
         }
@@ -90,14 +107,20 @@ impl RestoreRequest {
     fn end(&mut self, status: ExitStatus) {
         self.info.status = status.as_status();
         self.exit = Some(status);
-        // Its webhook paths went with it.
+        // Its webhook paths and its pending approval went with it.
         self.webhooks.clear();
+        self.awaiting_approval = None;
     }
 
     fn push(&mut self, e: LogEntry) {
         // Idempotent: an entry already present is skipped.
         if e.seq < self.log.len() as u64 {
             return;
+        }
+        // A result or error after an approval was asked is that call's: it
+        // was answered (denied, timed out) or ran.
+        if matches!(e.entry, Entry::Result { .. } | Entry::Error { .. }) {
+            self.awaiting_approval = None;
         }
         if let Entry::Result { id, .. } | Entry::Error { id, .. } = &e.entry {
             self.next_call_id = self.next_call_id.max(id + 1);
@@ -115,6 +138,13 @@ impl RestoreRequest {
     /// stopped (it may have had effects) and the others had not started.
     pub fn pending_calls(&self) -> Vec<ParsedCall> {
         self.pending().into_iter().map(|(_, c)| c).collect()
+    }
+
+    /// The approval the first pending call of an unfinished process waits
+    /// for: asked, neither granted nor answered, so that call has not run.
+    pub fn waits_for_approval(&self) -> Option<&crate::approval::PendingApproval> {
+        let a = self.awaiting_approval.as_ref().filter(|_| self.exit.is_none())?;
+        self.pending().first().is_some_and(|(_, c)| c.name == a.syscall).then_some(a)
     }
 
     /// [`Self::pending_calls`] with the API's id of each native tool call
@@ -148,8 +178,21 @@ impl RestoreRequest {
     /// same reply that never started a notice (text calls) or a "not run"
     /// error under each native call's id — so every tool call of the reply
     /// has its result, as the APIs require —, then a notice of the restart.
+    ///
+    /// A process whose first pending call was waiting for the operator
+    /// ([`Self::waits_for_approval`]) gets only a notice: nothing of that
+    /// reply ran, and its loop asks again and runs the rest.
     pub fn recovery_entries(&self) -> Vec<Entry> {
         let pending = self.pending();
+        if let Some(a) = self.waits_for_approval() {
+            return vec![Entry::Notice {
+                text: format!(
+                    "the kernel restarted; your process was resumed from its journal. Your {} call still waits for \
+                     the operator's approval ({}); the rest of your last reply runs after it",
+                    a.syscall, a.id
+                ),
+            }];
+        }
         let mut out = Vec::new();
         let mut id = self.next_call_id;
         if let Some((call_id, first)) = pending.first() {

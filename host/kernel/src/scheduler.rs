@@ -158,6 +158,7 @@ pub(crate) async fn run(env: LoopEnv<'_>, p: &Arc<Process>, inbox: IpcInbox) -> 
 impl Loop<'_> {
     async fn steps(&mut self) -> Step<std::convert::Infallible> {
         self.finish_interrupted_sleep().await;
+        self.finish_interrupted_reply().await?;
         loop {
             self.take_events();
             self.check_limits()?;
@@ -184,6 +185,17 @@ impl Loop<'_> {
                 self.sleep(left).await;
             }
         }
+    }
+
+    /// A process restored while a call of its last reply waited for the
+    /// operator: that call asks again (same approval id), then the rest of
+    /// the reply runs — none of it had started.
+    async fn finish_interrupted_reply(&mut self) -> Step {
+        let Some((text, tool_calls, done)) = self.p.unfinished_reply() else { return Ok(()) };
+        let calls: Vec<_> = reply_calls(&text, &tool_calls).into_iter().skip(done).collect();
+        let sleep = self.run_call_list(calls).await?;
+        self.sleep_if_asked(sleep).await;
+        Ok(())
     }
 
     /// Sleeps for `d`, or until an event arrives (a wake-up, a child's exit).
@@ -336,12 +348,12 @@ impl Loop<'_> {
     /// or error of a native call is recorded under its id. `SYS_EXIT` ends
     /// the process (later calls are not run).
     async fn run_calls(&mut self, reply: &Completion) -> Step<Option<f64>> {
+        self.run_call_list(reply_calls(&reply.text, &reply.tool_calls)).await
+    }
+
+    /// Runs `calls` (of one reply, or what is left of it) in order; see [`Self::run_calls`].
+    async fn run_call_list(&mut self, calls: Vec<ReplyCall>) -> Step<Option<f64>> {
         let (p, bus) = (self.p, self.env.events);
-        let calls: Vec<(Option<String>, Result<parser::ParsedCall, parser::ParseError>)> = parser::parse_reply(&reply.text)
-            .into_iter()
-            .map(|c| (None, c))
-            .chain(reply.tool_calls.iter().map(|c| (Some(c.id.clone()), native_call(c))))
-            .collect();
         let total = calls.len();
         let mut sleep: Option<f64> = None;
         for (i, (call_id, call)) in calls.into_iter().enumerate() {
@@ -452,6 +464,20 @@ fn system_prompt(p: &Process, specs: &[SyscallSpec], native: bool) -> String {
 
 /// A native tool call as a parsed call, or why it is malformed: no name,
 /// arguments that are not JSON, or not an object (empty arguments are `{}`).
+/// A call of a reply: a native tool call's id (none for a text call) and
+/// the call, or why it could not be parsed.
+type ReplyCall = (Option<String>, Result<parser::ParsedCall, parser::ParseError>);
+
+/// The calls of a reply in the order they run: the `[SYS_CALL::…]` calls
+/// of its text, then its native tool calls.
+fn reply_calls(text: &str, tool_calls: &[aos_abi::ToolCall]) -> Vec<ReplyCall> {
+    parser::parse_reply(text)
+        .into_iter()
+        .map(|c| (None, c))
+        .chain(tool_calls.iter().map(|c| (Some(c.id.clone()), native_call(c))))
+        .collect()
+}
+
 fn native_call(c: &aos_abi::ToolCall) -> Result<parser::ParsedCall, parser::ParseError> {
     let err = |message: String| parser::ParseError {
         name: (!c.name.is_empty()).then(|| c.name.clone()),

@@ -17,9 +17,9 @@ mod parser;
 #[path = "../../src/approval/policy.rs"]
 #[allow(dead_code)]
 mod policy;
-/// `events` names `crate::approval::Policy`.
+/// `events` and `replay` name `crate::approval::{Policy, PendingApproval, Rule}`.
 mod approval {
-    pub use super::policy::Policy;
+    pub use super::policy::{PendingApproval, Policy, Rule};
 }
 #[path = "../../src/events.rs"]
 #[allow(dead_code)]

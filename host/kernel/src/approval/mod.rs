@@ -15,21 +15,25 @@
 //!   or it times out (a denial). "Approve always" adds an `allow` rule for
 //!   the call's pattern to the process tree's shared list, which turns later
 //!   `ask`s of that pattern into `allow` — never a `deny`.
-//! * A restart forgets pending approvals and "always" rules (fail-safe: the
-//!   call was not run, and is reported as interrupted; later calls ask
-//!   again). Each process's policy chain is journalled with it and restored.
+//! * Everything survives a restart, through the journal: each process's
+//!   policy chain (with it), a pending approval
+//!   ([`KernelEvent::ApprovalAsked`](crate::KernelEvent::ApprovalAsked)) —
+//!   the restored process asks again under the same id and expiry before
+//!   the rest of its reply runs —, the go-ahead
+//!   ([`KernelEvent::ApprovalGranted`](crate::KernelEvent::ApprovalGranted),
+//!   durable before the call runs: an approved call cut by a crash is
+//!   reported as interrupted, never run twice) and "always" rules
+//!   ([`KernelEvent::ApprovalRule`](crate::KernelEvent::ApprovalRule)).
 
 mod policy;
 
-pub use policy::{CallFacts, Decision, Policy, Rule};
+pub use policy::{CallFacts, Decision, PendingApproval, Policy, Rule};
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use parking_lot::Mutex;
-use serde::{Deserialize, Serialize};
-use serde_json::Value;
 use tokio::sync::oneshot;
 
 type Pid = u64;
@@ -87,21 +91,6 @@ impl Chain {
     }
 }
 
-/// A call waiting for the operator (`aos approvals`, `GET /v1/approvals`).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct PendingApproval {
-    pub id: u64,
-    pub pid: Pid,
-    pub syscall: String,
-    pub args: Value,
-    /// When it was asked (Unix ms).
-    pub asked_at_ms: u64,
-    /// When it times out as a denial (Unix ms).
-    pub expires_at_ms: u64,
-    /// The rule "approve always" would add.
-    pub always_rule: String,
-}
-
 /// The operator's answer.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Answer {
@@ -131,29 +120,43 @@ pub enum AnswerError {
 }
 
 impl Approvals {
-    /// Registers `call` of `pid`; the receiver gets the answer.
+    /// Registers `call` of `pid`; the receiver gets the answer. `again`:
+    /// the approval this call had before a restart (same id and expiry).
     pub(crate) fn ask(
         &self,
         pid: Pid,
         call: &CallFacts,
         chain: &Chain,
         timeout: std::time::Duration,
-    ) -> (u64, oneshot::Receiver<Answer>) {
-        let id = self.next.fetch_add(1, Ordering::Relaxed) + 1;
-        let now = now_ms();
+        again: Option<PendingApproval>,
+    ) -> (PendingApproval, oneshot::Receiver<Answer>) {
         let always = Rule::always_for(call);
-        let info = PendingApproval {
-            id,
-            pid,
-            syscall: call.name.to_string(),
-            args: call.args.clone(),
-            asked_at_ms: now,
-            expires_at_ms: now.saturating_add(timeout.as_millis() as u64),
-            always_rule: always.describe(),
+        let info = match again {
+            Some(before) => {
+                self.reserve(before.id);
+                PendingApproval { always_rule: always.describe(), ..before }
+            }
+            None => {
+                let now = now_ms();
+                PendingApproval {
+                    id: self.next.fetch_add(1, Ordering::Relaxed) + 1,
+                    pid,
+                    syscall: call.name.to_string(),
+                    args: call.args.clone(),
+                    asked_at_ms: now,
+                    expires_at_ms: now.saturating_add(timeout.as_millis() as u64),
+                    always_rule: always.describe(),
+                }
+            }
         };
         let (tx, rx) = oneshot::channel();
-        self.pending.lock().insert(id, Waiting { info, always, chain: chain.clone(), tx });
-        (id, rx)
+        self.pending.lock().insert(info.id, Waiting { info: info.clone(), always, chain: chain.clone(), tx });
+        (info, rx)
+    }
+
+    /// Makes sure later approvals get ids above `id` (one restored from the journal).
+    pub(crate) fn reserve(&self, id: u64) {
+        self.next.fetch_max(id, Ordering::Relaxed);
     }
 
     /// Forgets `id` (answered elsewhere, timed out, or its process gone).
@@ -181,7 +184,7 @@ impl Approvals {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::json;
+    use serde_json::{json, Value};
 
     fn facts<'a>(name: &'a str, args: &'a Value) -> CallFacts<'a> {
         CallFacts { name, args, target_exists: false }

@@ -1,6 +1,7 @@
 //! Approval policies as data (a leaf: serde only, also compiled into the
 //! journal fuzz target): [`Decision`], [`Rule`], [`Policy`] and its
-//! presets, and the [`CallFacts`] a rule looks at.
+//! presets, the [`CallFacts`] a rule looks at, and a [`PendingApproval`]
+//! (journalled, so a restart asks again under the same id).
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -275,3 +276,17 @@ pub(crate) fn glob(pattern: &str, text: &str) -> bool {
     true
 }
 
+/// A call waiting for the operator (`aos approvals`, `GET /v1/approvals`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PendingApproval {
+    pub id: u64,
+    pub pid: u64,
+    pub syscall: String,
+    pub args: Value,
+    /// When it was asked (Unix ms).
+    pub asked_at_ms: u64,
+    /// When it times out as a denial (Unix ms).
+    pub expires_at_ms: u64,
+    /// The rule "approve always" would add.
+    pub always_rule: String,
+}
