@@ -957,3 +957,112 @@ fn random_kill_9_loses_no_history_and_runs_no_call_twice() {
     eprintln!("{kills} kills, {interrupted} calls reported as interrupted");
     drop(d);
 }
+
+/// A loopback OpenAI chat-completions server (std threads, so it outlives
+/// daemon restarts): answers the n-th POST with `replies[n]` (the last
+/// repeats) and records the JSON bodies.
+fn openai_server(replies: Vec<Value>) -> (String, std::sync::Arc<std::sync::Mutex<Vec<Value>>>) {
+    use std::io::{Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}/v1", listener.local_addr().unwrap());
+    let bodies = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let b2 = bodies.clone();
+    std::thread::spawn(move || {
+        for mut s in listener.incoming().flatten() {
+            let mut buf = Vec::new();
+            let mut chunk = [0u8; 8192];
+            let body = loop {
+                let n = s.read(&mut chunk).unwrap_or(0);
+                if n == 0 {
+                    break None;
+                }
+                buf.extend_from_slice(&chunk[..n]);
+                if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                    let head = String::from_utf8_lossy(&buf[..i]).to_ascii_lowercase();
+                    let len: usize = head.lines().find_map(|l| l.strip_prefix("content-length:").map(|v| v.trim().parse().unwrap())).unwrap_or(0);
+                    while buf.len() < i + 4 + len {
+                        let n = s.read(&mut chunk).unwrap_or(0);
+                        if n == 0 {
+                            break;
+                        }
+                        buf.extend_from_slice(&chunk[..n]);
+                    }
+                    break serde_json::from_slice::<Value>(&buf[i + 4..(i + 4 + len).min(buf.len())]).ok();
+                }
+            };
+            let Some(body) = body else { continue };
+            let reply = {
+                let mut b = b2.lock().unwrap();
+                b.push(body);
+                replies[(b.len() - 1).min(replies.len() - 1)].to_string()
+            };
+            let _ = s.write_all(
+                format!("HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{reply}", reply.len())
+                    .as_bytes(),
+            );
+        }
+    });
+    (url, bodies)
+}
+
+/// A chat completion (the documented shape of
+/// https://platform.openai.com/docs/api-reference/chat/object) with these
+/// native tool calls (id, name, arguments).
+fn chat_completion(calls: &[(&str, &str, &str)]) -> Value {
+    let calls: Vec<Value> = calls
+        .iter()
+        .map(|(id, name, args)| serde_json::json!({"id": id, "type": "function", "function": {"name": name, "arguments": args}}))
+        .collect();
+    serde_json::json!({
+        "id": "chatcmpl-1", "object": "chat.completion", "created": 1741570283, "model": "gpt-4o",
+        "choices": [{"index": 0, "message": {"role": "assistant", "content": null, "tool_calls": calls}, "finish_reason": "tool_calls"}],
+        "usage": {"prompt_tokens": 100, "completion_tokens": 20, "total_tokens": 120}
+    })
+}
+
+/// The daemon is killed with SIGKILL while a native tool call runs (its
+/// reply had two: FS_WRITE, done, then RECV_MSG, blocking). After the
+/// restart the process's next request answers both calls under their ids —
+/// FS_WRITE with its recorded result, RECV_MSG "interrupted, not re-run" —
+/// and FS_WRITE's effect happened once.
+#[test]
+fn kill_9_between_a_native_tool_call_and_its_result() {
+    let aos = new_aos();
+    let (url, bodies) = openai_server(vec![
+        chat_completion(&[
+            ("call_w", "FS_WRITE", r#"{"path": "n.txt", "content": "once\n", "append": true}"#),
+            ("call_r", "RECV_MSG", "{}"),
+        ]),
+        chat_completion(&[("call_x", "SYS_EXIT", r#"{"code": 0, "result": "done"}"#)]),
+    ]);
+    let d = Daemon::start(&aos);
+    let ws = aos.ws();
+    let (code, out, err) = aos.run(&[
+        "spawn", "--provider", "openai", "--base-url", &url, "--model", "gpt-4o", "--tool-mode", "native",
+        "--grant", "fs:rw", "--grant", "ipc", "--workspace", ws.to_str().unwrap(), "write once to n.txt",
+    ]);
+    assert_eq!(code, 0, "{out}\n{err}");
+    let pid: u64 = out.trim().parse().unwrap();
+    wait_state(&aos, pid, "blocked_recv");
+    kill_9(&aos);
+    let (code, out, err) = aos.run(&["kernel", "start"]);
+    assert_eq!(code, 0, "{out}\n{err}");
+    let ended = wait_state(&aos, pid, "exited");
+    assert_eq!(ended["status"]["code"], 0, "{ended}");
+    let bodies = bodies.lock().unwrap().clone();
+    assert_eq!(bodies.len(), 2, "one request before the crash, one after: {bodies:#?}");
+    let msgs = bodies[1]["messages"].as_array().unwrap();
+    let i = msgs.iter().position(|m| m["role"] == "assistant").expect("the reply with the calls");
+    assert_eq!(msgs[i]["tool_calls"].as_array().unwrap().len(), 2, "{msgs:#?}");
+    assert_eq!((msgs[i + 1]["role"].as_str(), msgs[i + 1]["tool_call_id"].as_str()), (Some("tool"), Some("call_w")), "{msgs:#?}");
+    assert!(msgs[i + 1]["content"].as_str().unwrap().starts_with("[RESULT FS_WRITE"), "{}", msgs[i + 1]);
+    assert_eq!((msgs[i + 2]["role"].as_str(), msgs[i + 2]["tool_call_id"].as_str()), (Some("tool"), Some("call_r")), "{msgs:#?}");
+    let r = msgs[i + 2]["content"].as_str().unwrap();
+    assert!(r.contains("interrupted") && r.contains("not re-run"), "{r}");
+    // The write ran once, and is in the history once.
+    assert_eq!(std::fs::read_to_string(ws.join("n.txt")).unwrap(), "once\n");
+    let entries = log_entries(&aos, pid);
+    assert_no_gap(&entries);
+    assert_eq!(entries.iter().filter(|e| e["type"] == "result" && e["name"] == "FS_WRITE").count(), 1, "{entries:#?}");
+    drop(d);
+}
