@@ -6,6 +6,7 @@
 //! | call | the original's shape | read as |
 //! |------|----------------------|---------|
 //! | any  | an optional field given as `null` (Go left it unset) | the field omitted |
+//! | any  | a number written as a string (`"timeout": "5"`, as models often write it) where the schema wants an integer or number | the number it spells |
 //! | `SPAWN_AGENT` | `{model, role, permissions, pipe_to}` without `task` | `task` = `role` (the role was the child's whole instruction) |
 //! | `SPAWN_AGENT` | `permissions` missing | `[]`: no rights (the original gave *all* rights; never here) |
 //! | `SPAWN_AGENT` | `pipe_to: 0`, `model: ""`, `provider: ""`, `role: ""` (Go's zero values) | omitted |
@@ -30,6 +31,17 @@ pub(crate) fn upgrade(name: &str, args: &Value, schema: &Value) -> Value {
     let Some(obj) = args.as_object_mut() else { return args };
     let required = |k: &str| schema["required"].as_array().is_some_and(|r| r.iter().any(|x| x == k));
     obj.retain(|k, v| !v.is_null() || required(k));
+    for (k, v) in obj.iter_mut() {
+        let Some(s) = v.as_str() else { continue };
+        let n = match schema["properties"][k.as_str()]["type"].as_str() {
+            Some("integer") => s.trim().parse::<i64>().ok().map(Value::from),
+            Some("number") => s.trim().parse::<f64>().ok().filter(|f| f.is_finite()).map(Value::from),
+            _ => None,
+        };
+        if let Some(n) = n {
+            *v = n;
+        }
+    }
     match name {
         "SPAWN_AGENT" => {
             for k in ["pipe_to", "model", "provider", "role"] {
@@ -44,13 +56,8 @@ pub(crate) fn upgrade(name: &str, args: &Value, schema: &Value) -> Value {
             }
             obj.entry("permissions").or_insert_with(|| Value::Array(Vec::new()));
         }
-        "SYS_WEBHOOK_REPLY" => {
-            if let Some(n) = obj.get("request_id").and_then(Value::as_str).and_then(|s| s.trim().parse::<u64>().ok()) {
-                obj.insert("request_id".into(), n.into());
-            }
-            if obj.get("status").is_some_and(|v| v == 0) {
-                obj.remove("status");
-            }
+        "SYS_WEBHOOK_REPLY" if obj.get("status").is_some_and(|v| v == 0) => {
+            obj.remove("status");
         }
         _ => {}
     }
@@ -66,6 +73,15 @@ mod tests {
     fn up(name: &str, args: Value) -> Value {
         let k = KernelSyscall::from_name(name).unwrap();
         upgrade(name, &args, &k.spec().args_schema)
+    }
+
+    #[test]
+    fn numbers_written_as_strings_are_read_as_numbers_where_the_schema_wants_one() {
+        assert_eq!(up("RECV_MSG", json!({"timeout": " 2.5 "})), json!({"timeout": 2.5}));
+        assert_eq!(up("SYS_EXIT", json!({"code": "3", "result": "7"})), json!({"code": 3, "result": "7"}), "result takes anything");
+        assert_eq!(up("SYS_WRITE_STDOUT", json!({"text": "42"})), json!({"text": "42"}), "a string stays a string");
+        assert_eq!(up("SYS_EXIT", json!({"code": "1.5"})), json!({"code": "1.5"}), "not an integer: left for validation");
+        assert_eq!(up("RECV_MSG", json!({"timeout": "NaN"})), json!({"timeout": "NaN"}));
     }
 
     #[test]

@@ -497,7 +497,8 @@ fn native_call(c: &aos_abi::ToolCall) -> Result<parser::ParsedCall, parser::Pars
     if !args.is_object() {
         return Err(err(format!("the arguments of {} must be a JSON object, got `{}`", c.name, c.arguments)));
     }
-    Ok(parser::ParsedCall { name: c.name.clone(), args, span: 0..0 })
+    // Names are case-insensitive, as in the text protocol (`[SYS_CALL::fs_read]`).
+    Ok(parser::ParsedCall { name: c.name.trim().to_ascii_uppercase(), args, span: 0..0 })
 }
 
 /// Why a process whose wall-time budget ran out ended.
