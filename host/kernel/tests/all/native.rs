@@ -241,6 +241,25 @@ async fn parallel_malformed_denied_and_text_calls_in_one_reply() {
     assert!(last["content"].as_str().unwrap().contains(r#""content":"42""#), "{last}");
 }
 
+/// Quirks models produce that the kernel takes, as in the text protocol: a
+/// lower-case tool name, a number written as a string.
+#[tokio::test]
+async fn lower_case_names_and_numbers_as_strings_are_taken() {
+    let s = server(vec![
+        completion(None, &[("c1", "sys_write_stdout", r#"{"text": "hi"}"#), ("c2", "RECV_MSG", r#"{"timeout": "0.05"}"#)]),
+        completion(None, &[("c3", "SYS_EXIT", r#"{"code": "0"}"#)]),
+    ])
+    .await;
+    let e = env(&s.url, |_| {}).await;
+    let pid = e.kernel.spawn(req(&e, "x", &["ipc"])).await.unwrap();
+    assert_eq!(wait(&e.kernel, pid).await, ExitStatus::Exited { code: 0, result: None });
+    assert_eq!(e.kernel.stdout(pid).unwrap(), ["hi"]);
+    let h = history(&s.bodies.lock()[1]);
+    assert_eq!(h[0]["tool_calls"][0]["function"]["name"], "sys_write_stdout", "the model's call is sent back as it was");
+    assert!(h[1]["content"].as_str().unwrap().starts_with("[RESULT SYS_WRITE_STDOUT#1]"), "{}", h[1]);
+    assert!(h[2]["content"].as_str().unwrap().starts_with("[RESULT RECV_MSG#2]"), "{}", h[2]);
+}
+
 /// Ollama's answer for a model without tool calling (its documented error
 /// body: `{"error": "... does not support tools"}`).
 fn no_tools() -> (u16, Value) {
