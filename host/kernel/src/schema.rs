@@ -1,16 +1,127 @@
-//! A validator for the JSON-Schema subset syscall specs use: `type`
-//! (object/string/integer/number/boolean/array/null, or a list of them),
-//! `properties`, `required`, `additionalProperties` (bool), `items`, `enum`,
-//! `minimum`/`maximum`, `minLength`/`maxLength`, `minItems`/`maxItems`.
-//! Unknown keywords are ignored. Errors name the offending field by its path
-//! (`permissions[2]`) and say what was expected, so the model can fix the call.
+//! Validation of a call's arguments against its syscall's JSON Schema, in
+//! two stages:
+//!
+//! 1. the subset syscall specs use — `type` (object/string/integer/number/
+//!    boolean/array/null, or a list of them), `properties`, `required`,
+//!    `additionalProperties` (bool), `items`, `enum`, `minimum`/`maximum`,
+//!    `minLength`/`maxLength`, `minItems`/`maxItems` — checked here with
+//!    errors that name the offending field by its path (`permissions[2]`)
+//!    and say what was expected, so the model can fix the call;
+//! 2. for a schema that uses anything else (MCP tools' schemas use `oneOf`,
+//!    `anyOf`, `$ref`/`$defs`, `pattern`, `format`, `const`, schema-valued
+//!    `additionalProperties`, …): the complete implementation of the
+//!    [`jsonschema`] crate (the draft the schema names, 2020-12 by default;
+//!    no remote `$ref`s are fetched), its first error given with the field's
+//!    path. Compiled validators are cached per schema. A schema it cannot
+//!    compile keeps the subset check alone (logged once).
 
 use serde_json::Value;
 
 /// Validates `value` against `schema`. On failure returns one message that
 /// names the field and what it should be.
 pub fn validate(schema: &Value, value: &Value) -> Result<(), String> {
-    check(schema, value, "")
+    check(schema, value, "")?;
+    if beyond_subset(schema) {
+        complete::check(schema, value)?;
+    }
+    Ok(())
+}
+
+/// Keywords stage 1 checks, or that never constrain a value.
+const SUBSET: [&str; 18] = [
+    "type", "properties", "required", "additionalProperties", "items", "enum", "minimum", "maximum",
+    "minLength", "maxLength", "minItems", "maxItems", "description", "title", "default", "examples", "$schema",
+    "$comment",
+];
+
+/// Whether `schema` uses a keyword outside [`SUBSET`] (or a schema-valued
+/// `additionalProperties`), anywhere.
+fn beyond_subset(schema: &Value) -> bool {
+    let Some(obj) = schema.as_object() else { return false };
+    obj.iter().any(|(k, v)| match k.as_str() {
+        "properties" => v.as_object().is_some_and(|p| p.values().any(beyond_subset)),
+        "items" => beyond_subset(v) || v.is_array(),
+        "additionalProperties" => !v.is_boolean(),
+        // Values, not schemas.
+        "enum" | "required" | "default" | "examples" | "description" | "title" | "$schema" | "$comment" => false,
+        k => !SUBSET.contains(&k),
+    })
+}
+
+/// Stage 2: the complete check, by the `jsonschema` crate.
+mod complete {
+    use std::collections::HashMap;
+    use std::hash::{Hash, Hasher};
+    use std::sync::{Arc, LazyLock};
+
+    use parking_lot::Mutex;
+    use serde_json::Value;
+
+    /// Compiled validators by the hash of their schema's text (`None`: it
+    /// does not compile). Bounded: cleared when full.
+    static CACHE: LazyLock<Mutex<HashMap<u64, Option<Arc<jsonschema::Validator>>>>> = LazyLock::new(Default::default);
+    const CACHE_MAX: usize = 4096;
+
+    fn validator(schema: &Value) -> Option<Arc<jsonschema::Validator>> {
+        let text = schema.to_string();
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        text.hash(&mut h);
+        let key = h.finish();
+        if let Some(v) = CACHE.lock().get(&key) {
+            return v.clone();
+        }
+        let compiled = match jsonschema::validator_for(schema) {
+            Ok(v) => Some(Arc::new(v)),
+            Err(e) => {
+                tracing::warn!(error = %e, "a syscall's argument schema does not compile as JSON Schema; only its basic keywords are checked");
+                None
+            }
+        };
+        let mut cache = CACHE.lock();
+        if cache.len() >= CACHE_MAX {
+            cache.clear();
+        }
+        cache.insert(key, compiled.clone());
+        compiled
+    }
+
+    /// `/a/2/b` → `a[2].b`.
+    fn path_of(pointer: &str) -> String {
+        let mut out = String::new();
+        for seg in pointer.split('/').skip(1) {
+            let seg = seg.replace("~1", "/").replace("~0", "~");
+            if !seg.is_empty() && seg.bytes().all(|b| b.is_ascii_digit()) {
+                out.push_str(&format!("[{seg}]"));
+            } else {
+                if !out.is_empty() {
+                    out.push('.');
+                }
+                out.push_str(&seg);
+            }
+        }
+        out
+    }
+
+    pub(super) fn check(schema: &Value, value: &Value) -> Result<(), String> {
+        let Some(v) = validator(schema) else { return Ok(()) };
+        match v.validate(value) {
+            Ok(()) => Ok(()),
+            Err(e) => {
+                let path = path_of(&e.instance_path().to_string());
+                let what = e.to_string();
+                let what = if what.chars().count() > 300 { format!("{}...", what.chars().take(300).collect::<String>()) } else { what };
+                Err(format!("{}: {what}", super::field(&path)))
+            }
+        }
+    }
+
+    #[cfg(test)]
+    #[test]
+    fn pointers_become_paths() {
+        assert_eq!(path_of(""), "");
+        assert_eq!(path_of("/a/2/b"), "a[2].b");
+        assert_eq!(path_of("/x~1y"), "x/y");
+    }
 }
 
 fn field(path: &str) -> String {
@@ -213,5 +324,44 @@ mod tests {
         assert_eq!(e(json!({"path": "a", "tags": ["x", 2]})), "field `tags[1]` must be string, got integer `2`");
         assert!(e(json!({"path": "a", "extra": 1})).starts_with("unexpected field `extra`; allowed fields: `path`"));
         assert_eq!(e(json!([1])), "the arguments must be object, got array `[1]`");
+    }
+
+    /// Keywords beyond the subset (as MCP tools' schemas use them) are
+    /// checked completely, with the field's path.
+    #[test]
+    fn keywords_beyond_the_subset_are_checked() {
+        let s = json!({
+            "type": "object",
+            "properties": {
+                "id": {"type": "string", "pattern": "^[0-9]+$"},
+                "target": {"oneOf": [{"type": "string"}, {"type": "object", "properties": {"x": {"type": "integer"}}, "required": ["x"]}]},
+                "items": {"type": "array", "items": {"$ref": "#/$defs/item"}},
+                "kind": {"const": "report"}
+            },
+            "$defs": {"item": {"type": "object", "properties": {"n": {"type": "integer", "exclusiveMinimum": 0}}, "required": ["n"]}}
+        });
+        validate(&s, &json!({"id": "42", "target": {"x": 1}, "items": [{"n": 1}], "kind": "report"})).unwrap();
+        let e = |v| validate(&s, &v).unwrap_err();
+        let m = e(json!({"id": "4a2"}));
+        assert!(m.starts_with("field `id`: ") && m.contains("^[0-9]+$"), "{m}");
+        let m = e(json!({"target": 3}));
+        assert!(m.starts_with("field `target`: "), "{m}");
+        let m = e(json!({"items": [{"n": 1}, {"n": 0}]}));
+        assert!(m.starts_with("field `items[1].n`: ") && m.contains('0'), "{m}");
+        let m = e(json!({"kind": "memo"}));
+        assert!(m.starts_with("field `kind`: "), "{m}");
+        // The subset's own messages still come first.
+        assert_eq!(e(json!({"id": 5})), "field `id` must be string, got integer `5`");
+        // A schema that does not compile keeps the subset check.
+        let broken = json!({"type": "object", "properties": {"a": {"type": "string", "pattern": "("}}});
+        validate(&broken, &json!({"a": "x"})).unwrap();
+        assert_eq!(validate(&broken, &json!({"a": 1})).unwrap_err(), "field `a` must be string, got integer `1`");
+    }
+
+    #[test]
+    fn kernel_schemas_stay_in_the_subset() {
+        for k in crate::syscalls::KernelSyscall::ALL {
+            assert!(!beyond_subset(&k.spec().args_schema), "{}", k.name());
+        }
     }
 }
