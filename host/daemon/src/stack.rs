@@ -58,8 +58,9 @@ pub async fn runtime(home: &Path, cfg: &Config) -> Result<Arc<DriverRuntime>> {
 
 /// The MCP servers of `[mcp.servers.NAME]`, started and their tools listed.
 /// A server that runs on the host is announced (a warning, in the daemon's
-/// log and on `aos run`'s stderr); one that fails to start is reported and
-/// offers no tools (the kernel still starts); a table that cannot be used
+/// log and on `aos run`'s stderr); one that fails to start is reported,
+/// offers no tools (the kernel still starts) and is started again in the
+/// background until it starts ([`aos_mcp::McpSource::retry_in_background`]); a table that cannot be used
 /// (e.g. a stdio server without `host = true`) stops the kernel's start.
 pub async fn mcp(cfg: &Config) -> Result<Arc<aos_mcp::McpSource>> {
     let source = aos_mcp::McpSource::new(&cfg.mcp, |k| std::env::var(k).ok()).context("invalid [mcp.servers] settings")?;
@@ -71,7 +72,10 @@ pub async fn mcp(cfg: &Config) -> Result<Arc<aos_mcp::McpSource>> {
     for (name, r) in source.start_all().await {
         match r {
             Ok(n) => tracing::info!(server = %name, "MCP server `{name}` started: {n} tools"),
-            Err(e) => tracing::warn!(server = %name, "{e}; its tools are not offered until the kernel restarts"),
+            Err(e) => {
+                tracing::warn!(server = %name, "{e}; its tools are not offered until it starts (trying again in 5 s, then less often, up to every 5 min)");
+                source.retry_in_background(&name, Duration::from_secs(5), Duration::from_secs(300));
+            }
         }
     }
     Ok(Arc::new(source))

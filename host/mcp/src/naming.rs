@@ -32,7 +32,7 @@ fn hashed(server: &str, tool: &str) -> String {
     let mut base = plain(server, tool);
     base.truncate(MAX_LEN - 9);
     let digest = Sha256::digest(format!("{server}/{tool}").as_bytes());
-    format!("{base}_{}", hex::encode_upper(digest)[..8].to_string())
+    format!("{base}_{}", &hex::encode_upper(digest)[..8])
 }
 
 /// The syscall names of `tools` ((server, tool) pairs), in the same order.

@@ -84,6 +84,31 @@ impl McpSource {
         out
     }
 
+    /// Starts `server` again in the background until it starts: after
+    /// `first`, then twice as long each time up to `max`. For a server that
+    /// failed at [`McpSource::start_all`] (its program was not installed
+    /// yet, a service it needs was down): its tools are offered as soon as
+    /// it starts. Each failed attempt is logged with the next delay.
+    pub fn retry_in_background(&self, server: &str, first: std::time::Duration, max: std::time::Duration) {
+        let Some(s) = self.server(server).cloned() else { return };
+        tokio::spawn(async move {
+            let mut delay = first;
+            for attempt in 2u32.. {
+                tokio::time::sleep(delay).await;
+                match s.ensure_started().await {
+                    Ok(()) => {
+                        tracing::info!(server = %s.name, attempt, "MCP server `{}` started: {} tools", s.name, s.tools().len());
+                        return;
+                    }
+                    Err(e) => {
+                        delay = (delay * 2).min(max);
+                        tracing::warn!(server = %s.name, attempt, "{e}; trying again in {} s", delay.as_secs());
+                    }
+                }
+            }
+        });
+    }
+
     /// The server `name`.
     pub fn server(&self, name: &str) -> Option<&Arc<Server>> {
         self.servers.iter().find(|s| s.name == name)

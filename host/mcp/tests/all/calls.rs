@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 
 use aos_kernel::ExitStatus;
 
-use crate::support::{harness, harness_on, sdk_server};
+use crate::support::{everything_bin, harness, harness_on, sdk_server};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tools_are_listed_as_syscalls_with_their_input_schema() {
@@ -171,4 +171,33 @@ async fn a_server_that_fails_to_start_says_why() {
     let missing = why("missing");
     assert_eq!(missing, "MCP server `missing`: cannot run `/nonexistent/mcp-server`: no such program (not found on PATH)");
     assert!(aos_abi::SyscallSource::offered(&source).is_empty());
+}
+
+/// A server that fails at the kernel's start (here: until a file exists,
+/// as when a program is installed or a service comes up later) is started
+/// again in the background, and its tools are offered once it runs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_failing_at_start_is_retried_until_it_starts() {
+    let Some(bin) = everything_bin() else {
+        aos_test_support::skip("a_server_failing_at_start_is_retried_until_it_starts", "server-everything is not installed (run ./dev setup)");
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let ready = dir.path().join("ready");
+    let script = format!("test -e '{}' || {{ echo 'not ready yet' >&2; exit 1; }}; exec '{}' stdio", ready.display(), bin.display());
+    let mut cfg = aos_mcp::McpConfig::default();
+    cfg.servers.insert("late".into(), aos_mcp::ServerConfig::stdio_on_host("sh", vec!["-c".into(), script]));
+    let source = std::sync::Arc::new(aos_mcp::McpSource::new(&cfg, |k| std::env::var(k).ok()).unwrap());
+    let results = source.start_all().await;
+    assert!(results[0].1.as_ref().unwrap_err().to_string().contains("not ready yet"), "{results:?}");
+    source.retry_in_background("late", Duration::from_millis(100), Duration::from_millis(400));
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    assert!(aos_abi::SyscallSource::offered(&*source).is_empty(), "still failing: nothing offered");
+    std::fs::write(&ready, "").unwrap();
+    let t0 = std::time::Instant::now();
+    while aos_abi::SyscallSource::offered(&*source).is_empty() {
+        assert!(t0.elapsed() < Duration::from_secs(30), "the server was never started again");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(aos_abi::SyscallSource::offered(&*source).iter().any(|s| s.name == "MCP_LATE_ECHO"));
 }
