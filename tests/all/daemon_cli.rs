@@ -136,7 +136,7 @@ fn model_progress_reaches_logs_follow_json_and_not_pipes() {
     let progress: Vec<&Value> = lines.iter().filter(|l| l["type"] == "model_progress").collect();
     let phases: Vec<&str> = progress.iter().map(|l| l["phase"].as_str().unwrap()).collect();
     assert_eq!(phases, ["prompt", "generating"], "{json_text}");
-    assert!(progress.iter().all(|l| l["pid"].to_string() == pid), "{json_text}");
+    assert!(progress.iter().all(|l| l["pid"] == pid.parse::<u64>().unwrap()), "{json_text}");
     assert!(progress[0]["total"].as_u64().unwrap() > 0 && progress[1]["tokens"].as_u64().unwrap() > 0, "{json_text}");
     // Before the reply it is about (the second reply: SYS_EXIT).
     let at = |f: &dyn Fn(&Value) -> bool| lines.iter().position(f).unwrap_or_else(|| panic!("{json_text}"));
