@@ -101,6 +101,52 @@ fn spawn_starts_the_kernel_and_wait_returns_the_exit_code() {
     assert!(err.contains("nope"), "{err}");
 }
 
+/// A model's progress reaches `aos logs -f --json` as `model_progress`
+/// lines (the script provider reports a reply's estimated sizes), before the
+/// reply's entry; a piped `aos logs -f` prints none of it.
+#[test]
+fn model_progress_reaches_logs_follow_json_and_not_pipes() {
+    use std::io::{BufRead, Read};
+    let aos = new_aos();
+    let _d = Daemon::start(&aos);
+    let model = script(&aos, "progress.txt", "[SYS_CALL::SYS_READ_STDIN] {}\n---\n[SYS_CALL::SYS_EXIT] {\"code\": 0}\n");
+    let pid = spawn(&aos, &model, &["--no-grants"]).to_string();
+    wait_state(&aos, pid.parse().unwrap(), "blocked_stdin");
+    let follow = |json: bool| {
+        let mut args = vec!["logs", "-f", &pid];
+        if json {
+            args.insert(1, "--json");
+        }
+        let mut child = aos.cmd().args(&args).stdout(std::process::Stdio::piped()).spawn().unwrap();
+        // Following once the history so far is printed.
+        let mut out = std::io::BufReader::new(child.stdout.take().unwrap());
+        let mut first = String::new();
+        out.read_line(&mut first).unwrap();
+        (child, out, first)
+    };
+    let (mut json, mut json_out, mut json_text) = follow(true);
+    let (mut plain, mut plain_out, mut plain_text) = follow(false);
+    let (code, _, err) = aos.run(&["send", &pid, "go"]);
+    assert_eq!(code, 0, "{err}");
+    json_out.read_to_string(&mut json_text).unwrap();
+    plain_out.read_to_string(&mut plain_text).unwrap();
+    assert!(json.wait().unwrap().success() && plain.wait().unwrap().success());
+
+    let lines: Vec<Value> = json_text.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let progress: Vec<&Value> = lines.iter().filter(|l| l["type"] == "model_progress").collect();
+    let phases: Vec<&str> = progress.iter().map(|l| l["phase"].as_str().unwrap()).collect();
+    assert_eq!(phases, ["prompt", "generating"], "{json_text}");
+    assert!(progress.iter().all(|l| l["pid"] == pid.parse::<u64>().unwrap()), "{json_text}");
+    assert!(progress[0]["total"].as_u64().unwrap() > 0 && progress[1]["tokens"].as_u64().unwrap() > 0, "{json_text}");
+    // Before the reply it is about (the second reply: SYS_EXIT).
+    let at = |f: &dyn Fn(&Value) -> bool| lines.iter().position(f).unwrap_or_else(|| panic!("{json_text}"));
+    let exit_reply = at(&|l| l["type"] == "reply" && l["text"].as_str().unwrap_or("").contains("SYS_EXIT"));
+    assert!(at(&|l| l["phase"] == "generating") < exit_reply, "{json_text}");
+
+    assert!(plain_text.contains("exited with code 0"), "{plain_text}");
+    assert!(!plain_text.contains('\r') && !plain_text.contains("evaluating prompt") && !plain_text.contains("tok/s"), "{plain_text:?}");
+}
+
 #[test]
 fn two_kernels_run_side_by_side() {
     let (a, b) = (new_aos(), new_aos());

@@ -24,6 +24,9 @@ fn scripted_agent_writes_a_file_and_exits_with_its_code() {
     assert!(err.contains("FS_WRITE#1"), "{err}");
     assert!(err.contains("exited with code 3: done"), "{err}");
     assert_eq!(out, "done\n");
+    // The model's progress (the script provider reports it) is a status
+    // line on a terminal only: nothing of it in pipes.
+    assert!(!err.contains('\r') && !err.contains("evaluating prompt") && !err.contains("tok/s"), "{err:?}");
 }
 
 #[test]

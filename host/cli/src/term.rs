@@ -121,6 +121,66 @@ pub fn color(stderr: bool) -> bool {
         && std::env::var("TERM").map(|t| t != "dumb").unwrap_or(true)
 }
 
+/// One status line that updates in place on a terminal (carriage return,
+/// erase line): a model's progress while it makes a reply (`aos logs -f`
+/// on stdout, `aos run` on stderr). Shown dimmed when colour is allowed,
+/// cut to the terminal's width so it never wraps (a wrapped line could not
+/// be erased); [`StatusLine::clear`] erases it before anything else is written.
+pub struct StatusLine {
+    stderr: bool,
+    shown: bool,
+}
+
+impl StatusLine {
+    /// A status line on stderr (`stderr`) or stdout; the caller shows it
+    /// only when that stream is a terminal.
+    pub fn new(stderr: bool) -> Self {
+        StatusLine { stderr, shown: false }
+    }
+
+    fn write(&self, args: fmt::Arguments<'_>) {
+        if self.stderr {
+            write_err(args)
+        } else {
+            write_out(args)
+        }
+    }
+
+    /// Replaces the line with `text`.
+    pub fn show(&mut self, text: &str) {
+        let width = crossterm::terminal::size().map(|(w, _)| w as usize).unwrap_or(80).max(10);
+        let text: String = text.chars().take(width - 1).collect();
+        if color(self.stderr) {
+            self.write(format_args!("\r\x1b[K\x1b[2m{text}\x1b[0m"));
+        } else {
+            self.write(format_args!("\r\x1b[K{text}"));
+        }
+        self.shown = true;
+    }
+
+    /// Erases the line, if it is shown.
+    pub fn clear(&mut self) {
+        if std::mem::take(&mut self.shown) {
+            self.write(format_args!("\r\x1b[K"));
+        }
+    }
+}
+
+/// The status line of `pid`'s model progress: `… pid 3: evaluating prompt 1536/3410 tokens`.
+pub fn progress_line(pid: u64, progress: &aos_abi::ModelProgress) -> String {
+    format!("… pid {pid}: {progress}")
+}
+
+/// `pid`'s model progress as one JSON line's object:
+/// `{"type": "model_progress", "pid": 3, "phase": "prompt", "done": 1536, "total": 3410}`.
+pub fn progress_json(pid: u64, progress: &aos_abi::ModelProgress) -> serde_json::Value {
+    let mut v = serde_json::json!({"type": "model_progress", "pid": pid});
+    if let (serde_json::Value::Object(m), Ok(serde_json::Value::Object(p))) = (&mut v, serde_json::to_value(progress)) {
+        m.extend(p);
+    }
+    v
+}
+
 /// `println!` that survives a closed stdout.
 #[macro_export]
 macro_rules! outln {

@@ -738,6 +738,7 @@ mod tests {
             base_url: None,
             tool_mode: aos_abi::ToolMode::Text,
             approvals: vec![aos_kernel::approval::Policy::ask_dangerous()],
+            model_progress: None,
         }
     }
 

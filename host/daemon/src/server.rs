@@ -600,7 +600,8 @@ async fn logs(
                 KernelEvent::Status { pid: p, .. }
                 | KernelEvent::Compacted { pid: p, .. }
                 | KernelEvent::ContextShrunk { pid: p, .. }
-                | KernelEvent::ReplyDelta { pid: p, .. } => (*p == pid, false),
+                | KernelEvent::ReplyDelta { pid: p, .. }
+                | KernelEvent::ModelProgress { pid: p, .. } => (*p == pid, false),
                 KernelEvent::Exited { pid: p, .. } => (*p == pid, *p == pid),
                 KernelEvent::Spawned { info } => (info.parent == Some(pid), false),
                 // Queue bookkeeping is for the journal, not for logs.

@@ -245,6 +245,11 @@ pub struct ProcessInfo {
     /// decides (see [`crate::approval`]). Empty: every call is allowed.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub approvals: Vec<crate::approval::Policy>,
+    /// While it waits on its model: how far the call is, as last reported
+    /// ([`KernelEvent::ModelProgress`]; `None` when its provider reports
+    /// nothing). Live state for `aos top`, never in a journal.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub model_progress: Option<aos_abi::ModelProgress>,
 }
 
 fn text_mode() -> aos_abi::ToolMode {
@@ -347,6 +352,12 @@ pub enum KernelEvent {
     ApprovalGranted { pid: Pid, id: u64 },
     /// "Approve always" added `rule` to the process tree of `pid`.
     ApprovalRule { pid: Pid, rule: crate::approval::Rule },
+    /// How far `pid`'s model call is (loading the model, planning,
+    /// evaluating the prompt, generating: [`aos_abi::ModelProgress`]), as
+    /// its provider reports it, at most ten a second per process (every
+    /// change of phase is sent). Live only, like [`KernelEvent::ReplyDelta`]:
+    /// never journalled, ignored by a replay; the reply's entry ends it.
+    ModelProgress { pid: Pid, progress: aos_abi::ModelProgress },
 }
 
 impl KernelEvent {
@@ -370,6 +381,7 @@ impl KernelEvent {
             | KernelEvent::ApprovalAsked { pid, .. }
             | KernelEvent::ApprovalGranted { pid, .. }
             | KernelEvent::ApprovalRule { pid, .. }
+            | KernelEvent::ModelProgress { pid, .. }
             | KernelEvent::Reaped { pid } => *pid,
         }
     }

@@ -95,6 +95,9 @@ pub struct Process {
     lsn: AtomicU64,
     /// Its approval policies and its tree's "approved always" rules.
     pub approvals: crate::approval::Chain,
+    /// How far its current model call is, as its provider last reported
+    /// (`None` between calls): live state for `ps`/`top`, never journalled.
+    pub(crate) model_progress: Arc<Mutex<Option<aos_abi::ModelProgress>>>,
 }
 
 /// Identity, rights and plumbing of a new process.
@@ -173,6 +176,7 @@ impl Process {
             exit_tx: watch::channel(None).0,
             lsn: AtomicU64::new(0),
             approvals: n.approvals,
+            model_progress: Arc::new(Mutex::new(None)),
         }
     }
 
@@ -248,6 +252,10 @@ impl Process {
             base_url: self.base_url.clone(),
             tool_mode: self.tool_mode,
             approvals: self.approvals.policies.clone(),
+            model_progress: match st.status {
+                ProcessStatus::WaitingModel => self.model_progress.lock().clone(),
+                _ => None,
+            },
         }
     }
 

@@ -100,7 +100,10 @@ impl RestoreRequest {
                 }
             }
             // Never journalled (a live view only).
-            KernelEvent::Spawned { .. } | KernelEvent::Reaped { .. } | KernelEvent::ReplyDelta { .. } => {}
+            KernelEvent::Spawned { .. }
+            | KernelEvent::Reaped { .. }
+            | KernelEvent::ReplyDelta { .. }
+            | KernelEvent::ModelProgress { .. } => {}
         }
     }
 

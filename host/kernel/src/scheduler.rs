@@ -42,6 +42,11 @@
 //!   [`KernelEvent::ContextShrunk`] (journalled, so a restored process keeps
 //!   it). When compaction can shrink the prompt no further (system prompt,
 //!   task and newest entry alone overflow) the process fails, saying what to do.
+//! * Live views of a model call, never journalled: streamed reply pieces go
+//!   out as [`KernelEvent::ReplyDelta`]; the provider's progress reports
+//!   (loading, prompt, generating) are kept in the process while it waits
+//!   on its model and go out as [`KernelEvent::ModelProgress`], at most one
+//!   per [`PROGRESS_INTERVAL_MS`] within a phase.
 //! * Other provider errors (after the provider's own retries) fail the process
 //!   with the error text; a truncated reply is fed back to the model as an error.
 
@@ -250,6 +255,7 @@ impl Loop<'_> {
         let mut overflowed: Option<(String, u64, u64)> = None;
         // Tokens reserved in the budgets of the process and its ancestors.
         let mut reserved: Option<u64> = None;
+        let progress = model_progress(bus, p);
         let completion = loop {
             let window = p.window(self.base_window);
             let (messages, compacted) = p.messages(bus, &self.system, window, self.native);
@@ -275,6 +281,7 @@ impl Loop<'_> {
                 tools: self.native,
                 pid: p.pid,
                 on_text: Some(reply_pieces(bus, p.pid)),
+                on_progress: Some(progress.sink()),
             };
             match p.provider.complete(req).await {
                 Ok(c) => break c,
@@ -312,6 +319,7 @@ impl Loop<'_> {
             }
         };
         drop(permit);
+        drop(progress);
         p.count_step(&completion.usage);
         let used = completion.usage.prompt_tokens + completion.usage.completion_tokens;
         p.account.settle_tokens(reserved.unwrap_or(0), used);
@@ -521,6 +529,62 @@ fn reply_pieces(bus: &EventBus, pid: u64) -> aos_providers::TextSink {
             let _ = tx.send(crate::events::KernelEvent::ReplyDelta { pid, text: text.to_string() });
         }
     })
+}
+
+/// Fewest milliseconds between two [`KernelEvent::ModelProgress`] events
+/// of one process in the same phase (at most ten a second).
+pub(crate) const PROGRESS_INTERVAL_MS: u64 = 100;
+
+/// Where a provider's progress reports go during one step of a process:
+/// its live state (`ps`, `top`: every report) and, rate-limited to one per
+/// [`PROGRESS_INTERVAL_MS`] per phase (a new phase always goes out), the
+/// live event stream when anyone follows it. Dropped when the call is done,
+/// which clears the live state (even when the step fails).
+struct ModelProgressReports {
+    live: std::sync::Arc<parking_lot::Mutex<Option<aos_abi::ModelProgress>>>,
+    sink: aos_providers::ProgressSink,
+}
+
+impl ModelProgressReports {
+    fn sink(&self) -> aos_providers::ProgressSink {
+        self.sink.clone()
+    }
+}
+
+impl Drop for ModelProgressReports {
+    fn drop(&mut self) {
+        *self.live.lock() = None;
+    }
+}
+
+fn model_progress(bus: &EventBus, p: &Process) -> ModelProgressReports {
+    let tx = bus.live_sender();
+    let pid = p.pid;
+    let live = p.model_progress.clone();
+    // (when, phase) of the last event sent.
+    let last: parking_lot::Mutex<Option<(std::time::Instant, &'static str)>> = parking_lot::Mutex::new(None);
+    let state = live.clone();
+    let sink = aos_providers::ProgressSink::new(move |progress| {
+        *state.lock() = Some(progress.clone());
+        if tx.receiver_count() == 0 {
+            return;
+        }
+        let now = std::time::Instant::now();
+        let phase = progress.phase();
+        {
+            let mut last = last.lock();
+            let due = match *last {
+                Some((at, ph)) => ph != phase || now.duration_since(at).as_millis() as u64 >= PROGRESS_INTERVAL_MS,
+                None => true,
+            };
+            if !due {
+                return;
+            }
+            *last = Some((now, phase));
+        }
+        let _ = tx.send(crate::events::KernelEvent::ModelProgress { pid, progress });
+    });
+    ModelProgressReports { live, sink }
 }
 
 /// `prompt_tokens` real tokens against a `limit`: scaled to fit with 10 %

@@ -12,12 +12,16 @@
 //! does not fit (the kernel estimates tokens, this counts them) fails with
 //! [`ProviderError::ContextOverflow`], on which the kernel compacts harder
 //! and retries.
+//!
+//! Progress: loading the model is reported to the request's `on_progress`
+//! sink, and so is every phase of the step (see [`crate::engine`]); the
+//! reply's text streams to `on_text` as it is sampled.
 
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
-use aos_providers::{Completion, CompletionRequest, Provider, ProviderError, Usage};
+use aos_providers::{Completion, CompletionRequest, ModelProgress, ProgressSink, Provider, ProviderError, Usage};
 use async_trait::async_trait;
 
 use crate::engine::{Decoding, Engine, EngineConfig, GenError, GenRequest};
@@ -139,7 +143,7 @@ impl LocalProvider {
     /// Verifies and loads `model` now (normally done by the first call).
     /// Returns the model load time in ms (0 when already loaded).
     pub fn preload(&self, model: &str) -> Result<f64, ProviderError> {
-        let (engine, fresh) = self.inner.engine(model)?;
+        let (engine, fresh) = self.inner.engine(model, &None)?;
         let e = engine.lock().unwrap();
         Ok(if fresh { e.load_ms } else { 0.0 })
     }
@@ -161,7 +165,7 @@ impl LocalProvider {
     /// The plan the engine follows for `task` with `specs` ([`crate::plan`]):
     /// the syscall of each clause. For evaluations and tests.
     pub fn plan(&self, model: &str, task: &str, specs: &[aos_abi::SyscallSpec]) -> Result<Vec<String>, ProviderError> {
-        let (engine, _) = self.inner.engine(model)?;
+        let (engine, _) = self.inner.engine(model, &None)?;
         let mut e = engine.lock().unwrap();
         match e.plan_for(task, specs).map_err(|e| err(format!("local model: {e}")))? {
             Some((plan, _)) => Ok(plan),
@@ -177,12 +181,15 @@ impl LocalProvider {
 
 impl Inner {
     /// The engine of `model`, loading it (after verification) on first use.
-    fn engine(&self, model: &str) -> Result<(Arc<Mutex<Engine>>, bool), ProviderError> {
+    /// Loading is reported to `progress` ([`ModelProgress::Loading`]).
+    fn engine(&self, model: &str, progress: &Option<ProgressSink>) -> Result<(Arc<Mutex<Engine>>, bool), ProviderError> {
         let mref = model_file::resolve_model(model, &self.cfg.model_dir);
         let mut engines = self.engines.lock().unwrap();
         if let Some(e) = engines.get(&mref.path) {
             return Ok((Arc::clone(e), false));
         }
+        let what = mref.path.file_name().map_or_else(|| mref.path.display().to_string(), |f| f.to_string_lossy().into_owned());
+        ProgressSink::send(progress, ModelProgress::Loading { what });
         model_file::verify(&mref).map_err(|e| err(e.to_string()))?;
         let cfg = EngineConfig {
             n_ctx: self.cfg.n_ctx,
@@ -197,7 +204,7 @@ impl Inner {
     }
 
     fn complete(&self, req: CompletionRequest) -> Result<Completion, ProviderError> {
-        let (engine, _) = self.engine(&req.model)?;
+        let (engine, _) = self.engine(&req.model, &req.on_progress)?;
         let mut messages: Vec<(String, String)> = req
             .messages
             .iter()
@@ -222,6 +229,8 @@ impl Inner {
             repeat_penalty: self.cfg.repeat_penalty,
             decoding: self.cfg.decoding,
             grammar: GrammarOptions { thought: self.cfg.thought, ..GrammarOptions::default() },
+            on_progress: req.on_progress.clone(),
+            on_text: req.on_text.clone(),
         };
         let out = {
             let mut e = engine.lock().unwrap_or_else(|p| p.into_inner());

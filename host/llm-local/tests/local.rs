@@ -242,3 +242,63 @@ fn multi_clause_tasks_get_one_syscall_per_clause() {
     let plan = p.plan("default", "List the files in the workspace, then delete old.log", &fs).unwrap();
     assert_eq!(plan, ["FS_LIST", "FS_DELETE"]);
 }
+
+/// While it works the provider reports how far it is — loading the model
+/// (first use), the prompt per batch, generating per token with tokens/s —
+/// and streams the reply's text; the pieces make up the reply.
+#[test]
+fn progress_is_reported_and_the_reply_streams() {
+    use aos_providers::{ModelProgress, ProgressSink, TextSink};
+    use std::sync::Mutex;
+    let Some(dir) = model_dir() else { return };
+    let p = LocalProvider::new(LocalConfig { model_dir: dir, n_batch: 64, ..LocalConfig::default() });
+    let task = common::Task { task: "Write a haiku about the sea to sea.txt".into(), caps: vec!["fs:rw".into()], expect: vec![], history: vec![] };
+    let mut req = common::request(9, &task);
+    let reports = Arc::new(Mutex::new(Vec::new()));
+    let pieces = Arc::new(Mutex::new(Vec::new()));
+    let (r2, p2) = (reports.clone(), pieces.clone());
+    req.on_progress = Some(ProgressSink::new(move |m| r2.lock().unwrap().push(m)));
+    req.on_text = Some(TextSink::new(move |t| p2.lock().unwrap().push(t.to_string())));
+    let out = p.complete_blocking(req).unwrap();
+    let stats = p.last_stats(9).unwrap();
+    let reports = reports.lock().unwrap().clone();
+    let pieces = pieces.lock().unwrap().clone();
+
+    assert_eq!(reports.first(), Some(&ModelProgress::Loading { what: MODEL_FILE_NAME.into() }), "{reports:?}");
+    let prompt: Vec<(u64, u64)> = reports
+        .iter()
+        .filter_map(|m| match m {
+            ModelProgress::Prompt { done, total } => Some((*done, *total)),
+            _ => None,
+        })
+        .collect();
+    // Batches of 64: the prompt's hundreds of tokens take several reports, the last one all of it.
+    let total = u64::from(stats.prompt_tokens);
+    assert!(prompt.len() as u64 > total / 64, "{prompt:?} for {total} tokens");
+    assert!(prompt.iter().all(|&(d, t)| d <= t && t == total), "{prompt:?}");
+    assert!(prompt.contains(&(total, total)), "{prompt:?}");
+    let generating: Vec<(u64, u64, f64)> = reports
+        .iter()
+        .filter_map(|m| match m {
+            ModelProgress::Generating { prompt_tokens, tokens, tokens_per_s } => Some((*prompt_tokens, *tokens, *tokens_per_s)),
+            _ => None,
+        })
+        .collect();
+    assert!(generating.len() > 3, "{reports:?}");
+    assert!(generating.windows(2).all(|w| w[0].1 < w[1].1), "one report per token: {generating:?}");
+    assert!(generating.iter().all(|g| g.0 == total && g.2 > 0.0), "{generating:?}");
+    assert_eq!(reports.last().map(ModelProgress::phase), Some("generating"));
+    assert_eq!(generating.last().unwrap().1, u64::from(stats.generated_tokens), "{stats:?}");
+
+    assert!(pieces.len() > 3, "{pieces:?}");
+    assert_eq!(pieces.concat(), out.text);
+
+    // Loaded now: a second call reports no loading.
+    let reports2 = Arc::new(Mutex::new(Vec::new()));
+    let r3 = reports2.clone();
+    let mut req = common::request(10, &task);
+    req.on_progress = Some(ProgressSink::new(move |m| r3.lock().unwrap().push(m)));
+    p.complete_blocking(req).unwrap();
+    let reports2 = reports2.lock().unwrap();
+    assert!(!reports2.iter().any(|m| m.phase() == "loading") && !reports2.is_empty(), "{reports2:?}");
+}

@@ -22,7 +22,7 @@ pub use registry::{
 pub use script::ScriptProvider;
 
 
-pub use aos_abi::{SyscallSpec, ToolCall, ToolMode};
+pub use aos_abi::{ModelProgress, SyscallSpec, ToolCall, ToolMode};
 
 /// Who said a message.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -107,6 +107,32 @@ pub struct CompletionRequest {
     /// Where a streaming provider sends the reply's text as it arrives
     /// (each piece once, in order); the whole reply is still returned.
     pub on_text: Option<TextSink>,
+    /// Where a provider that can tell reports how far the call is
+    /// ([`ModelProgress`]: loading the model, evaluating the prompt,
+    /// generating), as often as it likes: the receiver rate-limits.
+    pub on_progress: Option<ProgressSink>,
+}
+
+/// A callback receiving [`ModelProgress`] reports while a call runs.
+#[derive(Clone)]
+pub struct ProgressSink(pub std::sync::Arc<dyn Fn(ModelProgress) + Send + Sync>);
+
+impl ProgressSink {
+    pub fn new(f: impl Fn(ModelProgress) + Send + Sync + 'static) -> Self {
+        ProgressSink(std::sync::Arc::new(f))
+    }
+    /// Reports `p` to `sink`, if there is one.
+    pub fn send(sink: &Option<ProgressSink>, p: ModelProgress) {
+        if let Some(s) = sink {
+            (s.0)(p)
+        }
+    }
+}
+
+impl std::fmt::Debug for ProgressSink {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ProgressSink")
+    }
 }
 
 /// A callback receiving pieces of a reply's text while it is generated.
@@ -117,7 +143,8 @@ impl TextSink {
     pub fn new(f: impl Fn(&str) + Send + Sync + 'static) -> Self {
         TextSink(std::sync::Arc::new(f))
     }
-    pub(crate) fn send(sink: &Option<TextSink>, text: &str) {
+    /// Sends `text` to `sink`, if there is one and the text is not empty.
+    pub fn send(sink: &Option<TextSink>, text: &str) {
         if let (Some(s), false) = (sink, text.is_empty()) {
             (s.0)(text)
         }

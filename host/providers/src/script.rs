@@ -13,7 +13,7 @@ use std::time::SystemTime;
 
 use async_trait::async_trait;
 
-use crate::{estimated_usage, Completion, CompletionRequest, Provider, ProviderError};
+use crate::{estimated_usage, Completion, CompletionRequest, ModelProgress, ProgressSink, Provider, ProviderError};
 
 const NAME: &str = "script";
 
@@ -192,6 +192,15 @@ impl Provider for ScriptProvider {
             )));
         };
         let usage = estimated_usage(&req.messages, &text);
+        // A replayed reply costs nothing to make; its estimated sizes are
+        // reported as a model reports its progress, so the live views
+        // (`aos logs -f`, `aos top`) can be tested deterministically.
+        let (prompt, reply) = (usage.prompt_tokens, usage.completion_tokens);
+        ProgressSink::send(&req.on_progress, ModelProgress::Prompt { done: prompt, total: prompt });
+        ProgressSink::send(
+            &req.on_progress,
+            ModelProgress::Generating { prompt_tokens: prompt, tokens: reply, tokens_per_s: 0.0 },
+        );
         Ok(Completion {
         tool_calls: Vec::new(),
             text,
@@ -249,6 +258,7 @@ mod tests {
             tools: false,
             pid,
             on_text: None,
+            on_progress: None,
         };
         p.resume(7, 2);
         assert_eq!(p.complete(req(7)).await.unwrap().text, "three");

@@ -276,28 +276,43 @@ async fn follow(client: &Client, pid: u64, follow: bool, filter: &LogFilter, fmt
     // Pieces of a reply being generated (streaming providers): shown live
     // (dimmed) on a terminal and as `reply_delta` lines with --json; the
     // whole reply follows as its entry once complete.
+    // Likewise the model's progress (loading, prompt, generating): one
+    // status line updated in place on a terminal until the reply's text or
+    // entry arrives, `model_progress` lines with --json, nothing in a pipe.
     let live = !filter.stdout_only && (fmt.json || crate::term::stdout_is_terminal());
     let mut streaming = false;
+    let mut status = crate::term::StatusLine::new(false);
     while let Some(ev) = s.next_json::<KernelEvent>().await? {
         match ev {
             KernelEvent::ReplyDelta { pid: p, text } if p == pid && live => {
                 if fmt.json {
                     outln!("{}", serde_json::json!({"type": "reply_delta", "pid": p, "text": text}));
                 } else {
+                    status.clear();
                     out!("{}\x1b[2m{text}\x1b[0m", if streaming { "" } else { "… " });
                     streaming = true;
                 }
             }
+            KernelEvent::ModelProgress { pid: p, progress } if p == pid && live => {
+                if fmt.json {
+                    outln!("{}", crate::term::progress_json(p, &progress));
+                } else if !streaming {
+                    // While the reply's text streams, the text is the progress.
+                    status.show(&crate::term::progress_line(p, &progress));
+                }
+            }
             KernelEvent::Entry { entry } => {
+                status.clear();
                 if std::mem::take(&mut streaming) {
                     outln!();
                 }
                 filter.print(&entry, fmt)
             }
-            KernelEvent::Exited { pid: p, status } if p == pid => exit = Some(status),
+            KernelEvent::Exited { pid: p, status: st } if p == pid => exit = Some(st),
             _ => {}
         }
     }
+    status.clear();
     match exit {
         Some(e) => Ok(e),
         None if !follow => Err(anyhow!("running")),

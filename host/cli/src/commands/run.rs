@@ -3,11 +3,14 @@
 //! results or errors, events) goes to stderr; stdout gets the agent's answer
 //! (what it wrote with `SYS_WRITE_STDOUT`, then its `SYS_EXIT` result), so
 //! `aos run … > out` keeps the answer. With `--json`, log entries go to stdout
-//! as JSON lines. Ctrl-C (or SIGTERM) kills the agent and removes its sandbox
+//! as JSON lines. On a terminal, the model's progress (loading, evaluating
+//! the prompt, generating with tokens/s) is one status line on stderr,
+//! updated in place and erased by the next log line. Ctrl-C (or SIGTERM) kills the agent and removes its sandbox
 //! containers before the command exits (130). The kernel is built like the daemon's
 //! (`aos_daemon::stack::build`, from `aos.toml` and `AOS_*`), with this
 //! command's flags applied on top; `run` needs no daemon.
 
+use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -171,22 +174,41 @@ pub async fn run(a: RunArgs) -> Result<i32> {
             }
         }
     };
+    // The model's progress (loading, prompt, generating) as one status line
+    // on stderr, updated in place and erased before the next log line; only
+    // when both streams are terminals, so piped output stays clean.
+    let progress = !a.json && crate::term::stdout_is_terminal() && std::io::stderr().is_terminal();
+    let mut line = crate::term::StatusLine::new(true);
     // Stream the log of every process of this run until the root exits.
     let status = loop {
         tokio::select! {
             ev = events.recv() => match ev {
-                Ok(KernelEvent::Entry { entry }) => show(&entry),
+                Ok(KernelEvent::ModelProgress { pid: p, progress: m }) if progress => {
+                    line.show(&crate::term::progress_line(p, &m));
+                }
+                Ok(KernelEvent::Entry { entry }) => {
+                    line.clear();
+                    show(&entry)
+                }
                 Ok(KernelEvent::Status { status: aos_kernel::ProcessStatus::Approval { id, .. }, .. }) => {
+                    line.clear();
                     super::approvals::ask_inline(&kernel, id).await;
                 }
                 Ok(KernelEvent::Exited { pid: p, status }) if !a.json => {
+                    line.clear();
                     if p != pid { errln!("[{p}] exited: {status}"); }
                 }
                 Ok(_) => {}
-                Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => errln!("({n} log entries skipped)"),
+                Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
+                    line.clear();
+                    errln!("({n} log entries skipped)")
+                }
                 Err(_) => {}
             },
-            st = &mut waiter => break st.context("the kernel task failed")??,
+            st = &mut waiter => {
+                line.clear();
+                break st.context("the kernel task failed")??
+            }
             _ = sigint.recv() => return interrupted(&kernel, pid, "Ctrl-C", &mut sigint).await,
             _ = sigterm.recv() => return interrupted(&kernel, pid, "SIGTERM", &mut sigint).await,
         }

@@ -1,6 +1,8 @@
 //! `aos top`: a live view of the kernel's processes (ratatui + crossterm):
-//! status (a sleeping process with the time until it wakes), steps, tokens
-//! and syscalls with their rates, age and task, and totals.
+//! status (a sleeping process with the time until it wakes; one waiting on
+//! its model with the call's phase, e.g. `model(prompt 45%)`), steps, tokens
+//! (with those of the model call in progress) and syscalls with their rates
+//! (TOK/S: the model's own figure while it generates), age and task, and totals.
 //!
 //! Keys: ↑/↓ (j/k), PgUp/PgDn, Home/End select a process; `s`/`S` change
 //! the sort column, `r` reverses it; `K` (or Delete) kills the selected
@@ -30,6 +32,7 @@ use ratatui::widgets::{Block, Borders, Clear, Paragraph, Row, Table, TableState,
 
 use aos_daemon::api::{KillReply, StatusInfo};
 use aos_daemon::client::Client;
+use aos_abi::ModelProgress;
 use aos_kernel::{KernelEvent, ProcessInfo, ProcessStatus};
 
 use super::output::{age, format_entry, EntryFormat};
@@ -104,8 +107,18 @@ struct Proc {
 }
 
 impl Proc {
+    /// Its tokens so far, with those of the model call it waits on (the
+    /// prompt evaluated, the reply generated) as its provider reports them.
     fn tokens(&self) -> u64 {
-        self.info.counters.total_tokens()
+        tokens_now(&self.info)
+    }
+    /// Tokens per second: the model's own figure while it generates, else
+    /// measured over the last refresh.
+    fn tok_rate(&self) -> f64 {
+        match &self.info.model_progress {
+            Some(ModelProgress::Generating { tokens_per_s, .. }) if *tokens_per_s > 0.0 => *tokens_per_s,
+            _ => self.tok_rate,
+        }
     }
     fn calls(&self) -> u64 {
         self.info.counters.syscalls.values().sum()
@@ -115,12 +128,15 @@ impl Proc {
         match c {
             Col::Pid => p.pid.to_string(),
             Col::Parent => p.parent.map(|x| x.to_string()).unwrap_or_else(|| "-".into()),
-            Col::Status => status_word(&p.status),
+            Col::Status => match &p.model_progress {
+                Some(m) => model_status(m),
+                None => status_word(&p.status),
+            },
             Col::Model => model_label(p),
             Col::Steps => p.counters.steps.to_string(),
             Col::Tokens => format!("{}{}", self.tokens(), if p.counters.tokens_estimated { "~" } else { "" }),
             Col::Cached => cached_cell(&p.counters),
-            Col::TokRate => format!("{:.0}", self.tok_rate),
+            Col::TokRate => format!("{:.0}", self.tok_rate()),
             Col::Syscalls => self.calls().to_string(),
             Col::CallRate => format!("{:.1}", self.call_rate),
             Col::Age => age(now_ms.saturating_sub(p.counters.started_at_ms) / 1000),
@@ -134,7 +150,7 @@ impl Proc {
             Col::Model => model_label(a).cmp(&model_label(b)),
             Col::Steps => a.counters.steps.cmp(&b.counters.steps),
             Col::Tokens => self.tokens().cmp(&other.tokens()),
-            Col::TokRate => self.tok_rate.total_cmp(&other.tok_rate),
+            Col::TokRate => self.tok_rate().total_cmp(&other.tok_rate()),
             Col::Syscalls => self.calls().cmp(&other.calls()),
             Col::CallRate => self.call_rate.total_cmp(&other.call_rate),
             // Older first = smaller start time first.
@@ -142,6 +158,22 @@ impl Proc {
             _ => std::cmp::Ordering::Equal,
         };
         by.then(a.pid.cmp(&b.pid))
+    }
+}
+
+/// A process's tokens: its counters plus those of the model call in progress.
+fn tokens_now(p: &ProcessInfo) -> u64 {
+    p.counters.total_tokens() + p.model_progress.as_ref().map_or(0, ModelProgress::tokens)
+}
+
+/// The status of a process waiting on its model, with the call's phase:
+/// `model(loading)`, `model(plan 1/3)`, `model(prompt 45%)`, `model(gen 42)`.
+fn model_status(m: &ModelProgress) -> String {
+    match m {
+        ModelProgress::Loading { .. } => "model(loading)".into(),
+        ModelProgress::Planning { done, total } => format!("model(plan {done}/{total})"),
+        ModelProgress::Prompt { done, total } => format!("model(prompt {}%)", done * 100 / (*total).max(1)),
+        ModelProgress::Generating { tokens, .. } => format!("model(gen {tokens})"),
     }
 }
 
@@ -172,7 +204,7 @@ impl Rates {
         let out = procs
             .into_iter()
             .map(|info| {
-                let tokens = info.counters.total_tokens();
+                let tokens = tokens_now(&info);
                 let calls: u64 = info.counters.syscalls.values().sum();
                 let (tok_rate, call_rate) = match self.prev.get(&info.pid) {
                     Some((t, tk, c)) => {
@@ -594,11 +626,12 @@ a           show or hide ended processes
 ?, h        this help
 q, Esc      quit (Ctrl-C too)
 
-STATUS: ready, model (waiting for the model), running
-(syscalls), recv (RECV_MSG), stdin (SYS_READ_STDIN),
-sleeping(T) (wakes in T), paused (journal failing),
-exited(code), killed, failed.
-TOK/S, CALL/S: over the last refresh.
+STATUS: ready, model (waiting for the model; its phase:
+loading, plan, prompt %, gen tokens), running (syscalls),
+recv (RECV_MSG), stdin (SYS_READ_STDIN), sleeping(T)
+(wakes in T), paused (journal failing), exited(code),
+killed, failed. TOK/S: the model's own while it generates,
+else over the last refresh, like CALL/S.
 
 any key closes this help";
 

@@ -53,6 +53,7 @@ fn info(pid: Pid) -> ProcessInfo {
         base_url: None,
         tool_mode: aos_abi::ToolMode::Text,
         approvals: vec![approval::Policy::ask_dangerous()],
+        model_progress: None,
     }
 }
 

@@ -18,5 +18,6 @@ mod kernel;
 mod native;
 mod native_wire;
 mod parser_fuzz;
+mod progress;
 mod restore;
 mod webhook;

@@ -278,8 +278,8 @@ async fn restored_process_keeps_its_shrunk_context_window() {
 /// A journal in memory: every event encoded with the kernel's line codec
 /// (as the file journal writes it) and durable at once.
 #[derive(Default)]
-struct MemJournal {
-    lines: parking_lot::Mutex<Vec<Vec<u8>>>,
+pub(crate) struct MemJournal {
+    pub(crate) lines: parking_lot::Mutex<Vec<Vec<u8>>>,
     watch: aos_kernel::DurabilityWatch,
 }
 

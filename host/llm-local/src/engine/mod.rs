@@ -20,6 +20,12 @@
 //! were removed (contextual calibration, a few-shot classifier, the noisy
 //! channel) keep their numbers in `evals/README.md`.
 //!
+//! **Progress.** While a step runs it reports how far it is to the
+//! request's sink ([`ModelProgress`]): planning the task (per clause), the
+//! prompt (per batch of `n_batch` tokens) and generating (per token, with
+//! tokens/s); the reply's text goes to the text sink as it is sampled (the
+//! pieces, in order, make up the whole reply).
+//!
 //! Not thread-safe by itself: the provider serialises use behind a mutex.
 
 mod error;
@@ -39,7 +45,8 @@ use llama_cpp_2::model::params::LlamaModelParams;
 use llama_cpp_2::model::{LlamaChatMessage, LlamaChatTemplate, LlamaModel};
 use llama_cpp_2::token::LlamaToken;
 
-use aos_abi::SyscallSpec;
+use aos_abi::{ModelProgress, SyscallSpec};
+use aos_providers::{ProgressSink, TextSink};
 
 pub use error::{EngineError, GenError};
 
@@ -101,6 +108,23 @@ pub(crate) struct GenRequest {
     pub repeat_penalty: f32,
     pub decoding: Decoding,
     pub grammar: GrammarOptions,
+    /// Where the step reports how far it is (planning, the prompt per batch,
+    /// generating per token) and sends the reply's text as it is made.
+    pub on_progress: Option<ProgressSink>,
+    pub on_text: Option<TextSink>,
+}
+
+/// The reporting of the step that runs: the request's sinks and what the
+/// generation reports carry. Empty between steps (and for evaluations that
+/// call the engine directly).
+#[derive(Default)]
+struct Report {
+    progress: Option<ProgressSink>,
+    text: Option<TextSink>,
+    /// The prompt's tokens.
+    prompt_tokens: u64,
+    /// Reply tokens made before sampling (a forced syscall name).
+    forced: u64,
 }
 
 /// Context tokens a prompt must leave free for the reply.
@@ -142,8 +166,16 @@ pub(crate) struct Engine {
     batch: LlamaBatch<'static>,
     template: LlamaChatTemplate,
     cfg: EngineConfig,
+    report: Report,
     pub load_ms: f64,
     model: Arc<LlamaModel>,
+}
+
+impl Engine {
+    /// Reports `p` to the running step's progress sink, if any.
+    fn progress(&self, p: ModelProgress) {
+        ProgressSink::send(&self.report.progress, p)
+    }
 }
 
 fn ms(t: Instant) -> f64 {
@@ -181,6 +213,7 @@ impl Engine {
             batch: LlamaBatch::new(n_batch as usize, 1),
             template,
             cfg: EngineConfig { n_batch, ..cfg },
+            report: Report::default(),
             load_ms,
             model: Arc::new(model),
         })
@@ -205,7 +238,9 @@ impl Engine {
     /// Runs one step for `req.pid`. On error the process's cache is reset.
     pub(crate) fn generate(&mut self, req: &GenRequest) -> Result<GenOutput, GenError> {
         let pid = req.pid;
+        self.report = Report { progress: req.on_progress.clone(), text: req.on_text.clone(), ..Report::default() };
         let r = self.generate_inner(req);
+        self.report = Report::default();
         if r.is_err() {
             if let Some(s) = self.slots.iter_mut().find(|s| s.pid == Some(pid)) {
                 s.tokens.clear();
@@ -234,7 +269,8 @@ impl Engine {
 
         // Reuse the common prefix; always evaluate at least the last token.
         let t = Instant::now();
-        let (cp, mut last_idx) = self.feed(i, &prompt)?;
+        self.report.prompt_tokens = prompt.len() as u64;
+        let (cp, mut last_idx) = self.feed(i, &prompt, true)?;
         let prompt_ms = ms(t);
 
         let mut stats = StepStats {
@@ -273,7 +309,7 @@ impl Engine {
             if planned.is_some() {
                 let (j, _, _) = self.acquire(req.pid)?;
                 if self.slots[j].tokens != prompt {
-                    self.feed(j, &prompt)?;
+                    self.feed(j, &prompt, true)?;
                 }
                 i = j;
             }
@@ -285,7 +321,10 @@ impl Engine {
             stats.scoring_tokens = scored;
             stats.generated_tokens = forced;
             budget = budget.saturating_sub(forced);
-            text.push_str(&format!("{TAG_OPEN}{}]", req.specs[chosen].name));
+            let name = format!("{TAG_OPEN}{}]", req.specs[chosen].name);
+            self.report.forced = forced as u64;
+            TextSink::send(&self.report.text, &name);
+            text.push_str(&name);
             last_idx = self.batch.n_tokens() - 1;
             grammar_text = grammar::args_grammar(&req.specs[chosen]);
         } else {

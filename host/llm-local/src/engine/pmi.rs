@@ -89,6 +89,7 @@ impl Engine {
         let mut plan = Vec::new();
         let clauses = crate::plan::clauses(task);
         for (c, clause) in clauses.iter().enumerate() {
+            self.progress(aos_abi::ModelProgress::Planning { done: c as u64, total: clauses.len() as u64 });
             // Later clauses are short ("print it", "exit"): their hints'
             // content-free prior is subtracted with more weight (see
             // `LATER_CLAUSE_PRIOR_WEIGHT`).

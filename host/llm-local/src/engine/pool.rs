@@ -9,6 +9,7 @@
 use std::num::NonZeroU32;
 use std::time::Instant;
 
+use aos_abi::ModelProgress;
 use llama_cpp_2::context::params::LlamaContextParams;
 use llama_cpp_2::context::LlamaContext;
 use llama_cpp_2::token::LlamaToken;
@@ -177,15 +178,28 @@ impl Engine {
     }
 
     /// Evaluates `prompt` in slot `i`, reusing the common prefix with what
-    /// the slot holds. Returns (tokens reused, batch index of the last logits).
-    pub(super) fn feed(&mut self, i: usize, prompt: &[LlamaToken]) -> Result<(usize, i32), EngineError> {
+    /// the slot holds; with `report`, reports [`ModelProgress::Prompt`]
+    /// before the first batch and after each. Returns (tokens reused, batch
+    /// index of the last logits).
+    pub(super) fn feed(&mut self, i: usize, prompt: &[LlamaToken], report: bool) -> Result<(usize, i32), EngineError> {
         let mut cp = lcp(&self.slots[i].tokens, prompt).min(prompt.len() - 1);
         if cp < self.slots[i].tokens.len() && self.slots[i].ctx.kv_cache_seq_rm(0, Some(cp as u32), None).is_err() {
             self.slots[i].ctx.clear_kv_cache();
             cp = 0;
         }
         self.slots[i].tokens.truncate(cp);
-        self.eval(i, &prompt[cp..], cp, false)?;
+        if report {
+            let total = prompt.len() as u64;
+            self.progress(ModelProgress::Prompt { done: cp as u64, total });
+            let mut at = cp;
+            for chunk in prompt[cp..].chunks(self.cfg.n_batch as usize) {
+                self.eval(i, chunk, at, false)?;
+                at += chunk.len();
+                self.progress(ModelProgress::Prompt { done: at as u64, total });
+            }
+        } else {
+            self.eval(i, &prompt[cp..], cp, false)?;
+        }
         self.slots[i].tokens.extend_from_slice(&prompt[cp..]);
         Ok((cp, self.batch.n_tokens() - 1))
     }

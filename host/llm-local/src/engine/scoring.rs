@@ -162,7 +162,7 @@ impl Engine {
             if ctx_toks.is_empty() || ctx_toks.len() + longest + 8 > self.cfg.n_ctx as usize || longest > self.cfg.n_batch as usize {
                 return Ok(None);
             }
-            let (cp, last_idx) = self.feed(j, &ctx_toks)?;
+            let (cp, last_idx) = self.feed(j, &ctx_toks, false)?;
             evaluated += (ctx_toks.len() - cp) as u32;
             let last = self.slots[j].ctx.get_logits_ith(last_idx).to_vec();
             let (sc, n) = self.score_branches(j, &last, &conts)?;

@@ -107,6 +107,7 @@ pub fn request(pid: u64, task: &Task) -> CompletionRequest {
         tools: false,
         pid,
         on_text: None,
+        on_progress: None,
     }
 }
 

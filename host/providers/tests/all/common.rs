@@ -214,6 +214,7 @@ pub fn conversation(model: &str) -> CompletionRequest {
         tools: false,
         pid: 1,
         on_text: None,
+        on_progress: None,
     }
 }
 
