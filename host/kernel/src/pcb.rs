@@ -554,10 +554,8 @@ impl Process {
     pub(crate) fn unfinished_reply(&self) -> Option<(String, Vec<aos_abi::ToolCall>, usize)> {
         let st = self.state.lock();
         st.awaiting_approval.as_ref()?;
-        let r = st.log.iter().rposition(|e| matches!(e.entry, Entry::Reply { .. }))?;
-        let Entry::Reply { text, tool_calls, truncated: false } = &st.log[r].entry else { return None };
-        let done = st.log[r + 1..].iter().filter(|e| matches!(e.entry, Entry::Result { .. } | Entry::Error { .. })).count();
-        Some((text.clone(), tool_calls.clone(), done))
+        let (text, tool_calls, done) = crate::replay::last_reply(&st.log)?;
+        Some((text.to_string(), tool_calls.to_vec(), done))
     }
 
     /// The wake-up time of a sleep a restore interrupted, once.

@@ -154,14 +154,7 @@ impl RestoreRequest {
     /// (the text calls of the reply first, then its tool calls, the order
     /// the loop runs them in).
     fn pending(&self) -> Vec<(Option<String>, ParsedCall)> {
-        let Some(r) = self.log.iter().rposition(|e| matches!(e.entry, Entry::Reply { .. })) else {
-            return Vec::new();
-        };
-        let Entry::Reply { text, truncated, tool_calls } = &self.log[r].entry else { return Vec::new() };
-        if *truncated {
-            return Vec::new();
-        }
-        let done = self.log[r + 1..].iter().filter(|e| matches!(e.entry, Entry::Result { .. } | Entry::Error { .. })).count();
+        let Some((text, tool_calls, done)) = last_reply(&self.log) else { return Vec::new() };
         let text_calls = parse_reply(text).into_iter().map(|c| match c {
             Ok(c) => (None, c),
             Err(e) => (
@@ -239,6 +232,16 @@ impl RestoreRequest {
         out.push(Entry::Notice { text: "the kernel restarted; your process was resumed from its journal".into() });
         out
     }
+}
+
+/// The last reply of `log` that was not cut by `max_tokens` (none of a
+/// truncated reply's calls run), with how many of its calls have a result
+/// or an error entry since.
+pub(crate) fn last_reply(log: &[LogEntry]) -> Option<(&str, &[aos_abi::ToolCall], usize)> {
+    let r = log.iter().rposition(|e| matches!(e.entry, Entry::Reply { .. }))?;
+    let Entry::Reply { text, truncated: false, tool_calls } = &log[r].entry else { return None };
+    let done = log[r + 1..].iter().filter(|e| matches!(e.entry, Entry::Result { .. } | Entry::Error { .. })).count();
+    Some((text, tool_calls, done))
 }
 
 /// What a journal describes: the last known state of every process it
