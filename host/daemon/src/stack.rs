@@ -63,7 +63,9 @@ pub async fn runtime(home: &Path, cfg: &Config) -> Result<Arc<DriverRuntime>> {
 /// background until it starts ([`aos_mcp::McpSource::retry_in_background`]); a table that cannot be used
 /// (e.g. a stdio server without `host = true`) stops the kernel's start.
 pub async fn mcp(cfg: &Config) -> Result<Arc<aos_mcp::McpSource>> {
-    let source = aos_mcp::McpSource::new(&cfg.mcp, |k| std::env::var(k).ok()).context("invalid [mcp.servers] settings")?;
+    let net = aos_mcp::NetPolicy::new(cfg.net.to_runtime()).context("invalid [net] settings")?;
+    let source = aos_mcp::McpSource::with_net(&cfg.mcp, |k| std::env::var(k).ok(), Arc::new(net))
+        .context("invalid [mcp.servers] settings")?;
     for s in source.servers() {
         if s.config.host {
             tracing::warn!(server = %s.name, "MCP server `{}` runs ON THE HOST, outside any sandbox: {}", s.name, s.config.describe());

@@ -302,6 +302,20 @@ pub(crate) async fn vet(host: &str, port: u16, config: &NetConfig) -> Result<Soc
     Ok(addrs[0])
 }
 
+/// [`vet`] for the kernel's own clients (an MCP server reached over
+/// streamable HTTP): the address to connect to, or why the destination is
+/// refused (a sentence naming the setting that would allow it). Host grants
+/// are the caller's to check ([`CapabilitySet::allows_net_host`]).
+pub async fn vet_destination(host: &str, port: u16, config: &NetConfig) -> Result<SocketAddr, String> {
+    vet(host, port, config).await.map_err(|r| r.note)
+}
+
+/// Whether `host` is written as an IP address (in any spelling the policy
+/// reads as one: `127.1`, `0x7f000001`, `[::1]`), so no name is resolved.
+pub fn is_literal_ip(host: &str) -> bool {
+    literal_ip(host).is_some()
+}
+
 /// A response body that stops at the size cap and at the read timeout.
 struct CappedBody {
     inner: hyper::body::Incoming,

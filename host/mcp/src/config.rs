@@ -9,11 +9,19 @@
 //! call_timeout_secs = 30   # deadline of one tool call
 //! ```
 //!
+//! ```toml
+//! [mcp.servers.search]
+//! url = "https://mcp.example.com/mcp"   # streamable HTTP
+//! token_env = "SEARCH_MCP_TOKEN"        # bearer token, read from the kernel's environment
+//! ```
+//!
 //! A stdio server (`command`) is a program outside the Wasm sandbox. Its
 //! sandbox container is not built yet, so today a stdio server runs only
 //! with an explicit `host = true`, and never silently on the host.
-//! Streamable-HTTP servers (`url`, `token_env`) are parsed and refused with
-//! the same honesty: their client is not built yet.
+//! A streamable-HTTP server (`url`) is reached by the kernel under the
+//! `[net]` address policy of `NET_FETCH`, and its tools are granted only to
+//! processes that hold `net:HOST` (or `net`) for its host as well as
+//! `mcp:NAME`. Its token is never sent in clear text to another machine.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -79,6 +87,20 @@ pub struct McpConfig {
 pub enum Transport {
     /// A program speaking MCP on its stdin/stdout, run on the host.
     StdioOnHost { command: String, args: Vec<String>, env: BTreeMap<String, String>, cwd: Option<PathBuf> },
+    /// A server speaking streamable HTTP at `url` (`host` and `port` taken
+    /// from it), with the bearer token read from `token_env`.
+    Http { url: String, host: String, port: u16, token: Option<String> },
+}
+
+impl Transport {
+    /// The host a streamable-HTTP server is reached at (the `net:HOST` a
+    /// process needs for its tools); `None` for stdio.
+    pub fn http_host(&self) -> Option<&str> {
+        match self {
+            Transport::Http { host, .. } => Some(host),
+            Transport::StdioOnHost { .. } => None,
+        }
+    }
 }
 
 /// A server table that cannot be used, and what to write instead.
@@ -96,17 +118,26 @@ pub enum ConfigError {
          network, set `host = true` in [mcp.servers.{name}] (or `aos mcp add {name} --host -- ...`)"
     )]
     SandboxNotAvailable { name: String, command: String },
+    #[error("[mcp.servers.{name}]: `url = \"{url}\"` is not a usable server URL: {why}")]
+    BadUrl { name: String, url: String, why: String },
     #[error(
-        "[mcp.servers.{0}] is a streamable-HTTP server (`url`), and this version's MCP client speaks stdio only; \
-         run the server's stdio form with `command` instead"
+        "[mcp.servers.{name}]: the token in ${var} would be sent in clear text to `{host}`; use an `https://` URL \
+         (plain `http://` is accepted with a token only for loopback addresses)"
     )]
-    HttpNotAvailable(String),
+    ClearTextToken { name: String, var: String, host: String },
     #[error("[mcp.servers.{name}]: `{key}` applies to {applies} servers only")]
     Misplaced { name: String, key: &'static str, applies: &'static str },
     #[error("[mcp.servers.{name}]: `{key}` must be a positive number of seconds")]
     BadTimeout { name: String, key: &'static str },
     #[error("[mcp.servers.{name}]: env_from names `{var}`, which is not set in the kernel's environment")]
     MissingEnv { name: String, var: String },
+}
+
+/// Whether `host` (as a URL writes it) is this machine: `localhost` or a
+/// loopback address.
+fn is_loopback_host(host: &str) -> bool {
+    let bare = host.trim_start_matches('[').trim_end_matches(']');
+    bare.eq_ignore_ascii_case("localhost") || bare.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback())
 }
 
 /// Whether `name` is a valid server name (the rule of `mcp:NAME`).
@@ -157,7 +188,7 @@ impl ServerConfig {
                 if let Some((key, _)) = stdio_only.iter().find(|(_, set)| *set) {
                     return Err(ConfigError::Misplaced { name: name.to_string(), key, applies: "stdio (`command`)" });
                 }
-                Err(ConfigError::HttpNotAvailable(name.to_string()))
+                self.http_transport(name, &env)
             }
             (Some(command), None) => {
                 if self.token_env.is_some() {
@@ -186,6 +217,33 @@ impl ServerConfig {
         }
     }
 
+    fn http_transport(&self, name: &str, env: &impl Fn(&str) -> Option<String>) -> Result<Transport, ConfigError> {
+        let raw = self.url.clone().unwrap_or_default();
+        let bad = |why: &str| ConfigError::BadUrl { name: name.to_string(), url: raw.clone(), why: why.to_string() };
+        let url = reqwest::Url::parse(&raw).map_err(|e| bad(&e.to_string()))?;
+        let https = match url.scheme() {
+            "https" => true,
+            "http" => false,
+            _ => return Err(bad("use an `http://` or `https://` URL (e.g. https://mcp.example.com/mcp)")),
+        };
+        if !url.username().is_empty() || url.password().is_some() {
+            return Err(bad("credentials in the URL are not sent; put the token in an environment variable named by `token_env`"));
+        }
+        let host = url.host_str().filter(|h| !h.is_empty()).ok_or_else(|| bad("it names no host"))?.to_string();
+        let port = url.port_or_known_default().unwrap_or(if https { 443 } else { 80 });
+        let token = match &self.token_env {
+            None => None,
+            Some(var) => {
+                let t = env(var).filter(|t| !t.is_empty()).ok_or_else(|| ConfigError::MissingEnv { name: name.to_string(), var: var.clone() })?;
+                if !https && !is_loopback_host(&host) {
+                    return Err(ConfigError::ClearTextToken { name: name.to_string(), var: var.clone(), host });
+                }
+                Some(t)
+            }
+        };
+        Ok(Transport::Http { url: url.to_string(), host, port, token })
+    }
+
     /// One line saying how the server runs (for `aos mcp ls` and the start announcement).
     pub fn describe(&self) -> String {
         match (&self.command, &self.url) {
@@ -197,7 +255,10 @@ impl ServerConfig {
                     format!("stdio, sandbox container (not available yet): {line}")
                 }
             }
-            (None, Some(u)) => format!("streamable HTTP: {u}"),
+            (None, Some(u)) => match &self.token_env {
+                Some(v) => format!("streamable HTTP: {u} (bearer token from ${v})"),
+                None => format!("streamable HTTP: {u}"),
+            },
             (None, None) => "(no command or url)".to_string(),
         }
     }
@@ -227,8 +288,8 @@ mod tests {
         assert!(matches!(ServerConfig::default().transport("a", none), Err(ConfigError::NoTransport(_))));
         let both = ServerConfig { command: Some("x".into()), url: Some("http://h/mcp".into()), ..Default::default() };
         assert!(matches!(both.transport("a", none), Err(ConfigError::BothTransports(_))));
-        let http = ServerConfig { url: Some("http://h/mcp".into()), ..Default::default() };
-        assert!(matches!(http.transport("a", none), Err(ConfigError::HttpNotAvailable(_))));
+        let http = ServerConfig { url: Some("ftp://h/mcp".into()), ..Default::default() };
+        assert!(matches!(http.transport("a", none), Err(ConfigError::BadUrl { .. })));
         let zero = ServerConfig { call_timeout_secs: Some(0.0), ..ServerConfig::stdio_on_host("x", vec![]) };
         assert!(matches!(zero.transport("a", none), Err(ConfigError::BadTimeout { .. })));
         let missing = ServerConfig { env_from: vec!["TOKEN".into()], ..ServerConfig::stdio_on_host("x", vec![]) };
@@ -248,7 +309,35 @@ mod tests {
             "AWS_SECRET_ACCESS_KEY" => Some("no".to_string()),
             _ => None,
         };
-        let Transport::StdioOnHost { env: vars, .. } = c.transport("a", env).unwrap();
+        let Ok(Transport::StdioOnHost { env: vars, .. }) = c.transport("a", env) else { panic!("not stdio") };
         assert_eq!(vars.keys().cloned().collect::<Vec<_>>(), ["MODE", "PATH", "TOKEN"]);
+    }
+
+    #[test]
+    fn http_servers_take_host_port_and_token_and_never_send_a_token_in_clear_text() {
+        let env = |k: &str| (k == "TOK").then(|| "s3cret".to_string());
+        let c = |url: &str, token: bool| ServerConfig {
+            url: Some(url.into()),
+            token_env: token.then(|| "TOK".to_string()),
+            ..Default::default()
+        };
+        let t = c("https://mcp.example.com/mcp", true).transport("s", env).unwrap();
+        assert_eq!(
+            t,
+            Transport::Http { url: "https://mcp.example.com/mcp".into(), host: "mcp.example.com".into(), port: 443, token: Some("s3cret".into()) }
+        );
+        assert_eq!(t.http_host(), Some("mcp.example.com"));
+        let t = c("http://127.0.0.1:8123/mcp", true).transport("s", env).unwrap();
+        assert!(matches!(t, Transport::Http { port: 8123, .. }));
+        let e = c("http://mcp.example.com/mcp", true).transport("s", env).unwrap_err();
+        assert!(matches!(e, ConfigError::ClearTextToken { .. }), "{e}");
+        assert!(e.to_string().contains("https://"), "{e}");
+        assert!(c("http://mcp.example.com/mcp", false).transport("s", env).is_ok());
+        let missing = ServerConfig { token_env: Some("NOPE".into()), ..c("https://h/mcp", false) };
+        assert!(matches!(missing.transport("s", env), Err(ConfigError::MissingEnv { .. })));
+        let e = c("https://user:pw@h/mcp", false).transport("s", env).unwrap_err().to_string();
+        assert!(e.contains("token_env"), "{e}");
+        let host = ServerConfig { host: true, ..c("https://h/mcp", false) };
+        assert!(matches!(host.transport("s", env), Err(ConfigError::Misplaced { key: "host", .. })));
     }
 }

@@ -3,7 +3,8 @@
 //!
 //! - [`config`]: a server's table and the checks that make it startable
 //!   (stdio servers run on the host only with an explicit `host = true`
-//!   today; their sandbox container is not built yet).
+//!   today; their sandbox container is not built yet; streamable-HTTP
+//!   servers are reached under the `[net]` policy of `NET_FETCH`).
 //! - [`server`]: one server's connection (through `rmcp`), restarted after
 //!   it died, its tool list (refreshed on `tools/list_changed`), and one
 //!   call with a deadline.
@@ -20,3 +21,5 @@ pub mod source;
 pub use config::{ConfigError, McpConfig, ServerConfig};
 pub use server::{Server, StartError, ToolInfo};
 pub use source::McpSource;
+/// The `[net]` policy streamable-HTTP servers are reached under.
+pub use aos_egress::{NetConfig, NetPolicy};

@@ -6,6 +6,10 @@
 //! A stdio server runs as its own process group (killed as a whole when the
 //! connection is dropped), with an environment of `PATH`, `HOME` and what its
 //! table names, and its stderr kept (the last 4 KiB) to explain a failure.
+//! A streamable-HTTP server is reached under the `[net]` address policy:
+//! its host is resolved and vetted at each connection and the client is
+//! pinned to the vetted address (no DNS rebinding), redirects and proxies
+//! are not followed, and TLS uses the policy's roots.
 
 use std::collections::VecDeque;
 use std::process::Stdio;
@@ -47,6 +51,8 @@ pub enum StartError {
     Init { name: String, why: String, stderr: String },
     #[error("MCP server `{name}` did not list its tools: {why}{stderr}")]
     ListTools { name: String, why: String, stderr: String },
+    #[error("MCP server `{name}` at {url} is not reached: {why}")]
+    Refused { name: String, url: String, why: String },
 }
 
 /// The last lines a server wrote to stderr.
@@ -112,6 +118,7 @@ pub struct Server {
     pub name: String,
     pub config: ServerConfig,
     transport: Transport,
+    net: Arc<aos_egress::NetPolicy>,
     conn: tokio::sync::Mutex<Option<Arc<Conn>>>,
     tools: RwLock<Vec<ToolInfo>>,
     /// Bumped whenever any server's tool list changes (shared by a source).
@@ -121,11 +128,18 @@ pub struct Server {
 }
 
 impl Server {
-    pub(crate) fn new(name: String, config: ServerConfig, transport: Transport, changes: Arc<AtomicU64>) -> Server {
+    pub(crate) fn new(
+        name: String,
+        config: ServerConfig,
+        transport: Transport,
+        net: Arc<aos_egress::NetPolicy>,
+        changes: Arc<AtomicU64>,
+    ) -> Server {
         Server {
             name,
             config,
             transport,
+            net,
             conn: tokio::sync::Mutex::new(None),
             tools: RwLock::new(Vec::new()),
             changes,
@@ -167,8 +181,84 @@ impl Server {
         Ok(conn)
     }
 
+    /// How the server is reached.
+    pub fn transport(&self) -> &Transport {
+        &self.transport
+    }
+
     async fn start(self: &Arc<Self>) -> Result<Conn, StartError> {
-        let Transport::StdioOnHost { command, args, env, cwd } = &self.transport;
+        let (service, pid, tail) = match &self.transport {
+            Transport::StdioOnHost { command, args, env, cwd } => self.start_stdio(command, args, env, cwd.as_deref()).await?,
+            Transport::Http { url, host, port, token } => self.start_http(url, host, *port, token.as_deref()).await?,
+        };
+        let limit = self.config.start_timeout();
+        let conn = Conn { service, pid, stderr: tail };
+        match tokio::time::timeout(limit, self.refresh_tools(conn.service.peer())).await {
+            Ok(Ok(())) => Ok(conn),
+            Ok(Err(e)) => Err(StartError::ListTools { name: self.name.clone(), why: e.to_string(), stderr: conn.stderr.shown() }),
+            Err(_) => Err(StartError::ListTools {
+                name: self.name.clone(),
+                why: format!("no answer within {:.0} s", limit.as_secs_f64()),
+                stderr: conn.stderr.shown(),
+            }),
+        }
+    }
+
+    /// Connects to a streamable-HTTP server at the address the `[net]`
+    /// policy vetted, and initialises the session.
+    async fn start_http(
+        self: &Arc<Self>,
+        url: &str,
+        host: &str,
+        port: u16,
+        token: Option<&str>,
+    ) -> Result<(RunningService<RoleClient, Handler>, Option<u32>, Arc<StderrTail>), StartError> {
+        use rmcp::transport::streamable_http_client::StreamableHttpClientTransportConfig;
+        use rmcp::transport::StreamableHttpClientTransport;
+        let refused = |why: String| StartError::Refused { name: self.name.clone(), url: url.to_string(), why };
+        let net = &self.net.config;
+        let addr = aos_egress::vet_destination(host, port, net).await.map_err(refused)?;
+        let mut builder = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .no_proxy()
+            .connect_timeout(net.connect_timeout)
+            .tls_backend_preconfigured((*self.net.tls).clone());
+        if !aos_egress::is_literal_ip(host) {
+            builder = builder.resolve(host, addr);
+        }
+        let client = builder.build().map_err(|e| refused(format!("cannot build its HTTP client: {e}")))?;
+        let mut cfg = StreamableHttpClientTransportConfig::with_uri(url.to_string());
+        if let Some(t) = token {
+            cfg = cfg.auth_header(t.to_string());
+        }
+        let transport = StreamableHttpClientTransport::with_client(client, cfg);
+        self.starts.fetch_add(1, Ordering::Relaxed);
+        let limit = self.config.start_timeout();
+        let handler = Handler { server: Arc::downgrade(self) };
+        let service = match tokio::time::timeout(limit, handler.serve(transport)).await {
+            Err(_) => return Err(StartError::InitTimeout { name: self.name.clone(), secs: limit.as_secs_f64(), stderr: String::new() }),
+            Ok(Err(e)) => {
+                let mut why = e.to_string();
+                if why.contains("401") || why.to_ascii_lowercase().contains("unauthorized") {
+                    why.push_str(&match &self.config.token_env {
+                        Some(v) => format!("; the server refused the token: check ${v}"),
+                        None => "; the server wants a token: name the environment variable holding it with `token_env`".to_string(),
+                    });
+                }
+                return Err(StartError::Init { name: self.name.clone(), why, stderr: String::new() });
+            }
+            Ok(Ok(s)) => s,
+        };
+        Ok((service, None, Arc::new(StderrTail::default())))
+    }
+
+    async fn start_stdio(
+        self: &Arc<Self>,
+        command: &String,
+        args: &[String],
+        env: &std::collections::BTreeMap<String, String>,
+        cwd: Option<&std::path::Path>,
+    ) -> Result<(RunningService<RoleClient, Handler>, Option<u32>, Arc<StderrTail>), StartError> {
         let mut cmd = tokio::process::Command::new(command);
         cmd.args(args).env_clear().envs(env);
         if let Some(dir) = cwd {
@@ -214,16 +304,7 @@ impl Server {
             }
             Ok(Ok(s)) => s,
         };
-        let conn = Conn { service, pid, stderr: tail };
-        match tokio::time::timeout(limit, self.refresh_tools(conn.service.peer())).await {
-            Ok(Ok(())) => Ok(conn),
-            Ok(Err(e)) => Err(StartError::ListTools { name: self.name.clone(), why: e.to_string(), stderr: conn.stderr.shown() }),
-            Err(_) => Err(StartError::ListTools {
-                name: self.name.clone(),
-                why: format!("no answer within {:.0} s", limit.as_secs_f64()),
-                stderr: conn.stderr.shown(),
-            }),
-        }
+        Ok((service, pid, tail))
     }
 
     async fn refresh_tools(&self, peer: &Peer<RoleClient>) -> Result<(), ServiceError> {

@@ -50,12 +50,25 @@ pub struct McpSource {
 impl McpSource {
     /// Checks every server's table (nothing is started). `env` reads the
     /// kernel's environment (for `env_from`).
+    /// Streamable-HTTP servers are reached under the default `[net]`
+    /// policy (public addresses only); see [`McpSource::with_net`].
     pub fn new(config: &McpConfig, env: impl Fn(&str) -> Option<String>) -> Result<McpSource, ConfigError> {
+        let net = aos_egress::NetPolicy::new(aos_egress::NetConfig::default()).expect("the default [net] policy has no CA file to fail");
+        McpSource::with_net(config, env, Arc::new(net))
+    }
+
+    /// [`McpSource::new`] with the kernel's `[net]` policy, under which
+    /// streamable-HTTP servers are reached (the `NET_FETCH` address rules).
+    pub fn with_net(
+        config: &McpConfig,
+        env: impl Fn(&str) -> Option<String>,
+        net: Arc<aos_egress::NetPolicy>,
+    ) -> Result<McpSource, ConfigError> {
         let changes = Arc::new(AtomicU64::new(1));
         let mut servers = Vec::new();
         for (name, sc) in &config.servers {
             let transport = sc.transport(name, &env)?;
-            servers.push(Arc::new(Server::new(name.clone(), sc.clone(), transport, changes.clone())));
+            servers.push(Arc::new(Server::new(name.clone(), sc.clone(), transport, net.clone(), changes.clone())));
         }
         Ok(McpSource { servers, changes, table: RwLock::new(Arc::new(Table::default())) })
     }
@@ -197,13 +210,21 @@ impl SyscallSource for McpSource {
         let t = self.table();
         let e = t.by_name.get(name)?;
         let server = &self.servers[e.server];
-        if caps.allows_mcp_tool(&server.name, &e.tool) {
-            Some(Ok(Arc::new(ToolHandle { entry: e.clone(), server: server.clone() })))
-        } else {
+        if !caps.allows_mcp_tool(&server.name, &e.tool) {
             let capability = self.right(e);
             let shown = format!("{capability}` or `mcp:{}", server.name);
-            Some(Err(Refusal::Denied { name: name.to_string(), missing: Missing { capability, shown } }))
+            return Some(Err(Refusal::Denied { name: name.to_string(), missing: Missing { capability, shown } }));
         }
+        // A remote server's tools reach its host: the process needs the
+        // host grant NET_FETCH would need too.
+        if let Some(host) = server.transport().http_host() {
+            if !caps.allows_net_host(host) {
+                let capability = Capability::NetHost(host.to_string());
+                let shown = format!("net:{host}` or `net");
+                return Some(Err(Refusal::Denied { name: name.to_string(), missing: Missing { capability, shown } }));
+            }
+        }
+        Some(Ok(Arc::new(ToolHandle { entry: e.clone(), server: server.clone() })))
     }
 
     fn grant_for(&self, name: &str) -> Option<Vec<Capability>> {

@@ -13,7 +13,8 @@ pub enum McpCmd {
     /// Add an MCP server: it is started once and its tools are listed; then it is written to aos.toml.
     #[command(after_help = "Examples:\n  \
         aos mcp add everything --host -- npx -y @modelcontextprotocol/server-everything\n  \
-        aos mcp add files --host --timeout 10 -- npx -y @modelcontextprotocol/server-filesystem /srv/docs\n\
+        aos mcp add files --host --timeout 10 -- npx -y @modelcontextprotocol/server-filesystem /srv/docs\n  \
+        aos mcp add search --url https://mcp.example.com/mcp --token-env SEARCH_MCP_TOKEN\n\
         Agents then need `--grant mcp:everything` (all its tools) or `--grant mcp:everything/echo` (one tool);\n\
         `all` grants no MCP server. Restart the kernel to offer the new tools to agents.")]
     Add {
@@ -23,7 +24,7 @@ pub enum McpCmd {
         /// Required for stdio servers in this version (their sandbox container is not built yet).
         #[arg(long)]
         host: bool,
-        /// A streamable-HTTP server's URL (not supported by this version's client yet).
+        /// A streamable-HTTP server's URL (reached under the [net] address policy; agents need net:HOST too).
         #[arg(long, conflicts_with = "command")]
         url: Option<String>,
         /// The environment variable holding the HTTP server's bearer token.
@@ -76,7 +77,7 @@ pub async fn run(cmd: McpCmd) -> Result<i32> {
             }
             let mut one = McpConfig::default();
             one.servers.insert(name.clone(), server.clone());
-            let source = McpSource::new(&one, |k| std::env::var(k).ok())?;
+            let source = McpSource::with_net(&one, |k| std::env::var(k).ok(), net_policy(&cfg)?)?;
             if server.host {
                 errln!("note: `{name}` runs ON THE HOST, outside any sandbox ({})", server.describe());
             }
@@ -98,7 +99,8 @@ pub async fn run(cmd: McpCmd) -> Result<i32> {
                 outln!("no MCP servers configured (add one with `aos mcp add NAME --host -- COMMAND ARGS...`)");
                 return Ok(0);
             }
-            let source = if tools { Some(McpSource::new(&cfg.mcp, |k| std::env::var(k).ok())?) } else { None };
+            let source =
+                if tools { Some(McpSource::with_net(&cfg.mcp, |k| std::env::var(k).ok(), net_policy(&cfg)?)?) } else { None };
             let mut started = Vec::new();
             if let Some(s) = &source {
                 started = s.start_all().await;
@@ -158,4 +160,9 @@ fn print_tools(source: &McpSource, name: &str, indent: bool) {
         outln!("{pad}  {} ({syscall}): {}", t.name, t.description.lines().next().unwrap_or(""));
         outln!("{pad}    input: {}", t.input_schema);
     }
+}
+
+/// The `[net]` policy of `aos.toml`, under which streamable-HTTP servers are reached.
+fn net_policy(cfg: &Config) -> Result<std::sync::Arc<aos_mcp::NetPolicy>> {
+    Ok(std::sync::Arc::new(aos_mcp::NetPolicy::new(cfg.net.to_runtime()).context("invalid [net] settings in aos.toml")?))
 }

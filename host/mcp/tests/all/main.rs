@@ -2,11 +2,14 @@
 //! scripted agents in a real kernel call the tools of a real MCP server,
 //! the npm `@modelcontextprotocol/server-everything` over stdio (installed
 //! by `./dev setup` into `~/.cache/aos/mcp-node`; without it each test
-//! skips loudly, and fails under CI).
+//! skips loudly, and fails under CI), and a streamable-HTTP server on the
+//! PyPI `mcp` SDK (`tests/servers/http_server.py`, run by the venv
+//! `./dev setup` makes in `~/.cache/aos/mcp-venv`).
 
 #![allow(clippy::unwrap_used)] // a test's panic is its failure
 
 mod support;
 
 mod calls;
+mod http;
 mod mcp_isolation;

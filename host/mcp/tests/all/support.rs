@@ -63,6 +63,11 @@ pub async fn harness_on(servers: Vec<(String, ServerConfig)>) -> Harness {
     for (name, r) in mcp.start_all().await {
         r.unwrap_or_else(|e| panic!("{name}: {e}"));
     }
+    harness_with(mcp)
+}
+
+/// A kernel whose only syscall source is `mcp` (its servers already started).
+pub fn harness_with(mcp: Arc<McpSource>) -> Harness {
     let dir = tempfile::tempdir().unwrap();
     let mut kc = KernelConfig::new(dir.path());
     kc.spawn.models = vec!["*".into()];
