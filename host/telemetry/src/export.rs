@@ -60,7 +60,7 @@ impl Counters {
 }
 
 pub(crate) enum Item {
-    Span(Span),
+    Span(Box<Span>),
     Flush(oneshot::Sender<()>),
 }
 
@@ -74,7 +74,7 @@ pub(crate) struct Queue {
 impl Queue {
     /// Queues `span`, or drops and counts it when the queue is full or closed.
     pub fn push(&self, span: Span) {
-        if self.tx.try_send(Item::Span(span)).is_err() {
+        if self.tx.try_send(Item::Span(Box::new(span))).is_err() {
             self.counters.dropped.fetch_add(1, Ordering::Relaxed);
         }
     }
@@ -133,7 +133,7 @@ impl Exporter {
             tokio::select! {
                 item = rx.recv() => match item {
                     Some(Item::Span(s)) => {
-                        batch.push(s);
+                        batch.push(*s);
                         if batch.len() >= MAX_BATCH {
                             self.export(std::mem::take(&mut batch)).await;
                         }
