@@ -70,9 +70,14 @@ impl Provider for Scripted {
         "test"
     }
     async fn complete(&self, _req: CompletionRequest) -> Result<Completion, ProviderError> {
-        let mut n = self.next.lock().unwrap();
-        let (text, input, output) = *self.replies.get(*n).ok_or_else(|| ProviderError::Other("script exhausted".into()))?;
-        *n += 1;
+        let (text, input, output) = {
+            let mut n = self.next.lock().unwrap();
+            *n += 1;
+            *self.replies.get(*n - 1).ok_or_else(|| ProviderError::Other("script exhausted".into()))?
+        };
+        if text == HANG {
+            std::future::pending::<()>().await;
+        }
         Ok(Completion {
             text: text.into(),
             tool_calls: Vec::new(),
@@ -84,11 +89,22 @@ impl Provider for Scripted {
 
 const STEP1: &str = "I will write, then read.\n[SYS_CALL::SYS_WRITE_STDOUT] {\"text\": \"secret-output\"}\n\
                      [SYS_CALL::FS_READ] {\"path\": \"secret-arg.txt\"}";
+/// A reply that never comes (the model hangs until the process is killed).
+const HANG: &str = "!HANG!";
 const EXIT: &str = "[SYS_CALL::SYS_EXIT] {\"code\": 0}";
 
 /// A kernel observed by `telemetry`, running one process whose model
 /// answers `replies`; returns how it ended and how long it took.
 async fn run(telemetry: &Telemetry, replies: Vec<(&'static str, u64, u64)>) -> (ExitStatus, Duration) {
+    run_then(telemetry, replies, |_, _| async {}).await
+}
+
+/// [`run`], calling `meanwhile` with the kernel and pid once the process started.
+async fn run_then<F: std::future::Future<Output = ()>>(
+    telemetry: &Telemetry,
+    replies: Vec<(&'static str, u64, u64)>,
+    meanwhile: impl FnOnce(Kernel, u64) -> F,
+) -> (ExitStatus, Duration) {
     let dir = tempfile::tempdir().unwrap();
     let mut kc = KernelConfig::new(dir.path());
     kc.observer = telemetry.observer();
@@ -105,6 +121,7 @@ async fn run(telemetry: &Telemetry, replies: Vec<(&'static str, u64, u64)>) -> (
         })
         .await
         .unwrap();
+    meanwhile(kernel.clone(), pid).await;
     let status = tokio::time::timeout(Duration::from_secs(20), kernel.wait(pid)).await.unwrap().unwrap();
     let took = started.elapsed();
     kernel.shutdown().await;
@@ -306,5 +323,34 @@ async fn a_collector_that_never_answers_neither_slows_nor_breaks_the_kernel() {
     assert!(matches!(status, ExitStatus::Exited { code: 0, .. }));
     t.flush(Duration::from_secs(5)).await;
     assert!(t.stats().failed > 0 && t.stats().exported == 0, "{:?}", t.stats());
+    t.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_step_cut_short_by_a_kill_ends_its_open_spans_as_cancelled() {
+    let (base, got) = receiver().await;
+    let cfg = TelemetryConfig { enabled: true, endpoint: base, ..Default::default() };
+    let t = Telemetry::start(&cfg).unwrap().unwrap();
+    let (status, _) = run_then(&t, vec![(STEP1, 1, 1), (HANG, 0, 0)], |kernel, pid| async move {
+        // Step 2's model call hangs; kill the process during it.
+        for _ in 0..400 {
+            if kernel.info(pid).unwrap().counters.steps == 1 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        kernel.kill(pid).unwrap();
+    })
+    .await;
+    assert_eq!(status, ExitStatus::Killed);
+    assert!(t.flush(Duration::from_secs(10)).await);
+    let spans = spans(&got);
+    let step2 = spans.iter().find(|s| s.name == "aos.step" && int_attr(s, "aos.step") == 2).unwrap();
+    assert_eq!(str_attr(step2, "error.type"), "cancelled");
+    assert_eq!(step2.status.as_ref().unwrap().code, SpanStatus::Error as i32);
+    let chat = spans.iter().find(|s| s.name == "chat m1" && s.parent_span_id == step2.span_id).unwrap();
+    assert_eq!(str_attr(chat, "error.type"), "cancelled");
+    assert!(attr(chat, "gen_ai.usage.input_tokens").is_none());
     t.shutdown().await;
 }
