@@ -107,6 +107,16 @@
 //! host = true                    # required for stdio today: runs ON THE HOST, outside any sandbox
 //! env_from = ["GITHUB_TOKEN"]    # kernel environment variables passed on (besides PATH, HOME)
 //! call_timeout_secs = 30         # deadline of one tool call
+//!
+//! [telemetry]                    # traces over OTLP/HTTP (see aos_telemetry::config; README "Traces")
+//! enabled = false                #   on also when OTEL_EXPORTER_OTLP_ENDPOINT or _TRACES_ENDPOINT is set
+//! endpoint = "http://localhost:4318"  # OTEL_EXPORTER_OTLP_ENDPOINT  collector base URL (+ /v1/traces)
+//! traces_endpoint = "https://collector.example/v1/traces"  # OTEL_EXPORTER_OTLP_TRACES_ENDPOINT  full URL
+//! headers = { "x-tenant" = "ops" }    # OTEL_EXPORTER_OTLP_HEADERS (k=v,k2=v2)  shown masked
+//! service_name = "aos"           # OTEL_SERVICE_NAME
+//! capture_content = false        # prompts, replies, tool arguments/results in spans (opt-in)
+//! export_timeout_secs = 10       # OTEL_EXPORTER_OTLP_TIMEOUT (ms)
+//!                                #   OTEL_SDK_DISABLED=true turns export off; only http/protobuf
 //! ```
 
 use std::collections::BTreeMap;
@@ -148,6 +158,8 @@ pub struct Config {
     pub memory: aos_runtime::aos_memory::MemoryConfig,
     /// MCP servers whose tools are syscalls (see `aos_mcp::config`).
     pub mcp: aos_mcp::McpConfig,
+    /// Trace export over OTLP/HTTP (see `aos_telemetry::config`).
+    pub telemetry: aos_telemetry::TelemetryConfig,
 }
 
 /// `[net]`: the NET_FETCH policy (see `aos_runtime::NetConfig`).
@@ -481,6 +493,7 @@ impl Default for Config {
             drivers: BTreeMap::new(),
             memory: Default::default(),
             mcp: Default::default(),
+            telemetry: Default::default(),
         }
     }
 }
@@ -548,6 +561,8 @@ impl Config {
         fn num<T: std::str::FromStr>(name: &str, v: &str) -> Result<T> {
             v.trim().parse::<T>().map_err(|_| anyhow::anyhow!("environment variable {name}={v:?} is not a valid number"))
         }
+        // The standard OTEL_* variables override `[telemetry]`.
+        self.telemetry.apply_env(&env).context("[telemetry] (OTEL_* environment variables)")?;
         let get = |k: &str| env(k).filter(|v| !v.is_empty());
         if let Some(v) = get("AOS_APPROVE") {
             self.approvals.mode = v;
@@ -837,8 +852,8 @@ pub fn mask_json(v: &mut serde_json::Value, key: &str) {
     match v {
         serde_json::Value::String(s) if secret => *s = "********".into(),
         serde_json::Value::Object(t) => {
-            for (k, v) in t.iter_mut() {
-                mask_json(v, k);
+            for (name, v) in t.iter_mut() {
+                mask_json(v, child_key(&k, name));
             }
         }
         serde_json::Value::Array(a) if secret => {
@@ -879,6 +894,17 @@ pub fn diff(old: &serde_json::Value, new: &serde_json::Value) -> Vec<(String, se
         .collect()
 }
 
+/// The key a value of table `parent` is masked by: its own name, except
+/// in a `headers` table (`[telemetry] headers`), whose values are
+/// credentials whatever the header is called (`authorization`).
+fn child_key<'a>(parent: &str, name: &'a str) -> &'a str {
+    if parent == "headers" {
+        "secret"
+    } else {
+        name
+    }
+}
+
 /// Masks secret-looking string values in place.
 pub fn mask(v: &mut toml::Value, key: &str) {
     let k = key.to_ascii_lowercase();
@@ -886,8 +912,8 @@ pub fn mask(v: &mut toml::Value, key: &str) {
     match v {
         toml::Value::String(s) if secret => *s = "********".into(),
         toml::Value::Table(t) => {
-            for (k, v) in t.iter_mut() {
-                mask(v, k);
+            for (name, v) in t.iter_mut() {
+                mask(v, child_key(&k, name));
             }
         }
         toml::Value::Array(a) if secret => {
@@ -930,6 +956,34 @@ mod tests {
         assert!(!shown.contains("sk-secret"), "{shown}");
         assert!(shown.contains("MY_KEY"), "{shown}");
         assert!(shown.contains("********"), "{shown}");
+    }
+
+    #[test]
+    fn telemetry_is_shown_with_headers_masked_and_otel_variables_win() {
+        let d = tempfile::tempdir().unwrap();
+        std::fs::write(
+            d.path().join("aos.toml"),
+            "[telemetry]\nenabled = true\nendpoint = \"http://file:4318\"\nheaders = { authorization = \"Bearer file-secret\" }\n",
+        )
+        .unwrap();
+        let env = |k: &str| match k {
+            "OTEL_EXPORTER_OTLP_ENDPOINT" => Some("http://env:4318".to_string()),
+            "OTEL_EXPORTER_OTLP_HEADERS" => Some("x-api=env-secret".to_string()),
+            "OTEL_SERVICE_NAME" => Some("agents".to_string()),
+            _ => None,
+        };
+        let c = Config::load_with_env(d.path(), env).unwrap();
+        assert_eq!(c.telemetry.traces_url(), "http://env:4318/v1/traces");
+        assert_eq!(c.telemetry.service_name, "agents");
+        let shown = c.show();
+        assert!(shown.contains("[telemetry]") && shown.contains("http://env:4318"), "{shown}");
+        assert!(!shown.contains("file-secret") && !shown.contains("env-secret"), "{shown}");
+        let json = c.shown().to_string();
+        assert!(!json.contains("file-secret") && !json.contains("env-secret"), "{json}");
+        // gRPC is refused with what to do.
+        let e = Config::load_with_env(d.path(), |k| (k == "OTEL_EXPORTER_OTLP_PROTOCOL").then(|| "grpc".to_string()))
+            .unwrap_err();
+        assert!(format!("{e:#}").contains("http/protobuf"), "{e:#}");
     }
 
     #[test]

@@ -96,7 +96,8 @@ pub async fn run_foreground(paths: Paths) -> Result<()> {
     }
     let _ = std::fs::remove_file(paths.socket());
 
-    let kernel = crate::stack::build(paths.home(), &cfg).await?;
+    let stack = crate::stack::build(paths.home(), &cfg).await?;
+    let kernel = stack.kernel.clone();
     let started_at_ms = aos_kernel::process::now_ms();
 
     // The webhook listener, bound before recovery so restored routes get its URL.
@@ -236,6 +237,8 @@ pub async fn run_foreground(paths: Paths) -> Result<()> {
     let _ = std::fs::remove_file(paths.control_token());
     // Remove this kernel's sandbox containers.
     let _ = tokio::time::timeout(Duration::from_secs(20), kernel.shutdown()).await;
+    // Traces still queued go to the collector (at most its export timeout).
+    stack.flush_traces().await;
     // What is still queued goes to disk.
     journal.close();
     let _ = std::fs::remove_file(paths.socket());

@@ -2,7 +2,8 @@
 //! configuration — the driver runtime (with the Docker sandbox engine, the
 //! outgoing HTTP policy and long-term memory), the provider registry (the
 //! built-in providers, `[providers.NAME]` settings, and the embedded
-//! `local` model) and the kernel itself. The daemon (`server.rs`) and
+//! `local` model), the trace exporter (`[telemetry]`, `OTEL_*`) observing
+//! the kernel, and the kernel itself. The daemon (`server.rs`) and
 //! `aos run` both call [`build`]; `aos run` first applies its flags to the
 //! [`Config`] it loaded, so the two never wire the stack differently.
 
@@ -19,17 +20,56 @@ use aos_sandbox::DockerBackend;
 
 use crate::config::Config;
 
-/// The kernel of `home`, configured by `cfg`, with its driver runtime and
-/// providers; pids start above every pid owning long-term memory.
-pub async fn build(home: &Path, cfg: &Config) -> Result<Kernel> {
+/// A built kernel and its trace exporter.
+pub struct Stack {
+    pub kernel: Kernel,
+    /// Exports the kernel's traces, when `[telemetry]` (or `OTEL_*`) enables it.
+    pub telemetry: Option<aos_telemetry::Telemetry>,
+}
+
+impl Stack {
+    /// Sends the traces still queued (at most the export timeout); call
+    /// after the kernel stopped.
+    pub async fn flush_traces(self) {
+        if let Some(t) = self.telemetry {
+            t.shutdown().await;
+        }
+    }
+}
+
+/// The kernel of `home`, configured by `cfg`, with its driver runtime,
+/// providers and trace exporter; pids start above every pid owning
+/// long-term memory.
+pub async fn build(home: &Path, cfg: &Config) -> Result<Stack> {
+    let telemetry = telemetry(cfg)?;
     let runtime = runtime(home, cfg).await?;
     let mut sources: Vec<Arc<dyn aos_abi::SyscallSource>> = vec![runtime];
     if !cfg.mcp.servers.is_empty() {
         sources.push(mcp(cfg).await?);
     }
-    let kernel = Kernel::new(kernel_config(home, cfg), sources, providers(cfg));
+    let mut kc = kernel_config(home, cfg);
+    if let Some(t) = &telemetry {
+        kc.observer = t.observer();
+    }
+    let kernel = Kernel::new(kc, sources, providers(cfg));
     kernel.reserve_memory_pids().await;
-    Ok(kernel)
+    Ok(Stack { kernel, telemetry })
+}
+
+/// The trace exporter of `[telemetry]` (with the `OTEL_*` variables
+/// applied when the config was loaded), started and announced; `None`
+/// when traces are off.
+pub fn telemetry(cfg: &Config) -> Result<Option<aos_telemetry::Telemetry>> {
+    let Some(t) = aos_telemetry::Telemetry::start(&cfg.telemetry).context("invalid [telemetry] settings")? else {
+        return Ok(None);
+    };
+    let content = if t.captures_content() {
+        "WITH prompts, replies, tool arguments and results (capture_content = true)"
+    } else {
+        "without prompts, replies, tool arguments or results"
+    };
+    tracing::info!(url = %t.url(), "traces go to {} (OTLP/HTTP, service.name {:?}), {content}", t.url(), cfg.telemetry.service_name);
+    Ok(Some(t))
 }
 
 /// The driver runtime of `home`: `[limits]`, `[drivers.NAME]`, `[net]`,

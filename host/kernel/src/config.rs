@@ -49,6 +49,9 @@ pub struct KernelConfig {
     pub approvals: crate::approval::Policy,
     /// An approval not answered in this time is a denial.
     pub approval_timeout: std::time::Duration,
+    /// Told of every step, model call and syscall (traces; see
+    /// [`crate::observe`]); does nothing by default.
+    pub observer: crate::observe::Observers,
 }
 
 /// `tool_mode` per model, per provider, and the default (`auto`): the
@@ -120,6 +123,7 @@ impl KernelConfig {
             tool_modes: ToolModes::default(),
             approvals: crate::approval::Policy::never(),
             approval_timeout: std::time::Duration::from_secs(600),
+            observer: Default::default(),
         }
     }
 }

@@ -21,6 +21,7 @@
 //! | `compat`      | the original AgentOS's argument shapes, rewritten to today's before validation |
 //! | [`dispatch`]  | one call: resolve → upgrade (`compat`) → validate → authorize ([`approval`]) → execute |
 //! | [`models`]    | providers per (name, base URL), per-provider FIFO slots, context windows |
+//! | [`observe`]   | hooks told of each step, model call and syscall (traces), no-op by default |
 //! | [`scheduler`] | a process's step loop, as named steps |
 //! | [`lifecycle`] | spawn, restore, finish, kill, reaping — where the rules on who may start what live |
 //! | [`durability`] | the journal interface (append, durable-up-to, snapshot, replay) the kernel waits on before side effects; pausing a process while the journal fails |
@@ -45,6 +46,7 @@ pub mod ipc;
 pub mod kernel;
 pub mod lifecycle;
 mod models;
+pub mod observe;
 pub mod parser;
 pub mod pcb;
 pub mod process;
@@ -65,6 +67,7 @@ pub use events::{EventSink, KernelEvent, RestoreRequest, WebhookRoute};
 pub use ipc::{IpcMessage, PendingInput, PendingTimer, Queue};
 pub use kernel::Kernel;
 pub use models::ProviderFactory;
+pub use observe::{Observer, Observers, StepObserver};
 pub use parser::{parse_reply, ParseError, ParsedCall};
 pub use process::{now_ms, Budgets, Counters, Entry, ExitStatus, LogEntry, Pid, ProcessInfo, ProcessStatus, SpawnRequest};
 pub use replay::Replay;

@@ -64,6 +64,7 @@ use crate::bus::EventBus;
 use crate::events::KernelEvent;
 use crate::ipc::IpcInbox;
 use crate::models::Models;
+use crate::observe::{ModelEnd, ModelStart, NoStep, StepEnd, StepObserver, StepStart, SyscallEnd, SyscallStart};
 use crate::parser;
 use crate::pcb::{Delivery, Process};
 use crate::process::{now_ms, Entry, ExitStatus, ProcessStatus};
@@ -167,14 +168,33 @@ impl Loop<'_> {
         loop {
             self.take_events();
             self.check_limits()?;
-            let reply = self.think().await?;
-            if reply.truncated {
-                self.refuse_truncated()?;
-                continue;
-            }
-            let sleep = self.run_calls(&reply).await?;
+            let p = self.p;
+            let mut obs = self.env.config.observer.0.step_started(&StepStart {
+                pid: p.pid,
+                step: p.usage().0 + 1,
+                provider: &p.provider_name,
+                model: &p.model,
+            });
+            let step = self.step(obs.as_mut()).await;
+            let error = match &step {
+                Err(ExitStatus::Exited { .. }) | Ok(_) => None,
+                Err(status) => Some(status.to_string()),
+            };
+            obs.step_ended(&StepEnd { error: error.as_deref() });
+            let sleep = step?;
             self.sleep_if_asked(sleep).await;
         }
+    }
+
+    /// One step: the model call, then the reply's calls; returns the
+    /// longest sleep they asked for.
+    async fn step(&mut self, obs: &mut dyn StepObserver) -> Step<Option<f64>> {
+        let reply = self.think(obs).await?;
+        if reply.truncated {
+            self.refuse_truncated()?;
+            return Ok(None);
+        }
+        self.run_calls(&reply, obs).await
     }
 
     fn bus(&self) -> &EventBus {
@@ -198,7 +218,7 @@ impl Loop<'_> {
     async fn finish_interrupted_reply(&mut self) -> Step {
         let Some((text, tool_calls, done)) = self.p.unfinished_reply() else { return Ok(()) };
         let calls: Vec<_> = reply_calls(&text, &tool_calls).into_iter().skip(done).collect();
-        let sleep = self.run_call_list(calls).await?;
+        let sleep = self.run_call_list(calls, &mut NoStep).await?;
         self.sleep_if_asked(sleep).await;
         Ok(())
     }
@@ -242,7 +262,7 @@ impl Loop<'_> {
     /// One model call: waits for a slot of the provider, builds the context
     /// and calls the model; on a context overflow shrinks the window,
     /// compacts more and retries. Records the reply.
-    async fn think(&mut self) -> Step<Completion> {
+    async fn think(&mut self, obs: &mut dyn StepObserver) -> Step<Completion> {
         let (p, bus) = (self.p, self.env.events);
         p.set_status(bus, ProcessStatus::Ready);
         // The model call is a side effect: what led to it must be durable.
@@ -283,7 +303,16 @@ impl Loop<'_> {
                 on_text: Some(reply_pieces(bus, p.pid)),
                 on_progress: Some(progress.sink()),
             };
-            match p.provider.complete(req).await {
+            obs.model_started(&ModelStart {
+                provider: &p.provider_name,
+                model: &p.model,
+                messages: &req.messages,
+                max_tokens: req.max_tokens,
+                temperature: req.temperature,
+            });
+            let result = p.provider.complete(req).await;
+            obs.model_ended(&ModelEnd { result: result.as_ref() });
+            match result {
                 Ok(c) => break c,
                 Err(ProviderError::ContextOverflow { provider, prompt_tokens, limit }) => {
                     overflows += 1;
@@ -355,12 +384,12 @@ impl Loop<'_> {
     /// dispatch — and returns the longest sleep they asked for. The result
     /// or error of a native call is recorded under its id. `SYS_EXIT` ends
     /// the process (later calls are not run).
-    async fn run_calls(&mut self, reply: &Completion) -> Step<Option<f64>> {
-        self.run_call_list(reply_calls(&reply.text, &reply.tool_calls)).await
+    async fn run_calls(&mut self, reply: &Completion, obs: &mut dyn StepObserver) -> Step<Option<f64>> {
+        self.run_call_list(reply_calls(&reply.text, &reply.tool_calls), obs).await
     }
 
     /// Runs `calls` (of one reply, or what is left of it) in order; see [`Self::run_calls`].
-    async fn run_call_list(&mut self, calls: Vec<ReplyCall>) -> Step<Option<f64>> {
+    async fn run_call_list(&mut self, calls: Vec<ReplyCall>, obs: &mut dyn StepObserver) -> Step<Option<f64>> {
         let (p, bus) = (self.p, self.env.events);
         let total = calls.len();
         let mut sleep: Option<f64> = None;
@@ -369,14 +398,24 @@ impl Loop<'_> {
                 return Err(ExitStatus::Killed);
             }
             let id = p.next_call_id();
+            let traced_id = call_id.clone().unwrap_or_else(|| format!("#{id}"));
+            obs.syscall_started(&SyscallStart {
+                name: match &call {
+                    Ok(c) => Some(&c.name),
+                    Err(e) => e.name.as_deref(),
+                },
+                call_id: &traced_id,
+                args: call.as_ref().ok().map(|c| &c.args),
+            });
             let call = match call {
                 Ok(c) => c,
                 Err(e) => {
+                    let error = format!("invalid call: {}", e.message);
+                    obs.syscall_ended(&SyscallEnd { result: Err(("invalid_call", &error)) });
                     match &e.name {
                         Some(n) => p.count_call(n, true),
                         None => p.count_error(),
                     }
-                    let error = format!("invalid call: {}", e.message);
                     p.record(bus, Entry::Error { id, name: e.name.clone(), args: None, error: error.clone(), call_id });
                     if self.breaker.failure(Failure::Malformed(e.message.clone())) {
                         let what = e.name.as_deref().unwrap_or("a malformed call");
@@ -385,7 +424,19 @@ impl Loop<'_> {
                     continue;
                 }
             };
-            match dispatch(self.env.calls, p, &mut self.inbox, &call).await {
+            let outcome = dispatch(self.env.calls, p, &mut self.inbox, &call).await;
+            let error = match &outcome {
+                Outcome::Err(err) => err.to_string(),
+                _ => String::new(),
+            };
+            obs.syscall_ended(&SyscallEnd {
+                result: match &outcome {
+                    Outcome::Ok { output, .. } => Ok(output),
+                    Outcome::Err(err) => Err((err.kind(), &error)),
+                    Outcome::Exit { .. } => Ok(&serde_json::Value::Null),
+                },
+            });
+            match outcome {
                 Outcome::Ok { output, effects: e } => {
                     p.count_call(&call.name, false);
                     self.breaker.success();

@@ -118,7 +118,8 @@ pub async fn run(a: RunArgs) -> Result<i32> {
     }
     // Provider, model and base URL: the flags, else aos.toml's (as `aos spawn`).
     let (provider, model, base_url) = cfg.resolve_model(a.provider.as_deref(), a.model.as_deref(), a.base_url.as_deref())?;
-    let kernel = aos_daemon::stack::build(&home, &cfg).await?;
+    let stack = aos_daemon::stack::build(&home, &cfg).await?;
+    let kernel = stack.kernel.clone();
     let caps = if a.no_grants {
         CapabilitySet::empty()
     } else if a.grants.is_empty() {
@@ -219,8 +220,9 @@ pub async fn run(a: RunArgs) -> Result<i32> {
             show(&entry);
         }
     }
-    // Remove this run's sandbox containers.
+    // Remove this run's sandbox containers; send the traces still queued.
     kernel.shutdown().await;
+    stack.flush_traces().await;
     let code = match &status {
         ExitStatus::Exited { code, result } => {
             if let (Some(r), false) = (result, a.json) {
