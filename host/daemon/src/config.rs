@@ -107,6 +107,10 @@
 //! host = true                    # required for stdio today: runs ON THE HOST, outside any sandbox
 //! env_from = ["GITHUB_TOKEN"]    # kernel environment variables passed on (besides PATH, HOME)
 //! call_timeout_secs = 30         # deadline of one tool call
+//!
+//! [mcp.serve]                    # `aos mcp serve`: AgentOS as an MCP server
+//! max_grants = ["fs:rw", "timers", "ipc"]  # ceiling of MCP-spawned agents' rights (default: default_grants)
+//! allow_remote = false           # let `--http` listen beyond loopback (the token is still required)
 //! ```
 
 use std::collections::BTreeMap;
@@ -541,6 +545,9 @@ impl Config {
         let syscall_like = |g: &str| g.chars().all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_');
         aos_abi::CapabilitySet::parse_with(&self.default_grants, &|g| syscall_like(g).then(Vec::new))
             .context("`default_grants` (AOS_GRANTS)")?;
+        if let Some(g) = &self.mcp.serve.max_grants {
+            aos_abi::CapabilitySet::parse(g).context("`[mcp.serve] max_grants`")?;
+        }
         Ok(())
     }
 
