@@ -1070,6 +1070,12 @@ mod tests {
         assert!(format!("{e:#}").contains("`default_grants` (AOS_GRANTS): unknown capability `fs:write` (did you mean `fs:rw`?)"), "{e:#}");
         let e = Config::load_with_env(d.path(), |k| (k == "AOS_PROVIDER").then(|| "openia".to_string())).unwrap_err();
         assert!(format!("{e:#}").contains("did you mean `openai`?"), "{e:#}");
+        std::fs::write(d.path().join("aos.toml"), "[mcp.serve]\nmax_grants = [\"fs:rw\", \"nett\"]\n").unwrap();
+        let e = Config::load_with_env(d.path(), |_| None).unwrap_err();
+        assert!(format!("{e:#}").contains("`[mcp.serve] max_grants`: unknown capability `nett`"), "{e:#}");
+        std::fs::write(d.path().join("aos.toml"), "[mcp.serve]\nmax_grants = [\"net\"]\nallow_remote = true\n").unwrap();
+        let c = Config::load_with_env(d.path(), |_| None).unwrap();
+        assert_eq!((c.mcp.serve.max_grants.as_deref(), c.mcp.serve.allow_remote), (Some(&["net".to_string()][..]), true));
         std::fs::write(d.path().join("aos.toml"), "nope = 1\n").unwrap();
         assert!(Config::load_with_env(d.path(), |_| None).is_err());
         std::fs::remove_file(d.path().join("aos.toml")).unwrap();
