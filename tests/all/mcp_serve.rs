@@ -1,7 +1,7 @@
 //! `aos mcp serve` end to end: the PyPI `mcp` client SDK
 //! (`tests/mcp/serve_client.py`, in the venv of `AOS_MCP_VENV`, default
 //! `$HOME/.cache/aos/mcp-venv`) connects over stdio (launching `aos mcp
-//! serve` itself) and over streamable HTTP (with the right token; a wrong
+//! serve` itself, which starts the kernel at the first spawn) and over streamable HTTP (with the right token; a wrong
 //! or missing one is refused), spawns scripted agents, follows a log, waits
 //! for exit codes, sends a message, and is refused a spawn beyond the
 //! grant ceiling.
@@ -54,7 +54,9 @@ fn client(py: &PathBuf, args: &[&str]) -> String {
 fn the_mcp_sdk_drives_agents_over_stdio() {
     let Some(py) = python("mcp_serve::the_mcp_sdk_drives_agents_over_stdio") else { return };
     let aos = new_aos();
-    let _d = Daemon::start(&aos);
+    // No kernel yet: the first spawn_agent starts it, as `aos spawn` does.
+    let _d = Daemon::guard(&aos);
+    assert_eq!(aos.run(&["kernel", "status"]).0, 1);
     let (hello, block) = scripts(&aos);
     let bin = aos_tests::aos_bin();
     let out = client(&py, &["stdio", bin.to_str().unwrap(), aos.home().to_str().unwrap(), &hello, &block]);
