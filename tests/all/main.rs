@@ -2,7 +2,8 @@
 //! assembled system.
 //!
 //! - End to end, on the real `aos` binary: `aos driver` ([`driver_cli`]),
-//!   `aos run` ([`run_cli`]), the daemon and its CLI ([`daemon_cli`]), the
+//!   `aos run` ([`run_cli`]), the daemon and its CLI ([`daemon_cli`]), `aos mcp serve` driven by the
+//!   PyPI MCP client ([`mcp_serve`]), the
 //!   CLI as a new user meets it ([`cli_ux`]), `aos top` on a terminal
 //!   ([`top_tty`]), and the WIT copy of the guest SDK ([`wit_drift`]).
 //! - The kernel on the real driver runtime (the integration proof of the
@@ -19,6 +20,7 @@ mod approvals_cli;
 mod cli_ux;
 mod daemon_cli;
 mod driver_cli;
+mod mcp_serve;
 mod run_cli;
 mod top_tty;
 mod wit_drift;

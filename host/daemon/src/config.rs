@@ -117,6 +117,9 @@
 //! capture_content = false        # prompts, replies, tool arguments/results in spans (opt-in)
 //! export_timeout_secs = 10       # OTEL_EXPORTER_OTLP_TIMEOUT (ms)
 //!                                #   OTEL_SDK_DISABLED=true turns export off; only http/protobuf
+//! [mcp.serve]                    # `aos mcp serve`: AgentOS as an MCP server
+//! max_grants = ["fs:rw", "timers", "ipc"]  # ceiling of MCP-spawned agents' rights (default: default_grants)
+//! allow_remote = false           # let `--http` listen beyond loopback (the token is still required)
 //! ```
 
 use std::collections::BTreeMap;
@@ -554,6 +557,9 @@ impl Config {
         let syscall_like = |g: &str| g.chars().all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_');
         aos_abi::CapabilitySet::parse_with(&self.default_grants, &|g| syscall_like(g).then(Vec::new))
             .context("`default_grants` (AOS_GRANTS)")?;
+        if let Some(g) = &self.mcp.serve.max_grants {
+            aos_abi::CapabilitySet::parse(g).context("`[mcp.serve] max_grants`")?;
+        }
         Ok(())
     }
 
@@ -1117,6 +1123,12 @@ mod tests {
         assert!(format!("{e:#}").contains("`default_grants` (AOS_GRANTS): unknown capability `fs:write` (did you mean `fs:rw`?)"), "{e:#}");
         let e = Config::load_with_env(d.path(), |k| (k == "AOS_PROVIDER").then(|| "openia".to_string())).unwrap_err();
         assert!(format!("{e:#}").contains("did you mean `openai`?"), "{e:#}");
+        std::fs::write(d.path().join("aos.toml"), "[mcp.serve]\nmax_grants = [\"fs:rw\", \"nett\"]\n").unwrap();
+        let e = Config::load_with_env(d.path(), |_| None).unwrap_err();
+        assert!(format!("{e:#}").contains("`[mcp.serve] max_grants`: unknown capability `nett`"), "{e:#}");
+        std::fs::write(d.path().join("aos.toml"), "[mcp.serve]\nmax_grants = [\"net\"]\nallow_remote = true\n").unwrap();
+        let c = Config::load_with_env(d.path(), |_| None).unwrap();
+        assert_eq!((c.mcp.serve.max_grants.as_deref(), c.mcp.serve.allow_remote), (Some(&["net".to_string()][..]), true));
         std::fs::write(d.path().join("aos.toml"), "nope = 1\n").unwrap();
         assert!(Config::load_with_env(d.path(), |_| None).is_err());
         std::fs::remove_file(d.path().join("aos.toml")).unwrap();

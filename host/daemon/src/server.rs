@@ -372,7 +372,7 @@ pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
 }
 
 /// 32 random bytes from the OS, as hex.
-fn new_token() -> Result<String> {
+pub fn new_token() -> Result<String> {
     use std::io::Read;
     let mut b = [0u8; 32];
     std::fs::File::open("/dev/urandom")
@@ -382,7 +382,7 @@ fn new_token() -> Result<String> {
 }
 
 /// Writes a file only its owner can read (created with mode 0600).
-fn write_private(path: &std::path::Path, text: &str) -> Result<()> {
+pub fn write_private(path: &std::path::Path, text: &str) -> Result<()> {
     use std::io::Write;
     use std::os::unix::fs::OpenOptionsExt;
     let _ = std::fs::remove_file(path);

@@ -75,11 +75,43 @@ pub struct ServerConfig {
     pub start_timeout_secs: Option<f64>,
 }
 
-/// `[mcp]`: the configured servers, by name.
+/// `[mcp]`: the configured servers, by name, and what `aos mcp serve` allows.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct McpConfig {
     pub servers: BTreeMap<String, ServerConfig>,
+    /// `[mcp.serve]`: AgentOS as an MCP server (`aos mcp serve`).
+    #[serde(skip_serializing_if = "ServeConfig::is_unset")]
+    pub serve: ServeConfig,
+}
+
+/// `[mcp.serve]`: the limits of `aos mcp serve`, which lets MCP hosts spawn
+/// and drive agents.
+///
+/// ```toml
+/// [mcp.serve]
+/// max_grants = ["fs:rw", "timers", "ipc", "net"]  # the most an MCP-spawned agent may get
+/// allow_remote = false                            # `--http` on a non-loopback address
+/// ```
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ServeConfig {
+    /// The ceiling of the rights an agent spawned over MCP may be granted
+    /// (capability names, as `--grant`). Unset: `default_grants`, the
+    /// rights of a plain `aos spawn`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_grants: Option<Vec<String>>,
+    /// Let `aos mcp serve --http` listen on an address other than loopback
+    /// (the bearer token is still required).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub allow_remote: bool,
+}
+
+impl ServeConfig {
+    /// Nothing set (then `[mcp.serve]` is left out of a shown config).
+    pub fn is_unset(&self) -> bool {
+        self == &ServeConfig::default()
+    }
 }
 
 /// How a server is reached, once its table was checked.

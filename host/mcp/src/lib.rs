@@ -18,7 +18,7 @@ pub mod result;
 pub mod server;
 pub mod source;
 
-pub use config::{ConfigError, McpConfig, ServerConfig};
+pub use config::{ConfigError, McpConfig, ServeConfig, ServerConfig};
 pub use server::{Server, StartError, ToolInfo};
 pub use source::McpSource;
 /// The `[net]` policy streamable-HTTP servers are reached under.

@@ -1,6 +1,7 @@
 //! `aos mcp …`: add, list and remove the MCP servers of `aos.toml`
 //! (`[mcp.servers.NAME]`), whose tools agents call as syscalls
-//! (`MCP_SERVER_TOOL`, granted by `mcp:NAME` or `mcp:NAME/TOOL`).
+//! (`MCP_SERVER_TOOL`, granted by `mcp:NAME` or `mcp:NAME/TOOL`); and
+//! `aos mcp serve`, AgentOS itself as an MCP server (`aos_mcp_server`).
 
 use anyhow::{bail, Context, Result};
 use clap::Subcommand;
@@ -55,6 +56,26 @@ pub enum McpCmd {
     },
     /// Remove an MCP server from aos.toml.
     Remove { name: String },
+    /// Serve AgentOS to MCP hosts: tools to spawn agents in the running kernel, list them, read their logs,
+    /// send them input, wait for them and kill them. On stdin/stdout unless --http.
+    #[command(after_help = "Examples:\n  \
+        aos mcp serve                                   # stdio: an MCP host runs this command\n  \
+        aos mcp serve --max-grants fs:rw,timers,net     # what MCP-spawned agents may get at most\n  \
+        aos mcp serve --http 127.0.0.1:7900             # streamable HTTP at http://127.0.0.1:7900/mcp\n\
+        Over HTTP every request needs `Authorization: Bearer TOKEN`: the token is AOS_MCP_TOKEN, else a new one\n\
+        written to $AOS_HOME/mcp.token at each start. The ceiling defaults to `[mcp.serve] max_grants` of\n\
+        aos.toml, else `default_grants` (the rights of a plain `aos spawn`).")]
+    Serve {
+        /// Serve streamable HTTP on this address (loopback unless --allow-remote) instead of stdio.
+        #[arg(long, value_name = "ADDR")]
+        http: Option<std::net::SocketAddr>,
+        /// Let --http listen on a non-loopback address (the token is still required).
+        #[arg(long, requires = "http")]
+        allow_remote: bool,
+        /// The most an agent spawned over MCP may be granted (repeatable or comma-separated).
+        #[arg(long = "max-grants", value_delimiter = ',', value_name = "GRANTS")]
+        max_grants: Vec<String>,
+    },
 }
 
 pub async fn run(cmd: McpCmd) -> Result<i32> {
@@ -139,6 +160,7 @@ pub async fn run(cmd: McpCmd) -> Result<i32> {
             }
             Ok(0)
         }
+        McpCmd::Serve { http, allow_remote, max_grants } => serve(home, http, allow_remote, max_grants).await,
         McpCmd::Remove { name } => {
             if remove_mcp_server(&home, &name)? {
                 outln!("removed MCP server `{name}` from {} (restart a running kernel to drop it)", home.join("aos.toml").display());
@@ -165,4 +187,51 @@ fn print_tools(source: &McpSource, name: &str, indent: bool) {
 /// The `[net]` policy of `aos.toml`, under which streamable-HTTP servers are reached.
 fn net_policy(cfg: &Config) -> Result<std::sync::Arc<aos_mcp::NetPolicy>> {
     Ok(std::sync::Arc::new(aos_mcp::NetPolicy::new(cfg.net.to_runtime()).context("invalid [net] settings in aos.toml")?))
+}
+
+/// `aos mcp serve`: stdout is the MCP channel over stdio, so this says
+/// everything on stderr.
+async fn serve(
+    home: std::path::PathBuf,
+    http: Option<std::net::SocketAddr>,
+    allow_remote: bool,
+    max_grants: Vec<String>,
+) -> Result<i32> {
+    let cfg = Config::load(&home)?;
+    let ceiling = aos_mcp_server::Ceiling::choose(&max_grants, cfg.mcp.serve.max_grants.as_deref(), &cfg.default_grants)
+        .context("the grant ceiling (--max-grants or `[mcp.serve] max_grants`)")?;
+    let paths = aos_daemon::Paths::new(&home);
+    let start_paths = paths.clone();
+    let starter: aos_mcp_server::Starter = std::sync::Arc::new(move || {
+        let paths = start_paths.clone();
+        Box::pin(async move {
+            let pid = super::kernel::start_background(&paths).await?;
+            errln!("started the kernel (pid {pid})");
+            Ok(())
+        })
+    });
+    let server = aos_mcp_server::AosMcp::new(paths, ceiling.clone(), cfg.default_grants.clone()).with_starter(starter);
+    let grants = ceiling.names().join(", ");
+    match http {
+        None => {
+            errln!("aos mcp serve: MCP on stdin/stdout for {}; agents may get at most: {grants}", home.display());
+            aos_mcp_server::serve_stdio(server).await?;
+        }
+        Some(addr) => {
+            let allow_remote = allow_remote || cfg.mcp.serve.allow_remote;
+            aos_mcp_server::http::check_addr(addr, allow_remote)?;
+            let env_token = std::env::var(aos_mcp_server::http::TOKEN_VAR).ok();
+            let (token, source) = aos_mcp_server::http::token(env_token, &home)?;
+            let opts = aos_mcp_server::http::HttpOptions { addr, allow_remote, token };
+            aos_mcp_server::http::serve(server, opts, |bound| {
+                let from = match &source {
+                    aos_mcp_server::http::TokenSource::Env => format!("{} (from the environment)", aos_mcp_server::http::TOKEN_VAR),
+                    aos_mcp_server::http::TokenSource::File(p) => p.display().to_string(),
+                };
+                errln!("aos mcp serve: MCP on http://{bound}/mcp (bearer token: {from}); agents may get at most: {grants}");
+            })
+            .await?;
+        }
+    }
+    Ok(0)
 }
