@@ -3,7 +3,7 @@
 //!
 //! - End to end, on the real `aos` binary: `aos driver` ([`driver_cli`]),
 //!   `aos run` ([`run_cli`]), the daemon and its CLI ([`daemon_cli`]), `aos mcp serve` driven by the
-//!   PyPI MCP client ([`mcp_serve`]), the
+//!   PyPI MCP client ([`mcp_serve`]), traces over OTLP ([`telemetry_cli`]), the
 //!   CLI as a new user meets it ([`cli_ux`]), `aos top` on a terminal
 //!   ([`top_tty`]), and the WIT copy of the guest SDK ([`wit_drift`]).
 //! - The kernel on the real driver runtime (the integration proof of the
@@ -22,6 +22,7 @@ mod daemon_cli;
 mod driver_cli;
 mod mcp_serve;
 mod run_cli;
+mod telemetry_cli;
 mod top_tty;
 mod wit_drift;
 
