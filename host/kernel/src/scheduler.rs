@@ -425,6 +425,7 @@ impl Loop<'_> {
                 }
             };
             let outcome = dispatch(self.env.calls, p, &mut self.inbox, &call).await;
+            // The error's text, made once for the observer and the log.
             let error = match &outcome {
                 Outcome::Err(err) => err.to_string(),
                 _ => String::new(),
@@ -443,9 +444,8 @@ impl Loop<'_> {
                     p.record(bus, Entry::Result { id, name: call.name.clone(), args: call.args.clone(), output, call_id });
                     sleep = self.apply_effects(e, sleep);
                 }
-                Outcome::Err(err) => {
+                Outcome::Err(_) => {
                     p.count_call(&call.name, true);
-                    let error = err.to_string();
                     p.record(bus, Entry::Error {
                         id,
                         name: Some(call.name.clone()),
