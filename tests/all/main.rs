@@ -6,6 +6,8 @@
 //!   PyPI MCP client ([`mcp_serve`]), traces over OTLP ([`telemetry_cli`]), the
 //!   CLI as a new user meets it ([`cli_ux`]), `aos top` on a terminal
 //!   ([`top_tty`]), and the WIT copy of the guest SDK ([`wit_drift`]).
+//! - Small jobs on the embedded offline model through the kernel, judged
+//!   by the outcome eval's checker ([`outcome_local`], [`outcome`]).
 //! - The kernel on the real driver runtime (the integration proof of the
 //!   `SyscallSource` boundary): the kernel's own test modules
 //!   (`host/kernel/tests/all/`, which aos-kernel runs on an in-process fake)
@@ -16,11 +18,15 @@
 
 mod support;
 
+#[path = "../outcome/mod.rs"]
+mod outcome;
+
 mod approvals_cli;
 mod cli_ux;
 mod daemon_cli;
 mod driver_cli;
 mod mcp_serve;
+mod outcome_local;
 mod run_cli;
 mod telemetry_cli;
 mod top_tty;

@@ -122,7 +122,7 @@ fn missing_provider_key_is_reported_with_the_variable_name() {
 
 /// Where the `local` provider looks for its model (`$AOS_MODEL_DIR` or
 /// `~/.cache/aos/models`, as `aos_llm_local::default_model_dir`).
-fn local_model() -> Option<std::path::PathBuf> {
+pub(crate) fn local_model() -> Option<std::path::PathBuf> {
     let dir = std::env::var_os("AOS_MODEL_DIR")
         .filter(|d| !d.is_empty())
         .map(std::path::PathBuf::from)

@@ -1,9 +1,10 @@
 //! The outcome evaluation of the embedded model (see `evals/README.md`).
 //!
-//! `cargo run -p aos-tests --example outcome -- [--set outcome|extra|heldout|both|all] [--only ID[,ID...]] [--json FILE]`
+//! `cargo run -p aos-tests --example outcome -- [--set outcome|extra|heldout|heldout2|both|all] [--only ID[,ID...]] [--json FILE]`
 //!
-//! Runs every task of `evals/outcome.jsonl`, `evals/outcome-extra.jsonl`
-//! and/or `evals/outcome-heldout.jsonl` (`both`: the first and the last)
+//! Runs every task of `evals/outcome.jsonl`, `evals/outcome-extra.jsonl`,
+//! `evals/outcome-heldout.jsonl` and/or `evals/outcome-heldout2.jsonl`
+//! (`both`: the first and the third)
 //! end to end through the kernel on the default model, prints one line per
 //! task (verdict, calls, exit result, what was wrong) and the counts: right
 //! outcome, wrong outcome with exit 0, wrong outcome with a non-zero exit,
@@ -26,7 +27,7 @@ async fn main() {
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
         match a.as_str() {
-            "--set" => set = args.next().expect("--set outcome|extra|heldout|both|all"),
+            "--set" => set = args.next().expect("--set outcome|extra|heldout|heldout2|both|all"),
             "--only" => only = args.next().expect("--only ID,...").split(',').map(String::from).collect(),
             "--json" => json_out = Some(args.next().expect("--json FILE")),
             other => panic!("unknown argument {other}"),
@@ -42,8 +43,9 @@ async fn main() {
         "extra" => vec!["outcome-extra.jsonl"],
         "heldout" => vec!["outcome-heldout.jsonl"],
         "both" => vec!["outcome.jsonl", "outcome-heldout.jsonl"],
-        "all" => vec!["outcome.jsonl", "outcome-extra.jsonl", "outcome-heldout.jsonl"],
-        other => panic!("--set outcome|extra|heldout|both|all, not {other}"),
+        "heldout2" => vec!["outcome-heldout2.jsonl"],
+        "all" => vec!["outcome.jsonl", "outcome-extra.jsonl", "outcome-heldout.jsonl", "outcome-heldout2.jsonl"],
+        other => panic!("--set outcome|extra|heldout|heldout2|both|all, not {other}"),
     };
     let provider = LocalProvider::new(LocalConfig::default());
     let runner = outcome::Runner::new(Arc::new(provider));

@@ -3,6 +3,11 @@
 //! (`llama_perf_context`), step time over a 20-step run of one process (KV
 //! reuse keeps it flat), and memory per process context (RSS delta).
 //!
+//! Sections 1 and 3 measure the model itself, so their provider decodes
+//! two-stage (the model writes every reply); section 2 runs the 20 steps
+//! both with the default decoding (the plan builds most replies, see
+//! `frame.rs`/`bind.rs`) and two-stage.
+//!
 //! llama.cpp's `llama-bench` tool is not part of the vendored sources of
 //! `llama-cpp-sys-2` (only its README is), so section 0 measures the same
 //! way it does — `pp512`: 512 prompt tokens decoded in one batch; `tg128`:
@@ -15,7 +20,7 @@ mod common;
 
 use std::time::Instant;
 
-use aos_llm_local::{LocalConfig, LocalProvider};
+use aos_llm_local::{Decoding, LocalConfig, LocalProvider};
 use aos_providers::{Message, Role};
 
 fn rss_kib() -> u64 {
@@ -77,11 +82,12 @@ fn main() {
     let Some(model_path) = common::model_or_skip("bench") else {
         return;
     };
-    let cfg = LocalConfig { max_live_contexts: 8, ..LocalConfig::default() };
+    let cfg = LocalConfig { max_live_contexts: 8, decoding: Decoding::TwoStage, ..LocalConfig::default() };
     let (pp, tg) = llama_bench_method(&model_path, cfg.n_threads, 512, 128, 3);
     println!("raw llama.cpp, llama-bench method, {} threads: pp512 {pp:.0} tok/s, tg128 {tg:.0} tok/s", cfg.n_threads);
     println!("config: n_ctx {} n_batch {} threads {} decoding {:?}", cfg.n_ctx, cfg.n_batch, cfg.n_threads, cfg.decoding);
-    let p = LocalProvider::new(cfg);
+    let p = LocalProvider::new(cfg.clone());
+    let planned = LocalProvider::new(LocalConfig { decoding: Decoding::default(), ..cfg.clone() });
     let rss0 = rss_kib();
     let t = Instant::now();
     let load_ms = p.preload("default").unwrap();
@@ -111,31 +117,34 @@ fn main() {
     let (live, parked, bytes) = p.cache_info("default").unwrap();
     println!("live contexts {live}, parked {parked} ({bytes} bytes)");
 
-    // 2. A 20-step run of one process.
-    let pid = 600;
-    let mut req = common::request(pid, &task);
-    let mut steps = Vec::new();
-    for step in 1..=20 {
-        let t = Instant::now();
-        let out = p.complete_blocking(req.clone()).unwrap();
-        let wall = t.elapsed().as_secs_f64() * 1e3;
-        let s = p.last_stats(pid).unwrap();
-        steps.push((step, wall, s));
-        req.messages.push(Message::new(Role::Assistant, out.text));
-        req.messages.push(Message::new(Role::User, format!("[RESULT FS_WRITE#{step}] {{\"path\": \"sea.txt\", \"bytes\": {}}}", 40 + step)));
-    }
-    println!("\n| step | prompt tok | evaluated | reused | generated | prompt ms | choose ms | gen ms | total ms |");
-    println!("|---|---|---|---|---|---|---|---|---|");
-    for (step, wall, s) in &steps {
-        if [1, 2, 3, 5, 10, 15, 20].contains(step) {
-            println!(
-                "| {step} | {} | {} | {} | {} | {:.0} | {:.0} | {:.0} | {wall:.0} |",
-                s.prompt_tokens, s.prompt_evaluated, s.prompt_reused, s.generated_tokens, s.prompt_ms, s.choose_ms, s.gen_ms
-            );
+    // 2. A 20-step run of one process, with the default decoding (the plan)
+    // and with the model writing every reply.
+    for (label, p, pid) in [("default decoding (plan)", &planned, 600), ("two-stage (the model writes every reply)", &p, 601)] {
+        let mut req = common::request(pid, &task);
+        let mut steps = Vec::new();
+        for step in 1..=20 {
+            let t = Instant::now();
+            let out = p.complete_blocking(req.clone()).unwrap();
+            let wall = t.elapsed().as_secs_f64() * 1e3;
+            let s = p.last_stats(pid).unwrap();
+            steps.push((step, wall, s));
+            req.messages.push(Message::new(Role::Assistant, out.text));
+            req.messages.push(Message::new(Role::User, format!("[RESULT FS_WRITE#{step}] {{\"path\": \"sea.txt\", \"bytes\": {}}}", 40 + step)));
         }
+        println!("\n20 steps, {label}:");
+        println!("| step | prompt tok | evaluated | reused | generated | prompt ms | choose ms | gen ms | total ms |");
+        println!("|---|---|---|---|---|---|---|---|---|");
+        for (step, wall, s) in &steps {
+            if [1, 2, 3, 5, 10, 15, 20].contains(step) {
+                println!(
+                    "| {step} | {} | {} | {} | {} | {:.0} | {:.0} | {:.0} | {wall:.0} |",
+                    s.prompt_tokens, s.prompt_evaluated, s.prompt_reused, s.generated_tokens, s.prompt_ms, s.choose_ms, s.gen_ms
+                );
+            }
+        }
+        let avg = |r: std::ops::Range<usize>| steps[r.clone()].iter().map(|x| x.1).sum::<f64>() / r.len() as f64;
+        println!("step 1: {:.0} ms; mean of steps 2-20: {:.0} ms; step 20: {:.0} ms", steps[0].1, avg(1..20), steps[19].1);
     }
-    let avg = |r: std::ops::Range<usize>| steps[r.clone()].iter().map(|x| x.1).sum::<f64>() / r.len() as f64;
-    println!("step 1: {:.0} ms; mean of steps 2-20: {:.0} ms; step 20: {:.0} ms", steps[0].1, avg(1..20), steps[19].1);
 
     // 3. Memory per process context: RSS delta of one more process (new
     // context + its prompt), and the size of its saved snapshot.
@@ -144,7 +153,7 @@ fn main() {
     p.complete_blocking(r).unwrap();
     let after = rss_kib();
     println!("\nRSS delta of one more process context (n_ctx {}): {:.1} MiB", p.config().n_ctx, (after - before) as f64 / 1024.0);
-    let p1 = LocalProvider::new(LocalConfig { max_live_contexts: 1, ..LocalConfig::default() });
+    let p1 = LocalProvider::new(LocalConfig { max_live_contexts: 1, ..cfg });
     p1.complete_blocking(common::request(1, &task)).unwrap();
     p1.complete_blocking(common::request(2, &task)).unwrap();
     let (_, n, bytes) = p1.cache_info("default").unwrap();

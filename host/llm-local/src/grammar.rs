@@ -65,6 +65,16 @@ pub fn args_grammar(spec: &SyscallSpec) -> String {
     g.finish(&format!("\" \" {args}"))
 }
 
+/// `spec` with its argument `field` limited to the strings `values` (an
+/// `enum` in its schema; unchanged when it has no such argument).
+pub fn with_enum(spec: &SyscallSpec, field: &str, values: &[String]) -> SyscallSpec {
+    let mut s = spec.clone();
+    if let Some(p) = s.args_schema.get_mut("properties").and_then(|p| p.get_mut(field)) {
+        *p = serde_json::json!({ "type": "string", "enum": values });
+    }
+    s
+}
+
 fn thought_expr(opts: GrammarOptions) -> String {
     // Starts with a letter so the model cannot open a fake tag or a blank line.
     let n = opts.max_thought_chars.max(2) - 1;

@@ -16,6 +16,12 @@
 //!   plain-words hints the first call is chosen by.
 //! * [`plan`] — a task's clauses and the process's progress through them
 //!   (which syscall comes next, and when to exit).
+//! * [`frame`] — what each clause asks for, read from its words: the
+//!   operation, the names it works on (only names the task gives are ever
+//!   written or deleted), the text it writes.
+//! * [`bind`] — the next call's arguments from the frame and the results so
+//!   far, and the honest `SYS_EXIT` (what was done; non-zero and which part
+//!   failed when the plan could not be completed).
 //!
 //! ```no_run
 //! use std::sync::Arc;
@@ -23,8 +29,10 @@
 //! let p: Arc<dyn aos_providers::Provider> = Arc::new(LocalProvider::new(LocalConfig::default()));
 //! ```
 
+pub mod bind;
 pub mod engine;
 pub mod examples;
+pub mod frame;
 pub mod grammar;
 pub mod model_file;
 pub mod plan;
@@ -32,6 +40,8 @@ pub mod provider;
 pub mod stats;
 
 pub use engine::{Decoding, EngineError};
-pub use model_file::{default_model_dir, default_model_path, MODEL_FILE_NAME, MODEL_SHA256, MODEL_SIZE};
+pub use model_file::{
+    default_model_dir, default_model_path, MODEL_FILE_NAME, MODEL_SHA256, MODEL_SIZE,
+};
 pub use provider::{LocalConfig, LocalProvider};
 pub use stats::{CacheSource, StepStats};

@@ -162,13 +162,20 @@ impl LocalProvider {
         self.inner.release(pid);
     }
 
-    /// The plan the engine follows for `task` with `specs` ([`crate::plan`]):
-    /// the syscall of each clause. For evaluations and tests.
+    /// The plan the engine follows for `task` with `specs` ([`crate::plan`],
+    /// [`crate::frame`]): the syscalls it calls in order when every step
+    /// succeeds, ending with `SYS_EXIT`. For evaluations and tests.
     pub fn plan(&self, model: &str, task: &str, specs: &[aos_abi::SyscallSpec]) -> Result<Vec<String>, ProviderError> {
         let (engine, _) = self.inner.engine(model, &None)?;
         let mut e = engine.lock().unwrap();
         match e.plan_for(task, specs).map_err(|e| err(format!("local model: {e}")))? {
-            Some((plan, _)) => Ok(plan),
+            Some((plan, _)) => {
+                let mut calls: Vec<String> = plan.into_iter().map(|s| s.syscall).collect();
+                if calls.last().map(String::as_str) != Some("SYS_EXIT") {
+                    calls.push("SYS_EXIT".into());
+                }
+                Ok(calls)
+            }
             None => Err(err("the plan's scoring prompts do not fit in the context")),
         }
     }

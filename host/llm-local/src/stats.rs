@@ -15,6 +15,9 @@ pub enum CacheSource {
     Restored,
     /// Its state had been dropped (snapshot budget exceeded): recomputed.
     Recomputed,
+    /// Not used: the plan built the whole reply ([`crate::bind`]), so the
+    /// prompt was not evaluated.
+    Unused,
 }
 
 /// Statistics of one completion.

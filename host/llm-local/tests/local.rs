@@ -7,7 +7,7 @@ mod common;
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use aos_llm_local::{CacheSource, LocalConfig, LocalProvider, MODEL_FILE_NAME, MODEL_SIZE};
+use aos_llm_local::{CacheSource, Decoding, LocalConfig, LocalProvider, MODEL_FILE_NAME, MODEL_SIZE};
 use aos_providers::{CompletionRequest, Message, Provider, Role};
 
 fn provider(dir: &std::path::Path) -> LocalProvider {
@@ -48,10 +48,16 @@ fn step_request(pid: u64, messages: Vec<Message>, task: &common::Task) -> Comple
     r
 }
 
+/// Two-stage decoding, so that both steps run the model (with the default
+/// decoding the plan builds these replies without evaluating the prompt).
+fn model_provider(dir: &std::path::Path, max_live_contexts: usize) -> LocalProvider {
+    LocalProvider::new(LocalConfig { model_dir: dir.to_path_buf(), max_live_contexts, decoding: Decoding::TwoStage, ..LocalConfig::default() })
+}
+
 #[test]
 fn second_step_evaluates_only_the_new_tokens() {
     let Some(dir) = model_dir() else { return };
-    let p = provider(&dir);
+    let p = model_provider(&dir, 4);
     let task = common::Task { task: "Write a haiku about the sea to sea.txt".into(), caps: vec!["fs:rw".into()], expect: vec![], history: vec![] };
     let r1 = common::request(7, &task);
     let out1 = p.complete_blocking(r1.clone()).unwrap();
@@ -79,7 +85,7 @@ fn second_step_evaluates_only_the_new_tokens() {
 #[test]
 fn evicted_process_state_is_restored_not_recomputed() {
     let Some(dir) = model_dir() else { return };
-    let p = LocalProvider::new(LocalConfig { model_dir: dir, max_live_contexts: 1, ..LocalConfig::default() });
+    let p = model_provider(&dir, 1);
     let a = common::Task { task: "List the files in the workspace".into(), caps: vec!["fs:ro".into()], expect: vec![], history: vec![] };
     let b = common::Task { task: "Sleep for 3 seconds".into(), caps: vec!["timers".into()], expect: vec![], history: vec![] };
     let ra = common::request(1, &a);
@@ -115,7 +121,8 @@ fn hitting_max_tokens_is_reported_as_truncated() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn async_provider_reports_real_usage() {
     let Some(dir) = model_dir() else { return };
-    let p: Arc<dyn Provider> = Arc::new(provider(&dir));
+    // The model's own reply (the plan would build this one without it).
+    let p: Arc<dyn Provider> = Arc::new(model_provider(&dir, 4));
     assert_eq!(p.name(), "local");
     let task = common::Task { task: "Print hello to the user".into(), caps: vec![], expect: vec![], history: vec![] };
     let req = common::request(9, &task);
@@ -230,8 +237,8 @@ fn later_steps_follow_the_task_plan_and_exit_when_it_is_done() {
     assert!(bad.is_empty(), "{}", bad.join("\n"));
 }
 
-/// The demo task's plan is FS_WRITE then SYS_EXIT, and a two-clause task
-/// gets one syscall per clause in order.
+/// The demo task's plan is FS_WRITE then SYS_EXIT; a two-clause task gets
+/// its clauses' calls in order (listing shows the names it found).
 #[test]
 fn multi_clause_tasks_get_one_syscall_per_clause() {
     let Some(dir) = model_dir() else { return };
@@ -240,7 +247,7 @@ fn multi_clause_tasks_get_one_syscall_per_clause() {
     let plan = p.plan("default", "write a haiku about the sea to haiku.txt, then exit", &fs).unwrap();
     assert_eq!(plan, ["FS_WRITE", "SYS_EXIT"]);
     let plan = p.plan("default", "List the files in the workspace, then delete old.log", &fs).unwrap();
-    assert_eq!(plan, ["FS_LIST", "FS_DELETE"]);
+    assert_eq!(plan, ["FS_LIST", "SYS_WRITE_STDOUT", "FS_DELETE", "SYS_EXIT"]);
 }
 
 /// While it works the provider reports how far it is — loading the model
@@ -251,7 +258,7 @@ fn progress_is_reported_and_the_reply_streams() {
     use aos_providers::{ModelProgress, ProgressSink, TextSink};
     use std::sync::Mutex;
     let Some(dir) = model_dir() else { return };
-    let p = LocalProvider::new(LocalConfig { model_dir: dir, n_batch: 64, ..LocalConfig::default() });
+    let p = LocalProvider::new(LocalConfig { model_dir: dir, n_batch: 64, decoding: Decoding::TwoStage, ..LocalConfig::default() });
     let task = common::Task { task: "Write a haiku about the sea to sea.txt".into(), caps: vec!["fs:rw".into()], expect: vec![], history: vec![] };
     let mut req = common::request(9, &task);
     let reports = Arc::new(Mutex::new(Vec::new()));
@@ -301,4 +308,62 @@ fn progress_is_reported_and_the_reply_streams() {
     p.complete_blocking(req).unwrap();
     let reports2 = reports2.lock().unwrap();
     assert!(!reports2.iter().any(|m| m.phase() == "loading") && !reports2.is_empty(), "{reports2:?}");
+}
+
+/// A text the task asks to be composed (a haiku) is written by the model in
+/// a turn of its own, under a grammar of three plain lines, and placed in
+/// the call the plan builds: the reply is one valid FS_WRITE of the named
+/// file, its pieces stream as it is made, and the process's prompt is not
+/// evaluated at all.
+#[test]
+fn a_composed_text_is_placed_in_the_planned_call() {
+    use aos_providers::TextSink;
+    use std::sync::Mutex;
+    let Some(dir) = model_dir() else { return };
+    let p = provider(&dir);
+    let task = common::Task {
+        task: "write a haiku about the sea to haiku.txt, then exit".into(),
+        caps: vec!["fs:rw".into()],
+        expect: vec![],
+        history: vec![],
+    };
+    let mut req = common::request(21, &task);
+    let pieces = Arc::new(Mutex::new(Vec::new()));
+    let p2 = pieces.clone();
+    req.on_text = Some(TextSink::new(move |t| {
+        p2.lock().unwrap().push(t.to_string())
+    }));
+    let out = p.complete_blocking(req.clone()).unwrap();
+    let c = common::check(&out.text, &req.syscalls);
+    assert!(
+        c.valid && c.name.as_deref() == Some("FS_WRITE"),
+        "{:?}: {:?}",
+        out.text,
+        c.problem
+    );
+    let call = aos_kernel::parse_reply(&out.text).remove(0).unwrap();
+    assert_eq!(call.args["path"], "haiku.txt");
+    let haiku = call.args["content"].as_str().unwrap();
+    assert_eq!(haiku.lines().count(), 3, "{haiku:?}");
+    assert!(!haiku.contains(['{', '}', '[', ']', '"']), "{haiku:?}");
+    let pieces = pieces.lock().unwrap().clone();
+    assert!(pieces.len() > 3, "{pieces:?}");
+    assert_eq!(pieces.concat(), out.text);
+    let s = p.last_stats(21).unwrap();
+    assert_eq!(
+        (s.cache, s.prompt_evaluated),
+        (CacheSource::Unused, 0),
+        "{s:?}"
+    );
+    assert_eq!(out.usage.completion_tokens, u64::from(s.generated_tokens));
+    assert!(s.generated_tokens > 5, "{s:?}");
+
+    // The budget of a request holds for a composed text too.
+    let mut short = common::request(22, &task);
+    short.max_tokens = Some(12);
+    let out = p.complete_blocking(short).unwrap();
+    assert!(
+        out.truncated && out.usage.completion_tokens == 12,
+        "{out:?}"
+    );
 }

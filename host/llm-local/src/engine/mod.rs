@@ -28,6 +28,7 @@
 //!
 //! Not thread-safe by itself: the provider serialises use behind a mutex.
 
+mod compose;
 mod error;
 mod pmi;
 mod pool;
@@ -125,6 +126,28 @@ struct Report {
     prompt_tokens: u64,
     /// Reply tokens made before sampling (a forced syscall name).
     forced: u64,
+    /// Stream sampled text JSON-escaped (a composed text becoming the value
+    /// of a call's string argument).
+    escape_json: bool,
+}
+
+/// What the plan says the step is ([`Engine::plan_choice`]).
+pub(super) enum Planned {
+    /// The whole reply, built by the plan: `evaluated` scoring tokens,
+    /// `generated` tokens composed; `streamed` when its text already went
+    /// to the text sink.
+    /// `truncated` when the request's `max_tokens` cut the composed text.
+    Reply {
+        text: String,
+        evaluated: u32,
+        generated: u32,
+        streamed: bool,
+        truncated: bool,
+    },
+    /// The syscall (index into the specs) whose arguments the model writes,
+    /// the scoring tokens, and the only paths it may name (a syscall that
+    /// changes files: the names the task gives).
+    Name(usize, u32, Option<Vec<String>>),
 }
 
 /// Context tokens a prompt must leave free for the reply.
@@ -160,8 +183,8 @@ pub(crate) struct Engine {
     seen: HashMap<u64, ()>,
     /// Content-free PMI scores per (neutral context, hints) ([`pmi`]).
     priors: HashMap<u64, Vec<f64>>,
-    /// Per (task, syscall names): the syscall of each clause ([`crate::plan`]).
-    plans: HashMap<u64, Vec<String>>,
+    /// Per (task, syscall names): the steps of the plan ([`crate::plan`], [`crate::frame`]).
+    plans: HashMap<u64, Vec<crate::bind::PlanStep>>,
     clock: u64,
     batch: LlamaBatch<'static>,
     template: LlamaChatTemplate,
@@ -188,16 +211,28 @@ impl Engine {
         let backend = backend()?;
         let t = Instant::now();
         let model = LlamaModel::load_from_file(backend, &path, &LlamaModelParams::default())
-            .map_err(|e| EngineError::Load { path: path.clone(), reason: e.to_string() })?;
+            .map_err(|e| EngineError::Load {
+                path: path.clone(),
+                reason: e.to_string(),
+            })?;
         let load_ms = ms(t);
         let template = match model.chat_template(None) {
             Ok(t) => t,
             Err(e) => {
                 // Base models ship without a template; use llama.cpp's
                 // built-in one for the architecture when it has one.
-                let arch = model.meta_val_str("general.architecture").unwrap_or_default();
-                let name = if arch.starts_with("gemma") { "gemma" } else { "chatml" };
-                tracing::warn!("model {} has no usable chat template ({e}); using llama.cpp's `{name}`", path.display());
+                let arch = model
+                    .meta_val_str("general.architecture")
+                    .unwrap_or_default();
+                let name = if arch.starts_with("gemma") {
+                    "gemma"
+                } else {
+                    "chatml"
+                };
+                tracing::warn!(
+                    "model {} has no usable chat template ({e}); using llama.cpp's `{name}`",
+                    path.display()
+                );
                 LlamaChatTemplate::new(name).map_err(|e| EngineError::Template(e.to_string()))?
             }
         };
@@ -224,7 +259,10 @@ impl Engine {
     pub fn render(&self, messages: &[(String, String)]) -> Result<String, EngineError> {
         let chat = messages
             .iter()
-            .map(|(r, c)| LlamaChatMessage::new(r.clone(), c.clone()).map_err(|e| EngineError::Template(e.to_string())))
+            .map(|(r, c)| {
+                LlamaChatMessage::new(r.clone(), c.clone())
+                    .map_err(|e| EngineError::Template(e.to_string()))
+            })
             .collect::<Result<Vec<_>, _>>()?;
         self.model
             .apply_chat_template(&self.template, &chat, true)
@@ -232,13 +270,19 @@ impl Engine {
     }
 
     pub fn tokenize(&self, text: &str, special: bool) -> Vec<LlamaToken> {
-        self.model.vocab().tokenize(text.as_bytes(), special, special)
+        self.model
+            .vocab()
+            .tokenize(text.as_bytes(), special, special)
     }
 
     /// Runs one step for `req.pid`. On error the process's cache is reset.
     pub(crate) fn generate(&mut self, req: &GenRequest) -> Result<GenOutput, GenError> {
         let pid = req.pid;
-        self.report = Report { progress: req.on_progress.clone(), text: req.on_text.clone(), ..Report::default() };
+        self.report = Report {
+            progress: req.on_progress.clone(),
+            text: req.on_text.clone(),
+            ..Report::default()
+        };
         let r = self.generate_inner(req);
         self.report = Report::default();
         if r.is_err() {
@@ -261,11 +305,52 @@ impl Engine {
                 limit: n_ctx.saturating_sub(MIN_REPLY_ROOM),
             });
         }
+        let two_stage = req.decoding != Decoding::Grammar && !req.specs.is_empty();
+
+        // The plan first: when it builds the whole reply (the arguments come
+        // from the task and the results), the prompt is not evaluated at all.
+        let t = Instant::now();
+        self.report.prompt_tokens = prompt.len() as u64;
+        let planned = match req.decoding {
+            Decoding::Pmi if two_stage => self.plan_choice(req)?,
+            _ => None,
+        };
+        let plan_ms = ms(t);
+        if let Some(Planned::Reply {
+            text,
+            evaluated,
+            generated,
+            streamed,
+            truncated,
+        }) = planned
+        {
+            if !streamed {
+                TextSink::send(&self.report.text, &text);
+            }
+            let stats = StepStats {
+                prompt_tokens: prompt.len() as u32,
+                prompt_evaluated: 0,
+                prompt_reused: 0,
+                generated_tokens: generated,
+                scoring_tokens: evaluated,
+                cache: crate::stats::CacheSource::Unused,
+                restore_ms: 0.0,
+                prompt_ms: 0.0,
+                choose_ms: plan_ms,
+                gen_ms: 0.0,
+                total_ms: ms(t_all),
+                truncated,
+                llama_p_eval_ms: 0.0,
+                llama_n_p_eval: 0,
+                llama_eval_ms: 0.0,
+                llama_n_eval: 0,
+            };
+            return Ok(GenOutput { text, stats });
+        }
+
         let (mut i, cache, restore_ms) = self.acquire(req.pid)?;
         self.seen.insert(req.pid, ());
         self.slots[i].ctx.reset_timings();
-
-        let two_stage = req.decoding != Decoding::Grammar && !req.specs.is_empty();
 
         // Reuse the common prefix; always evaluate at least the last token.
         let t = Instant::now();
@@ -296,11 +381,15 @@ impl Engine {
         let mut budget = req.max_tokens.min(room).max(1);
         let mut text = String::new();
         let grammar_text;
+        let mut only_paths: Option<Vec<String>> = None;
         if two_stage {
             let t = Instant::now();
-            let planned = match req.decoding {
-                Decoding::Pmi => self.plan_choice(req)?,
-                Decoding::TwoStage | Decoding::Grammar => None,
+            let planned = match planned {
+                Some(Planned::Name(k, n, paths)) => {
+                    only_paths = paths;
+                    Some((k, n))
+                }
+                Some(Planned::Reply { .. }) | None => None,
             };
             // The scratch sequence may have taken this process's context: get
             // it back (restored from its snapshot when there is one) and
@@ -317,7 +406,7 @@ impl Engine {
                 Some((k, n)) => (k, self.force_name(i, &req.specs, k)?, n),
                 None => self.choose_name(i, &req.specs, last_idx)?,
             };
-            stats.choose_ms = ms(t);
+            stats.choose_ms = ms(t) + plan_ms;
             stats.scoring_tokens = scored;
             stats.generated_tokens = forced;
             budget = budget.saturating_sub(forced);
@@ -326,7 +415,12 @@ impl Engine {
             TextSink::send(&self.report.text, &name);
             text.push_str(&name);
             last_idx = self.batch.n_tokens() - 1;
-            grammar_text = grammar::args_grammar(&req.specs[chosen]);
+            grammar_text = match &only_paths {
+                Some(paths) => {
+                    grammar::args_grammar(&grammar::with_enum(&req.specs[chosen], "path", paths))
+                }
+                None => grammar::args_grammar(&req.specs[chosen]),
+            };
         } else {
             grammar_text = grammar::reply_grammar(&req.specs, req.grammar);
         }
@@ -335,7 +429,14 @@ impl Engine {
         let (gen, n, truncated) = if budget == 0 {
             (String::new(), 0, true)
         } else {
-            self.sample_loop(i, &grammar_text, budget, req.temperature, req.repeat_penalty, last_idx)?
+            self.sample_loop(
+                i,
+                &grammar_text,
+                budget,
+                req.temperature,
+                req.repeat_penalty,
+                last_idx,
+            )?
         };
         stats.gen_ms = ms(t);
         stats.generated_tokens += n;

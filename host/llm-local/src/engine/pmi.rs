@@ -8,7 +8,10 @@
 
 use aos_abi::SyscallSpec;
 
-use super::{Engine, EngineError, GenRequest};
+use super::{Engine, EngineError, GenRequest, Planned};
+use crate::bind::{self, PlanStep};
+use crate::grammar::TAG_OPEN;
+use aos_providers::TextSink;
 
 /// The text before a hint (plain-text form; the chat form is
 /// [`Engine::pmi_chat_context`]).
@@ -47,36 +50,106 @@ fn standardise(v: &[f64]) -> Vec<f64> {
 }
 
 impl Engine {
-    /// [`super::Decoding::Pmi`]: the syscall of the next clause of the task's plan
-    /// ([`crate::plan`]), or `SYS_EXIT` when every clause is done. None (the
-    /// names are then scored in the conversation) when the last message is
-    /// neither the task nor the kernel's answer to a call (an event, a
-    /// message, a line on stdin), or the plan cannot be made.
-    pub(super) fn plan_choice(&mut self, req: &GenRequest) -> Result<Option<(usize, u32)>, EngineError> {
+    /// [`super::Decoding::Pmi`]: the next step of the task's plan
+    /// ([`crate::plan`], [`crate::frame`], [`crate::bind`]): a whole reply
+    /// when the plan builds the call's arguments (a composed text written by
+    /// the model first), or the syscall whose arguments the model writes.
+    /// None (the names are then scored in the conversation) when the last
+    /// message is neither the task nor the kernel's answer to a call (an
+    /// event, a message, a line on stdin), or the plan cannot be made.
+    pub(super) fn plan_choice(&mut self, req: &GenRequest) -> Result<Option<Planned>, EngineError> {
         if req.specs.len() < 2 {
             return Ok(None);
         }
-        let Some((role, last)) = req.messages.last() else { return Ok(None) };
-        if role != "user" || !["[TASK]", "[RESULT ", "[ERROR "].iter().any(|p| last.starts_with(p)) {
+        let Some((role, last)) = req.messages.last() else {
+            return Ok(None);
+        };
+        if role != "user"
+            || !["[TASK]", "[RESULT ", "[ERROR "]
+                .iter()
+                .any(|p| last.starts_with(p))
+        {
             return Ok(None);
         }
-        let Some(at) = req.messages.iter().position(|(r, c)| r == "user" && c.starts_with("[TASK]")) else { return Ok(None) };
-        let task = req.messages[at].1["[TASK]".len()..].trim().replace('\n', " ");
-        let Some((plan, evaluated)) = self.plan_for(&task, &req.specs)? else { return Ok(None) };
-        let names: Vec<&str> = req.specs.iter().map(|s| s.name.as_str()).collect();
-        let done = crate::plan::succeeded_calls(req.messages[at + 1..].iter().filter(|(r, _)| r == "user").map(|(_, c)| c.as_str()));
-        let next = match crate::plan::progress(&plan, &done) {
-            crate::plan::Progress::Next(p) => plan[p].as_str(),
-            crate::plan::Progress::Done => "SYS_EXIT",
+        let Some(at) = req
+            .messages
+            .iter()
+            .position(|(r, c)| r == "user" && c.starts_with("[TASK]"))
+        else {
+            return Ok(None);
         };
-        Ok(names.iter().position(|n| *n == next).map(|k| (k, evaluated)))
+        let task = req.messages[at].1["[TASK]".len()..]
+            .trim()
+            .replace('\n', " ");
+        let Some((plan, evaluated)) = self.plan_for(&task, &req.specs)? else {
+            return Ok(None);
+        };
+        let names: Vec<&str> = req.specs.iter().map(|s| s.name.as_str()).collect();
+        let done = bind::history(&req.messages);
+        let allowed = |n: &str| names.contains(&n);
+        let reply = |name: &str, args: &serde_json::Value| {
+            format!("{TAG_OPEN}{name}] {}", bind::args_text(args))
+        };
+        let built = |text: String| Planned::Reply {
+            text,
+            evaluated,
+            generated: 0,
+            streamed: false,
+            truncated: false,
+        };
+        let named = crate::frame::task_names(&crate::plan::clauses(&task));
+        Ok(match bind::next(&plan, &done, &allowed, &named) {
+            bind::Next::Call { name, args } => Some(built(reply(&name, &args))),
+            bind::Next::Model { name, paths } => names
+                .iter()
+                .position(|n| *n == name)
+                .map(|k| Planned::Name(k, evaluated, paths)),
+            bind::Next::Compose {
+                name,
+                args,
+                field,
+                what,
+                lines,
+                source,
+            } => {
+                // The reply streams as it is made: the call up to the opening
+                // quote of the composed value, the value, the closing.
+                let (open, close) = bind::args_text_open(&args, &field);
+                let head = format!("{TAG_OPEN}{name}] {open}");
+                TextSink::send(&self.report.text, &head);
+                let (text, n, truncated) =
+                    self.compose(&what, lines, source.as_deref(), req.max_tokens)?;
+                TextSink::send(&self.report.text, &close);
+                if text.trim().is_empty() && !truncated {
+                    // Nothing usable came out: say so rather than write junk.
+                    let result = format!("Could not compose {what}: the model wrote nothing usable. Done before: {}.", bind::summary(&done));
+                    let args = serde_json::json!({ "code": 1, "result": result });
+                    Some(built(reply("SYS_EXIT", &args)))
+                } else {
+                    let text = format!("{head}{}{close}", super::sample::json_escape(&text));
+                    Some(Planned::Reply {
+                        text,
+                        evaluated,
+                        generated: n,
+                        streamed: true,
+                        truncated,
+                    })
+                }
+            }
+        })
     }
 
-    /// The plan of `task` for a process with `specs`: one syscall name per
-    /// clause ([`crate::plan::clauses`]), cached per (task, names); and the
-    /// tokens evaluated to make it (0 when cached). None when a scoring
-    /// prompt does not fit.
-    pub fn plan_for(&mut self, task: &str, specs: &[SyscallSpec]) -> Result<Option<(Vec<String>, u32)>, EngineError> {
+    /// The plan of `task` for a process with `specs`: the steps of each
+    /// clause ([`crate::plan::clauses`]) — built from its words when
+    /// [`crate::frame`] recognises it, else one syscall chosen by PMI whose
+    /// arguments the model writes — cached per (task, names); and the tokens
+    /// evaluated to make it (0 when cached or when no clause needed the
+    /// model). None when a scoring prompt does not fit.
+    pub fn plan_for(
+        &mut self,
+        task: &str,
+        specs: &[SyscallSpec],
+    ) -> Result<Option<(Vec<PlanStep>, u32)>, EngineError> {
         let names: Vec<&str> = specs.iter().map(|s| s.name.as_str()).collect();
         let key = cache_key(&(task, &names));
         if let Some(p) = self.plans.get(&key) {
@@ -88,17 +161,37 @@ impl Engine {
         let mut evaluated = 0;
         let mut plan = Vec::new();
         let clauses = crate::plan::clauses(task);
-        for (c, clause) in clauses.iter().enumerate() {
-            self.progress(aos_abi::ModelProgress::Planning { done: c as u64, total: clauses.len() as u64 });
+        let framed = crate::frame::read_task(&clauses);
+        for (c, (clause, steps)) in clauses.iter().zip(framed).enumerate() {
+            self.progress(aos_abi::ModelProgress::Planning {
+                done: c as u64,
+                total: clauses.len() as u64,
+            });
+            if let Some(steps) = steps {
+                plan.extend(steps.into_iter().map(|s| PlanStep {
+                    syscall: s.syscall().to_string(),
+                    step: Some(s),
+                }));
+                continue;
+            }
             // Later clauses are short ("print it", "exit"): their hints'
             // content-free prior is subtracted with more weight (see
             // `LATER_CLAUSE_PRIOR_WEIGHT`).
-            let (text, weight) = if c == 0 { (task, 1.0) } else { (clause.as_str(), LATER_CLAUSE_PRIOR_WEIGHT) };
-            let Some((total, n)) = self.pmi_scores(text, specs, weight)? else { return Ok(None) };
+            let (text, weight) = if c == 0 {
+                (task, 1.0)
+            } else {
+                (clause.as_str(), LATER_CLAUSE_PRIOR_WEIGHT)
+            };
+            let Some((total, n)) = self.pmi_scores(text, specs, weight)? else {
+                return Ok(None);
+            };
             evaluated += n;
-            plan.push(specs[argmax(&total)].name.clone());
+            plan.push(PlanStep {
+                syscall: specs[argmax(&total)].name.clone(),
+                step: None,
+            });
         }
-        if plan.is_empty() {
+        if clauses.is_empty() {
             return Ok(None);
         }
         tracing::debug!("plan for {task:?}: {plan:?}");
@@ -112,7 +205,12 @@ impl Engine {
     /// How well each spec's hints fit `text`: two prompt forms × two
     /// phrasings of every hint, each PMI vector standardised over the
     /// candidates, then summed. Returns the sums and the tokens evaluated.
-    fn pmi_scores(&mut self, text: &str, specs: &[SyscallSpec], prior_weight: f64) -> Result<Option<(Vec<f64>, u32)>, EngineError> {
+    fn pmi_scores(
+        &mut self,
+        text: &str,
+        specs: &[SyscallSpec],
+        prior_weight: f64,
+    ) -> Result<Option<(Vec<f64>, u32)>, EngineError> {
         let mut total = vec![0.0; specs.len()];
         let mut evaluated = 0;
         let forms = [
@@ -120,9 +218,14 @@ impl Engine {
             (self.pmi_chat_context(text)?, self.pmi_chat_context("N/A")?),
         ];
         for k in 0..2 {
-            let hints: Vec<String> = specs.iter().map(|s| crate::examples::hint_for(s, k)).collect();
+            let hints: Vec<String> = specs
+                .iter()
+                .map(|s| crate::examples::hint_for(s, k))
+                .collect();
             for (context, neutral) in &forms {
-                let Some((sc, n)) = self.pmi(context, neutral, &hints, prior_weight)? else { return Ok(None) };
+                let Some((sc, n)) = self.pmi(context, neutral, &hints, prior_weight)? else {
+                    return Ok(None);
+                };
                 evaluated += n;
                 for (t, z) in total.iter_mut().zip(standardise(&sc)) {
                     *t += z;
@@ -130,8 +233,16 @@ impl Engine {
             }
         }
         if tracing::enabled!(tracing::Level::DEBUG) {
-            let v: Vec<_> = specs.iter().zip(&total).map(|(s, x)| format!("{}={x:.1}", s.name)).collect();
-            tracing::debug!("PMI for {text:?}: {} [{}]", specs[argmax(&total)].name, v.join(" "));
+            let v: Vec<_> = specs
+                .iter()
+                .zip(&total)
+                .map(|(s, x)| format!("{}={x:.1}", s.name))
+                .collect();
+            tracing::debug!(
+                "PMI for {text:?}: {} [{}]",
+                specs[argmax(&total)].name,
+                v.join(" ")
+            );
         }
         Ok(Some((total, evaluated)))
     }
@@ -140,21 +251,40 @@ impl Engine {
     /// message in the model's own chat template, and the assistant's answer
     /// starting "I will".
     fn pmi_chat_context(&self, task: &str) -> Result<String, EngineError> {
-        Ok(format!("{}I will", self.render(&[("user".to_string(), task.to_string())])?))
+        Ok(format!(
+            "{}I will",
+            self.render(&[("user".to_string(), task.to_string())])?
+        ))
     }
 
     /// PMI of each hint: log P(" hint." | context) − `prior_weight` ·
     /// log P(" hint." | neutral), the neutral scores cached per (neutral,
     /// hints).
-    fn pmi(&mut self, context: &str, neutral: &str, hints: &[String], prior_weight: f64) -> Result<Option<(Vec<f64>, u32)>, EngineError> {
-        let pairs: Vec<(String, String)> = hints.iter().map(|h| (context.to_string(), format!(" {h}."))).collect();
-        let Some((sc, _, n)) = self.score_pairs(&pairs)? else { return Ok(None) };
+    fn pmi(
+        &mut self,
+        context: &str,
+        neutral: &str,
+        hints: &[String],
+        prior_weight: f64,
+    ) -> Result<Option<(Vec<f64>, u32)>, EngineError> {
+        let pairs: Vec<(String, String)> = hints
+            .iter()
+            .map(|h| (context.to_string(), format!(" {h}.")))
+            .collect();
+        let Some((sc, _, n)) = self.score_pairs(&pairs)? else {
+            return Ok(None);
+        };
         let key = cache_key(&(hints, &neutral));
         let (prior, n2) = match self.priors.get(&key) {
             Some(p) => (p.clone(), 0),
             None => {
-                let npairs: Vec<(String, String)> = hints.iter().map(|h| (neutral.to_string(), format!(" {h}."))).collect();
-                let Some((p, _, n2)) = self.score_pairs(&npairs)? else { return Ok(None) };
+                let npairs: Vec<(String, String)> = hints
+                    .iter()
+                    .map(|h| (neutral.to_string(), format!(" {h}.")))
+                    .collect();
+                let Some((p, _, n2)) = self.score_pairs(&npairs)? else {
+                    return Ok(None);
+                };
                 if self.priors.len() > 256 {
                     self.priors.clear();
                 }
@@ -162,6 +292,12 @@ impl Engine {
                 (p, n2)
             }
         };
-        Ok(Some((sc.iter().zip(&prior).map(|(s, p)| s - prior_weight * p).collect(), n + n2)))
+        Ok(Some((
+            sc.iter()
+                .zip(&prior)
+                .map(|(s, p)| s - prior_weight * p)
+                .collect(),
+            n + n2,
+        )))
     }
 }

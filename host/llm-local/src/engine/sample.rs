@@ -77,8 +77,19 @@ impl Engine {
         }
         let (piece, used) = utf8_piece(&bytes[*sent..], end);
         *sent += used;
-        TextSink::send(&self.report.text, &piece);
+        if self.report.escape_json {
+            TextSink::send(&self.report.text, &json_escape(&piece));
+        } else {
+            TextSink::send(&self.report.text, &piece);
+        }
     }
+}
+
+/// `s` as the inside of a JSON string (per character, so the escaped
+/// pieces of a text add up to the escaped text).
+pub(crate) fn json_escape(s: &str) -> String {
+    let q = serde_json::Value::String(s.to_string()).to_string();
+    q[1..q.len() - 1].to_string()
 }
 
 /// The text of the longest prefix of `bytes` that is whole (every byte when
