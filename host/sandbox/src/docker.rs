@@ -841,3 +841,25 @@ impl ContainerBackend for DockerBackend {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The kernel's recipe is the one the build script computes and puts on
+    /// the image (the script's own lines, run by bash).
+    #[test]
+    fn the_image_recipe_is_the_build_scripts() {
+        let lines: Vec<&str> = BUILD_SCRIPT
+            .lines()
+            .filter(|l| l.starts_with("packages=\"") || l.starts_with("recipe=\""))
+            .collect();
+        assert_eq!(lines.len(), 2, "the script's packages= and recipe= lines: {lines:?}");
+        let script = format!("{}\n{}\nprintf %s \"$recipe\"", lines[0], lines[1]);
+        let out = std::process::Command::new("bash").arg("-c").arg(&script).output().expect("bash runs");
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        assert_eq!(String::from_utf8_lossy(&out.stdout), image_recipe());
+        assert_eq!(image_recipe().len(), 12);
+        assert!(lines[0].contains("nodejs") && lines[0].contains("python3"), "MCP servers need Node.js and Python: {}", lines[0]);
+    }
+}

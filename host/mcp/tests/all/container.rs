@@ -198,6 +198,8 @@ async fn a_container_mcp_server_reads_no_host_file_outside_its_mounts() {
             &[
                 &format!(r#"[SYS_CALL::MCP_FILES_READ_TEXT_FILE] {{"path": "{notes}"}}"#),
                 &format!(r#"[SYS_CALL::MCP_FILES_READ_TEXT_FILE] {{"path": "{secret}"}}"#),
+                &format!(r#"[SYS_CALL::MCP_FILES_LIST_DIRECTORY] {{"path": "{}"}}"#, docs.display()),
+                &format!(r#"[SYS_CALL::MCP_FILES_LIST_DIRECTORY] {{"path": "{}"}}"#, dir.path().display()),
                 &format!(r#"[SYS_CALL::MCP_FILES_WRITE_FILE] {{"path": "{notes}", "content": "overwritten"}}"#),
                 r#"[SYS_CALL::SYS_EXIT] {"code": 0}"#,
             ],
@@ -206,9 +208,12 @@ async fn a_container_mcp_server_reads_no_host_file_outside_its_mounts() {
         .await;
     assert!(matches!(h.wait(pid).await, ExitStatus::Exited { code: 0, .. }));
     let log = h.log(pid);
-    assert!(log.contains("meeting at noon"), "the mount is not readable: {log}");
     assert!(!log.contains("the launch code"), "a host file outside the mounts reached the model: {log}");
+    // Listing the mount and the directory around it shows the mount only.
+    assert!(!log.contains("[FILE] secret.txt"), "a host file outside the mounts is visible: {log}");
     assert!(log.contains("ENOENT") || log.contains("no such file"), "{log}");
+    assert!(log.contains("meeting at noon"), "the mount is not readable: {log}");
+    assert!(log.contains("[FILE] notes.txt") && log.contains("[DIR] docs"), "{log}");
     // The mount is read-only.
     assert_eq!(std::fs::read_to_string(&notes).unwrap(), "meeting at noon");
     h.stop().await;
