@@ -114,7 +114,7 @@ pub async fn run(cmd: McpCmd) -> Result<i32> {
             if server.host {
                 errln!("note: `{name}` runs ON THE HOST, outside any sandbox ({})", server.describe_in(&cfg.sandbox.image));
             } else if server.command.is_some() {
-                errln!("note: `{name}` runs in a sandbox container ({})", server.describe_in(&cfg.sandbox.image));
+                errln!("note: `{name}`: {}", server.describe_in(&cfg.sandbox.image));
             }
             errln!("starting `{name}` to list its tools...");
             let started = source.start_all().await;
