@@ -52,7 +52,8 @@ pub const DEFAULT_START_TIMEOUT: Duration = Duration::from_secs(30);
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct ServerConfig {
-    /// stdio: the program to run (found on `PATH`).
+    /// stdio: the program to run (found on the sandbox image's `PATH` in a
+    /// container, on the kernel's `PATH` with `host = true`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub command: Option<String>,
     /// stdio: its arguments.
