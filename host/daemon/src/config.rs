@@ -102,10 +102,12 @@
 //!
 //! [mcp.servers.everything]       # an MCP server whose tools become syscalls MCP_EVERYTHING_*
 //!                                #   (granted by mcp:everything or mcp:everything/TOOL; see aos_mcp::config)
-//! command = "npx"                # stdio server: program and arguments
-//! args = ["-y", "@modelcontextprotocol/server-everything"]
-//! host = true                    # required for stdio today: runs ON THE HOST, outside any sandbox
-//! env_from = ["GITHUB_TOKEN"]    # kernel environment variables passed on (besides PATH, HOME)
+//! command = "node"               # stdio server: program (in the sandbox image) and arguments
+//! args = ["/opt/mcp/node_modules/@modelcontextprotocol/server-everything/dist/index.js", "stdio"]
+//! mounts = [{ host = "/root/.cache/aos/mcp-node", container = "/opt/mcp" }]  # the only host paths it sees (ro; writable = true)
+//! network = false                # true: Docker's bridge network (your grant); default none
+//! # host = true                  # run it ON THE HOST instead, outside any sandbox (announced)
+//! env_from = ["GITHUB_TOKEN"]    # kernel environment variables passed on (on the host also PATH, HOME)
 //! call_timeout_secs = 30         # deadline of one tool call
 //!
 //! [telemetry]                    # traces over OTLP/HTTP (see aos_telemetry::config; README "Traces")
@@ -1152,11 +1154,15 @@ mod tests {
         assert!(!remove_mcp_server(home.path(), "everything").unwrap());
         let cfg = Config::load_with_env(home.path(), |_| None).unwrap();
         assert!(cfg.mcp.servers.is_empty());
-        // A stdio server without `host = true` loads (so `aos mcp ls` can say why) but cannot start.
-        std::fs::write(home.path().join("aos.toml"), "[mcp.servers.x]\ncommand = \"x\"\n").unwrap();
+        // A stdio server without `host = true` runs in a container; a mount that does not exist
+        // loads (so `aos mcp ls` can say why) but cannot start.
+        std::fs::write(home.path().join("aos.toml"), "[mcp.servers.x]\ncommand = \"x\"\nmounts = [{ host = \"/nonexistent/aos\" }]\n").unwrap();
         let cfg = Config::load_with_env(home.path(), |_| None).unwrap();
         let e = cfg.mcp.servers["x"].transport("x", |_| None).unwrap_err().to_string();
-        assert!(e.contains("host = true"), "{e}");
+        assert!(e.contains("mount `/nonexistent/aos`") && e.contains("does not exist"), "{e}");
+        std::fs::write(home.path().join("aos.toml"), "[mcp.servers.x]\ncommand = \"x\"\n").unwrap();
+        let cfg = Config::load_with_env(home.path(), |_| None).unwrap();
+        assert!(matches!(cfg.mcp.servers["x"].transport("x", |_| None), Ok(aos_mcp::config::Transport::StdioInContainer { .. })));
     }
 
 }

@@ -45,7 +45,7 @@ pub async fn build(home: &Path, cfg: &Config) -> Result<Stack> {
     let runtime = runtime(home, cfg).await?;
     let mut sources: Vec<Arc<dyn aos_abi::SyscallSource>> = vec![runtime];
     if !cfg.mcp.servers.is_empty() {
-        sources.push(mcp(cfg).await?);
+        sources.push(mcp(home, cfg).await?);
     }
     let mut kc = kernel_config(home, cfg);
     if let Some(t) = &telemetry {
@@ -97,18 +97,23 @@ pub async fn runtime(home: &Path, cfg: &Config) -> Result<Arc<DriverRuntime>> {
 }
 
 /// The MCP servers of `[mcp.servers.NAME]`, started and their tools listed.
-/// A server that runs on the host is announced (a warning, in the daemon's
-/// log and on `aos run`'s stderr); one that fails to start is reported,
+/// Stdio servers run in containers of the `[sandbox]` image (labelled with
+/// this home, like EXEC_CMD's); each server's place is announced: a
+/// container (image, network, mounts) in the log, a server that runs on the
+/// host as a warning (in the daemon's log and on `aos run`'s stderr); one
+/// that fails to start is reported,
 /// offers no tools (the kernel still starts) and is started again in the
 /// background until it starts ([`aos_mcp::McpSource::retry_in_background`]); a table that cannot be used
-/// (e.g. a stdio server without `host = true`) stops the kernel's start.
-pub async fn mcp(cfg: &Config) -> Result<Arc<aos_mcp::McpSource>> {
+/// (e.g. a mount that does not exist) stops the kernel's start.
+pub async fn mcp(home: &Path, cfg: &Config) -> Result<Arc<aos_mcp::McpSource>> {
     let net = aos_mcp::NetPolicy::new(cfg.net.to_runtime()).context("invalid [net] settings")?;
-    let source = aos_mcp::McpSource::with_net(&cfg.mcp, |k| std::env::var(k).ok(), Arc::new(net))
+    let source = aos_mcp::McpSource::open(&cfg.mcp, |k| std::env::var(k).ok(), Arc::new(net), cfg.sandbox.to_runtime(home))
         .context("invalid [mcp.servers] settings")?;
     for s in source.servers() {
         if s.config.host {
-            tracing::warn!(server = %s.name, "MCP server `{}` runs ON THE HOST, outside any sandbox: {}", s.name, s.config.describe());
+            tracing::warn!(server = %s.name, "MCP server `{}` runs ON THE HOST, outside any sandbox: {}", s.name, s.describe());
+        } else if s.config.command.is_some() {
+            tracing::info!(server = %s.name, "MCP server `{}` runs in a sandbox container: {}", s.name, s.describe());
         }
     }
     for (name, r) in source.start_all().await {

@@ -1,16 +1,20 @@
 //! MCP tool call latency next to a built-in Wasm driver call, in the same
-//! run: the `echo` tool of a warm `server-everything` (stdio, on the host)
-//! and the `add` tool of a streamable-HTTP server on the PyPI `mcp` SDK
+//! run: the `echo` tool of a warm `server-everything` (stdio, on the host;
+//! and in a sandbox container when Docker and the current sandbox image are
+//! there) and the `add` tool of a streamable-HTTP server on the PyPI `mcp` SDK
 //! (`tests/servers/http_server.py`, loopback; when `./dev setup`'s
 //! `~/.cache/aos/mcp-venv` exists) vs `FS_READ` of a 4 KiB file through the
 //! `fs` driver (pooled instance).
+//!
+//! The start of a stdio server (spawn, initialise, list tools) on the host
+//! and in a container: 5 stops and starts each, median and range.
 //!
 //! Two measurements of each: (1) the syscall handle alone (resolve + call,
 //! what `dispatch` runs after validation), per call; (2) through the kernel:
 //! one scripted agent whose single reply makes N calls (parse, resolve,
 //! validate, run, record), minus an agent that only exits, divided by N.
 //!
-//! Run with `cargo bench -p aos-mcp --bench latency` (needs
+//! Run with `cargo bench --profile dev -p aos-mcp --bench latency` (needs
 //! `./dev setup`'s `~/.cache/aos/mcp-node`). `AOS_BENCH_QUICK=1` cuts the
 //! iteration counts by 10x.
 
@@ -115,6 +119,22 @@ fn main() {
         } else {
             eprintln!("NOTE: {} is missing (./dev setup): the HTTP server is left out", venv.display());
         }
+        // The same server in a sandbox container, the npm packages mounted read-only.
+        let probe = aos_sandbox::DockerBackend::connect(aos_sandbox::DockerConfig::default()).unwrap();
+        let boxed = probe.status().await.server_version.is_some() && probe.check_image().await.is_ok();
+        if boxed {
+            cfg.servers.insert(
+                "boxed".into(),
+                ServerConfig {
+                    command: Some("node".into()),
+                    args: vec!["/opt/mcp/node_modules/@modelcontextprotocol/server-everything/dist/index.js".into(), "stdio".into()],
+                    mounts: vec![aos_mcp::MountConfig { host: node.clone(), container: Some("/opt/mcp".into()), writable: false }],
+                    ..Default::default()
+                },
+            );
+        } else {
+            eprintln!("NOTE: Docker or the current sandbox image is missing (scripts/setup-docker.sh): the container server is left out");
+        }
         let net = NetPolicy::new(NetConfig { allow: vec!["127.0.0.1".into()], ..Default::default() }).unwrap();
         let mcp = Arc::new(McpSource::with_net(&cfg, |k| std::env::var(k).ok(), Arc::new(net)).unwrap());
         let mut starts = Vec::new();
@@ -123,13 +143,28 @@ fn main() {
             mcp.server(name).unwrap().ensure_started().await.unwrap();
             starts.push((name.clone(), t.elapsed()));
         }
+        // Stops and starts of the stdio servers, on the host and in a container.
+        let mut restarts = Vec::new();
+        for name in ["everything", "boxed"].into_iter().filter(|n| cfg.servers.contains_key(*n)) {
+            let s = mcp.server(name).unwrap();
+            let mut v = Vec::new();
+            for _ in 0..5 {
+                s.stop().await;
+                let t = Instant::now();
+                s.ensure_started().await.unwrap();
+                v.push(t.elapsed());
+            }
+            v.sort_unstable();
+            restarts.push((name, v));
+        }
         let http = cfg.servers.contains_key("web");
         let runtime = DriverRuntime::open(RuntimeConfig::new(home.path())).await.unwrap();
 
-        let caps = ["fs:ro", "mcp:everything", "mcp:web", "net:127.0.0.1"];
+        let caps = ["fs:ro", "mcp:everything", "mcp:web", "mcp:boxed", "net:127.0.0.1"];
         let ctx = AgentContext { pid: 1, caps: CapabilitySet::parse(caps).unwrap(), workspace: ws.clone() };
         let n = scale(2000);
         let m = direct(mcp.as_ref(), "MCP_EVERYTHING_ECHO", &json!({"message": "hi"}), &ctx, n).await;
+        let b = if boxed { Some(direct(mcp.as_ref(), "MCP_BOXED_ECHO", &json!({"message": "hi"}), &ctx, n).await) } else { None };
         let h = if http { Some(direct(mcp.as_ref(), "MCP_WEB_ADD", &json!({"a": 1, "b": 2}), &ctx, n).await) } else { None };
         let f = direct(runtime.as_ref(), "FS_READ", &json!({"path": "f.txt"}), &ctx, n).await;
 
@@ -162,13 +197,30 @@ fn main() {
         }
 
         for (name, d) in &starts {
-            let what = if name == "web" { "connect + initialize + tools/list, Python server already running" } else { "spawn node + initialize + tools/list, on the host" };
-            println!("MCP server `{name}` start ({what}): {:.0} ms", d.as_secs_f64() * 1000.0);
+            let what = match name.as_str() {
+                "web" => "connect + initialize + tools/list, Python server already running",
+                "boxed" => "create + attach + start a container, node + initialize + tools/list",
+                _ => "spawn node + initialize + tools/list, on the host",
+            };
+            println!("MCP server `{name}` first start ({what}): {:.0} ms", d.as_secs_f64() * 1000.0);
+        }
+        for (name, v) in &restarts {
+            let ms = |d: &Duration| d.as_secs_f64() * 1000.0;
+            let place = if *name == "boxed" { "in a sandbox container" } else { "on the host" };
+            println!(
+                "MCP server `{name}` ({place}) stop + start, 5 times: median {:.0} ms (min {:.0}, max {:.0})",
+                ms(&v[2]),
+                ms(&v[0]),
+                ms(&v[4])
+            );
         }
         println!();
         println!("| one syscall ({n} calls; µs) | p50 | p90 | p99 |");
         println!("|---|---:|---:|---:|");
-        println!("| MCP_EVERYTHING_ECHO (stdio MCP, warm) | {:.0} | {:.0} | {:.0} |", pct(&m, 0.5), pct(&m, 0.9), pct(&m, 0.99));
+        println!("| MCP_EVERYTHING_ECHO (stdio MCP on the host, warm) | {:.0} | {:.0} | {:.0} |", pct(&m, 0.5), pct(&m, 0.9), pct(&m, 0.99));
+        if let Some(b) = &b {
+            println!("| MCP_BOXED_ECHO (stdio MCP in a sandbox container, warm) | {:.0} | {:.0} | {:.0} |", pct(b, 0.5), pct(b, 0.9), pct(b, 0.99));
+        }
         if let Some(h) = &h {
             println!("| MCP_WEB_ADD (streamable-HTTP MCP, loopback, warm) | {:.0} | {:.0} | {:.0} |", pct(h, 0.5), pct(h, 0.9), pct(h, 0.99));
         }

@@ -2,11 +2,16 @@
 //! that turn a table of `aos.toml` into something that can be started.
 //!
 //! ```toml
-//! [mcp.servers.everything]
-//! command = "npx"
-//! args = ["-y", "@modelcontextprotocol/server-everything"]
-//! host = true              # run directly on the host (announced; required for stdio today)
-//! call_timeout_secs = 30   # deadline of one tool call
+//! [mcp.servers.everything]       # stdio, in a sandbox container (the default)
+//! command = "node"               # found on the sandbox image's PATH (Node.js 18, Python 3)
+//! args = ["/opt/mcp/node_modules/@modelcontextprotocol/server-everything/dist/index.js", "stdio"]
+//! mounts = [{ host = "/home/me/.cache/aos/mcp-node", container = "/opt/mcp" }]  # read-only unless writable = true
+//! network = false                # true: Docker's bridge network (the operator's grant)
+//! call_timeout_secs = 30         # deadline of one tool call
+//!
+//! [mcp.servers.local-tool]
+//! command = "/usr/local/bin/my-mcp-server"
+//! host = true                    # run directly on the host (announced at start and in `aos mcp ls`)
 //! ```
 //!
 //! ```toml
@@ -15,16 +20,25 @@
 //! token_env = "SEARCH_MCP_TOKEN"        # bearer token, read from the kernel's environment
 //! ```
 //!
-//! A stdio server (`command`) is a program outside the Wasm sandbox. Its
-//! sandbox container is not built yet, so today a stdio server runs only
-//! with an explicit `host = true`, and never silently on the host.
+//! A stdio server (`command`) is a program outside the Wasm sandbox. By
+//! default it runs in a container of the sandbox image (`[sandbox] image`,
+//! the one `EXEC_CMD` uses; `aos_sandbox::stdio`), locked down like
+//! `EXEC_CMD`'s: no network unless `network = true`, no host files but the
+//! `mounts` it names (read-only unless `writable = true`), a read-only root
+//! filesystem, a non-root user, memory/pids/CPU limits, no capabilities.
+//! `aos.toml` is written by the operator, so `network = true` and each mount
+//! are the operator's grants; an agent cannot change them. Its environment is
+//! `env` and `env_from` only (plus `HOME=/tmp`; the image supplies `PATH`).
+//! Running a server directly on the host takes an explicit `host = true`
+//! (then it gets `PATH`, `HOME` and what `env`/`env_from` name), announced
+//! at start and in `aos mcp ls`; never silently.
 //! A streamable-HTTP server (`url`) is reached by the kernel under the
 //! `[net]` address policy of `NET_FETCH`, and its tools are granted only to
 //! processes that hold `net:HOST` (or `net`) for its host as well as
 //! `mcp:NAME`. Its token is never sent in clear text to another machine.
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
+use std::path::{Component, Path, PathBuf};
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
@@ -38,14 +52,16 @@ pub const DEFAULT_START_TIMEOUT: Duration = Duration::from_secs(30);
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct ServerConfig {
-    /// stdio: the program to run (found on `PATH`).
+    /// stdio: the program to run (found on the sandbox image's `PATH` in a
+    /// container, on the kernel's `PATH` with `host = true`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub command: Option<String>,
     /// stdio: its arguments.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub args: Vec<String>,
     /// stdio: environment variables set for it (the rest of the kernel's
-    /// environment is not passed on, apart from `PATH` and `HOME`).
+    /// environment is not passed on, apart from `PATH` and `HOME` to a
+    /// server on the host).
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     pub env: BTreeMap<String, String>,
     /// stdio: names of the kernel's environment variables passed on as they
@@ -53,7 +69,8 @@ pub struct ServerConfig {
     /// or in front of a model).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub env_from: Vec<String>,
-    /// stdio: working directory.
+    /// stdio: working directory (in the container: an absolute path there,
+    /// default `/tmp`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub cwd: Option<PathBuf>,
     /// Streamable HTTP: the server's URL (e.g. `https://mcp.example.com/mcp`).
@@ -64,15 +81,39 @@ pub struct ServerConfig {
     pub token_env: Option<String>,
     /// stdio: run the program directly on the host, with the kernel's user
     /// and network, outside any sandbox. Announced at start and in
-    /// `aos mcp ls`.
+    /// `aos mcp ls`. Without it a stdio server runs in a sandbox container.
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub host: bool,
+    /// stdio in a container: attach it to Docker's default bridge network
+    /// (else it has no network at all). The operator's grant: `aos.toml`
+    /// is theirs, never an agent's.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub network: bool,
+    /// stdio in a container: the host paths it sees (nothing else of the
+    /// host's files), checked when the config is loaded.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub mounts: Vec<MountConfig>,
     /// The deadline of one tool call, in seconds (default 30).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub call_timeout_secs: Option<f64>,
     /// The deadline of a start (spawn, initialise, list the tools), in seconds (default 30).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub start_timeout_secs: Option<f64>,
+}
+
+/// One entry of `mounts`: `{ host = "/srv/docs", container = "/docs", writable = false }`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MountConfig {
+    /// An absolute path on the host that exists.
+    pub host: PathBuf,
+    /// Where it appears in the container (absolute; default: the same path as `host`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub container: Option<PathBuf>,
+    /// Mounted read-write (default: read-only). The container's user (uid
+    /// 1000, or `[sandbox] user`) needs the host permissions to write.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub writable: bool,
 }
 
 /// `[mcp]`: the configured servers, by name, and what `aos mcp serve` allows.
@@ -119,6 +160,18 @@ impl ServeConfig {
 pub enum Transport {
     /// A program speaking MCP on its stdin/stdout, run on the host.
     StdioOnHost { command: String, args: Vec<String>, env: BTreeMap<String, String>, cwd: Option<PathBuf> },
+    /// A program speaking MCP on its stdin/stdout, run in a container of the
+    /// sandbox image: `env` is its whole environment (besides `HOME`),
+    /// `mounts` the only host paths it sees (checked), `network` whether it
+    /// is on Docker's bridge network.
+    StdioInContainer {
+        command: String,
+        args: Vec<String>,
+        env: BTreeMap<String, String>,
+        cwd: Option<PathBuf>,
+        mounts: Vec<aos_sandbox::BindMount>,
+        network: bool,
+    },
     /// A server speaking streamable HTTP at `url` (`host` and `port` taken
     /// from it), with the bearer token read from `token_env`.
     Http { url: String, host: String, port: u16, token: Option<String> },
@@ -130,7 +183,7 @@ impl Transport {
     pub fn http_host(&self) -> Option<&str> {
         match self {
             Transport::Http { host, .. } => Some(host),
-            Transport::StdioOnHost { .. } => None,
+            Transport::StdioOnHost { .. } | Transport::StdioInContainer { .. } => None,
         }
     }
 }
@@ -145,11 +198,12 @@ pub enum ConfigError {
     #[error("[mcp.servers.{0}] has both `command` and `url`; a server is either stdio or streamable HTTP")]
     BothTransports(String),
     #[error(
-        "[mcp.servers.{name}] is a stdio server, and stdio MCP servers cannot run in a sandbox container yet \
-         (not built in this version); to run `{command}` directly on the host, with the kernel's user, files and \
-         network, set `host = true` in [mcp.servers.{name}] (or `aos mcp add {name} --host -- ...`)"
+        "[mcp.servers.{name}]: mount `{path}` cannot be used: {why} (write mounts = [{{ host = \"/abs/host/path\", \
+         container = \"/abs/path/inside\" }}])"
     )]
-    SandboxNotAvailable { name: String, command: String },
+    BadMount { name: String, path: String, why: String },
+    #[error("[mcp.servers.{name}]: `cwd = \"{path}\"` must be an absolute path inside the container (e.g. /tmp)")]
+    BadCwd { name: String, path: String },
     #[error("[mcp.servers.{name}]: `url = \"{url}\"` is not a usable server URL: {why}")]
     BadUrl { name: String, url: String, why: String },
     #[error(
@@ -161,8 +215,15 @@ pub enum ConfigError {
     Misplaced { name: String, key: &'static str, applies: &'static str },
     #[error("[mcp.servers.{name}]: `{key}` must be a positive number of seconds")]
     BadTimeout { name: String, key: &'static str },
+    #[error("the sandbox of stdio MCP servers cannot be used: {0} ([sandbox] docker_host or $DOCKER_HOST)")]
+    Sandbox(String),
     #[error("[mcp.servers.{name}]: env_from names `{var}`, which is not set in the kernel's environment")]
     MissingEnv { name: String, var: String },
+}
+
+/// Whether `p` is absolute and has no `.` or `..` component.
+fn is_clean_absolute(p: &Path) -> bool {
+    p.is_absolute() && p.components().all(|c| matches!(c, Component::RootDir | Component::Normal(_)))
 }
 
 /// Whether `host` (as a URL writes it) is this machine: `localhost` or a
@@ -210,12 +271,14 @@ impl ServerConfig {
             (None, None) => Err(ConfigError::NoTransport(name.to_string())),
             (Some(_), Some(_)) => Err(ConfigError::BothTransports(name.to_string())),
             (None, Some(_)) => {
-                let stdio_only: [(&'static str, bool); 5] = [
+                let stdio_only: [(&'static str, bool); 7] = [
                     ("args", !self.args.is_empty()),
                     ("env", !self.env.is_empty()),
                     ("env_from", !self.env_from.is_empty()),
                     ("cwd", self.cwd.is_some()),
                     ("host", self.host),
+                    ("network", self.network),
+                    ("mounts", !self.mounts.is_empty()),
                 ];
                 if let Some((key, _)) = stdio_only.iter().find(|(_, set)| *set) {
                     return Err(ConfigError::Misplaced { name: name.to_string(), key, applies: "stdio (`command`)" });
@@ -230,13 +293,12 @@ impl ServerConfig {
                         applies: "streamable-HTTP (`url`)",
                     });
                 }
-                if !self.host {
-                    return Err(ConfigError::SandboxNotAvailable { name: name.to_string(), command: command.clone() });
-                }
                 let mut vars = BTreeMap::new();
-                for var in ["PATH", "HOME"] {
-                    if let Some(v) = env(var) {
-                        vars.insert(var.to_string(), v);
+                if self.host {
+                    for var in ["PATH", "HOME"] {
+                        if let Some(v) = env(var) {
+                            vars.insert(var.to_string(), v);
+                        }
                     }
                 }
                 for var in &self.env_from {
@@ -244,9 +306,68 @@ impl ServerConfig {
                     vars.insert(var.clone(), v);
                 }
                 vars.extend(self.env.iter().map(|(k, v)| (k.clone(), v.clone())));
-                Ok(Transport::StdioOnHost { command: command.clone(), args: self.args.clone(), env: vars, cwd: self.cwd.clone() })
+                if self.host {
+                    for (key, set) in [("network", self.network), ("mounts", !self.mounts.is_empty())] {
+                        if set {
+                            return Err(ConfigError::Misplaced {
+                                name: name.to_string(),
+                                key,
+                                applies: "sandboxed stdio (without `host = true`)",
+                            });
+                        }
+                    }
+                    return Ok(Transport::StdioOnHost {
+                        command: command.clone(),
+                        args: self.args.clone(),
+                        env: vars,
+                        cwd: self.cwd.clone(),
+                    });
+                }
+                if let Some(cwd) = &self.cwd {
+                    if !is_clean_absolute(cwd) {
+                        return Err(ConfigError::BadCwd { name: name.to_string(), path: cwd.display().to_string() });
+                    }
+                }
+                Ok(Transport::StdioInContainer {
+                    command: command.clone(),
+                    args: self.args.clone(),
+                    env: vars,
+                    cwd: self.cwd.clone(),
+                    mounts: self.checked_mounts(name)?,
+                    network: self.network,
+                })
             }
         }
+    }
+
+    /// The mounts, checked: absolute host paths that exist (symbolic links
+    /// resolved), absolute container paths without `.`/`..`, not `/` nor
+    /// `/tmp` nor under `/proc`, `/sys` or `/dev`, no container path twice.
+    fn checked_mounts(&self, name: &str) -> Result<Vec<aos_sandbox::BindMount>, ConfigError> {
+        let mut out: Vec<aos_sandbox::BindMount> = Vec::new();
+        for m in &self.mounts {
+            let bad = |why: &str| ConfigError::BadMount { name: name.to_string(), path: m.host.display().to_string(), why: why.to_string() };
+            if !m.host.is_absolute() {
+                return Err(bad("`host` must be an absolute path"));
+            }
+            let host = std::fs::canonicalize(&m.host).map_err(|e| bad(&format!("`host` does not exist on this machine ({e})")))?;
+            let container = m.container.clone().unwrap_or_else(|| m.host.clone());
+            if !is_clean_absolute(&container) {
+                return Err(bad(&format!("`container = \"{}\"` must be an absolute path without `.` or `..`", container.display())));
+            }
+            let reserved = [Path::new("/proc"), Path::new("/sys"), Path::new("/dev")];
+            if container == Path::new("/") || container == Path::new("/tmp") || reserved.iter().any(|r| container.starts_with(r)) {
+                return Err(bad(&format!(
+                    "`container = \"{}\"` would hide the container's own `/`, `/tmp`, `/proc`, `/sys` or `/dev`",
+                    container.display()
+                )));
+            }
+            if out.iter().any(|o| o.container == container) {
+                return Err(bad(&format!("`{}` is mounted twice in the container", container.display())));
+            }
+            out.push(aos_sandbox::BindMount { host, container, writable: m.writable });
+        }
+        Ok(out)
     }
 
     fn http_transport(&self, name: &str, env: &impl Fn(&str) -> Option<String>) -> Result<Transport, ConfigError> {
@@ -276,15 +397,36 @@ impl ServerConfig {
         Ok(Transport::Http { url: url.to_string(), host, port, token })
     }
 
-    /// One line saying how the server runs (for `aos mcp ls` and the start announcement).
+    /// One line saying how the server runs (for `aos mcp ls` and the start
+    /// announcement), with the default sandbox image; see [`ServerConfig::describe_in`].
     pub fn describe(&self) -> String {
+        self.describe_in(aos_sandbox::docker::DEFAULT_IMAGE)
+    }
+
+    /// One line saying how the server runs: on the host, or in a container
+    /// of `image` with its network and mounts; or its URL.
+    pub fn describe_in(&self, image: &str) -> String {
         match (&self.command, &self.url) {
             (Some(c), _) => {
                 let line = std::iter::once(c.as_str()).chain(self.args.iter().map(String::as_str)).collect::<Vec<_>>().join(" ");
                 if self.host {
                     format!("stdio, ON THE HOST (no sandbox): {line}")
                 } else {
-                    format!("stdio, sandbox container (not available yet): {line}")
+                    let net = if self.network { "network: bridge (granted in aos.toml)" } else { "network: none" };
+                    let mounts = if self.mounts.is_empty() {
+                        "mounts: none".to_string()
+                    } else {
+                        let each: Vec<String> = self
+                            .mounts
+                            .iter()
+                            .map(|m| {
+                                let to = m.container.as_ref().unwrap_or(&m.host);
+                                format!("{} -> {} ({})", m.host.display(), to.display(), if m.writable { "rw" } else { "ro" })
+                            })
+                            .collect();
+                        format!("mounts: {}", each.join(", "))
+                    };
+                    format!("stdio, sandbox container (image {image}, {net}, {mounts}): {line}")
                 }
             }
             (None, Some(u)) => match &self.token_env {
@@ -305,12 +447,71 @@ mod tests {
     }
 
     #[test]
-    fn stdio_needs_host_true_and_says_why() {
-        let mut c = ServerConfig { command: Some("npx".into()), ..Default::default() };
-        let e = c.transport("everything", none).unwrap_err().to_string();
-        assert!(e.contains("cannot run in a sandbox container yet") && e.contains("host = true"), "{e}");
+    fn stdio_runs_in_a_container_unless_host_is_set() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut c = ServerConfig {
+            command: Some("node".into()),
+            env_from: vec!["TOKEN".into()],
+            env: [("MODE".to_string(), "x".to_string())].into(),
+            mounts: vec![MountConfig { host: dir.path().to_path_buf(), container: Some("/opt/mcp".into()), writable: false }],
+            ..Default::default()
+        };
+        let env = |k: &str| match k {
+            "PATH" => Some("/host/bin".to_string()),
+            "HOME" => Some("/root".to_string()),
+            "TOKEN" => Some("s3cret".to_string()),
+            _ => None,
+        };
+        let Ok(Transport::StdioInContainer { env: vars, mounts, network, .. }) = c.transport("everything", env) else {
+            panic!("not in a container: {:?}", c.transport("everything", env))
+        };
+        // Nothing of the kernel's environment but what the table names (no PATH, no HOME).
+        assert_eq!(vars.keys().cloned().collect::<Vec<_>>(), ["MODE", "TOKEN"]);
+        assert_eq!(mounts, [aos_sandbox::BindMount { host: dir.path().canonicalize().unwrap(), container: "/opt/mcp".into(), writable: false }]);
+        assert!(!network);
+        let d = c.describe_in("img:1");
+        assert!(d.contains("sandbox container (image img:1, network: none, mounts: ") && d.contains("-> /opt/mcp (ro)"), "{d}");
+        // On the host: no mounts or network settings (they would mean nothing there).
         c.host = true;
-        assert!(matches!(c.transport("everything", none), Ok(Transport::StdioOnHost { .. })));
+        let e = c.transport("everything", env).unwrap_err();
+        assert!(matches!(e, ConfigError::Misplaced { key: "mounts", .. }), "{e}");
+        c.mounts.clear();
+        assert!(matches!(c.transport("everything", env), Ok(Transport::StdioOnHost { .. })));
+        assert!(c.describe().contains("ON THE HOST"));
+        c.network = true;
+        assert!(matches!(c.transport("everything", env), Err(ConfigError::Misplaced { key: "network", .. })));
+        c.host = false;
+        assert!(matches!(c.transport("everything", env), Ok(Transport::StdioInContainer { network: true, .. })));
+        assert!(c.describe().contains("network: bridge"), "{}", c.describe());
+    }
+
+    #[test]
+    fn mounts_and_cwd_are_checked_at_load() {
+        let dir = tempfile::tempdir().unwrap();
+        let host = dir.path().to_path_buf();
+        let with = |m: Vec<MountConfig>| ServerConfig { command: Some("node".into()), mounts: m, ..Default::default() };
+        let m = |h: &std::path::Path, c: Option<&str>| MountConfig { host: h.to_path_buf(), container: c.map(PathBuf::from), writable: false };
+        let err = |c: ServerConfig| c.transport("s", none).unwrap_err().to_string();
+        assert!(err(with(vec![m(std::path::Path::new("rel/dir"), None)])).contains("absolute"));
+        assert!(err(with(vec![m(&host.join("missing"), None)])).contains("does not exist"));
+        for bad in ["relative", "/a/../etc", "/", "/tmp", "/proc/1", "/dev"] {
+            let e = err(with(vec![m(&host, Some(bad))]));
+            assert!(e.contains(&format!("mount `{}`", host.display())), "{bad}: {e}");
+        }
+        assert!(err(with(vec![m(&host, Some("/x")), m(&host, Some("/x"))])).contains("mounted twice"));
+        // The default container path is the host path.
+        let Ok(Transport::StdioInContainer { mounts, .. }) = with(vec![m(&host, None)]).transport("s", none) else { panic!() };
+        assert_eq!(mounts[0].container, host);
+        let cwd = ServerConfig { cwd: Some("work".into()), ..with(vec![]) };
+        assert!(matches!(cwd.transport("s", none), Err(ConfigError::BadCwd { .. })));
+        // From TOML, `writable` defaults to false and unknown keys are refused.
+        let t: ServerConfig = toml_like(&format!(r#"{{"command":"x","mounts":[{{"host":"{}"}}]}}"#, host.display()));
+        assert!(!t.mounts[0].writable);
+        assert!(serde_json::from_str::<ServerConfig>(r#"{"command":"x","mounts":[{"host":"/","read_only":true}]}"#).is_err());
+    }
+
+    fn toml_like(json: &str) -> ServerConfig {
+        serde_json::from_str(json).unwrap()
     }
 
     #[test]

@@ -3,9 +3,14 @@
 //! `notifications/tools/list_changed`), and one tool call with a deadline
 //! whose every failure is a precise syscall error.
 //!
-//! A stdio server runs as its own process group (killed as a whole when the
+//! A stdio server runs in a container of the sandbox image by default
+//! (`aos_sandbox::stdio`: attached by its stdin/stdout, removed when the
+//! connection is dropped or the server stops; a container that died ends the
+//! connection, and the next call starts a new one). With `host = true` it
+//! runs on the host as its own process group (killed as a whole when the
 //! connection is dropped), with an environment of `PATH`, `HOME` and what its
-//! table names, and its stderr kept (the last 4 KiB) to explain a failure.
+//! table names. Either way its stderr is kept (the last 4 KiB) to explain a
+//! failure.
 //! A streamable-HTTP server is reached under the `[net]` address policy:
 //! its host is resolved and vetted at each connection and the client is
 //! pinned to the vetted address (no DNS rebinding), redirects and proxies
@@ -53,6 +58,8 @@ pub enum StartError {
     ListTools { name: String, why: String, stderr: String },
     #[error("MCP server `{name}` at {url} is not reached: {why}")]
     Refused { name: String, url: String, why: String },
+    #[error("MCP server `{name}` cannot run in its sandbox container: {why}")]
+    Container { name: String, why: String },
 }
 
 /// The last lines a server wrote to stderr.
@@ -110,8 +117,24 @@ impl ClientHandler for Handler {
 struct Conn {
     service: RunningService<RoleClient, Handler>,
     pid: Option<u32>,
+    /// The server's container (removed when this is dropped).
+    container: Option<aos_sandbox::ContainerGuard>,
     stderr: Arc<StderrTail>,
 }
+
+impl Conn {
+    /// Whether the connection is over: closed by us, or its transport ended
+    /// (the server exited, its container was killed). rmcp does not mark a
+    /// service closed when its transport reaches end-of-file, so the peer's
+    /// channel is asked too; the next call then starts the server again
+    /// instead of failing first.
+    fn ended(&self) -> bool {
+        self.service.is_closed() || self.service.peer().is_transport_closed()
+    }
+}
+
+/// A started connection: the service, the host pid or the container, the stderr tail.
+type Started = (RunningService<RoleClient, Handler>, Option<u32>, Option<aos_sandbox::ContainerGuard>, Arc<StderrTail>);
 
 /// One configured server.
 pub struct Server {
@@ -119,6 +142,8 @@ pub struct Server {
     pub config: ServerConfig,
     transport: Transport,
     net: Arc<aos_egress::NetPolicy>,
+    /// Where stdio servers without `host = true` run.
+    sandbox: Arc<aos_sandbox::DockerBackend>,
     conn: tokio::sync::Mutex<Option<Arc<Conn>>>,
     tools: RwLock<Vec<ToolInfo>>,
     /// Bumped whenever any server's tool list changes (shared by a source).
@@ -133,6 +158,7 @@ impl Server {
         config: ServerConfig,
         transport: Transport,
         net: Arc<aos_egress::NetPolicy>,
+        sandbox: Arc<aos_sandbox::DockerBackend>,
         changes: Arc<AtomicU64>,
     ) -> Server {
         Server {
@@ -140,6 +166,7 @@ impl Server {
             config,
             transport,
             net,
+            sandbox,
             conn: tokio::sync::Mutex::new(None),
             tools: RwLock::new(Vec::new()),
             changes,
@@ -154,7 +181,19 @@ impl Server {
 
     /// The server process's pid, while connected (stdio).
     pub async fn pid(&self) -> Option<u32> {
-        self.conn.lock().await.as_ref().filter(|c| !c.service.is_closed()).and_then(|c| c.pid)
+        self.conn.lock().await.as_ref().filter(|c| !c.ended()).and_then(|c| c.pid)
+    }
+
+    /// The id of the server's container, while connected (a stdio server in
+    /// the sandbox).
+    pub async fn container_id(&self) -> Option<String> {
+        let slot = self.conn.lock().await;
+        slot.as_ref().filter(|c| !c.ended()).and_then(|c| c.container.as_ref().map(|g| g.id().to_string()))
+    }
+
+    /// One line saying where the server runs (the start announcement).
+    pub fn describe(&self) -> String {
+        self.config.describe_in(&self.sandbox.config().image)
     }
 
     /// How many times the server was started.
@@ -170,7 +209,7 @@ impl Server {
     async fn connection(self: &Arc<Self>) -> Result<Arc<Conn>, StartError> {
         let mut slot = self.conn.lock().await;
         if let Some(c) = slot.as_ref() {
-            if !c.service.is_closed() {
+            if !c.ended() {
                 return Ok(c.clone());
             }
             tracing::warn!(server = %self.name, "MCP server stopped; starting it again");
@@ -187,12 +226,23 @@ impl Server {
     }
 
     async fn start(self: &Arc<Self>) -> Result<Conn, StartError> {
-        let (service, pid, tail) = match &self.transport {
+        let (service, pid, container, tail) = match &self.transport {
             Transport::StdioOnHost { command, args, env, cwd } => self.start_stdio(command, args, env, cwd.as_deref()).await?,
+            Transport::StdioInContainer { command, args, env, cwd, mounts, network } => {
+                let spec = aos_sandbox::StdioSpec {
+                    label: self.name.clone(),
+                    argv: std::iter::once(command.clone()).chain(args.iter().cloned()).collect(),
+                    env: env.clone(),
+                    workdir: cwd.clone(),
+                    mounts: mounts.clone(),
+                    network: *network,
+                };
+                self.start_container(&spec).await?
+            }
             Transport::Http { url, host, port, token } => self.start_http(url, host, *port, token.as_deref()).await?,
         };
         let limit = self.config.start_timeout();
-        let conn = Conn { service, pid, stderr: tail };
+        let conn = Conn { service, pid, container, stderr: tail };
         match tokio::time::timeout(limit, self.refresh_tools(conn.service.peer())).await {
             Ok(Ok(())) => Ok(conn),
             Ok(Err(e)) => Err(StartError::ListTools { name: self.name.clone(), why: e.to_string(), stderr: conn.stderr.shown() }),
@@ -212,7 +262,7 @@ impl Server {
         host: &str,
         port: u16,
         token: Option<&str>,
-    ) -> Result<(RunningService<RoleClient, Handler>, Option<u32>, Arc<StderrTail>), StartError> {
+    ) -> Result<Started, StartError> {
         use rmcp::transport::streamable_http_client::StreamableHttpClientTransportConfig;
         use rmcp::transport::StreamableHttpClientTransport;
         let refused = |why: String| StartError::Refused { name: self.name.clone(), url: url.to_string(), why };
@@ -249,7 +299,7 @@ impl Server {
             }
             Ok(Ok(s)) => s,
         };
-        Ok((service, None, Arc::new(StderrTail::default())))
+        Ok((service, None, None, Arc::new(StderrTail::default())))
     }
 
     async fn start_stdio(
@@ -258,7 +308,7 @@ impl Server {
         args: &[String],
         env: &std::collections::BTreeMap<String, String>,
         cwd: Option<&std::path::Path>,
-    ) -> Result<(RunningService<RoleClient, Handler>, Option<u32>, Arc<StderrTail>), StartError> {
+    ) -> Result<Started, StartError> {
         let mut cmd = tokio::process::Command::new(command);
         cmd.args(args).env_clear().envs(env);
         if let Some(dir) = cwd {
@@ -276,6 +326,30 @@ impl Server {
         })?;
         self.starts.fetch_add(1, Ordering::Relaxed);
         let pid = proc.id();
+        let tail = self.keep_stderr(stderr);
+        let service = self.initialise(proc, &tail).await?;
+        Ok((service, pid, None, tail))
+    }
+
+    /// Runs the server in a container of the sandbox image (see
+    /// `aos_sandbox::stdio`): its stdout and stdin are the MCP transport.
+    async fn start_container(self: &Arc<Self>, spec: &aos_sandbox::StdioSpec) -> Result<Started, StartError> {
+        let c = self.sandbox.spawn_stdio(spec).await.map_err(|e| StartError::Container {
+            name: self.name.clone(),
+            why: match e {
+                SyscallError::Internal(m) | SyscallError::Io(m) | SyscallError::Timeout(m) => m,
+                e => e.to_string(),
+            },
+        })?;
+        self.starts.fetch_add(1, Ordering::Relaxed);
+        let tail = self.keep_stderr(Some(c.stderr));
+        // On a failed initialisation the guard is dropped: the container goes.
+        let service = self.initialise((c.stdout, c.stdin), &tail).await?;
+        Ok((service, None, Some(c.guard), tail))
+    }
+
+    /// Keeps the last of what `stderr` says, until it ends.
+    fn keep_stderr(&self, stderr: Option<impl tokio::io::AsyncRead + Unpin + Send + 'static>) -> Arc<StderrTail> {
         let tail = Arc::new(StderrTail::default());
         if let Some(mut err) = stderr {
             let tail = tail.clone();
@@ -291,20 +365,26 @@ impl Server {
                 }
             });
         }
+        tail
+    }
+
+    /// The MCP initialisation over `transport`, within the start deadline.
+    async fn initialise<T, E, A>(self: &Arc<Self>, transport: T, tail: &StderrTail) -> Result<RunningService<RoleClient, Handler>, StartError>
+    where
+        T: rmcp::transport::IntoTransport<RoleClient, E, A>,
+        E: std::error::Error + Send + Sync + 'static,
+    {
         let limit = self.config.start_timeout();
         let handler = Handler { server: Arc::downgrade(self) };
-        let service = match tokio::time::timeout(limit, handler.serve(proc)).await {
-            Err(_) => {
-                return Err(StartError::InitTimeout { name: self.name.clone(), secs: limit.as_secs_f64(), stderr: tail.shown() })
-            }
+        match tokio::time::timeout(limit, handler.serve(transport)).await {
+            Err(_) => Err(StartError::InitTimeout { name: self.name.clone(), secs: limit.as_secs_f64(), stderr: tail.shown() }),
             Ok(Err(e)) => {
                 // Let the stderr reader catch the last words of a dying server.
                 tokio::time::sleep(Duration::from_millis(100)).await;
-                return Err(StartError::Init { name: self.name.clone(), why: e.to_string(), stderr: tail.shown() });
+                Err(StartError::Init { name: self.name.clone(), why: e.to_string(), stderr: tail.shown() })
             }
-            Ok(Ok(s)) => s,
-        };
-        Ok((service, pid, tail))
+            Ok(Ok(s)) => Ok(s),
+        }
     }
 
     async fn refresh_tools(&self, peer: &Peer<RoleClient>) -> Result<(), ServiceError> {
@@ -361,7 +441,7 @@ impl Server {
                 self.forget(&conn).await;
                 Err(SyscallError::Io(gone(&conn)))
             }
-            Ok(Err(e)) if conn.service.is_closed() => {
+            Ok(Err(e)) if conn.ended() => {
                 self.forget(&conn).await;
                 Err(SyscallError::Io(format!("{} ({e})", gone(&conn))))
             }
@@ -378,12 +458,16 @@ impl Server {
         }
     }
 
-    /// Stops the server.
+    /// Stops the server (its container is removed; a connection still in
+    /// use by a call is dropped, and its container removed, when that call ends).
     pub async fn stop(&self) {
         let conn = self.conn.lock().await.take();
         if let Some(conn) = conn {
             if let Ok(mut c) = Arc::try_unwrap(conn) {
                 let _ = c.service.close_with_timeout(Duration::from_secs(2)).await;
+                if let Some(g) = c.container.take() {
+                    g.remove().await;
+                }
             }
         }
     }

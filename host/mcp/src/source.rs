@@ -5,7 +5,10 @@
 //! arguments against it before the call) and whose right is
 //! `mcp:SERVER/TOOL`, granted by `mcp:SERVER` too. `all` grants none of
 //! them. One server process serves every agent process of the kernel (see
-//! docs/THREAT_MODEL.md, "MCP servers").
+//! docs/THREAT_MODEL.md, "MCP servers"). Stdio servers without `host = true`
+//! run in containers of the sandbox image, made by the source's own
+//! `DockerBackend` (labelled with the kernel home, so a crashed kernel's
+//! are removed by the next one); [`SyscallSource::shutdown`] removes them all.
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -43,6 +46,7 @@ struct Table {
 /// The configured MCP servers.
 pub struct McpSource {
     servers: Vec<Arc<Server>>,
+    sandbox: Arc<aos_sandbox::DockerBackend>,
     changes: Arc<AtomicU64>,
     table: RwLock<Arc<Table>>,
 }
@@ -59,18 +63,47 @@ impl McpSource {
 
     /// [`McpSource::new`] with the kernel's `[net]` policy, under which
     /// streamable-HTTP servers are reached (the `NET_FETCH` address rules).
+    /// Sandboxed stdio servers run under the default `[sandbox]` settings
+    /// (image `aos-sandbox:latest`, label `default`); see [`McpSource::open`].
     pub fn with_net(
         config: &McpConfig,
         env: impl Fn(&str) -> Option<String>,
         net: Arc<aos_egress::NetPolicy>,
     ) -> Result<McpSource, ConfigError> {
+        McpSource::open(config, env, net, aos_sandbox::DockerConfig::default())
+    }
+
+    /// [`McpSource::with_net`] with the kernel's `[sandbox]` settings
+    /// (`DockerConfig::for_home` and `[sandbox]` in `aos.toml`): the image,
+    /// limits and Docker endpoint of the stdio servers' containers, and the
+    /// kernel label that lets the next kernel of the same home remove
+    /// containers a crashed one left. Nothing is started or connected here.
+    pub fn open(
+        config: &McpConfig,
+        env: impl Fn(&str) -> Option<String>,
+        net: Arc<aos_egress::NetPolicy>,
+        sandbox: aos_sandbox::DockerConfig,
+    ) -> Result<McpSource, ConfigError> {
         let changes = Arc::new(AtomicU64::new(1));
+        let sandbox = Arc::new(aos_sandbox::DockerBackend::connect(sandbox).map_err(|e| ConfigError::Sandbox(e.to_string()))?);
         let mut servers = Vec::new();
         for (name, sc) in &config.servers {
             let transport = sc.transport(name, &env)?;
-            servers.push(Arc::new(Server::new(name.clone(), sc.clone(), transport, net.clone(), changes.clone())));
+            servers.push(Arc::new(Server::new(
+                name.clone(),
+                sc.clone(),
+                transport,
+                net.clone(),
+                sandbox.clone(),
+                changes.clone(),
+            )));
         }
-        Ok(McpSource { servers, changes, table: RwLock::new(Arc::new(Table::default())) })
+        Ok(McpSource { servers, sandbox, changes, table: RwLock::new(Arc::new(Table::default())) })
+    }
+
+    /// The backend the stdio servers' containers are made by.
+    pub fn sandbox(&self) -> &aos_sandbox::DockerBackend {
+        &self.sandbox
     }
 
     /// Starts every server (in parallel) and lists its tools; the answer is
@@ -237,6 +270,11 @@ impl SyscallSource for McpSource {
     async fn shutdown(&self) {
         for s in &self.servers {
             s.stop().await;
+        }
+        // Containers of connections still held by a call, or of a start
+        // that raced with this: every container of this source goes.
+        if self.servers.iter().any(|s| matches!(s.transport(), crate::config::Transport::StdioInContainer { .. })) {
+            aos_sandbox::ContainerBackend::shutdown(self.sandbox.as_ref()).await;
         }
     }
 }

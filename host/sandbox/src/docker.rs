@@ -76,6 +76,28 @@ pub const LABEL_PID: &str = "aos.pid";
 pub const LABEL_INSTANCE: &str = "aos.instance";
 /// OS process id of the kernel that created the container (stale-container cleanup).
 pub const LABEL_OWNER: &str = "aos.owner";
+/// The sandbox image's recipe (see [`image_recipe`]).
+pub const LABEL_RECIPE: &str = "aos.sandbox.recipe";
+
+/// The image build script (`aos sandbox build` runs the same text).
+const BUILD_SCRIPT: &str = include_str!("../../../scripts/build-sandbox-image.sh");
+
+/// The recipe the sandbox image of this version is built from: the first 12
+/// hex digits of the SHA-256 of the build script's package list (its
+/// `packages="…"` line), which the script puts on the image as the label
+/// `aos.sandbox.recipe`. An image with another value was built by another
+/// version (e.g. before Node.js was added) and is rebuilt by the script.
+pub fn image_recipe() -> &'static str {
+    use sha2::Digest;
+    static RECIPE: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    RECIPE.get_or_init(|| {
+        let list = BUILD_SCRIPT
+            .lines()
+            .find_map(|l| l.strip_prefix("packages=\"").and_then(|r| r.strip_suffix('"')))
+            .expect("scripts/build-sandbox-image.sh has a packages=\"…\" line");
+        hex::encode(sha2::Sha256::digest(list.as_bytes()))[..12].to_string()
+    })
+}
 
 /// Runs one command: `timeout` puts it in a process group of its own and
 /// SIGKILLs the group when the timeout passes; whatever the command left
@@ -312,14 +334,14 @@ impl DockerBackend {
 
     fn unreachable(&self, e: &bollard::errors::Error) -> SyscallError {
         SyscallError::Internal(format!(
-            "Docker is not reachable at {} ({e}), so EXEC_CMD cannot run commands (they never run on \
-             the host). Start the Docker engine (as root: `scripts/setup-docker.sh`, or `dockerd &`), \
+            "Docker is not reachable at {} ({e}), so EXEC_CMD commands and sandboxed MCP servers cannot \
+             run (they never run on the host). Start the Docker engine (as root: `scripts/setup-docker.sh`, or `dockerd &`), \
              then build the sandbox image with `aos sandbox build`",
             self.endpoint
         ))
     }
 
-    fn image_missing(&self) -> SyscallError {
+    pub(crate) fn image_missing(&self) -> SyscallError {
         SyscallError::Internal(format!(
             "the sandbox image `{}` does not exist in the Docker engine at {}; build it with \
              `aos sandbox build` (or `scripts/build-sandbox-image.sh {}`)",
@@ -328,13 +350,101 @@ impl DockerBackend {
     }
 
     /// Maps an API error; a lost connection means the engine went away.
-    fn api_err(&self, what: &str, e: bollard::errors::Error) -> SyscallError {
+    pub(crate) fn api_err(&self, what: &str, e: bollard::errors::Error) -> SyscallError {
         use bollard::errors::Error as E;
         match e {
             E::HyperLegacyError { .. } | E::SocketNotFoundError(_) | E::IOError { .. } => self.unreachable(&e),
             E::RequestTimeoutError => SyscallError::Timeout(format!("Docker did not answer ({what})")),
             e => SyscallError::Internal(format!("Docker failed to {what}: {e}")),
         }
+    }
+
+    /// What every container of this backend gets (EXEC_CMD's sandboxes and
+    /// stdio MCP servers alike): network mode `none`, memory (no swap), pids
+    /// and CPU limits, `cap-drop ALL`, `no-new-privileges`, no privileges, a
+    /// read-only root filesystem with a size-capped tmpfs `/tmp`, and an init
+    /// process that reaps zombies. Callers add their mounts.
+    pub(crate) fn locked_down(&self) -> HostConfig {
+        HostConfig {
+            network_mode: Some("none".to_string()),
+            memory: Some(self.config.memory_bytes),
+            memory_swap: Some(self.config.memory_bytes),
+            pids_limit: Some(self.config.pids_limit),
+            nano_cpus: Some((self.config.cpus * 1e9) as i64),
+            cap_drop: Some(vec!["ALL".into()]),
+            security_opt: Some(vec!["no-new-privileges".into()]),
+            privileged: Some(false),
+            readonly_rootfs: Some(true),
+            tmpfs: Some(
+                [("/tmp".to_string(), format!("rw,nosuid,nodev,size={},mode=1777", self.config.tmp_bytes))]
+                    .into_iter()
+                    .collect(),
+            ),
+            init: Some(true),
+            ..Default::default()
+        }
+    }
+
+    /// The labels of a container of this backend (`aos.sandbox`, `aos.kernel`,
+    /// `aos.instance`, `aos.owner`), so that [`ContainerBackend::shutdown`]
+    /// and the stale-container cleanup of the next kernel find it.
+    pub(crate) fn labels(&self) -> HashMap<String, String> {
+        [
+            (LABEL_SANDBOX, "1".to_string()),
+            (LABEL_KERNEL, self.config.kernel_label.clone()),
+            (LABEL_INSTANCE, self.instance.clone()),
+            (LABEL_OWNER, std::process::id().to_string()),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v))
+        .collect()
+    }
+
+    /// The Docker client, connected (and this home's stale containers
+    /// removed) on first use.
+    pub(crate) async fn ready_client(&self) -> Result<Docker, SyscallError> {
+        let d = self.client().await?;
+        self.cleaned.get_or_init(|| async { self.clean_stale(&d).await }).await;
+        Ok(d)
+    }
+
+    /// A unique suffix for a container name.
+    pub(crate) fn next_serial(&self) -> u64 {
+        self.exec_ids.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// This backend's instance label (every container it made carries it).
+    pub fn instance(&self) -> &str {
+        &self.instance
+    }
+
+    /// Whether the configured image exists and, when it was built by
+    /// `scripts/build-sandbox-image.sh` (label `aos.sandbox=1`), is of the
+    /// current recipe ([`image_recipe`]); `Err` says what to run. An image
+    /// not built by the script (an operator's own) is taken as it is.
+    pub async fn check_image(&self) -> Result<(), SyscallError> {
+        let d = self.client().await?;
+        let info = match d.inspect_image(&self.config.image).await {
+            Ok(i) => i,
+            Err(bollard::errors::Error::DockerResponseServerError { status_code: 404, .. }) => return Err(self.image_missing()),
+            Err(e) => return Err(self.api_err("inspect the sandbox image", e)),
+        };
+        let labels = info.config.and_then(|c| c.labels).unwrap_or_default();
+        if labels.get(LABEL_SANDBOX).map(String::as_str) != Some("1") {
+            return Ok(());
+        }
+        let have = labels.get(LABEL_RECIPE).map(String::as_str).unwrap_or("none");
+        if have != image_recipe() {
+            return Err(SyscallError::Internal(format!(
+                "the sandbox image `{}` was built by an older version of AgentOS (recipe `{have}`, this version needs \
+                 `{}`: its packages differ, e.g. no Node.js for MCP servers); rebuild it with `aos sandbox build` \
+                 (or `scripts/build-sandbox-image.sh {}`, which rebuilds an outdated image)",
+                self.config.image,
+                image_recipe(),
+                self.config.image
+            )));
+        }
+        Ok(())
     }
 
     /// Removes containers of this kernel home whose owning kernel process is gone.
@@ -394,16 +504,8 @@ impl DockerBackend {
         let name = format!("aos-{}-{}-{}", self.config.kernel_label, self.instance, agent.pid);
         // A leftover with this name (an earlier sandbox of this pid whose removal failed).
         let _ = d.remove_container(&name, Some(force_remove())).await;
-        let labels: HashMap<String, String> = [
-            (LABEL_SANDBOX, "1".to_string()),
-            (LABEL_KERNEL, self.config.kernel_label.clone()),
-            (LABEL_PID, agent.pid.to_string()),
-            (LABEL_INSTANCE, self.instance.clone()),
-            (LABEL_OWNER, std::process::id().to_string()),
-        ]
-        .into_iter()
-        .map(|(k, v)| (k.to_string(), v))
-        .collect();
+        let mut labels = self.labels();
+        labels.insert(LABEL_PID.to_string(), agent.pid.to_string());
         let mode = if agent.workspace_writable { "rw" } else { "ro" };
         let mut env: Vec<String> = vec!["HOME=/tmp".into(), "LANG=C.UTF-8".into(), "TERM=dumb".into()];
         if agent.egress.is_some() {
@@ -412,25 +514,10 @@ impl DockerBackend {
             }
             env.extend(egress::proxy_env());
         }
+        // No network of its own, ever: `exec:net` goes through the egress proxy.
         let host_config = HostConfig {
             binds: Some(vec![format!("{}:/workspace:{mode}", workspace.display())]),
-            // No network of its own, ever: `exec:net` goes through the egress proxy.
-            network_mode: Some("none".to_string()),
-            memory: Some(self.config.memory_bytes),
-            memory_swap: Some(self.config.memory_bytes),
-            pids_limit: Some(self.config.pids_limit),
-            nano_cpus: Some((self.config.cpus * 1e9) as i64),
-            cap_drop: Some(vec!["ALL".into()]),
-            security_opt: Some(vec!["no-new-privileges".into()]),
-            privileged: Some(false),
-            readonly_rootfs: Some(true),
-            tmpfs: Some(
-                [("/tmp".to_string(), format!("rw,nosuid,nodev,size={},mode=1777", self.config.tmp_bytes))]
-                    .into_iter()
-                    .collect(),
-            ),
-            init: Some(true),
-            ..Default::default()
+            ..self.locked_down()
         };
         let body = ContainerCreateBody {
             image: Some(self.config.image.clone()),
@@ -752,5 +839,27 @@ impl ContainerBackend for DockerBackend {
                 _ => break,
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The kernel's recipe is the one the build script computes and puts on
+    /// the image (the script's own lines, run by bash).
+    #[test]
+    fn the_image_recipe_is_the_build_scripts() {
+        let lines: Vec<&str> = BUILD_SCRIPT
+            .lines()
+            .filter(|l| l.starts_with("packages=\"") || l.starts_with("recipe=\""))
+            .collect();
+        assert_eq!(lines.len(), 2, "the script's packages= and recipe= lines: {lines:?}");
+        let script = format!("{}\n{}\nprintf %s \"$recipe\"", lines[0], lines[1]);
+        let out = std::process::Command::new("bash").arg("-c").arg(&script).output().expect("bash runs");
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        assert_eq!(String::from_utf8_lossy(&out.stdout), image_recipe());
+        assert_eq!(image_recipe().len(), 12);
+        assert!(lines[0].contains("nodejs") && lines[0].contains("python3"), "MCP servers need Node.js and Python: {}", lines[0]);
     }
 }

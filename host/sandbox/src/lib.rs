@@ -4,11 +4,14 @@
 //! container per process (see the README for what it enforces). Without a
 //! configured backend the interface is still linked for `exec` agents, and
 //! every call fails with [`no_backend`]'s explanation — never a silent
-//! fallback to the host shell.
+//! fallback to the host shell. [`stdio`]: the same lock-down for one
+//! long-running program attached by its stdin/stdout (stdio MCP servers).
 
 pub mod docker;
+pub mod stdio;
 
-pub use docker::{DockerBackend, DockerConfig, DockerError, DockerStatus};
+pub use docker::{image_recipe, DockerBackend, DockerConfig, DockerError, DockerStatus};
+pub use stdio::{BindMount, ContainerGuard, StdioContainer, StdioSpec};
 
 use std::path::PathBuf;
 use std::sync::Arc;

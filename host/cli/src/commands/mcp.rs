@@ -13,18 +13,28 @@ use aos_mcp::{McpConfig, McpSource, ServerConfig};
 pub enum McpCmd {
     /// Add an MCP server: it is started once and its tools are listed; then it is written to aos.toml.
     #[command(after_help = "Examples:\n  \
-        aos mcp add everything --host -- npx -y @modelcontextprotocol/server-everything\n  \
-        aos mcp add files --host --timeout 10 -- npx -y @modelcontextprotocol/server-filesystem /srv/docs\n  \
+        aos mcp add everything --mount ~/.cache/aos/mcp-node:/opt/mcp -- node /opt/mcp/node_modules/@modelcontextprotocol/server-everything/dist/index.js stdio\n  \
+        aos mcp add files --mount /srv/docs:/docs:rw -- node /opt/mcp/node_modules/@modelcontextprotocol/server-filesystem/dist/index.js /docs\n  \
+        aos mcp add local --host -- npx -y @modelcontextprotocol/server-everything\n  \
         aos mcp add search --url https://mcp.example.com/mcp --token-env SEARCH_MCP_TOKEN\n\
-        Agents then need `--grant mcp:everything` (all its tools) or `--grant mcp:everything/echo` (one tool);\n\
+        A stdio server runs in a container of the sandbox image (Node.js 18, Python 3; no network, no host files\n\
+but its --mount paths) unless --host. Agents then need `--grant mcp:everything` (all its tools) or\n\
+`--grant mcp:everything/echo` (one tool);\n\
         `all` grants no MCP server. Restart the kernel to offer the new tools to agents.")]
     Add {
         /// The server's name (1-32 of a-z, 0-9, -, _); its tools become MCP_NAME_TOOL.
         name: String,
-        /// Run the stdio server directly on the host, with the kernel's user, files and network.
-        /// Required for stdio servers in this version (their sandbox container is not built yet).
+        /// Run the stdio server directly on the host, with the kernel's user, files and network
+        /// (announced at start and in `aos mcp ls`). Without it a stdio server runs in a sandbox container.
         #[arg(long)]
         host: bool,
+        /// A host path the stdio server's container sees: HOST[:CONTAINER][:rw] (read-only unless :rw;
+        /// the same path inside unless CONTAINER is given). Repeatable.
+        #[arg(long = "mount", value_name = "HOST[:CONTAINER][:rw]", conflicts_with = "host")]
+        mounts: Vec<String>,
+        /// Put the stdio server's container on Docker's bridge network (else it has none).
+        #[arg(long, conflicts_with = "host")]
+        network: bool,
         /// A streamable-HTTP server's URL (reached under the [net] address policy; agents need net:HOST too).
         #[arg(long, conflicts_with = "command")]
         url: Option<String>,
@@ -81,15 +91,17 @@ pub enum McpCmd {
 pub async fn run(cmd: McpCmd) -> Result<i32> {
     let home = crate::home::aos_home()?;
     match cmd {
-        McpCmd::Add { name, host, url, token_env, env_from, timeout, replace, command } => {
+        McpCmd::Add { name, host, mounts, network, url, token_env, env_from, timeout, replace, command } => {
             let cfg = Config::load(&home)?;
             if cfg.mcp.servers.contains_key(&name) && !replace {
                 bail!("an MCP server named `{name}` is already configured; remove it first (`aos mcp remove {name}`) or pass --replace");
             }
-            let mut server = ServerConfig { url, token_env, env_from, host, call_timeout_secs: timeout, ..Default::default() };
+            let mounts = mounts.iter().map(|m| parse_mount(m)).collect::<Result<Vec<_>>>()?;
+            let mut server =
+                ServerConfig { url, token_env, env_from, host, network, mounts, call_timeout_secs: timeout, ..Default::default() };
             if server.url.is_none() {
                 let Some((program, args)) = command.split_first() else {
-                    bail!("give the server's command after `--` (aos mcp add {name} --host -- COMMAND ARGS...) or its --url");
+                    bail!("give the server's command after `--` (aos mcp add {name} -- COMMAND ARGS...) or its --url");
                 };
                 server.command = Some(program.clone());
                 server.args = args.to_vec();
@@ -98,9 +110,11 @@ pub async fn run(cmd: McpCmd) -> Result<i32> {
             }
             let mut one = McpConfig::default();
             one.servers.insert(name.clone(), server.clone());
-            let source = McpSource::with_net(&one, |k| std::env::var(k).ok(), net_policy(&cfg)?)?;
+            let source = McpSource::open(&one, |k| std::env::var(k).ok(), net_policy(&cfg)?, cfg.sandbox.to_runtime(&home))?;
             if server.host {
-                errln!("note: `{name}` runs ON THE HOST, outside any sandbox ({})", server.describe());
+                errln!("note: `{name}` runs ON THE HOST, outside any sandbox ({})", server.describe_in(&cfg.sandbox.image));
+            } else if server.command.is_some() {
+                errln!("note: `{name}`: {}", server.describe_in(&cfg.sandbox.image));
             }
             errln!("starting `{name}` to list its tools...");
             let started = source.start_all().await;
@@ -108,7 +122,7 @@ pub async fn run(cmd: McpCmd) -> Result<i32> {
                 r.with_context(|| format!("`{name}` was not added"))?;
             }
             print_tools(&source, &name, false);
-            source.server(&name).context("server vanished")?.stop().await;
+            aos_abi::SyscallSource::shutdown(&source).await;
             set_mcp_server(&home, &name, &server)?;
             outln!("added MCP server `{name}` to {}", home.join("aos.toml").display());
             outln!("grant it with --grant mcp:{name} (all its tools) or --grant mcp:{name}/TOOL; restart a running kernel to offer it");
@@ -117,11 +131,14 @@ pub async fn run(cmd: McpCmd) -> Result<i32> {
         McpCmd::Ls { tools, json } => {
             let cfg = Config::load(&home)?;
             if cfg.mcp.servers.is_empty() && !json {
-                outln!("no MCP servers configured (add one with `aos mcp add NAME --host -- COMMAND ARGS...`)");
+                outln!("no MCP servers configured (add one with `aos mcp add NAME [--mount HOST:CONTAINER] -- COMMAND ARGS...`)");
                 return Ok(0);
             }
-            let source =
-                if tools { Some(McpSource::with_net(&cfg.mcp, |k| std::env::var(k).ok(), net_policy(&cfg)?)?) } else { None };
+            let source = if tools {
+                Some(McpSource::open(&cfg.mcp, |k| std::env::var(k).ok(), net_policy(&cfg)?, cfg.sandbox.to_runtime(&home))?)
+            } else {
+                None
+            };
             let mut started = Vec::new();
             if let Some(s) = &source {
                 started = s.start_all().await;
@@ -129,7 +146,12 @@ pub async fn run(cmd: McpCmd) -> Result<i32> {
             if json {
                 let mut v = serde_json::Map::new();
                 for (name, sc) in &cfg.mcp.servers {
-                    let mut e = serde_json::json!({ "config": sc, "runs": sc.describe(), "on_host": sc.host && sc.command.is_some() });
+                    let mut e = serde_json::json!({
+                        "config": sc,
+                        "runs": sc.describe_in(&cfg.sandbox.image),
+                        "on_host": sc.host && sc.command.is_some(),
+                        "in_container": !sc.host && sc.command.is_some(),
+                    });
                     if let Some(s) = &source {
                         let srv = s.server(name);
                         e["tools"] = serde_json::to_value(srv.map(|x| x.tools()).unwrap_or_default())?;
@@ -142,7 +164,7 @@ pub async fn run(cmd: McpCmd) -> Result<i32> {
                 outln!("{}", serde_json::to_string_pretty(&v)?);
             } else {
                 for (name, sc) in &cfg.mcp.servers {
-                    outln!("{name}: {}", sc.describe());
+                    outln!("{name}: {}", sc.describe_in(&cfg.sandbox.image));
                     if let Err(e) = sc.transport(name, |k| std::env::var(k).ok()) {
                         outln!("  cannot start: {e}");
                     }
@@ -182,6 +204,30 @@ fn print_tools(source: &McpSource, name: &str, indent: bool) {
         outln!("{pad}  {} ({syscall}): {}", t.name, t.description.lines().next().unwrap_or(""));
         outln!("{pad}    input: {}", t.input_schema);
     }
+}
+
+/// `--mount HOST[:CONTAINER][:rw]` as a `mounts` entry (checked when the server is started).
+fn parse_mount(spec: &str) -> Result<aos_mcp::MountConfig> {
+    let mut parts: Vec<&str> = spec.split(':').collect();
+    let writable = match parts.last() {
+        Some(&"rw") => {
+            parts.pop();
+            true
+        }
+        Some(&"ro") => {
+            parts.pop();
+            false
+        }
+        _ => false,
+    };
+    let (host, container) = match parts.as_slice() {
+        [h] if !h.is_empty() => (*h, None),
+        [h, c] if !h.is_empty() && !c.is_empty() => (*h, Some(std::path::PathBuf::from(c))),
+        _ => bail!("--mount {spec}: write HOST[:CONTAINER][:rw], e.g. --mount /srv/docs:/docs or --mount /srv/out:/out:rw"),
+    };
+    let host = std::path::PathBuf::from(host);
+    let host = if host.is_relative() { std::env::current_dir()?.join(host) } else { host };
+    Ok(aos_mcp::MountConfig { host, container, writable })
 }
 
 /// The `[net]` policy of `aos.toml`, under which streamable-HTTP servers are reached.

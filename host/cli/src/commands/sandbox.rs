@@ -15,8 +15,9 @@ const BUILD_SCRIPT: &str = include_str!("../../../../scripts/build-sandbox-image
 #[derive(Debug, Subcommand)]
 pub enum SandboxCmd {
     /// Build the sandbox image locally: a minimal Debian bookworm (debootstrap) with
-    /// bash, coreutils, git, python3, curl, jq…, imported with `docker import`.
-    /// Skipped if the image exists, unless --force. Needs root (or sudo) and a running Docker.
+    /// bash, coreutils, git, python3, nodejs, curl, jq…, imported with `docker import`.
+    /// Skipped if the image exists and is current (its aos.sandbox.recipe label), unless --force;
+    /// an image built by an older version is rebuilt. Needs root (or sudo) and a running Docker.
     #[command(after_help = "If Docker is not running, start it first (as root): scripts/setup-docker.sh --no-image")]
     Build {
         /// Rebuild even if the image exists.
@@ -65,7 +66,10 @@ pub async fn run(cmd: SandboxCmd) -> Result<i32> {
                 }
                 if st.server_version.is_some() {
                     if st.image_present {
-                        outln!("image:   {} present", st.image);
+                        match backend.check_image().await {
+                            Ok(()) => outln!("image:   {} present", st.image),
+                            Err(e) => outln!("image:   {} OUTDATED — {e}", st.image),
+                        }
                     } else {
                         outln!("image:   {} MISSING — build it with `aos sandbox build`", st.image);
                     }
