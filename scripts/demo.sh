@@ -27,9 +27,11 @@ step "$AOS" run --provider script --model "$HERE/examples/scripts/haiku.txt" --w
 step cat "$RUNWS/haiku.txt"
 
 echo; echo "# the same task on the embedded offline model (SmolLM2-135M, llama.cpp, grammar-constrained):"
-echo "# every reply is a well-formed syscall; the right first call for ~90% of the eval tasks, and a plan"
-echo "# from the task's clauses says when it is done (evals/README.md). tests/all/run_cli.rs runs this command."
+echo "# the calls are built from the task's words and the results; the model composes the haiku in a turn"
+echo "# of its own, and the exit says what was done (evals/README.md). tests/all/run_cli.rs runs this command."
 LOCALWS=$(mktemp -d)
 step "$AOS" run --workspace "$LOCALWS" --grant fs:rw \
     "write a haiku about the sea to haiku.txt, then exit"
-step ls -la "$LOCALWS"
+step cat "$LOCALWS/haiku.txt"
+echo; echo "# a job that cannot be done ends with a non-zero exit naming what failed (expected: exit 1):"
+"$AOS" run --workspace "$LOCALWS" --grant fs:rw "copy missing.txt to copy.txt" || echo "(exit $?, as it should)"

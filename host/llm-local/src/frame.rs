@@ -766,7 +766,7 @@ impl Reader {
             let source = names.first().cloned().or(subject.clone());
             let mut s = Vec::new();
             if let Some(src) = &source {
-                if !(refers && self.have_data) || !names.is_empty() {
+                if !(refers && self.have_data && names.is_empty()) {
                     s.push(Step::Read {
                         path: Path::Named(src.clone()),
                     });
