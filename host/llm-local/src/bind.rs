@@ -395,6 +395,25 @@ fn describe_call(name: &str, args: &Value) -> String {
     }
 }
 
+/// Why a model-written call that changes files is not made.
+fn refusal(name: &str, before: &str) -> String {
+    format!("Could not continue: the task names no file for {name}, and this agent changes only files the task names.{before}")
+}
+
+/// The whole `SYS_EXIT` reply refusing a model-chosen `name` that would
+/// change a file when the task names none.
+pub fn refusal_exit(name: &str, done: &[Done]) -> String {
+    let before = if done.iter().any(|d| d.outcome.is_ok()) { format!(" Done before: {}.", summary(done)) } else { String::new() };
+    let args = json!({ "code": 1, "result": refusal(name, &before) });
+    format!("{}SYS_EXIT] {}", crate::grammar::TAG_OPEN, args_text(&args))
+}
+
+/// The text of the conversation's task (`[TASK] …`), on one line.
+pub fn task_text(messages: &[(String, String)]) -> Option<String> {
+    let (_, c) = messages.iter().find(|(r, c)| r == "user" && c.starts_with("[TASK]"))?;
+    Some(c["[TASK]".len()..].trim().replace('\n', " "))
+}
+
 fn exit(code: i64, result: String) -> Next {
     Next::Call {
         name: "SYS_EXIT".into(),
@@ -472,13 +491,7 @@ pub fn next(
     match &step.step {
         None if CHANGES_FILES.contains(&step.syscall.as_str()) => {
             if named.is_empty() {
-                exit(
-                    1,
-                    format!(
-                        "Could not continue: the task names no file for {}, and this agent changes only files the task names.{before}",
-                        step.syscall
-                    ),
-                )
+                exit(1, refusal(&step.syscall, &before))
             } else {
                 Next::Model {
                     name: step.syscall.clone(),

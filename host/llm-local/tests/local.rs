@@ -367,3 +367,26 @@ fn a_composed_text_is_placed_in_the_planned_call() {
         "{out:?}"
     );
 }
+
+/// However the syscall was chosen (here by scoring names, two-stage, the
+/// way steps after an event are), a model-written FS_DELETE may only name a
+/// file the task names: with a name the grammar offers only it, with none
+/// the process exits 1 instead of deleting whatever the model invents.
+#[test]
+fn a_model_chosen_delete_names_only_a_file_the_task_names() {
+    let Some(dir) = model_dir() else { return };
+    let p = model_provider(&dir, 2);
+    let run = |pid: u64, task: &str| {
+        let t = common::Task { task: task.into(), caps: vec!["fs:rw".into()], expect: vec![], history: vec![] };
+        let mut req = common::request(pid, &t);
+        req.syscalls = req.syscalls.iter().filter(|s| s.name == "FS_DELETE").cloned().collect::<Vec<_>>().into();
+        p.complete_blocking(req).unwrap().text
+    };
+    let named = run(31, "clean up by removing old.log");
+    let call = aos_kernel::parse_reply(&named).remove(0).unwrap();
+    assert_eq!((call.name.as_str(), &call.args["path"]), ("FS_DELETE", &serde_json::json!("old.log")), "{named}");
+    let unnamed = run(32, "clean up the workspace");
+    let call = aos_kernel::parse_reply(&unnamed).remove(0).unwrap();
+    assert_eq!((call.name.as_str(), &call.args["code"]), ("SYS_EXIT", &serde_json::json!(1)), "{unnamed}");
+    assert!(call.args["result"].as_str().unwrap().contains("names no file for FS_DELETE"), "{unnamed}");
+}

@@ -409,6 +409,23 @@ impl Engine {
             stats.choose_ms = ms(t) + plan_ms;
             stats.scoring_tokens = scored;
             stats.generated_tokens = forced;
+            // Whichever way the name was chosen (the plan, or scoring after
+            // an event, a message or a line on stdin), a call that changes
+            // files may only name a file the task names; with none named the
+            // process exits instead ([`crate::bind::CHANGES_FILES`]).
+            let name = req.specs[chosen].name.as_str();
+            if only_paths.is_none() && crate::bind::CHANGES_FILES.contains(&name) {
+                let named = crate::bind::task_text(&req.messages)
+                    .map(|task| crate::frame::task_names(&crate::plan::clauses(&task)))
+                    .unwrap_or_default();
+                if named.is_empty() {
+                    let text = crate::bind::refusal_exit(name, &crate::bind::history(&req.messages));
+                    TextSink::send(&self.report.text, &text);
+                    stats.total_ms = ms(t_all);
+                    return Ok(GenOutput { text, stats });
+                }
+                only_paths = Some(named);
+            }
             budget = budget.saturating_sub(forced);
             let name = format!("{TAG_OPEN}{}]", req.specs[chosen].name);
             self.report.forced = forced as u64;
