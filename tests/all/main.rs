@@ -2,7 +2,7 @@
 //! assembled system.
 //!
 //! - End to end, on the real `aos` binary: `aos driver` ([`driver_cli`]),
-//!   `aos run` ([`run_cli`]), the daemon and its CLI ([`daemon_cli`]), `aos mcp serve` driven by the
+//!   `aos run` ([`run_cli`]), the daemon and its CLI ([`daemon_cli`]), `aos mcp add/ls` ([`mcp_cli`]), `aos mcp serve` driven by the
 //!   PyPI MCP client ([`mcp_serve`]), traces over OTLP ([`telemetry_cli`]), the
 //!   CLI as a new user meets it ([`cli_ux`]), `aos top` on a terminal
 //!   ([`top_tty`]), and the WIT copy of the guest SDK ([`wit_drift`]).
@@ -25,6 +25,7 @@ mod approvals_cli;
 mod cli_ux;
 mod daemon_cli;
 mod driver_cli;
+mod mcp_cli;
 mod mcp_serve;
 mod outcome_local;
 mod run_cli;

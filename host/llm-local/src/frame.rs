@@ -277,6 +277,13 @@ const NOT_NAMES: &[&str] = &[
     "empty",
     "file",
     "files",
+    "everything",
+    "all",
+    "both",
+    "anything",
+    "nothing",
+    "then",
+    "inside",
 ];
 
 /// The names a clause mentions, in order, with their word positions.
@@ -330,7 +337,8 @@ fn names(ws: &Words) -> Vec<(usize, String)> {
             continue;
         }
         if FOLDER_WORDS.contains(&low) {
-            // "folder out", "folder named out", "called build".
+            // "folder out", "folder named out", "called build"; "the
+            // directories src and tests".
             let mut j = i + 1;
             if FOLDER_WORDS.contains(&low)
                 && ws
@@ -346,6 +354,27 @@ fn names(ws: &Words) -> Vec<(usize, String)> {
             if let Some(name) = bare_ok(j) {
                 if !out.iter().any(|(k, _)| *k == j) {
                     out.push((j, name));
+                }
+                // More of a list: "src, docs and tests".
+                let mut k = j;
+                loop {
+                    let next = if ws.orig[k].ends_with(',') {
+                        k + 1
+                    } else if ws.w.get(k + 1).is_some_and(|x| x == "and") {
+                        k + 2
+                    } else {
+                        break;
+                    };
+                    let stop = ws.w.get(next).is_some_and(|x| x == "then" || crate::plan::VERBS.contains(&x.as_str()));
+                    match bare_ok(next) {
+                        Some(n) if !stop && (!is_file_like(&n) || low.ends_with('s')) => {
+                            if !out.iter().any(|(q, _)| *q == next) {
+                                out.push((next, n));
+                            }
+                            k = next;
+                        }
+                        _ => break,
+                    }
                 }
                 continue;
             }
@@ -390,13 +419,23 @@ pub struct Reader {
     have_data: bool,
     /// The key of the last fact remembered ("recall it").
     last_key: Option<String>,
+    /// A text composed by a clause that named no file ("write a poem about
+    /// rain"), for a later clause to save or print ("and save it in rain.txt").
+    pending: Option<Text>,
 }
 
 /// The steps of `task`'s clauses, or `None` for a clause not recognised
 /// (index-aligned with `clauses`).
 pub fn read_task(clauses: &[String]) -> Vec<Option<Vec<Step>>> {
     let mut r = Reader::default();
-    clauses.iter().map(|c| r.clause(c)).collect()
+    let mut out: Vec<Option<Vec<Step>>> = clauses.iter().map(|c| r.clause(c)).collect();
+    // A composed text no clause saved is shown to the user.
+    if let Some(text) = r.pending.take() {
+        if let Some(Some(last)) = out.iter_mut().rev().find(|s| s.is_some()) {
+            last.push(Step::Print { text });
+        }
+    }
+    out
 }
 
 /// Every name the task's clauses mention, in order, once each.
@@ -633,6 +672,14 @@ impl Reader {
             || (["show", "display", "print"].contains(&verb)
                 && has(w, "files")
                 && !names.iter().any(|n| is_file_like(n) && !n.contains('/')));
+        let saves_listing = ["save", "write", "put", "store"].contains(&verb);
+        if lists && saves_listing {
+            let target = names.iter().rev().find(|n| is_file_like(n))?.clone();
+            return Some(vec![
+                Step::List { path: None },
+                Step::Write { path: target, text: Text::FromLast(Select::All), append: false },
+            ]);
+        }
         if lists {
             let folder = names
                 .iter()
@@ -687,10 +734,17 @@ impl Reader {
         if copies || moves {
             // "copy a.txt to b.txt", or "save a copy of it in b.txt" (it: the
             // file named before).
-            let pronoun = has_any(w, &["it", "its", "this", "that"]);
+            let pronoun_at = w.iter().position(|x| ["it", "its", "this", "that", "them"].contains(&x.as_str()));
             let (source, mut target) = match names {
                 [s, t, ..] => (s.clone(), t.clone()),
-                [t] if pronoun => (self.last_name.clone()?, t.clone()),
+                // "copy data.csv into it": the pronoun after the name is the
+                // target (a folder named before).
+                [n] if pronoun_at.is_some_and(|p| found_after(ws, start, n, p)) => {
+                    let folder = self.last_name.clone()?;
+                    let base = n.rsplit('/').next().unwrap_or(n).to_string();
+                    (n.clone(), format!("{}/{base}", folder.trim_end_matches('/')))
+                }
+                [t] if pronoun_at.is_some() => (self.last_name.clone()?, t.clone()),
                 _ => return None,
             };
             let sel = selection(w);
@@ -742,7 +796,10 @@ impl Reader {
         }
 
         // count the lines / words, how many lines does X have.
-        if verb == "count" || (verb == "how" && second == "many") {
+        let counts = verb == "count"
+            || (has(w, "how") && has(w, "many"))
+            || w.windows(2).any(|p| p[0] == "number" && p[1] == "of");
+        if counts && has_any(w, &["word", "words", "line", "lines"]) {
             let sel = if has_any(w, &["word", "words"]) {
                 Select::WordCount
             } else if has_any(w, &["line", "lines"]) {
@@ -807,7 +864,7 @@ impl Reader {
         }
 
         // read X [and print it] / open X.
-        if ["read", "open", "load", "cat"].contains(&verb) {
+        if ["read", "open", "load"].contains(&verb) {
             let path = match names.first().cloned().or(subject) {
                 Some(n) => Path::Named(n),
                 None if has(w, "file") => Path::OnlyListed,
@@ -828,7 +885,7 @@ impl Reader {
 
         // print / show / display / output / say / tell / what's in / what does X say.
         let shows = [
-            "print", "show", "display", "output", "echo", "say", "tell", "type",
+            "print", "show", "display", "output", "echo", "say", "tell", "type", "cat",
         ]
         .contains(&verb)
             || ((verb == "what's" || verb == "whats") && (has(w, "in") || has(w, "inside")))
@@ -865,6 +922,11 @@ impl Reader {
                     },
                 ]);
             }
+            if refers && names.is_empty() {
+                if let Some(text) = self.pending.take() {
+                    return Some(vec![Step::Print { text }]);
+                }
+            }
             if refers || has_any(w, &["contents", "content", "result"]) {
                 if self.have_data {
                     return Some(vec![Step::Print {
@@ -881,7 +943,11 @@ impl Reader {
                     },
                 ]);
             }
-            // "say hi", "output the word banana", "print hello to the user".
+            // "say hi", "output the word banana", "print hello to the user";
+            // never "tell me the port" (a question, left to the model).
+            if ["tell", "what", "what's", "whats", "which", "show", "display"].contains(&verb) {
+                return None;
+            }
             let mut lit = literal_between(ws, start + 1, &[])?;
             for audience in [
                 " to the user",
@@ -902,8 +968,16 @@ impl Reader {
         }
 
         // write / save / put / store / jot down / create X with / overwrite X with.
+        // empty / clear / truncate X: nothing in it.
+        if ["empty", "clear", "truncate", "blank"].contains(&verb) && !is_folder_clause {
+            let path = names.first().cloned().or(subject)?;
+            return Some(vec![Step::Write { path, text: Text::Exact(String::new()), append: false }]);
+        }
         let writes = [
             "write",
+            "compose",
+            "draft",
+            "generate",
             "save",
             "put",
             "store",
@@ -936,15 +1010,32 @@ impl Reader {
             }
             let path = match names.last().cloned() {
                 Some(n) => n,
+                None if refers && self.pending.is_some() && self.last_name.is_none() => return None,
                 None if refers => subject?,
-                None => return None,
+                None => {
+                    // "write a poem about rain" (and save it later): composed
+                    // now, placed by the clause that names the file.
+                    if first_quote.is_none() && self.pending.is_none() {
+                        if let Some(t @ Text::Compose { .. }) = composed(ws, start, w, self.have_data) {
+                            self.pending = Some(t);
+                            return Some(Vec::new());
+                        }
+                    }
+                    return None;
+                }
             };
-            let text = if let Some(q) = first_quote {
+            let pronoun = has_any(w, &["it", "them", "this", "that"]);
+            let pending = if pronoun { self.pending.take() } else { None };
+            let text = if let Some(t) = pending {
+                t
+            } else if let Some(q) = first_quote {
                 Text::Exact(q)
             } else if has(w, "empty") {
                 Text::Exact(String::new())
             } else if let Some(sel) = selection(w) {
                 Text::FromLast(sel)
+            } else if let Some(t) = after_with(ws, start, w) {
+                t
             } else if (refers || has_any(w, &["contents", "content"]))
                 && self.have_data
                 && !has_any(w, &["summary", "about"])
@@ -986,6 +1077,48 @@ impl Reader {
         }
         None
     }
+}
+
+/// Whether `name` stands in the clause before the word at `pronoun`
+/// (positions within the clause after its opening words).
+fn found_after(ws: &Words, start: usize, name: &str, pronoun: usize) -> bool {
+    ws.raw[start..].iter().position(|x| x.trim_start_matches("./") == name).is_some_and(|i| i < pronoun)
+}
+
+/// The text after "with" / "containing" that follows the target name: a
+/// list of items ("with three items: eggs, milk, bread") one per line, or a
+/// short literal. Filler words ("the text", "the items", "N items:") are
+/// skipped.
+fn after_with(ws: &Words, start: usize, w: &[String]) -> Option<Text> {
+    let k = w.iter().position(|x| x == "with" || x == "containing")?;
+    // Only after a name ("a file called x.txt with ..."), not "a list with".
+    if !ws.raw[start..start + k].iter().any(|x| is_file_like(x)) {
+        return None;
+    }
+    let fillers = ["the", "text", "content", "contents", "words", "word", "items", "item", "lines", "line", "following"];
+    let mut rest: Vec<&str> = ws.orig[start + k + 1..].iter().map(String::as_str).collect();
+    while let Some(first) = rest.first() {
+        let low = first.trim_end_matches(':').to_lowercase();
+        if fillers.contains(&low.as_str()) || number_word(&low).is_some() {
+            rest.remove(0);
+        } else {
+            break;
+        }
+    }
+    if rest.is_empty() || rest.iter().any(|x| x.starts_with(QUOTE_MARK)) {
+        return None;
+    }
+    let text = rest.join(" ").trim_end_matches(['.', '!', '?']).to_string();
+    let items: Vec<String> = text
+        .split([',', ';'])
+        .flat_map(|p| p.split(" and "))
+        .map(|x| x.trim().trim_start_matches("and ").trim().to_string())
+        .filter(|x| !x.is_empty())
+        .collect();
+    if items.len() >= 2 {
+        return Some(Text::Exact(items.join("\n")));
+    }
+    (rest.len() <= 8).then_some(Text::Exact(text))
 }
 
 /// "what files are there?", "which files are in src?", "what is in the
@@ -1032,6 +1165,9 @@ fn literal_between(ws: &Words, from: usize, stops: &[&str]) -> Option<String> {
     }
     let text = words.join(" ");
     let low = text.to_lowercase();
+    if ["it", "this", "that", "them", "these", "those"].contains(&low.as_str()) {
+        return None;
+    }
     // "a haiku about", "some notes": composing, not copying.
     if low.starts_with("a ")
         || low.starts_with("an ")
@@ -1299,6 +1435,23 @@ mod tests {
                 text: Text::FromLast(Select::Line(2))
             }
         );
+        let s = steps("Write a short poem about rain and save it in rain.txt");
+        assert_eq!(s[0], Some(vec![]));
+        assert!(matches!(&s[1].as_ref().unwrap()[..], [Step::Write { path, text: Text::Compose { .. }, .. }] if path == "rain.txt"), "{s:?}");
+        assert_eq!(steps("Read config.yaml and tell me the port")[1], None);
+        assert_eq!(steps("Tell me how many words are in essay.txt")[0].as_ref().unwrap()[1], Step::Print { text: Text::FromLast(Select::WordCount) });
+        assert_eq!(steps("remove the directory cache and everything in it")[0], Some(vec![Step::Delete { path: "cache".into(), recursive: true }]));
+        assert_eq!(steps("Create the directories src and tests")[0], Some(vec![Step::Mkdir { path: "src".into() }, Step::Mkdir { path: "tests".into() }]));
+        assert_eq!(
+            steps("Create a new folder called backups and copy data.csv into it")[1].as_ref().unwrap()[1],
+            Step::Write { path: "backups/data.csv".into(), text: Text::FromLast(Select::All), append: false }
+        );
+        assert_eq!(
+            steps("Create a file called todo.txt with three items: eggs, milk, bread")[0],
+            Some(vec![Step::Write { path: "todo.txt".into(), text: exact("eggs\nmilk\nbread"), append: false }])
+        );
+        assert_eq!(steps("Empty the file log.txt")[0], Some(vec![Step::Write { path: "log.txt".into(), text: exact(""), append: false }]));
+        assert_eq!(steps("Save the list of files to files.txt")[0].as_ref().unwrap()[1], Step::Write { path: "files.txt".into(), text: Text::FromLast(Select::All), append: false });
         assert_eq!(
             steps("Print hello to the user")[0],
             Some(vec![Step::Print {
@@ -1362,5 +1515,18 @@ fn dump() {
                 read_task(&cl)
             );
         }
+    }
+}
+
+/// Prints the frames of `AOS_FRAME_TASKS` (one task a line) — for trying
+/// phrasings (`cargo test -p aos-llm-local --lib frame::try_phrasings --
+/// --ignored --nocapture`).
+#[cfg(test)]
+#[test]
+#[ignore]
+fn try_phrasings() {
+    let text = std::env::var("AOS_FRAME_TASKS").unwrap_or_default();
+    for task in text.lines().filter(|l| !l.trim().is_empty()) {
+        println!("{task}\n    {:?}", read_task(&crate::plan::clauses(task)));
     }
 }

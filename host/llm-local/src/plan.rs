@@ -15,7 +15,7 @@
 /// Verbs that start a new clause after "and" or a comma ("read a.txt and
 /// print it"); other words after "and" continue the clause ("remove build
 /// and everything in it").
-const VERBS: &[&str] = &[
+pub(crate) const VERBS: &[&str] = &[
     "add", "answer", "append", "ask", "call", "check", "compute", "copy", "count", "create", "delete", "display",
     "download", "echo", "end", "erase", "exit", "fetch", "find", "forget", "get", "greet", "let", "list", "look", "make",
     "move", "notify", "open", "output", "print", "put", "quit", "read", "receive", "recall", "register", "remember",
