@@ -9,8 +9,10 @@
 //! chosen from the clause's words exactly as a first step is
 //! ([`crate::Decoding::Pmi`]), a clause counts as done once a call of that
 //! syscall succeeded, and when every clause is done the next call is
-//! `SYS_EXIT`. The model still writes every call's arguments, seeing the
-//! whole conversation (so it can correct an argument after an `[ERROR]`).
+//! `SYS_EXIT`. Clauses [`crate::frame`] recognises get their calls built
+//! from the task and the results ([`crate::bind`]); for the others the model
+//! writes the arguments, seeing the whole conversation (so it can correct an
+//! argument after an `[ERROR]`).
 
 /// Verbs that start a new clause after "and" or a comma ("read a.txt and
 /// print it"); other words after "and" continue the clause ("remove build

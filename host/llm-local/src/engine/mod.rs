@@ -7,6 +7,8 @@
 //!   parallel sequences of a unified KV cache in one `llama_decode`.
 //! * [`pmi`] — the default way to choose a step's syscall: the task's plan,
 //!   each clause matched to a syscall's plain-words hints by PMI.
+//! * [`compose`] — a text the plan needs composed (a haiku, a summary),
+//!   written in a chat turn of its own under a grammar of plain lines.
 //! * [`sample`] — grammar-constrained sampling of the reply or arguments.
 //! * [`error`] — [`EngineError`] and [`GenError`].
 //!
