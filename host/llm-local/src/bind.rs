@@ -122,14 +122,16 @@ pub fn history(messages: &[(String, String)]) -> Vec<Done> {
 /// Calls whose result holds data a later step can use.
 const DATA_CALLS: &[&str] = &["FS_READ", "FS_LIST", "MEM_READ", "EXEC_CMD", "NET_FETCH"];
 
+/// The last successful call whose result holds data ([`DATA_CALLS`]).
+fn last_data_call(done: &[Done]) -> Option<&Done> {
+    done.iter().rev().find(|d| d.outcome.is_ok() && DATA_CALLS.contains(&d.name.as_str()))
+}
+
 /// The data of the last successful call that produces some (a file's
 /// content, the best memory recalled, the names of a listing); `None` when
 /// that call found nothing (no earlier result stands in for it).
 fn last_data(done: &[Done]) -> Option<String> {
-    let d = done
-        .iter()
-        .rev()
-        .find(|d| d.outcome.is_ok() && DATA_CALLS.contains(&d.name.as_str()))?;
+    let d = last_data_call(done)?;
     let v = d.outcome.as_ref().ok()?;
     match d.name.as_str() {
         "FS_READ" => v.get("content")?.as_str().map(String::from),
@@ -223,11 +225,7 @@ fn build(step: &Step, done: &[Done]) -> Result<Next, String> {
                     call(name, a)
                 }
                 None => cannot(
-                    match done
-                        .iter()
-                        .rev()
-                        .find(|d| d.outcome.is_ok() && DATA_CALLS.contains(&d.name.as_str()))
-                    {
+                    match last_data_call(done) {
                         Some(d) if d.name == "MEM_READ" => "no memory was found",
                         Some(_) => "the last result holds no text to use",
                         None => "nothing was read that the text could come from",
@@ -403,9 +401,21 @@ fn refusal(name: &str, before: &str) -> String {
 /// The whole `SYS_EXIT` reply refusing a model-chosen `name` that would
 /// change a file when the task names none.
 pub fn refusal_exit(name: &str, done: &[Done]) -> String {
-    let before = if done.iter().any(|d| d.outcome.is_ok()) { format!(" Done before: {}.", summary(done)) } else { String::new() };
-    let args = json!({ "code": 1, "result": refusal(name, &before) });
-    format!("{}SYS_EXIT] {}", crate::grammar::TAG_OPEN, args_text(&args))
+    reply_text("SYS_EXIT", &json!({ "code": 1, "result": refusal(name, &done_before(done)) }))
+}
+
+/// " Done before: …." after a failure's words, when any call succeeded.
+fn done_before(done: &[Done]) -> String {
+    if done.iter().any(|d| d.outcome.is_ok()) {
+        format!(" Done before: {}.", summary(done))
+    } else {
+        String::new()
+    }
+}
+
+/// The reply text of one call: `[SYS_CALL::NAME] {json}`.
+pub fn reply_text(name: &str, args: &Value) -> String {
+    format!("{}{name}] {}", crate::grammar::TAG_OPEN, args_text(args))
 }
 
 /// The text of the conversation's task (`[TASK] …`), on one line.
@@ -461,11 +471,7 @@ pub fn next(
             }
         }
     }
-    let before = if done.iter().any(|d| d.outcome.is_ok()) {
-        format!(" Done before: {}.", summary(done))
-    } else {
-        String::new()
-    };
+    let before = done_before(done);
     if let Some(f) = last_failure {
         // A built step that failed would fail again the same way.
         let built = plan

@@ -438,10 +438,10 @@ pub fn read_task(clauses: &[String]) -> Vec<Option<Vec<Step>>> {
     out
 }
 
-/// Every name the task's clauses mention, in order, once each.
-pub fn task_names(clauses: &[String]) -> Vec<String> {
+/// Every name the clauses of `task` mention, in order, once each.
+pub fn task_names(task: &str) -> Vec<String> {
     let mut out: Vec<String> = Vec::new();
-    for c in clauses {
+    for c in &crate::plan::clauses(task) {
         for (_, n) in names(&split_words(c)) {
             if !out.contains(&n) {
                 out.push(n);
@@ -1109,16 +1109,20 @@ fn after_with(ws: &Words, start: usize, w: &[String]) -> Option<Text> {
         return None;
     }
     let text = rest.join(" ").trim_end_matches(['.', '!', '?']).to_string();
-    let items: Vec<String> = text
-        .split([',', ';'])
-        .flat_map(|p| p.split(" and "))
-        .map(|x| x.trim().trim_start_matches("and ").trim().to_string())
-        .filter(|x| !x.is_empty())
-        .collect();
+    let items = list_items(&text);
     if items.len() >= 2 {
         return Some(Text::Exact(items.join("\n")));
     }
     (rest.len() <= 8).then_some(Text::Exact(text))
+}
+
+/// The items of "milk, eggs and bread": split at commas, semicolons and "and".
+fn list_items(text: &str) -> Vec<String> {
+    text.split([',', ';'])
+        .flat_map(|p| p.split(" and "))
+        .map(|x| x.trim().trim_start_matches("and ").trim().to_string())
+        .filter(|x| !x.is_empty())
+        .collect()
 }
 
 /// "what files are there?", "which files are in src?", "what is in the
@@ -1204,12 +1208,7 @@ fn composed(ws: &Words, start: usize, w: &[String], have_data: bool) -> Option<T
         .iter()
         .find_map(|p| low.find(&format!("list {p}")).map(|i| i + 5 + p.len()))
     {
-        let items: Vec<String> = what[k..]
-            .split([',', ';'])
-            .flat_map(|p| p.split(" and "))
-            .map(|s| s.trim().trim_start_matches("and ").trim().to_string())
-            .filter(|s| !s.is_empty())
-            .collect();
+        let items = list_items(&what[k..]);
         if items.len() >= 2 {
             return Some(Text::Exact(items.join("\n")));
         }

@@ -418,7 +418,7 @@ impl Engine {
             let name = req.specs[chosen].name.as_str();
             if only_paths.is_none() && crate::bind::CHANGES_FILES.contains(&name) {
                 let named = crate::bind::task_text(&req.messages)
-                    .map(|task| crate::frame::task_names(&crate::plan::clauses(&task)))
+                    .map(|task| crate::frame::task_names(&task))
                     .unwrap_or_default();
                 if named.is_empty() {
                     let text = crate::bind::refusal_exit(name, &crate::bind::history(&req.messages));

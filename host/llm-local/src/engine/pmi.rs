@@ -71,25 +71,15 @@ impl Engine {
         {
             return Ok(None);
         }
-        let Some(at) = req
-            .messages
-            .iter()
-            .position(|(r, c)| r == "user" && c.starts_with("[TASK]"))
-        else {
+        let Some(task) = bind::task_text(&req.messages) else {
             return Ok(None);
         };
-        let task = req.messages[at].1["[TASK]".len()..]
-            .trim()
-            .replace('\n', " ");
         let Some((plan, evaluated)) = self.plan_for(&task, &req.specs)? else {
             return Ok(None);
         };
         let names: Vec<&str> = req.specs.iter().map(|s| s.name.as_str()).collect();
         let done = bind::history(&req.messages);
         let allowed = |n: &str| names.contains(&n);
-        let reply = |name: &str, args: &serde_json::Value| {
-            format!("{TAG_OPEN}{name}] {}", bind::args_text(args))
-        };
         let built = |text: String| Planned::Reply {
             text,
             evaluated,
@@ -97,9 +87,9 @@ impl Engine {
             streamed: false,
             truncated: false,
         };
-        let named = crate::frame::task_names(&crate::plan::clauses(&task));
+        let named = crate::frame::task_names(&task);
         Ok(match bind::next(&plan, &done, &allowed, &named) {
-            bind::Next::Call { name, args } => Some(built(reply(&name, &args))),
+            bind::Next::Call { name, args } => Some(built(bind::reply_text(&name, &args))),
             bind::Next::Model { name, paths } => names
                 .iter()
                 .position(|n| *n == name)
@@ -124,7 +114,7 @@ impl Engine {
                     // Nothing usable came out: say so rather than write junk.
                     let result = format!("Could not compose {what}: the model wrote nothing usable. Done before: {}.", bind::summary(&done));
                     let args = serde_json::json!({ "code": 1, "result": result });
-                    Some(built(reply("SYS_EXIT", &args)))
+                    Some(built(bind::reply_text("SYS_EXIT", &args)))
                 } else {
                     let text = format!("{head}{}{close}", super::sample::json_escape(&text));
                     Some(Planned::Reply {
